@@ -1,0 +1,267 @@
+//! The policy document: one YAML file, read by both functions, that says who the callers are, how each is
+//! recognised, what it may ask for, and which partner JWT issuers are trusted.
+//!
+//! The document is bundled with each deployment (`POLICY_FILE`), not fetched from S3 or SSM at run time: a policy
+//! change then goes through the same review, build and rollback as code, both functions of one deployment always
+//! agree on it, and a cold start needs no network call that could fail open. Its SHA-256 is the policy version that
+//! the authorizer hands to the broker and that every log line carries.
+//!
+//! Parsing is strict: unknown keys, duplicate callers, one identity mapped to two callers, default scopes outside
+//! the allowed ones and similar mistakes stop the load with an error naming file, caller, field and reason.
+
+mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::ids::{CallerId, ScopeSet};
+
+pub use validate::PolicyError;
+
+/// Longest accepted policy file. A policy is a few KiB; a larger file is a mistake, not a policy.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+/// A validated policy document.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// First 16 hex digits of the SHA-256 of the document's bytes.
+    pub version: String,
+    /// Whether logs carry a keyed hash of the caller id instead of the id itself.
+    pub hash_caller_ids: bool,
+    callers: Vec<Caller>,
+    by_id: HashMap<CallerId, usize>,
+    by_identity: HashMap<IdentityKey, usize>,
+    issuers: Vec<JwtIssuer>,
+}
+
+/// One registered caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: CallerId,
+    /// A disabled caller is recognised but refused (403), so an operator can switch it off without losing its
+    /// identity mapping.
+    pub enabled: bool,
+    pub identities: Vec<Identity>,
+    /// Name of the Cognito app client whose credentials the broker uses; the SSM parameter is
+    /// `{prefix}/{cognito_client}`.
+    pub cognito_client: String,
+    pub allowed_scopes: ScopeSet,
+    pub default_scopes: ScopeSet,
+    pub quotas: Vec<QuotaWindow>,
+    /// Longest access-token lifetime this caller may receive. Cognito's own validity is set per app client; a
+    /// longer token from upstream is refused (see the broker's docs).
+    pub max_token_lifetime: Duration,
+    /// Serve a still-fresh token from the broker's in-memory cache instead of calling Cognito again.
+    pub token_reuse: bool,
+    /// The API key value of the caller's usage plan, returned as `usageIdentifierKey`.
+    pub usage_plan_key: Option<UsagePlanKey>,
+}
+
+/// An API Gateway API key value. It only meters usage, but it is still a credential-like string: `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct UsagePlanKey(String);
+
+impl UsagePlanKey {
+    /// Wraps a validated key value.
+    pub(crate) fn new(v: String) -> Self {
+        UsagePlanKey(v)
+    }
+    /// The value, for the authorizer's `usageIdentifierKey` only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for UsagePlanKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsagePlanKey(<redacted>)")
+    }
+}
+
+/// How a caller is recognised. Never by serial number alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Exact URI SAN (e.g. a SPIFFE id); the certificate must carry exactly one URI SAN.
+    SanUri(String),
+    /// Exact DNS SAN (case-insensitive, stored lowercase).
+    SanDns(String),
+    /// Subject CN together with the issuer's CN, for PKIs without SANs.
+    SubjectCn { cn: String, issuer_cn: String },
+    /// SHA-256 of the whole DER certificate, lowercase hex.
+    CertSha256(String),
+    /// SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex: survives re-issuance with the same key.
+    SpkiSha256(String),
+    /// A partner JWT: `iss` equals `issuer` and the issuer's subject claim equals `subject`.
+    Jwt { issuer: String, subject: String },
+}
+
+/// The lookup key for an identity; two callers may not share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdentityKey {
+    SanUri(String),
+    SanDns(String),
+    SubjectCn { cn: String, issuer_cn: String },
+    CertSha256(String),
+    SpkiSha256(String),
+    Jwt { issuer: String, subject: String },
+}
+
+impl Identity {
+    /// The key under which this identity is indexed.
+    pub fn key(&self) -> IdentityKey {
+        match self {
+            Identity::SanUri(v) => IdentityKey::SanUri(v.clone()),
+            Identity::SanDns(v) => IdentityKey::SanDns(v.to_ascii_lowercase()),
+            Identity::SubjectCn { cn, issuer_cn } => IdentityKey::SubjectCn {
+                cn: cn.clone(),
+                issuer_cn: issuer_cn.clone(),
+            },
+            Identity::CertSha256(v) => IdentityKey::CertSha256(v.to_ascii_lowercase()),
+            Identity::SpkiSha256(v) => IdentityKey::SpkiSha256(v.to_ascii_lowercase()),
+            Identity::Jwt { issuer, subject } => IdentityKey::Jwt {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            },
+        }
+    }
+}
+
+/// One quota window: at most `limit` grants per fixed window of `length`, aligned to the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaWindow {
+    /// Stable name used in the counter key and in logs (`minute`, `hour`, `day` or `<n>s`).
+    pub name: String,
+    pub length: Duration,
+    pub limit: u64,
+}
+
+/// A trusted partner JWT issuer.
+#[derive(Debug, Clone)]
+pub struct JwtIssuer {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audiences: Vec<String>,
+    /// Only asymmetric algorithms are accepted at load.
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub max_token_age: Duration,
+    pub leeway: Duration,
+    /// Claim whose value identifies the partner (default `sub`).
+    pub subject_claim: String,
+}
+
+/// The asymmetric JWS algorithms a partner issuer may be configured with. HMAC and `none` are not representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    /// Parses the JOSE name; anything symmetric or unknown is refused.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "RS256" => Self::RS256,
+            "RS384" => Self::RS384,
+            "RS512" => Self::RS512,
+            "PS256" => Self::PS256,
+            "PS384" => Self::PS384,
+            "PS512" => Self::PS512,
+            "ES256" => Self::ES256,
+            "ES384" => Self::ES384,
+            "EdDSA" => Self::EdDSA,
+            _ => return None,
+        })
+    }
+
+    /// The JOSE name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Io {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        Policy::from_bytes(&file, &bytes)
+    }
+
+    /// Parses and validates a policy document; `file` names it in errors.
+    pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Policy, PolicyError> {
+        if bytes.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError::Io {
+                file: file.to_owned(),
+                reason: format!("larger than {MAX_POLICY_BYTES} bytes"),
+            });
+        }
+        let raw: raw::RawPolicy =
+            serde_norway::from_slice(bytes).map_err(|e| PolicyError::Syntax {
+                file: file.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let digest = Sha256::digest(bytes);
+        let version = hex::encode(&digest[..8]);
+        validate::build(file, raw, version)
+    }
+
+    /// Every caller, in document order.
+    pub fn callers(&self) -> &[Caller] {
+        &self.callers
+    }
+
+    /// A caller by id.
+    pub fn caller(&self, id: &CallerId) -> Option<&Caller> {
+        self.by_id.get(id).map(|&i| &self.callers[i])
+    }
+
+    /// The caller that owns an identity, if any.
+    pub fn caller_for(&self, key: &IdentityKey) -> Option<&Caller> {
+        self.by_identity.get(key).map(|&i| &self.callers[i])
+    }
+
+    /// Every configured JWT issuer.
+    pub fn issuers(&self) -> &[JwtIssuer] {
+        &self.issuers
+    }
+
+    /// The issuer whose `issuer` string equals `iss` exactly.
+    pub fn issuer(&self, iss: &str) -> Option<&JwtIssuer> {
+        self.issuers.iter().find(|i| i.issuer == iss)
+    }
+
+    /// Whether any caller is recognised by a certificate rule.
+    pub fn has_certificate_callers(&self) -> bool {
+        self.callers
+            .iter()
+            .flat_map(|c| &c.identities)
+            .any(|i| !matches!(i, Identity::Jwt { .. }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

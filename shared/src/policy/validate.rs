@@ -1,0 +1,424 @@
+//! Turns the raw document into a [`Policy`], refusing every inconsistency with an error that names where it is.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::raw::{RawCaller, RawIdentity, RawIssuer, RawPolicy};
+use super::{Caller, Identity, JwtAlgorithm, JwtIssuer, Policy, QuotaWindow, UsagePlanKey};
+use crate::ids::{CallerId, Scope, ScopeSet};
+
+/// The only document version this build understands.
+pub const POLICY_FORMAT_VERSION: u32 = 1;
+/// Upper bound on a caller's token lifetime: Cognito's own maximum access-token validity is one day.
+const MAX_LIFETIME_SECONDS: u64 = 86_400;
+/// Upper bound on a partner token's accepted age; a longer one defeats the point of short-lived assertions.
+const MAX_TOKEN_AGE_SECONDS: u64 = 86_400;
+/// Upper bound on clock leeway.
+const MAX_LEEWAY_SECONDS: u64 = 300;
+/// Longest quota window: counters carry a TTL of one window, and a year is already more than anyone needs.
+const MAX_WINDOW_SECONDS: u64 = 366 * 86_400;
+
+/// Why a policy document was refused. Every variant names the file; field-level variants name the caller or
+/// issuer and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: cannot read policy: {reason}")]
+    Io { file: String, reason: String },
+    #[error("{file}: not a valid policy document: {reason}")]
+    Syntax { file: String, reason: String },
+    #[error("{file}: {field}: {reason}")]
+    Document {
+        file: String,
+        field: String,
+        reason: String,
+    },
+    #[error("{file}: caller {caller:?}: {field}: {reason}")]
+    Caller {
+        file: String,
+        caller: String,
+        field: String,
+        reason: String,
+    },
+    #[error("{file}: issuer {issuer:?}: {field}: {reason}")]
+    Issuer {
+        file: String,
+        issuer: String,
+        field: String,
+        reason: String,
+    },
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn caller(&self, caller: &str, field: &str, reason: impl Into<String>) -> PolicyError {
+        PolicyError::Caller {
+            file: self.file.to_owned(),
+            caller: caller.to_owned(),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+    fn issuer(&self, issuer: &str, field: &str, reason: impl Into<String>) -> PolicyError {
+        PolicyError::Issuer {
+            file: self.file.to_owned(),
+            issuer: issuer.to_owned(),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub(super) fn build(file: &str, raw: RawPolicy, version: String) -> Result<Policy, PolicyError> {
+    let ctx = Ctx { file };
+    if raw.version != POLICY_FORMAT_VERSION {
+        return Err(PolicyError::Document {
+            file: file.to_owned(),
+            field: "version".into(),
+            reason: format!(
+                "unsupported version {}, expected {POLICY_FORMAT_VERSION}",
+                raw.version
+            ),
+        });
+    }
+
+    let mut issuers = Vec::with_capacity(raw.issuers.len());
+    let mut issuer_names = HashSet::new();
+    for ri in raw.issuers {
+        let iss = build_issuer(&ctx, ri)?;
+        if !issuer_names.insert(iss.issuer.clone()) {
+            return Err(ctx.issuer(&iss.issuer, "issuer", "duplicate issuer"));
+        }
+        issuers.push(iss);
+    }
+
+    let mut callers = Vec::with_capacity(raw.callers.len());
+    let mut by_id = HashMap::new();
+    let mut by_identity = HashMap::new();
+    let mut usage_keys: HashMap<String, String> = HashMap::new();
+    for rc in raw.callers {
+        let caller = build_caller(&ctx, rc, &issuer_names)?;
+        let idx = callers.len();
+        if by_id.insert(caller.id.clone(), idx).is_some() {
+            return Err(ctx.caller(caller.id.as_str(), "id", "duplicate caller id"));
+        }
+        for identity in &caller.identities {
+            if let Some(&other) = by_identity.get(&identity.key()) {
+                let other: &Caller = &callers[other];
+                let reason = if other.id == caller.id {
+                    "the same identity is listed twice".to_owned()
+                } else {
+                    format!(
+                        "identity {identity:?} is already mapped to caller {:?}",
+                        other.id.as_str()
+                    )
+                };
+                return Err(ctx.caller(caller.id.as_str(), "identities", reason));
+            }
+            by_identity.insert(identity.key(), idx);
+        }
+        if let Some(key) = &caller.usage_plan_key {
+            if let Some(other) = usage_keys.insert(key.expose().to_owned(), caller.id.to_string()) {
+                return Err(ctx.caller(
+                    caller.id.as_str(),
+                    "usage_plan_key",
+                    format!("the same key is used by caller {other:?}"),
+                ));
+            }
+        }
+        callers.push(caller);
+    }
+
+    Ok(Policy {
+        version,
+        hash_caller_ids: raw.settings.hash_caller_ids,
+        callers,
+        by_id,
+        by_identity,
+        issuers,
+    })
+}
+
+fn build_caller(
+    ctx: &Ctx<'_>,
+    rc: RawCaller,
+    issuers: &HashSet<String>,
+) -> Result<Caller, PolicyError> {
+    let id =
+        CallerId::try_from(rc.id.as_str()).map_err(|e| ctx.caller(&rc.id, "id", e.to_string()))?;
+    let name = id.as_str();
+
+    if rc.identities.is_empty() {
+        return Err(ctx.caller(name, "identities", "at least one identity is required"));
+    }
+    let mut identities = Vec::with_capacity(rc.identities.len());
+    for ri in rc.identities {
+        identities.push(build_identity(ctx, name, ri, issuers)?);
+    }
+
+    if rc.cognito_client.is_empty()
+        || rc.cognito_client.len() > 128
+        || !rc
+            .cognito_client
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(ctx.caller(
+            name,
+            "cognito_client",
+            "must be 1-128 characters of A-Z a-z 0-9 . _ - (it names an SSM parameter)",
+        ));
+    }
+
+    let allowed_scopes = scopes(ctx, name, "allowed_scopes", &rc.allowed_scopes)?;
+    if allowed_scopes.is_empty() {
+        return Err(ctx.caller(name, "allowed_scopes", "at least one scope is required"));
+    }
+    let default_scopes = scopes(ctx, name, "default_scopes", &rc.default_scopes)?;
+    if let Some(outside) = default_scopes.difference(&allowed_scopes).next() {
+        return Err(ctx.caller(
+            name,
+            "default_scopes",
+            format!("{:?} is not in allowed_scopes", outside.as_str()),
+        ));
+    }
+
+    let mut quotas: Vec<QuotaWindow> = Vec::with_capacity(rc.quotas.len());
+    for q in rc.quotas {
+        let (wname, secs) = parse_window(&q.per).ok_or_else(|| {
+            ctx.caller(
+                name,
+                "quotas.per",
+                format!(
+                    "{:?}: expected second, minute, hour, day or a number of seconds like 900s",
+                    q.per
+                ),
+            )
+        })?;
+        if secs == 0 || secs > MAX_WINDOW_SECONDS {
+            return Err(ctx.caller(
+                name,
+                "quotas.per",
+                format!("window must be 1s..{MAX_WINDOW_SECONDS}s"),
+            ));
+        }
+        if q.limit == 0 {
+            return Err(ctx.caller(
+                name,
+                "quotas.limit",
+                "must be at least 1 (disable the caller instead)",
+            ));
+        }
+        if quotas.iter().any(|w| w.length.as_secs() == secs) {
+            return Err(ctx.caller(
+                name,
+                "quotas.per",
+                format!("two quotas for the same window {wname}"),
+            ));
+        }
+        quotas.push(QuotaWindow {
+            name: wname,
+            length: Duration::from_secs(secs),
+            limit: q.limit,
+        });
+    }
+
+    if rc.max_token_lifetime_seconds < 60 || rc.max_token_lifetime_seconds > MAX_LIFETIME_SECONDS {
+        return Err(ctx.caller(
+            name,
+            "max_token_lifetime_seconds",
+            format!("must be 60..={MAX_LIFETIME_SECONDS}"),
+        ));
+    }
+
+    if let Some(key) = &rc.usage_plan_key {
+        // API Gateway API key values are 20-128 printable characters.
+        if key.len() < 20 || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ctx.caller(
+                name,
+                "usage_plan_key",
+                "must be 20-128 printable ASCII characters",
+            ));
+        }
+    }
+
+    Ok(Caller {
+        id,
+        enabled: rc.enabled,
+        identities,
+        cognito_client: rc.cognito_client,
+        allowed_scopes,
+        default_scopes,
+        quotas,
+        max_token_lifetime: Duration::from_secs(rc.max_token_lifetime_seconds),
+        token_reuse: rc.token_reuse,
+        usage_plan_key: rc.usage_plan_key.map(UsagePlanKey::new),
+    })
+}
+
+fn build_identity(
+    ctx: &Ctx<'_>,
+    caller: &str,
+    ri: RawIdentity,
+    issuers: &HashSet<String>,
+) -> Result<Identity, PolicyError> {
+    let nonempty = |field: &str, v: &str| {
+        if v.trim().is_empty() || v.len() > 1024 {
+            Err(ctx.caller(caller, field, "must be 1-1024 characters"))
+        } else {
+            Ok(())
+        }
+    };
+    let sha = |field: &str, v: &str| {
+        if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(v.to_ascii_lowercase())
+        } else {
+            Err(ctx.caller(caller, field, "must be 64 hex digits (SHA-256)"))
+        }
+    };
+    Ok(match ri {
+        RawIdentity::SanUri { value } => {
+            nonempty("identities.san_uri", &value)?;
+            if !value.contains(':') {
+                return Err(ctx.caller(caller, "identities.san_uri", "must be an absolute URI"));
+            }
+            Identity::SanUri(value)
+        }
+        RawIdentity::SanDns { value } => {
+            nonempty("identities.san_dns", &value)?;
+            if value.contains('*') {
+                return Err(ctx.caller(caller, "identities.san_dns", "wildcards are not allowed"));
+            }
+            Identity::SanDns(value.to_ascii_lowercase())
+        }
+        RawIdentity::SubjectCn { cn, issuer_cn } => {
+            nonempty("identities.subject_cn.cn", &cn)?;
+            nonempty("identities.subject_cn.issuer_cn", &issuer_cn)?;
+            Identity::SubjectCn { cn, issuer_cn }
+        }
+        RawIdentity::CertSha256 { value } => {
+            Identity::CertSha256(sha("identities.cert_sha256", &value)?)
+        }
+        RawIdentity::SpkiSha256 { value } => {
+            Identity::SpkiSha256(sha("identities.spki_sha256", &value)?)
+        }
+        RawIdentity::Jwt { issuer, subject } => {
+            nonempty("identities.jwt.subject", &subject)?;
+            if !issuers.contains(&issuer) {
+                return Err(ctx.caller(
+                    caller,
+                    "identities.jwt.issuer",
+                    format!("{issuer:?} is not listed under issuers"),
+                ));
+            }
+            Identity::Jwt { issuer, subject }
+        }
+    })
+}
+
+fn scopes(
+    ctx: &Ctx<'_>,
+    caller: &str,
+    field: &str,
+    list: &[String],
+) -> Result<ScopeSet, PolicyError> {
+    let mut out = Vec::with_capacity(list.len());
+    for s in list {
+        let scope = Scope::try_from(s.as_str())
+            .map_err(|e| ctx.caller(caller, field, format!("{s:?}: {e}")))?;
+        if out.contains(&scope) {
+            return Err(ctx.caller(caller, field, format!("{s:?} is listed twice")));
+        }
+        out.push(scope);
+    }
+    Ok(ScopeSet::from_scopes(out))
+}
+
+fn parse_window(per: &str) -> Option<(String, u64)> {
+    let secs = match per {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        other => other.strip_suffix('s')?.parse::<u64>().ok()?,
+    };
+    let name = match per {
+        "second" | "minute" | "hour" | "day" => per.to_owned(),
+        _ => format!("{secs}s"),
+    };
+    Some((name, secs))
+}
+
+fn build_issuer(ctx: &Ctx<'_>, ri: RawIssuer) -> Result<JwtIssuer, PolicyError> {
+    let name = ri.issuer.clone();
+    if ri.issuer.is_empty() || ri.issuer.len() > 1024 {
+        return Err(ctx.issuer(&name, "issuer", "must be 1-1024 characters"));
+    }
+    let url =
+        url::Url::parse(&ri.jwks_url).map_err(|e| ctx.issuer(&name, "jwks_url", e.to_string()))?;
+    let loopback = matches!(
+        url.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+    );
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(ctx.issuer(
+            &name,
+            "jwks_url",
+            "must be https (http only for a loopback development server)",
+        ));
+    }
+    if ri.audiences.is_empty() || ri.audiences.iter().any(|a| a.is_empty()) {
+        return Err(ctx.issuer(
+            &name,
+            "audiences",
+            "at least one non-empty audience is required",
+        ));
+    }
+    if ri.algorithms.is_empty() {
+        return Err(ctx.issuer(&name, "algorithms", "at least one algorithm is required"));
+    }
+    let mut algorithms = Vec::new();
+    for a in &ri.algorithms {
+        let alg = JwtAlgorithm::from_name(a).ok_or_else(|| {
+            ctx.issuer(
+                &name,
+                "algorithms",
+                format!(
+                    "{a:?} is not an accepted asymmetric algorithm (RS*, PS*, ES256, ES384, EdDSA)"
+                ),
+            )
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    if ri.max_token_age_seconds == 0 || ri.max_token_age_seconds > MAX_TOKEN_AGE_SECONDS {
+        return Err(ctx.issuer(
+            &name,
+            "max_token_age_seconds",
+            format!("must be 1..={MAX_TOKEN_AGE_SECONDS}"),
+        ));
+    }
+    if ri.leeway_seconds > MAX_LEEWAY_SECONDS {
+        return Err(ctx.issuer(
+            &name,
+            "leeway_seconds",
+            format!("must be 0..={MAX_LEEWAY_SECONDS}"),
+        ));
+    }
+    let subject_claim = ri.subject_claim.unwrap_or_else(|| "sub".to_owned());
+    if subject_claim.is_empty() || subject_claim.len() > 128 {
+        return Err(ctx.issuer(&name, "subject_claim", "must be 1-128 characters"));
+    }
+    Ok(JwtIssuer {
+        issuer: ri.issuer,
+        jwks_url: ri.jwks_url,
+        audiences: ri.audiences,
+        algorithms,
+        max_token_age: Duration::from_secs(ri.max_token_age_seconds),
+        leeway: Duration::from_secs(ri.leeway_seconds),
+        subject_claim,
+    })
+}

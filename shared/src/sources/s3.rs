@@ -1,0 +1,114 @@
+use async_trait::async_trait;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::GetObjectError;
+
+use super::{Fetched, ObjectSource, SourceError, MAX_OBJECT_BYTES};
+
+/// An object in S3, fetched with `If-None-Match` so an unchanged truststore costs a 304 and no body.
+/// With `version_id` set, it reads exactly that version (pinned truststore); otherwise the latest.
+#[derive(Debug, Clone)]
+pub struct S3ObjectSource {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+}
+
+impl S3ObjectSource {
+    /// A source for `s3://bucket/key`.
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Self {
+        S3ObjectSource {
+            client,
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: None,
+        }
+    }
+
+    /// Parses `s3://bucket/key`.
+    pub fn from_uri(client: aws_sdk_s3::Client, uri: &str) -> Option<Self> {
+        let rest = uri.strip_prefix("s3://")?;
+        let (bucket, key) = rest.split_once('/')?;
+        if bucket.is_empty() || key.is_empty() {
+            return None;
+        }
+        Some(Self::new(client, bucket, key))
+    }
+
+    /// Pins one object version.
+    pub fn with_version(mut self, version_id: Option<String>) -> Self {
+        self.version_id = version_id;
+        self
+    }
+}
+
+#[async_trait]
+impl ObjectSource for S3ObjectSource {
+    async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, SourceError> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_version_id(self.version_id.clone());
+        if let Some(tag) = etag {
+            req = req.if_none_match(tag);
+        }
+        let out = match req.send().await {
+            Ok(o) => o,
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => {
+                return Err(SourceError::NotFound)
+            }
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => {
+                return Ok(Fetched::Unchanged)
+            }
+            Err(SdkError::ResponseError(e)) if e.raw().status().as_u16() == 304 => {
+                return Ok(Fetched::Unchanged)
+            }
+            Err(e) => return Err(SourceError::Unavailable(short_sdk_error(&e))),
+        };
+        if out.content_length().unwrap_or(0) > MAX_OBJECT_BYTES as i64 {
+            return Err(SourceError::TooLarge(MAX_OBJECT_BYTES));
+        }
+        let new_tag = out.e_tag().unwrap_or_default().to_owned();
+        if etag.is_some() && etag == Some(new_tag.as_str()) {
+            return Ok(Fetched::Unchanged);
+        }
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| SourceError::Unavailable(format!("reading body: {e}")))?
+            .into_bytes();
+        if body.len() > MAX_OBJECT_BYTES {
+            return Err(SourceError::TooLarge(MAX_OBJECT_BYTES));
+        }
+        Ok(Fetched::Changed {
+            body: body.to_vec(),
+            etag: new_tag,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.version_id {
+            Some(v) => format!("s3://{}/{} (version {v})", self.bucket, self.key),
+            None => format!("s3://{}/{}", self.bucket, self.key),
+        }
+    }
+}
+
+/// A one-line description of an SDK error without request details.
+fn short_sdk_error<E: std::error::Error, R>(e: &SdkError<E, R>) -> String {
+    match e {
+        SdkError::ConstructionFailure(_) => "request construction failed".into(),
+        SdkError::TimeoutError(_) => "timeout".into(),
+        SdkError::DispatchFailure(_) => "dispatch failure (network)".into(),
+        SdkError::ResponseError(_) => "unreadable response".into(),
+        SdkError::ServiceError(se) => format!("service error: {}", se.err()),
+        _ => "unknown SDK error".into(),
+    }
+}
