@@ -7,3 +7,4 @@
 pub mod cognito;
 pub mod jwt;
 pub mod pki;
+pub mod runtime_api;

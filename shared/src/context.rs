@@ -21,12 +21,7 @@ pub const KEY_CREDENTIAL_FINGERPRINT: &str = "credentialFingerprint";
 /// Key of the policy version the authorizer decided with.
 pub const KEY_POLICY_VERSION: &str = "policyVersion";
 /// Every key of the contract, in the order the authorizer writes them.
-pub const KEYS: [&str; 4] = [
-    KEY_CALLER_ID,
-    KEY_AUTH_METHOD,
-    KEY_CREDENTIAL_FINGERPRINT,
-    KEY_POLICY_VERSION,
-];
+pub const KEYS: [&str; 4] = [KEY_CALLER_ID, KEY_AUTH_METHOD, KEY_CREDENTIAL_FINGERPRINT, KEY_POLICY_VERSION];
 
 /// Longest fingerprint or version string accepted from the context.
 const MAX_VALUE_LEN: usize = 128;
@@ -81,30 +76,17 @@ impl CallerContext {
     /// The `context` object the authorizer returns: flat string values only.
     pub fn to_map(&self) -> HashMap<String, Value> {
         let mut m = HashMap::with_capacity(KEYS.len());
-        m.insert(
-            KEY_CALLER_ID.into(),
-            Value::String(self.caller_id.to_string()),
-        );
-        m.insert(
-            KEY_AUTH_METHOD.into(),
-            Value::String(self.auth_method.as_str().into()),
-        );
-        m.insert(
-            KEY_CREDENTIAL_FINGERPRINT.into(),
-            Value::String(self.credential_fingerprint.clone()),
-        );
-        m.insert(
-            KEY_POLICY_VERSION.into(),
-            Value::String(self.policy_version.clone()),
-        );
+        m.insert(KEY_CALLER_ID.into(), Value::String(self.caller_id.to_string()));
+        m.insert(KEY_AUTH_METHOD.into(), Value::String(self.auth_method.as_str().into()));
+        m.insert(KEY_CREDENTIAL_FINGERPRINT.into(), Value::String(self.credential_fingerprint.clone()));
+        m.insert(KEY_POLICY_VERSION.into(), Value::String(self.policy_version.clone()));
         m
     }
 
     /// Reads the context from the proxy event's `requestContext.authorizer` fields.
     pub fn from_map(m: &HashMap<String, Value>) -> Result<Self, ContextError> {
         let caller = scalar(m, KEY_CALLER_ID)?;
-        let caller_id = CallerId::try_from(caller.as_str())
-            .map_err(|_| ContextError::Invalid(KEY_CALLER_ID))?;
+        let caller_id = CallerId::try_from(caller.as_str()).map_err(|_| ContextError::Invalid(KEY_CALLER_ID))?;
         let auth_method = match scalar(m, KEY_AUTH_METHOD)?.as_str() {
             "mtls" => AuthMethod::Mtls,
             "jwt" => AuthMethod::Jwt,
@@ -112,12 +94,7 @@ impl CallerContext {
         };
         let credential_fingerprint = bounded(m, KEY_CREDENTIAL_FINGERPRINT)?;
         let policy_version = bounded(m, KEY_POLICY_VERSION)?;
-        Ok(CallerContext {
-            caller_id,
-            auth_method,
-            credential_fingerprint,
-            policy_version,
-        })
+        Ok(CallerContext { caller_id, auth_method, credential_fingerprint, policy_version })
     }
 }
 
@@ -208,26 +185,14 @@ mod tests {
         }
         let mut m = sample().to_map();
         m.insert(KEY_CALLER_ID.into(), json!({"nested": "x"}));
-        assert_eq!(
-            CallerContext::from_map(&m),
-            Err(ContextError::NotScalar(KEY_CALLER_ID))
-        );
+        assert_eq!(CallerContext::from_map(&m), Err(ContextError::NotScalar(KEY_CALLER_ID)));
         let mut m = sample().to_map();
         m.insert(KEY_CALLER_ID.into(), json!("has space"));
-        assert_eq!(
-            CallerContext::from_map(&m),
-            Err(ContextError::Invalid(KEY_CALLER_ID))
-        );
+        assert_eq!(CallerContext::from_map(&m), Err(ContextError::Invalid(KEY_CALLER_ID)));
         let mut m = sample().to_map();
         m.insert(KEY_AUTH_METHOD.into(), json!("iam"));
-        assert_eq!(
-            CallerContext::from_map(&m),
-            Err(ContextError::Invalid(KEY_AUTH_METHOD))
-        );
-        assert_eq!(
-            CallerContext::from_map(&HashMap::new()),
-            Err(ContextError::Missing(KEY_CALLER_ID))
-        );
+        assert_eq!(CallerContext::from_map(&m), Err(ContextError::Invalid(KEY_AUTH_METHOD)));
+        assert_eq!(CallerContext::from_map(&HashMap::new()), Err(ContextError::Missing(KEY_CALLER_ID)));
     }
 
     /// The proxy event type, imported only for the round-trip test.

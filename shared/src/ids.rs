@@ -49,10 +49,7 @@ impl TryFrom<&str> for CallerId {
         if s.len() > MAX_CALLER_ID_LEN {
             return Err(IdError::TooLong(MAX_CALLER_ID_LEN));
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
             return Err(IdError::BadChar("A-Z a-z 0-9 . _ -"));
         }
         Ok(CallerId(s.to_owned()))
@@ -100,10 +97,7 @@ impl TryFrom<&str> for Scope {
             return Err(IdError::TooLong(MAX_SCOPE_LEN));
         }
         // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-        if !s
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-        {
+        if !s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)) {
             return Err(IdError::BadChar("RFC 6749 scope-token characters"));
         }
         Ok(Scope(s.to_owned()))

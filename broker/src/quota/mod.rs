@@ -32,10 +32,7 @@ pub enum QuotaOutcome {
     Granted(Charge),
     /// At least one window is full; nothing was charged. `retry_after` is how long until every window that is full
     /// now has reset.
-    Exhausted {
-        retry_after: Duration,
-        window: String,
-    },
+    Exhausted { retry_after: Duration, window: String },
 }
 
 /// The quota store could not answer. The broker fails closed on it (503, no token, no upstream call).

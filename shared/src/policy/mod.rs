@@ -116,16 +116,12 @@ impl Identity {
         match self {
             Identity::SanUri(v) => IdentityKey::SanUri(v.clone()),
             Identity::SanDns(v) => IdentityKey::SanDns(v.to_ascii_lowercase()),
-            Identity::SubjectCn { cn, issuer_cn } => IdentityKey::SubjectCn {
-                cn: cn.clone(),
-                issuer_cn: issuer_cn.clone(),
-            },
+            Identity::SubjectCn { cn, issuer_cn } => {
+                IdentityKey::SubjectCn { cn: cn.clone(), issuer_cn: issuer_cn.clone() }
+            }
             Identity::CertSha256(v) => IdentityKey::CertSha256(v.to_ascii_lowercase()),
             Identity::SpkiSha256(v) => IdentityKey::SpkiSha256(v.to_ascii_lowercase()),
-            Identity::Jwt { issuer, subject } => IdentityKey::Jwt {
-                issuer: issuer.clone(),
-                subject: subject.clone(),
-            },
+            Identity::Jwt { issuer, subject } => IdentityKey::Jwt { issuer: issuer.clone(), subject: subject.clone() },
         }
     }
 }
@@ -204,10 +200,7 @@ impl Policy {
     /// Reads and validates a policy file.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| PolicyError::Io {
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Io { file: file.clone(), reason: e.to_string() })?;
         Policy::from_bytes(&file, &bytes)
     }
 
@@ -219,11 +212,8 @@ impl Policy {
                 reason: format!("larger than {MAX_POLICY_BYTES} bytes"),
             });
         }
-        let raw: raw::RawPolicy =
-            serde_norway::from_slice(bytes).map_err(|e| PolicyError::Syntax {
-                file: file.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let raw: raw::RawPolicy = serde_norway::from_slice(bytes)
+            .map_err(|e| PolicyError::Syntax { file: file.to_owned(), reason: e.to_string() })?;
         let digest = Sha256::digest(bytes);
         let version = hex::encode(&digest[..8]);
         validate::build(file, raw, version)
@@ -256,10 +246,7 @@ impl Policy {
 
     /// Whether any caller is recognised by a certificate rule.
     pub fn has_certificate_callers(&self) -> bool {
-        self.callers
-            .iter()
-            .flat_map(|c| &c.identities)
-            .any(|i| !matches!(i, Identity::Jwt { .. }))
+        self.callers.iter().flat_map(|c| &c.identities).any(|i| !matches!(i, Identity::Jwt { .. }))
     }
 }
 

@@ -23,19 +23,11 @@ fn example_policy_loads() {
     let p = load(EXAMPLE).unwrap();
     assert_eq!(p.callers().len(), 3);
     assert_eq!(p.version.len(), 16);
-    let reporting = p
-        .caller_for(&IdentityKey::SanDns(
-            "reporting.svc.example.internal".into(),
-        ))
-        .unwrap();
+    let reporting = p.caller_for(&IdentityKey::SanDns("reporting.svc.example.internal".into())).unwrap();
     assert_eq!(reporting.id.as_str(), "reporting");
     assert_eq!(
         reporting.quotas,
-        vec![QuotaWindow {
-            name: "day".into(),
-            length: Duration::from_secs(86_400),
-            limit: 3
-        }]
+        vec![QuotaWindow { name: "day".into(), length: Duration::from_secs(86_400), limit: 3 }]
     );
     let partner = p
         .caller_for(&IdentityKey::Jwt {
@@ -62,41 +54,25 @@ fn version_is_content_hash() {
 #[test]
 fn unknown_keys_are_refused_everywhere() {
     assert!(err("version: 1\ncalers: []\n").contains("unknown field"));
-    let e = err(&format!(
-        "version: 1\ncallers:{BASE_CALLER}    tokn_reuse: true\n"
-    ));
-    assert!(
-        e.contains("unknown field") && e.contains("tokn_reuse"),
-        "{e}"
-    );
+    let e = err(&format!("version: 1\ncallers:{BASE_CALLER}    tokn_reuse: true\n"));
+    assert!(e.contains("unknown field") && e.contains("tokn_reuse"), "{e}");
     let e = err("version: 1\ncallers:\n  - id: a\n    identities: [{ type: san_uri, value: \"spiffe://x\", extra: 1 }]\n    cognito_client: a\n    allowed_scopes: [s]\n    max_token_lifetime_seconds: 3600\n");
     assert!(e.contains("unknown field"), "{e}");
 }
 
 #[test]
 fn duplicate_callers_are_refused() {
-    let doc = format!(
-        "version: 1\ncallers:{BASE_CALLER}{}",
-        BASE_CALLER.replace("spiffe://x/a", "spiffe://x/b")
-    );
+    let doc = format!("version: 1\ncallers:{BASE_CALLER}{}", BASE_CALLER.replace("spiffe://x/a", "spiffe://x/b"));
     let e = err(&doc);
-    assert!(
-        e.contains("policy.yaml") && e.contains("\"a\"") && e.contains("duplicate caller id"),
-        "{e}"
-    );
+    assert!(e.contains("policy.yaml") && e.contains("\"a\"") && e.contains("duplicate caller id"), "{e}");
 }
 
 #[test]
 fn identity_mapped_to_two_callers_is_refused() {
-    let doc = format!(
-        "version: 1\ncallers:{BASE_CALLER}{}",
-        BASE_CALLER.replace("id: a", "id: b")
-    );
+    let doc = format!("version: 1\ncallers:{BASE_CALLER}{}", BASE_CALLER.replace("id: a", "id: b"));
     let e = err(&doc);
     assert!(
-        e.contains("caller \"b\"")
-            && e.contains("identities")
-            && e.contains("already mapped to caller \"a\""),
+        e.contains("caller \"b\"") && e.contains("identities") && e.contains("already mapped to caller \"a\""),
         "{e}"
     );
 }
@@ -111,12 +87,7 @@ fn san_dns_identities_collide_case_insensitively() {
 fn default_scope_outside_allowed_is_refused() {
     let doc = format!("version: 1\ncallers:{BASE_CALLER}    default_scopes: [s/admin]\n");
     let e = err(&doc);
-    assert!(
-        e.contains("default_scopes")
-            && e.contains("s/admin")
-            && e.contains("not in allowed_scopes"),
-        "{e}"
-    );
+    assert!(e.contains("default_scopes") && e.contains("s/admin") && e.contains("not in allowed_scopes"), "{e}");
 }
 
 #[test]
@@ -124,32 +95,18 @@ fn field_errors_name_caller_and_field() {
     let cases = [
         ("    quotas: [{ per: fortnight, limit: 1 }]\n", "quotas.per"),
         ("    quotas: [{ per: day, limit: 0 }]\n", "quotas.limit"),
-        (
-            "    quotas: [{ per: day, limit: 1 }, { per: 86400s, limit: 2 }]\n",
-            "quotas.per",
-        ),
+        ("    quotas: [{ per: day, limit: 1 }, { per: 86400s, limit: 2 }]\n", "quotas.per"),
         ("    usage_plan_key: short\n", "usage_plan_key"),
     ];
     for (extra, field) in cases {
         let e = err(&format!("version: 1\ncallers:{BASE_CALLER}{extra}"));
-        assert!(
-            e.contains("caller \"a\"") && e.contains(field),
-            "{field}: {e}"
-        );
+        assert!(e.contains("caller \"a\"") && e.contains(field), "{field}: {e}");
     }
-    let e = err(&BASE_CALLER
-        .replace("3600", "10")
-        .replace("\n  - id", "version: 1\ncallers:\n  - id"));
+    let e = err(&BASE_CALLER.replace("3600", "10").replace("\n  - id", "version: 1\ncallers:\n  - id"));
     assert!(e.contains("max_token_lifetime_seconds"), "{e}");
-    let e = err(&format!(
-        "version: 1\ncallers:{}",
-        BASE_CALLER.replace("cognito_client: a", "cognito_client: a/../b")
-    ));
+    let e = err(&format!("version: 1\ncallers:{}", BASE_CALLER.replace("cognito_client: a", "cognito_client: a/../b")));
     assert!(e.contains("cognito_client"), "{e}");
-    let e = err(&format!(
-        "version: 1\ncallers:{}",
-        BASE_CALLER.replace("s/read", "\"bad scope\"")
-    ));
+    let e = err(&format!("version: 1\ncallers:{}", BASE_CALLER.replace("s/read", "\"bad scope\"")));
     assert!(e.contains("allowed_scopes"), "{e}");
 }
 
@@ -157,10 +114,7 @@ fn field_errors_name_caller_and_field() {
 fn cert_pins_must_be_sha256_hex() {
     let doc = format!(
         "version: 1\ncallers:{}",
-        BASE_CALLER.replace(
-            "{ type: san_uri, value: \"spiffe://x/a\" }",
-            "{ type: cert_sha256, value: abcd }"
-        )
+        BASE_CALLER.replace("{ type: san_uri, value: \"spiffe://x/a\" }", "{ type: cert_sha256, value: abcd }")
     );
     assert!(err(&doc).contains("identities.cert_sha256"));
 }
@@ -186,10 +140,7 @@ fn issuers_refuse_symmetric_algorithms_and_plain_http() {
     assert!(load(&issuer("ES256", "http://127.0.0.1:9/jwks")).is_ok());
     for alg in ["HS256", "none", "NONE", "rs256"] {
         let e = err(&issuer(alg, "https://i/jwks"));
-        assert!(
-            e.contains("issuer \"https://i\"") && e.contains("algorithms"),
-            "{alg}: {e}"
-        );
+        assert!(e.contains("issuer \"https://i\"") && e.contains("algorithms"), "{alg}: {e}");
     }
     assert!(err(&issuer("RS256", "http://idp.example/jwks")).contains("jwks_url"));
 }
@@ -207,8 +158,5 @@ fn usage_plan_key_is_hidden_from_debug() {
     let dbg = format!("{p:?}");
     assert!(!dbg.contains("reporting-usage-plan-key-0001"), "{dbg}");
     let reporting = p.caller(&CallerId::try_from("reporting").unwrap()).unwrap();
-    assert_eq!(
-        reporting.usage_plan_key.as_ref().unwrap().expose(),
-        "reporting-usage-plan-key-0001"
-    );
+    assert_eq!(reporting.usage_plan_key.as_ref().unwrap().expose(), "reporting-usage-plan-key-0001");
 }

@@ -27,25 +27,11 @@ pub enum PolicyError {
     #[error("{file}: not a valid policy document: {reason}")]
     Syntax { file: String, reason: String },
     #[error("{file}: {field}: {reason}")]
-    Document {
-        file: String,
-        field: String,
-        reason: String,
-    },
+    Document { file: String, field: String, reason: String },
     #[error("{file}: caller {caller:?}: {field}: {reason}")]
-    Caller {
-        file: String,
-        caller: String,
-        field: String,
-        reason: String,
-    },
+    Caller { file: String, caller: String, field: String, reason: String },
     #[error("{file}: issuer {issuer:?}: {field}: {reason}")]
-    Issuer {
-        file: String,
-        issuer: String,
-        field: String,
-        reason: String,
-    },
+    Issuer { file: String, issuer: String, field: String, reason: String },
 }
 
 struct Ctx<'a> {
@@ -77,10 +63,7 @@ pub(super) fn build(file: &str, raw: RawPolicy, version: String) -> Result<Polic
         return Err(PolicyError::Document {
             file: file.to_owned(),
             field: "version".into(),
-            reason: format!(
-                "unsupported version {}, expected {POLICY_FORMAT_VERSION}",
-                raw.version
-            ),
+            reason: format!("unsupported version {}, expected {POLICY_FORMAT_VERSION}", raw.version),
         });
     }
 
@@ -110,10 +93,7 @@ pub(super) fn build(file: &str, raw: RawPolicy, version: String) -> Result<Polic
                 let reason = if other.id == caller.id {
                     "the same identity is listed twice".to_owned()
                 } else {
-                    format!(
-                        "identity {identity:?} is already mapped to caller {:?}",
-                        other.id.as_str()
-                    )
+                    format!("identity {identity:?} is already mapped to caller {:?}", other.id.as_str())
                 };
                 return Err(ctx.caller(caller.id.as_str(), "identities", reason));
             }
@@ -131,23 +111,11 @@ pub(super) fn build(file: &str, raw: RawPolicy, version: String) -> Result<Polic
         callers.push(caller);
     }
 
-    Ok(Policy {
-        version,
-        hash_caller_ids: raw.settings.hash_caller_ids,
-        callers,
-        by_id,
-        by_identity,
-        issuers,
-    })
+    Ok(Policy { version, hash_caller_ids: raw.settings.hash_caller_ids, callers, by_id, by_identity, issuers })
 }
 
-fn build_caller(
-    ctx: &Ctx<'_>,
-    rc: RawCaller,
-    issuers: &HashSet<String>,
-) -> Result<Caller, PolicyError> {
-    let id =
-        CallerId::try_from(rc.id.as_str()).map_err(|e| ctx.caller(&rc.id, "id", e.to_string()))?;
+fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Result<Caller, PolicyError> {
+    let id = CallerId::try_from(rc.id.as_str()).map_err(|e| ctx.caller(&rc.id, "id", e.to_string()))?;
     let name = id.as_str();
 
     if rc.identities.is_empty() {
@@ -160,10 +128,7 @@ fn build_caller(
 
     if rc.cognito_client.is_empty()
         || rc.cognito_client.len() > 128
-        || !rc
-            .cognito_client
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        || !rc.cognito_client.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
         return Err(ctx.caller(
             name,
@@ -178,11 +143,7 @@ fn build_caller(
     }
     let default_scopes = scopes(ctx, name, "default_scopes", &rc.default_scopes)?;
     if let Some(outside) = default_scopes.difference(&allowed_scopes).next() {
-        return Err(ctx.caller(
-            name,
-            "default_scopes",
-            format!("{:?} is not in allowed_scopes", outside.as_str()),
-        ));
+        return Err(ctx.caller(name, "default_scopes", format!("{:?} is not in allowed_scopes", outside.as_str())));
     }
 
     let mut quotas: Vec<QuotaWindow> = Vec::with_capacity(rc.quotas.len());
@@ -191,56 +152,29 @@ fn build_caller(
             ctx.caller(
                 name,
                 "quotas.per",
-                format!(
-                    "{:?}: expected second, minute, hour, day or a number of seconds like 900s",
-                    q.per
-                ),
+                format!("{:?}: expected second, minute, hour, day or a number of seconds like 900s", q.per),
             )
         })?;
         if secs == 0 || secs > MAX_WINDOW_SECONDS {
-            return Err(ctx.caller(
-                name,
-                "quotas.per",
-                format!("window must be 1s..{MAX_WINDOW_SECONDS}s"),
-            ));
+            return Err(ctx.caller(name, "quotas.per", format!("window must be 1s..{MAX_WINDOW_SECONDS}s")));
         }
         if q.limit == 0 {
-            return Err(ctx.caller(
-                name,
-                "quotas.limit",
-                "must be at least 1 (disable the caller instead)",
-            ));
+            return Err(ctx.caller(name, "quotas.limit", "must be at least 1 (disable the caller instead)"));
         }
         if quotas.iter().any(|w| w.length.as_secs() == secs) {
-            return Err(ctx.caller(
-                name,
-                "quotas.per",
-                format!("two quotas for the same window {wname}"),
-            ));
+            return Err(ctx.caller(name, "quotas.per", format!("two quotas for the same window {wname}")));
         }
-        quotas.push(QuotaWindow {
-            name: wname,
-            length: Duration::from_secs(secs),
-            limit: q.limit,
-        });
+        quotas.push(QuotaWindow { name: wname, length: Duration::from_secs(secs), limit: q.limit });
     }
 
     if rc.max_token_lifetime_seconds < 60 || rc.max_token_lifetime_seconds > MAX_LIFETIME_SECONDS {
-        return Err(ctx.caller(
-            name,
-            "max_token_lifetime_seconds",
-            format!("must be 60..={MAX_LIFETIME_SECONDS}"),
-        ));
+        return Err(ctx.caller(name, "max_token_lifetime_seconds", format!("must be 60..={MAX_LIFETIME_SECONDS}")));
     }
 
     if let Some(key) = &rc.usage_plan_key {
         // API Gateway API key values are 20-128 printable characters.
         if key.len() < 20 || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ctx.caller(
-                name,
-                "usage_plan_key",
-                "must be 20-128 printable ASCII characters",
-            ));
+            return Err(ctx.caller(name, "usage_plan_key", "must be 20-128 printable ASCII characters"));
         }
     }
 
@@ -298,12 +232,8 @@ fn build_identity(
             nonempty("identities.subject_cn.issuer_cn", &issuer_cn)?;
             Identity::SubjectCn { cn, issuer_cn }
         }
-        RawIdentity::CertSha256 { value } => {
-            Identity::CertSha256(sha("identities.cert_sha256", &value)?)
-        }
-        RawIdentity::SpkiSha256 { value } => {
-            Identity::SpkiSha256(sha("identities.spki_sha256", &value)?)
-        }
+        RawIdentity::CertSha256 { value } => Identity::CertSha256(sha("identities.cert_sha256", &value)?),
+        RawIdentity::SpkiSha256 { value } => Identity::SpkiSha256(sha("identities.spki_sha256", &value)?),
         RawIdentity::Jwt { issuer, subject } => {
             nonempty("identities.jwt.subject", &subject)?;
             if !issuers.contains(&issuer) {
@@ -318,16 +248,10 @@ fn build_identity(
     })
 }
 
-fn scopes(
-    ctx: &Ctx<'_>,
-    caller: &str,
-    field: &str,
-    list: &[String],
-) -> Result<ScopeSet, PolicyError> {
+fn scopes(ctx: &Ctx<'_>, caller: &str, field: &str, list: &[String]) -> Result<ScopeSet, PolicyError> {
     let mut out = Vec::with_capacity(list.len());
     for s in list {
-        let scope = Scope::try_from(s.as_str())
-            .map_err(|e| ctx.caller(caller, field, format!("{s:?}: {e}")))?;
+        let scope = Scope::try_from(s.as_str()).map_err(|e| ctx.caller(caller, field, format!("{s:?}: {e}")))?;
         if out.contains(&scope) {
             return Err(ctx.caller(caller, field, format!("{s:?} is listed twice")));
         }
@@ -356,25 +280,13 @@ fn build_issuer(ctx: &Ctx<'_>, ri: RawIssuer) -> Result<JwtIssuer, PolicyError> 
     if ri.issuer.is_empty() || ri.issuer.len() > 1024 {
         return Err(ctx.issuer(&name, "issuer", "must be 1-1024 characters"));
     }
-    let url =
-        url::Url::parse(&ri.jwks_url).map_err(|e| ctx.issuer(&name, "jwks_url", e.to_string()))?;
-    let loopback = matches!(
-        url.host_str(),
-        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
-    );
+    let url = url::Url::parse(&ri.jwks_url).map_err(|e| ctx.issuer(&name, "jwks_url", e.to_string()))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]"));
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-        return Err(ctx.issuer(
-            &name,
-            "jwks_url",
-            "must be https (http only for a loopback development server)",
-        ));
+        return Err(ctx.issuer(&name, "jwks_url", "must be https (http only for a loopback development server)"));
     }
     if ri.audiences.is_empty() || ri.audiences.iter().any(|a| a.is_empty()) {
-        return Err(ctx.issuer(
-            &name,
-            "audiences",
-            "at least one non-empty audience is required",
-        ));
+        return Err(ctx.issuer(&name, "audiences", "at least one non-empty audience is required"));
     }
     if ri.algorithms.is_empty() {
         return Err(ctx.issuer(&name, "algorithms", "at least one algorithm is required"));
@@ -385,9 +297,7 @@ fn build_issuer(ctx: &Ctx<'_>, ri: RawIssuer) -> Result<JwtIssuer, PolicyError> 
             ctx.issuer(
                 &name,
                 "algorithms",
-                format!(
-                    "{a:?} is not an accepted asymmetric algorithm (RS*, PS*, ES256, ES384, EdDSA)"
-                ),
+                format!("{a:?} is not an accepted asymmetric algorithm (RS*, PS*, ES256, ES384, EdDSA)"),
             )
         })?;
         if !algorithms.contains(&alg) {
@@ -395,18 +305,10 @@ fn build_issuer(ctx: &Ctx<'_>, ri: RawIssuer) -> Result<JwtIssuer, PolicyError> 
         }
     }
     if ri.max_token_age_seconds == 0 || ri.max_token_age_seconds > MAX_TOKEN_AGE_SECONDS {
-        return Err(ctx.issuer(
-            &name,
-            "max_token_age_seconds",
-            format!("must be 1..={MAX_TOKEN_AGE_SECONDS}"),
-        ));
+        return Err(ctx.issuer(&name, "max_token_age_seconds", format!("must be 1..={MAX_TOKEN_AGE_SECONDS}")));
     }
     if ri.leeway_seconds > MAX_LEEWAY_SECONDS {
-        return Err(ctx.issuer(
-            &name,
-            "leeway_seconds",
-            format!("must be 0..={MAX_LEEWAY_SECONDS}"),
-        ));
+        return Err(ctx.issuer(&name, "leeway_seconds", format!("must be 0..={MAX_LEEWAY_SECONDS}")));
     }
     let subject_claim = ri.subject_claim.unwrap_or_else(|| "sub".to_owned());
     if subject_claim.is_empty() || subject_claim.len() > 128 {

@@ -24,9 +24,7 @@ impl ObjectSource for FileObjectSource {
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, SourceError> {
         let body = match tokio::fs::read(&self.path).await {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(SourceError::NotFound)
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SourceError::NotFound),
             Err(e) => return Err(SourceError::Unavailable(e.kind().to_string())),
         };
         if body.len() > MAX_OBJECT_BYTES {
@@ -61,10 +59,7 @@ mod tests {
         assert_eq!(body, b"one");
         assert_eq!(src.fetch(Some(&etag)).await.unwrap(), Fetched::Unchanged);
         std::fs::write(&path, b"two").unwrap();
-        assert!(matches!(
-            src.fetch(Some(&etag)).await.unwrap(),
-            Fetched::Changed { .. }
-        ));
+        assert!(matches!(src.fetch(Some(&etag)).await.unwrap(), Fetched::Changed { .. }));
         std::fs::remove_file(&path).unwrap();
         assert_eq!(src.fetch(Some(&etag)).await, Err(SourceError::NotFound));
     }

@@ -48,9 +48,7 @@ impl HttpJwksFetcher {
                 .map_err(|e| SourceError::Unavailable(format!("bad extra root: {e}")))?;
             b = b.add_root_certificate(cert);
         }
-        let client = b
-            .build()
-            .map_err(|e| SourceError::Unavailable(format!("http client: {e}")))?;
+        let client = b.build().map_err(|e| SourceError::Unavailable(format!("http client: {e}")))?;
         Ok(HttpJwksFetcher { client })
     }
 }
@@ -66,20 +64,13 @@ impl JwksFetcher for HttpJwksFetcher {
             .await
             .map_err(|e| SourceError::Unavailable(classify(&e)))?;
         if !resp.status().is_success() {
-            return Err(SourceError::Unavailable(format!(
-                "status {}",
-                resp.status().as_u16()
-            )));
+            return Err(SourceError::Unavailable(format!("status {}", resp.status().as_u16())));
         }
         if resp.content_length().unwrap_or(0) > MAX_JWKS_BYTES as u64 {
             return Err(SourceError::TooLarge(MAX_JWKS_BYTES));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| SourceError::Unavailable(classify(&e)))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| SourceError::Unavailable(classify(&e)))? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 return Err(SourceError::TooLarge(MAX_JWKS_BYTES));
             }

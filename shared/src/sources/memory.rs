@@ -56,10 +56,7 @@ impl ObjectSource for MemoryObjectSource {
         match &st.body {
             None => Err(SourceError::NotFound),
             Some(_) if etag == Some(tag.as_str()) => Ok(Fetched::Unchanged),
-            Some(b) => Ok(Fetched::Changed {
-                body: b.clone(),
-                etag: tag,
-            }),
+            Some(b) => Ok(Fetched::Changed { body: b.clone(), etag: tag }),
         }
     }
 

@@ -16,17 +16,8 @@ pub struct S3ObjectSource {
 
 impl S3ObjectSource {
     /// A source for `s3://bucket/key`.
-    pub fn new(
-        client: aws_sdk_s3::Client,
-        bucket: impl Into<String>,
-        key: impl Into<String>,
-    ) -> Self {
-        S3ObjectSource {
-            client,
-            bucket: bucket.into(),
-            key: key.into(),
-            version_id: None,
-        }
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        S3ObjectSource { client, bucket: bucket.into(), key: key.into(), version_id: None }
     }
 
     /// Parses `s3://bucket/key`.
@@ -49,12 +40,8 @@ impl S3ObjectSource {
 #[async_trait]
 impl ObjectSource for S3ObjectSource {
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, SourceError> {
-        let mut req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .set_version_id(self.version_id.clone());
+        let mut req =
+            self.client.get_object().bucket(&self.bucket).key(&self.key).set_version_id(self.version_id.clone());
         if let Some(tag) = etag {
             req = req.if_none_match(tag);
         }
@@ -63,12 +50,8 @@ impl ObjectSource for S3ObjectSource {
             Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => {
                 return Err(SourceError::NotFound)
             }
-            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => {
-                return Ok(Fetched::Unchanged)
-            }
-            Err(SdkError::ResponseError(e)) if e.raw().status().as_u16() == 304 => {
-                return Ok(Fetched::Unchanged)
-            }
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => return Ok(Fetched::Unchanged),
+            Err(SdkError::ResponseError(e)) if e.raw().status().as_u16() == 304 => return Ok(Fetched::Unchanged),
             Err(e) => return Err(SourceError::Unavailable(short_sdk_error(&e))),
         };
         if out.content_length().unwrap_or(0) > MAX_OBJECT_BYTES as i64 {
@@ -78,19 +61,12 @@ impl ObjectSource for S3ObjectSource {
         if etag.is_some() && etag == Some(new_tag.as_str()) {
             return Ok(Fetched::Unchanged);
         }
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| SourceError::Unavailable(format!("reading body: {e}")))?
-            .into_bytes();
+        let body =
+            out.body.collect().await.map_err(|e| SourceError::Unavailable(format!("reading body: {e}")))?.into_bytes();
         if body.len() > MAX_OBJECT_BYTES {
             return Err(SourceError::TooLarge(MAX_OBJECT_BYTES));
         }
-        Ok(Fetched::Changed {
-            body: body.to_vec(),
-            etag: new_tag,
-        })
+        Ok(Fetched::Changed { body: body.to_vec(), etag: new_tag })
     }
 
     fn describe(&self) -> String {

@@ -49,19 +49,11 @@ impl MetricsSink {
     }
     /// Writes to any writer (a capture buffer in tests, `io::sink()` in benchmarks).
     pub fn to_writer(namespace: &str, w: impl Write + Send + 'static) -> Self {
-        MetricsSink {
-            out: Arc::new(Mutex::new(Box::new(w))),
-            namespace: namespace.to_owned(),
-        }
+        MetricsSink { out: Arc::new(Mutex::new(Box::new(w))), namespace: namespace.to_owned() }
     }
     /// Starts a metric set for one invocation.
     pub fn start(&self) -> Metrics {
-        Metrics {
-            sink: self.clone(),
-            dimensions: BTreeMap::new(),
-            metrics: Vec::new(),
-            properties: Map::new(),
-        }
+        Metrics { sink: self.clone(), dimensions: BTreeMap::new(), metrics: Vec::new(), properties: Map::new() }
     }
 }
 
@@ -91,16 +83,12 @@ impl Metrics {
     }
     /// Adds a searchable, non-metric property such as the request id.
     pub fn property(&mut self, name: &str, value: &str) -> &mut Self {
-        self.properties
-            .insert(name.to_owned(), Value::String(value.to_owned()));
+        self.properties.insert(name.to_owned(), Value::String(value.to_owned()));
         self
     }
     /// The EMF object as JSON.
     pub fn to_json(&self) -> Value {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut root = self.properties.clone();
         for (k, v) in &self.dimensions {
             root.insert(k.clone(), Value::String(v.clone()));

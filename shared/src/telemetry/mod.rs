@@ -36,10 +36,7 @@ impl CaptureWriter {
 
 impl Write for CaptureWriter {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -66,7 +63,9 @@ pub fn init_lambda_logging(service: &'static str) {
         "debug" | "trace" => "debug",
         _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::new(format!("{level},lambda_runtime=info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn,reqwest=warn,rustls=warn"));
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{level},lambda_runtime=info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn,reqwest=warn,rustls=warn"
+    ));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

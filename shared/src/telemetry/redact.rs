@@ -12,11 +12,7 @@ pub struct CallerIdHasher {
 
 impl std::fmt::Debug for CallerIdHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.key.is_some() {
-            "CallerIdHasher(keyed)"
-        } else {
-            "CallerIdHasher(plain)"
-        })
+        f.write_str(if self.key.is_some() { "CallerIdHasher(keyed)" } else { "CallerIdHasher(plain)" })
     }
 }
 
@@ -27,9 +23,7 @@ impl CallerIdHasher {
     }
     /// Logs show a keyed hash of caller ids.
     pub fn keyed(key: &[u8]) -> Self {
-        CallerIdHasher {
-            key: Some(key.to_vec()),
-        }
+        CallerIdHasher { key: Some(key.to_vec()) }
     }
     /// The loggable form of `id`.
     pub fn display(&self, id: &CallerId) -> String {
