@@ -6,5 +6,6 @@
 pub mod context;
 pub mod ids;
 pub mod policy;
+pub mod runtime;
 pub mod sources;
 pub mod telemetry;
