@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, clippy, the Rust test suites with moto serving DynamoDB, SSM and S3
+# on a free loopback port, and the infra checks (cfn-lint, checkov, template assertions) when infra/ is present.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh --rust     # only the Rust parts
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+only_rust=false
+[[ "${1:-}" == "--rust" ]] && only_rust=true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo test (with moto)"
+scripts/with-moto.sh cargo test --workspace --no-fail-fast
+
+if ! $only_rust && [[ -x scripts/lint-infra.sh ]]; then
+  echo "== infra: cfn-lint, checkov, template assertions"
+  scripts/lint-infra.sh
+fi
