@@ -1,1 +1,544 @@
-//! (being written)
+//! NOT FOR PRODUCTION. A throw-away test PKI made at run time with rcgen: root and intermediate CAs, client
+//! certificates with every property the authorizer's attack suites need to vary (SANs, CN, validity window, EKU,
+//! CA flag, key type, serial, extra or duplicated extensions), CRLs (honest or signed with the wrong key) and PEM
+//! bundles.
+//!
+//! Nothing here is committed to the repository: every key and certificate is generated when a test, benchmark or the
+//! local stack starts, so nothing expires in the tree and no private key is ever checked in. The keys live in
+//! process memory only and are handed out as PEM for the local stack's curl commands.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), tb_devkit::pki::PkiError> {
+//! use tb_devkit::pki::TestCa;
+//! let root = TestCa::root("Example Root CA")?;
+//! let leaf = root.issue_client().cn("orders").san_uri("spiffe://example.internal/orders").build()?;
+//! let crl = root.crl(&[&leaf.serial], std::time::SystemTime::now(), std::time::SystemTime::now() + std::time::Duration::from_secs(3600))?;
+//! # let _ = (leaf.pem, crl.pem);
+//! # Ok(()) }
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, RsaKeySize,
+    SanType, SerialNumber,
+};
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// OID of the subjectAltName extension, for crafting a duplicate one.
+pub const OID_SUBJECT_ALT_NAME: &[u64] = &[2, 5, 29, 17];
+
+/// Why generation failed (a bad option, such as a non-IA5 SAN, or a key-generation failure).
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("rcgen: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("invalid option: {0}")]
+    Invalid(String),
+}
+
+/// Key algorithm of a generated CA or leaf. ECDSA P-256 is the default: it is what most internal PKIs issue today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyKind {
+    #[default]
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+    Rsa2048,
+}
+
+impl KeyKind {
+    /// Generates a fresh key of this kind.
+    pub fn generate(self) -> Result<KeyPair, PkiError> {
+        Ok(match self {
+            KeyKind::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+            KeyKind::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?,
+            KeyKind::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519)?,
+            KeyKind::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)?,
+        })
+    }
+}
+
+/// A random positive 16-byte serial, as a CA would assign (RFC 5280 §4.1.2.2: positive, at most 20 octets).
+pub fn random_serial() -> Vec<u8> {
+    let mut s = [0u8; 16];
+    rand::rng().fill(&mut s[..]);
+    s[0] = (s[0] & 0x7f) | 0x01;
+    s.to_vec()
+}
+
+/// A certificate authority of the test PKI: its parameters, key and certificate, and the certificates above it.
+pub struct TestCa {
+    params: CertificateParams,
+    key: KeyPair,
+    der: CertificateDer<'static>,
+    pem: String,
+    /// PEMs of the issuing CAs above this one, nearest first (empty for a root).
+    parents_pem: Vec<String>,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").field("subject_cn", &self.common_name()).finish_non_exhaustive()
+    }
+}
+
+fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "token-broker test PKI (NOT FOR PRODUCTION)");
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(3650);
+    params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
+impl TestCa {
+    /// A self-signed root CA with an ECDSA P-256 key.
+    pub fn root(cn: &str) -> Result<TestCa, PkiError> {
+        Self::root_with(cn, KeyKind::EcdsaP256)
+    }
+
+    /// A self-signed root CA with the given key type.
+    pub fn root_with(cn: &str, kind: KeyKind) -> Result<TestCa, PkiError> {
+        let mut params = ca_params(cn, None);
+        params.use_authority_key_identifier_extension = false;
+        let key = kind.generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(TestCa { pem: cert.pem(), der: cert.der().clone(), params, key, parents_pem: Vec::new() })
+    }
+
+    /// An intermediate CA signed by this one (path length 0: it may issue only leaves).
+    pub fn intermediate(&self, cn: &str) -> Result<TestCa, PkiError> {
+        let params = ca_params(cn, Some(0));
+        let key = KeyKind::EcdsaP256.generate()?;
+        let cert = params.signed_by(&key, &self.issuer())?;
+        let mut parents_pem = vec![self.pem.clone()];
+        parents_pem.extend(self.parents_pem.iter().cloned());
+        Ok(TestCa { pem: cert.pem(), der: cert.der().clone(), params, key, parents_pem })
+    }
+
+    /// A different, self-signed CA with exactly this CA's subject DN but its own key: the "lookalike issuer" an
+    /// attacker would mint to fool a check that compares DN strings.
+    pub fn lookalike(&self) -> Result<TestCa, PkiError> {
+        let mut params = self.params.clone();
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        params.use_authority_key_identifier_extension = false;
+        let key = KeyKind::EcdsaP256.generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(TestCa { pem: cert.pem(), der: cert.der().clone(), params, key, parents_pem: Vec::new() })
+    }
+
+    fn issuer(&self) -> Issuer<'_, &KeyPair> {
+        Issuer::from_params(&self.params, &self.key)
+    }
+
+    /// The CA certificate as PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The CA certificate as DER.
+    pub fn cert_der(&self) -> &[u8] {
+        self.der.as_ref()
+    }
+
+    /// The CA's private key as PKCS#8 PEM (for the local stack only).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// This CA's certificate followed by every CA above it: a complete truststore bundle for its leaves.
+    pub fn chain_bundle_pem(&self) -> String {
+        let mut parts = vec![self.pem.as_str()];
+        parts.extend(self.parents_pem.iter().map(String::as_str));
+        pem_bundle(&parts)
+    }
+
+    /// The subject CN this CA was created with.
+    pub fn common_name(&self) -> String {
+        self.params.distinguished_name.get(&DnType::CommonName).map(dn_value_string).unwrap_or_default()
+    }
+
+    /// Starts a client (leaf) certificate signed by this CA. Defaults: CN "client", no SANs, valid from an hour
+    /// ago for a day, EKU clientAuth, not a CA, ECDSA P-256 key, random serial.
+    pub fn issue_client(&self) -> ClientCertBuilder<'_> {
+        ClientCertBuilder::new(Some(self))
+    }
+
+    /// A CRL from this CA listing `revoked` serials (raw big-endian bytes as in [`IssuedCert::serial`]).
+    pub fn crl(
+        &self,
+        revoked: &[&[u8]],
+        this_update: SystemTime,
+        next_update: SystemTime,
+    ) -> Result<TestCrl, PkiError> {
+        sign_crl(&self.issuer(), revoked, this_update, next_update)
+    }
+
+    /// A CRL that names this CA as issuer but is signed with an unrelated key: what a forged revocation list (or
+    /// one from a lookalike CA) looks like.
+    pub fn crl_signed_with_wrong_key(
+        &self,
+        revoked: &[&[u8]],
+        this_update: SystemTime,
+        next_update: SystemTime,
+    ) -> Result<TestCrl, PkiError> {
+        let other = KeyKind::EcdsaP256.generate()?;
+        sign_crl(&Issuer::from_params(&self.params, &other), revoked, this_update, next_update)
+    }
+}
+
+fn dn_value_string(v: &rcgen::DnValue) -> String {
+    match v {
+        rcgen::DnValue::Utf8String(s) => s.clone(),
+        rcgen::DnValue::PrintableString(s) => s.as_str().to_owned(),
+        rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
+        rcgen::DnValue::TeletexString(s) => s.as_str().to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn sign_crl(
+    issuer: &Issuer<'_, &KeyPair>,
+    revoked: &[&[u8]],
+    this_update: SystemTime,
+    next_update: SystemTime,
+) -> Result<TestCrl, PkiError> {
+    let this_update = OffsetDateTime::from(this_update);
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update: OffsetDateTime::from(next_update),
+        crl_number: SerialNumber::from_slice(&random_serial()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(s),
+                revocation_time: this_update,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(issuer)?;
+    Ok(TestCrl { pem: crl.pem()?, der: crl.der().to_vec() })
+}
+
+/// A generated CRL.
+#[derive(Clone)]
+pub struct TestCrl {
+    /// One `X509 CRL` PEM block.
+    pub pem: String,
+    pub der: Vec<u8>,
+}
+
+impl std::fmt::Debug for TestCrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestCrl({} DER bytes)", self.der.len())
+    }
+}
+
+/// A generated client certificate and its key.
+#[derive(Clone)]
+pub struct IssuedCert {
+    /// One `CERTIFICATE` PEM block, as API Gateway hands `clientCertPem` to the authorizer.
+    pub pem: String,
+    pub der: Vec<u8>,
+    /// The leaf's private key, PKCS#8 PEM (for a real TLS client in the local stack).
+    pub key_pem: String,
+    /// The serial as encoded in the certificate (big-endian, positive).
+    pub serial: Vec<u8>,
+    /// SHA-256 of the DER certificate: what a `cert_sha256` pin holds.
+    pub cert_sha256: [u8; 32],
+    /// SHA-256 of the DER SubjectPublicKeyInfo: what a `spki_sha256` pin holds.
+    pub spki_sha256: [u8; 32],
+}
+
+impl IssuedCert {
+    /// Lowercase hex of [`IssuedCert::cert_sha256`], as the policy document writes it.
+    pub fn cert_sha256_hex(&self) -> String {
+        hex::encode(self.cert_sha256)
+    }
+    /// Lowercase hex of [`IssuedCert::spki_sha256`], as the policy document writes it.
+    pub fn spki_sha256_hex(&self) -> String {
+        hex::encode(self.spki_sha256)
+    }
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuedCert(sha256={})", self.cert_sha256_hex())
+    }
+}
+
+/// Builder for a leaf certificate; see [`TestCa::issue_client`] and [`self_signed_client`].
+pub struct ClientCertBuilder<'a> {
+    ca: Option<&'a TestCa>,
+    cn: Option<String>,
+    extra_dn: Vec<(DnType, String)>,
+    san_uris: Vec<String>,
+    san_dns: Vec<String>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    ekus: Vec<ExtendedKeyUsagePurpose>,
+    is_ca: bool,
+    key_kind: KeyKind,
+    key_pem: Option<String>,
+    serial: Option<Vec<u8>>,
+    custom: Vec<CustomExtension>,
+}
+
+/// Starts a self-signed leaf (no CA behind it), e.g. an attacker's own certificate copying a registered caller's
+/// subject and serial.
+pub fn self_signed_client() -> ClientCertBuilder<'static> {
+    ClientCertBuilder::new(None)
+}
+
+impl<'a> ClientCertBuilder<'a> {
+    fn new(ca: Option<&'a TestCa>) -> Self {
+        let now = SystemTime::now();
+        ClientCertBuilder {
+            ca,
+            cn: Some("client".into()),
+            extra_dn: Vec::new(),
+            san_uris: Vec::new(),
+            san_dns: Vec::new(),
+            not_before: now - Duration::from_secs(3600),
+            not_after: now + Duration::from_secs(86_400),
+            ekus: vec![ExtendedKeyUsagePurpose::ClientAuth],
+            is_ca: false,
+            key_kind: KeyKind::EcdsaP256,
+            key_pem: None,
+            serial: None,
+            custom: Vec::new(),
+        }
+    }
+
+    /// Subject CN (`None` leaves the subject without a CN).
+    pub fn cn(mut self, cn: impl Into<String>) -> Self {
+        self.cn = Some(cn.into());
+        self
+    }
+    /// No CN in the subject (an O attribute keeps the subject non-empty).
+    pub fn no_cn(mut self) -> Self {
+        self.cn = None;
+        self
+    }
+    /// Adds a subject attribute besides the CN (e.g. `DnType::OrganizationName`).
+    pub fn subject_attr(mut self, ty: DnType, value: impl Into<String>) -> Self {
+        self.extra_dn.push((ty, value.into()));
+        self
+    }
+    /// Adds a URI SAN.
+    pub fn san_uri(mut self, uri: impl Into<String>) -> Self {
+        self.san_uris.push(uri.into());
+        self
+    }
+    /// Adds a DNS SAN.
+    pub fn san_dns(mut self, name: impl Into<String>) -> Self {
+        self.san_dns.push(name.into());
+        self
+    }
+    /// Sets the validity window.
+    pub fn validity(mut self, not_before: SystemTime, not_after: SystemTime) -> Self {
+        self.not_before = not_before;
+        self.not_after = not_after;
+        self
+    }
+    /// With `false`, the leaf carries EKU serverAuth only (an EKU extension without clientAuth).
+    pub fn client_auth(mut self, yes: bool) -> Self {
+        self.ekus =
+            if yes { vec![ExtendedKeyUsagePurpose::ClientAuth] } else { vec![ExtendedKeyUsagePurpose::ServerAuth] };
+        self
+    }
+    /// Sets the EKU list exactly (empty: no EKU extension at all).
+    pub fn ekus(mut self, ekus: Vec<ExtendedKeyUsagePurpose>) -> Self {
+        self.ekus = ekus;
+        self
+    }
+    /// Marks the leaf as a CA (basicConstraints CA=true, keyCertSign).
+    pub fn is_ca(mut self, yes: bool) -> Self {
+        self.is_ca = yes;
+        self
+    }
+    /// Key algorithm of the leaf.
+    pub fn key(mut self, kind: KeyKind) -> Self {
+        self.key_kind = kind;
+        self
+    }
+    /// Reuses an existing PKCS#8 key (PEM) instead of generating one, e.g. to re-issue with the same SPKI.
+    pub fn key_pem(mut self, pem: impl Into<String>) -> Self {
+        self.key_pem = Some(pem.into());
+        self
+    }
+    /// Sets the serial (big-endian bytes).
+    pub fn serial(mut self, serial: impl Into<Vec<u8>>) -> Self {
+        self.serial = Some(serial.into());
+        self
+    }
+    /// Adds a raw extension (DER content), e.g. a second subjectAltName ([`OID_SUBJECT_ALT_NAME`]) to make a
+    /// certificate with duplicate extensions.
+    pub fn custom_extension(mut self, oid: &[u64], der_content: Vec<u8>, critical: bool) -> Self {
+        let mut ext = CustomExtension::from_oid_content(oid, der_content);
+        ext.set_criticality(critical);
+        self.custom.push(ext);
+        self
+    }
+    /// Adds a second subjectAltName extension carrying one URI SAN.
+    pub fn duplicate_san_uri(self, uri: &str) -> Self {
+        let content = general_names_uri(uri);
+        self.custom_extension(OID_SUBJECT_ALT_NAME, content, false)
+    }
+
+    /// Signs the certificate (with the CA's key, or its own key when self-signed).
+    pub fn build(self) -> Result<IssuedCert, PkiError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for (ty, v) in &self.extra_dn {
+            dn.push(ty.clone(), v.as_str());
+        }
+        match &self.cn {
+            Some(cn) => dn.push(DnType::CommonName, cn.as_str()),
+            None if self.extra_dn.is_empty() => dn.push(DnType::OrganizationName, "no-cn"),
+            None => {}
+        }
+        params.distinguished_name = dn;
+        let mut sans = Vec::new();
+        for u in &self.san_uris {
+            sans.push(SanType::URI(u.as_str().try_into().map_err(|_| PkiError::Invalid(format!("URI SAN {u:?}")))?));
+        }
+        for d in &self.san_dns {
+            sans.push(SanType::DnsName(
+                d.as_str().try_into().map_err(|_| PkiError::Invalid(format!("DNS SAN {d:?}")))?,
+            ));
+        }
+        params.subject_alt_names = sans;
+        params.not_before = OffsetDateTime::from(self.not_before);
+        params.not_after = OffsetDateTime::from(self.not_after);
+        params.extended_key_usages = self.ekus;
+        if self.is_ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        } else {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        }
+        let serial = self.serial.unwrap_or_else(random_serial);
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.custom_extensions = self.custom;
+        params.use_authority_key_identifier_extension = self.ca.is_some();
+
+        let key = match &self.key_pem {
+            Some(pem) => KeyPair::from_pem(pem)?,
+            None => self.key_kind.generate()?,
+        };
+        let cert = match self.ca {
+            Some(ca) => params.signed_by(&key, &ca.issuer())?,
+            None => params.self_signed(&key)?,
+        };
+        let der = cert.der().to_vec();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        Ok(IssuedCert {
+            pem: cert.pem(),
+            cert_sha256: Sha256::digest(&der).into(),
+            spki_sha256: Sha256::digest(&spki).into(),
+            der,
+            key_pem: key.serialize_pem(),
+            serial,
+        })
+    }
+}
+
+/// DER of `GeneralNames ::= SEQUENCE { uniformResourceIdentifier [6] IA5String }`.
+fn general_names_uri(uri: &str) -> Vec<u8> {
+    let inner = der_tlv(0x86, uri.as_bytes());
+    der_tlv(0x30, &inner)
+}
+
+/// One DER TLV with definite length.
+pub fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        let significant = bytes.get(skip..).unwrap_or_default();
+        out.push(0x80 | significant.len() as u8);
+        out.extend_from_slice(significant);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// Concatenates PEM blocks into one bundle, one block after another, each ending in a newline.
+pub fn pem_bundle(pems: &[&str]) -> String {
+    let mut out = String::new();
+    for p in pems {
+        out.push_str(p.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Wraps DER in a PEM block with the given label (e.g. to make a `PRIVATE KEY` or `X509 CRL` block by hand).
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_and_leaf_generate() {
+        let root = TestCa::root("Root").unwrap();
+        let inter = root.intermediate("Inter").unwrap();
+        let leaf = inter.issue_client().cn("svc").san_uri("spiffe://x/svc").san_dns("svc.example").build().unwrap();
+        assert!(leaf.pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(inter.chain_bundle_pem().matches("BEGIN CERTIFICATE").count(), 2);
+        assert_eq!(root.common_name(), "Root");
+        assert_ne!(leaf.cert_sha256, leaf.spki_sha256);
+        let crl = inter.crl(&[&leaf.serial], SystemTime::now(), SystemTime::now() + Duration::from_secs(60)).unwrap();
+        assert!(crl.pem.contains("BEGIN X509 CRL"));
+    }
+
+    #[test]
+    fn reused_key_keeps_spki() {
+        let root = TestCa::root_with("Root", KeyKind::Ed25519).unwrap();
+        let a = root.issue_client().build().unwrap();
+        let b = root.issue_client().key_pem(a.key_pem.clone()).build().unwrap();
+        assert_eq!(a.spki_sha256, b.spki_sha256);
+        assert_ne!(a.cert_sha256, b.cert_sha256);
+    }
+
+    #[test]
+    fn der_tlv_long_form() {
+        let v = der_tlv(0x04, &[0u8; 300]);
+        assert_eq!(&v[..4], &[0x04, 0x82, 0x01, 0x2c]);
+    }
+}

@@ -1,0 +1,68 @@
+use tb_shared::policy::{Caller, IdentityKey, Policy};
+
+use super::VerifiedCert;
+
+/// Why a verified certificate maps to no single caller. Every variant is an explicit Deny (403): the credential
+/// is genuine, it is just not registered (or not unambiguously).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifyError {
+    /// No identity rule of the policy matches the certificate.
+    #[error("certificate matches no registered caller")]
+    NoMatch,
+    /// Rules of two different callers match the certificate (e.g. its SAN URI names one and its key pin another).
+    #[error("certificate matches more than one caller")]
+    Ambiguous,
+    /// The certificate carries several URI SANs and one of them is registered: a `san_uri` rule requires exactly
+    /// one, so a certificate cannot claim a registered workload identity next to another.
+    #[error("certificate carries several URI SANs")]
+    MultipleUriSans,
+}
+
+impl IdentifyError {
+    /// A short stable code for logs and the denial-reason metric dimension.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentifyError::NoMatch => "caller_unknown",
+            IdentifyError::Ambiguous => "caller_ambiguous",
+            IdentifyError::MultipleUriSans => "cert_multiple_uri_sans",
+        }
+    }
+}
+
+/// Maps a verified certificate to the one caller whose identity rules match it: the exact URI SAN (only when the
+/// certificate has exactly one), any DNS SAN (case-insensitive), subject CN together with issuer CN, or a SHA-256
+/// pin of the certificate or its public key. Never the serial. Every rule of every kind is evaluated, and if they
+/// point at two different callers the answer is [`IdentifyError::Ambiguous`] rather than whichever came first.
+/// Whether the caller is enabled is the handler's decision (it needs the caller to say "disabled").
+pub fn identify<'p>(cert: &VerifiedCert, policy: &'p Policy) -> Result<&'p Caller, IdentifyError> {
+    let mut found: Option<&'p Caller> = None;
+    let mut consider = |key: IdentityKey| -> Result<(), IdentifyError> {
+        if let Some(c) = policy.caller_for(&key) {
+            match found {
+                Some(prev) if prev.id != c.id => return Err(IdentifyError::Ambiguous),
+                _ => found = Some(c),
+            }
+        }
+        Ok(())
+    };
+
+    match cert.san_uris.as_slice() {
+        [] => {}
+        [one] => consider(IdentityKey::SanUri(one.clone()))?,
+        many => {
+            if many.iter().any(|u| policy.caller_for(&IdentityKey::SanUri(u.clone())).is_some()) {
+                return Err(IdentifyError::MultipleUriSans);
+            }
+        }
+    }
+    for dns in &cert.san_dns {
+        consider(IdentityKey::SanDns(dns.to_ascii_lowercase()))?;
+    }
+    if let (Some(cn), Some(issuer_cn)) = (&cert.subject_cn, &cert.issuer_cn) {
+        consider(IdentityKey::SubjectCn { cn: cn.clone(), issuer_cn: issuer_cn.clone() })?;
+    }
+    consider(IdentityKey::CertSha256(hex::encode(cert.cert_sha256)))?;
+    consider(IdentityKey::SpkiSha256(hex::encode(cert.spki_sha256)))?;
+
+    found.ok_or(IdentifyError::NoMatch)
+}
