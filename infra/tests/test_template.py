@@ -586,3 +586,23 @@ def test_cognito_example():
     for c in clients.values():
         assert c["AllowedOAuthFlows"] == ["client_credentials"] and c["GenerateSecret"] is True
         assert c["AccessTokenValidity"] and c["TokenValidityUnits"]["AccessToken"] == "minutes"
+
+
+def test_samconfig_overrides_are_template_parameters():
+    import tomllib
+
+    with open(os.path.join(HERE, "..", "samconfig.toml"), "rb") as f:
+        cfg = tomllib.load(f)
+    params = sam_expand.load(TEMPLATE)["Parameters"]
+    deploy = cfg["default"]["deploy"]["parameters"]
+    assert deploy["template_file"] == "template.yaml" and "CAPABILITY_IAM" in deploy["capabilities"]
+    given = dict(o.split("=", 1) for o in deploy["parameter_overrides"])
+    assert set(given) <= set(params), f"unknown parameters: {set(given) - set(params)}"
+    required = {k for k, v in params.items() if "Default" not in v}
+    assert required <= set(given), f"samconfig misses required parameters: {required - set(given)}"
+    for key, value in given.items():
+        pattern = params[key].get("AllowedPattern")
+        if pattern:
+            assert re.fullmatch(pattern, value), f"{key}={value} does not match {pattern}"
+        if "AllowedValues" in params[key]:
+            assert value in [str(v) for v in params[key]["AllowedValues"]], f"{key}={value}"
