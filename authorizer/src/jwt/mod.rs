@@ -1,1 +1,335 @@
-//! (being written)
+//! Partner JWT identity: verifies a compact JWS from a configured issuer against that issuer's published keys.
+//!
+//! Order of work for one token (each step refuses with its own [`JwtError`]):
+//! 1. size cap, before any decoding;
+//! 2. structure: three base64url segments, header and payload JSON objects; `alg` none in any spelling and any
+//!    `crit` header refused; `jku`, `x5u`, `jwk` and `x5c` are never read;
+//! 3. the *unverified* `iss` picks the issuer's configuration and nothing else;
+//! 4. the header's `alg` must be one of that issuer's configured asymmetric algorithms;
+//! 5. a key from the issuer's JWKS whose `kid`, `kty`/curve, `alg`, `use` and `key_ops` fit (see [`jwks`]);
+//!    without a `kid` the issuer must have exactly one fitting key;
+//! 6. jsonwebtoken checks the signature and iss/aud/exp/nbf (all required);
+//! 7. this module re-checks iss, aud, exp, nbf and iat, the maximum age and the subject claim on the verified
+//!    claims.
+//!
+//! Nothing here logs the token, the Authorization header or claim values other than the issuer; errors carry
+//! fixed texts only.
+
+mod cache;
+mod claims;
+mod jwks;
+mod token;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::Validation;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tb_shared::policy::{JwtAlgorithm, Policy};
+use tb_shared::sources::JwksFetcher;
+
+use cache::{IssuerKeys, Refetch, Snapshot};
+use claims::ClaimRules;
+use jwks::{jwt_alg, Selection};
+
+pub use jwks::{JwksError, MAX_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
+
+/// Settings of the verifier that are not per issuer.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Tokens longer than this are refused before any decoding, so an oversized header cannot cost parsing time.
+    /// Partner tokens are well under 2 KiB; 8 KiB leaves room for large claims.
+    pub max_token_bytes: usize,
+    /// At most one JWKS fetch per issuer in this period is caused by tokens naming an unknown `kid` (or by a
+    /// failed fetch being retried), so a flood of random `kid`s cannot turn us into a load generator against the
+    /// partner's endpoint. A partner's key rotation is picked up within this time.
+    pub unknown_kid_cooldown: Duration,
+    /// Known keys are re-fetched once they are this old, so a key the partner withdrew stops verifying without a
+    /// token ever naming an unknown `kid`. A failed refresh keeps the old keys.
+    pub jwks_max_age: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            max_token_bytes: 8192,
+            unknown_kid_cooldown: Duration::from_secs(60),
+            jwks_max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a token was refused. Every variant means "invalid credentials" (401 `Unauthorized`); the variants exist
+/// for logs and metrics. `Display` texts are fixed: they never contain the token, a part of it, or a claim value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("token larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("token is not a well-formed compact JWS")]
+    Malformed,
+    #[error("alg none is not accepted")]
+    AlgNone,
+    #[error("algorithm not allowed for this issuer")]
+    AlgNotAllowed,
+    #[error("token header has a crit parameter")]
+    CritHeader,
+    #[error("issuer not configured")]
+    UnknownIssuer,
+    #[error("no key of the issuer has the token's kid")]
+    UnknownKid,
+    #[error("the key named by kid may not verify this algorithm (kty, curve, alg, use or key_ops)")]
+    UnusableKey,
+    #[error("token has no kid and the issuer has several fitting keys")]
+    AmbiguousKey,
+    #[error("no key of the issuer fits the token's algorithm")]
+    NoKey,
+    #[error("issuer keys unavailable")]
+    KeysUnavailable,
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The claim's name (the configured subject claim is reported as `subject`).
+    #[error("required claim {0} missing")]
+    MissingClaim(&'static str),
+    /// The claim's name (the configured subject claim is reported as `subject`).
+    #[error("claim {0} has the wrong type or form")]
+    InvalidClaim(&'static str),
+    #[error("iss does not match")]
+    WrongIssuer,
+    #[error("audience not accepted")]
+    WrongAudience,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid (nbf)")]
+    NotYetValid,
+    #[error("token issued in the future (iat)")]
+    IssuedInFuture,
+    #[error("token older than the issuer's maximum age")]
+    TooOld,
+}
+
+impl JwtError {
+    /// A stable snake_case reason for logs and metric dimensions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JwtError::TooLarge(_) => "jwt_too_large",
+            JwtError::Malformed => "jwt_malformed",
+            JwtError::AlgNone => "jwt_alg_none",
+            JwtError::AlgNotAllowed => "jwt_alg_not_allowed",
+            JwtError::CritHeader => "jwt_crit",
+            JwtError::UnknownIssuer => "jwt_unknown_issuer",
+            JwtError::UnknownKid => "jwt_unknown_kid",
+            JwtError::UnusableKey => "jwt_unusable_key",
+            JwtError::AmbiguousKey => "jwt_ambiguous_key",
+            JwtError::NoKey => "jwt_no_key",
+            JwtError::KeysUnavailable => "jwt_keys_unavailable",
+            JwtError::BadSignature => "jwt_bad_signature",
+            JwtError::MissingClaim(_) => "jwt_missing_claim",
+            JwtError::InvalidClaim(_) => "jwt_invalid_claim",
+            JwtError::WrongIssuer => "jwt_wrong_issuer",
+            JwtError::WrongAudience => "jwt_wrong_audience",
+            JwtError::Expired => "jwt_expired",
+            JwtError::NotYetValid => "jwt_not_yet_valid",
+            JwtError::IssuedInFuture => "jwt_iat_future",
+            JwtError::TooOld => "jwt_too_old",
+        }
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedJwt {
+    /// The configured issuer string (equal to the token's `iss`).
+    pub issuer: String,
+    /// The value of the issuer's subject claim; with `issuer` it forms the policy's `IdentityKey::Jwt`.
+    pub subject: String,
+    /// SHA-256 of the token bytes: the decision cache's key, so a cached decision is only reused for exactly
+    /// this token.
+    pub token_sha256: [u8; 32],
+    /// The token's `exp` (Unix seconds): no cached decision may outlive it.
+    pub expires_at: u64,
+}
+
+/// One configured issuer, with everything prepared at construction.
+struct IssuerEntry {
+    rules: ClaimRules,
+    algorithms: Vec<JwtAlgorithm>,
+    /// A jsonwebtoken `Validation` per allowed algorithm (it must name exactly the algorithm being verified).
+    validations: HashMap<JwtAlgorithm, Validation>,
+    keys: IssuerKeys,
+}
+
+/// Verifies partner JWTs. Build once per process and share it (`Send + Sync`); it holds the JWKS caches.
+pub struct JwtVerifier {
+    issuers: HashMap<String, IssuerEntry>,
+    fetcher: Arc<dyn JwksFetcher>,
+    cfg: JwtConfig,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl JwtVerifier {
+    /// Prepares a verifier for every issuer of `policy`. No network call happens here: each issuer's JWKS is
+    /// fetched on the first token that names it, so a partner's outage cannot fail a cold start.
+    pub fn new(policy: Arc<Policy>, fetcher: Arc<dyn JwksFetcher>, cfg: JwtConfig) -> Self {
+        let mut issuers = HashMap::new();
+        for iss in policy.issuers() {
+            let leeway = iss.leeway.as_secs();
+            let mut validations = HashMap::new();
+            for &alg in &iss.algorithms {
+                let mut v = Validation::new(jwt_alg(alg));
+                // jsonwebtoken only acts on exp/nbf/aud/iss/sub here; iat is checked in `claims`.
+                v.set_required_spec_claims(&["iss", "aud", "exp", "nbf", "iat"]);
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                v.validate_aud = true;
+                v.leeway = leeway;
+                v.set_issuer(&[iss.issuer.as_str()]);
+                v.set_audience(&iss.audiences);
+                validations.insert(alg, v);
+            }
+            let entry = IssuerEntry {
+                rules: ClaimRules {
+                    issuer: iss.issuer.clone(),
+                    audiences: iss.audiences.clone(),
+                    subject_claim: iss.subject_claim.clone(),
+                    leeway,
+                    max_age: iss.max_token_age.as_secs(),
+                },
+                algorithms: iss.algorithms.clone(),
+                validations,
+                keys: IssuerKeys::new(&iss.issuer, &iss.jwks_url),
+            };
+            issuers.insert(iss.issuer.clone(), entry);
+        }
+        JwtVerifier { issuers, fetcher, cfg }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &JwtConfig {
+        &self.cfg
+    }
+
+    /// Verifies a compact JWS (the part after `Bearer `) and returns who it identifies.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
+        if token.len() > self.cfg.max_token_bytes {
+            return Err(JwtError::TooLarge(self.cfg.max_token_bytes));
+        }
+        let parsed = token::parse(token)?;
+        let iss = match parsed.claims.get("iss") {
+            None => return Err(JwtError::MissingClaim("iss")),
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(JwtError::InvalidClaim("iss")),
+        };
+        let issuer = self.issuers.get(iss).ok_or(JwtError::UnknownIssuer)?;
+        let alg = JwtAlgorithm::from_name(&parsed.alg)
+            .filter(|a| issuer.algorithms.contains(a))
+            .ok_or(JwtError::AlgNotAllowed)?;
+        let validation = issuer.validations.get(&alg).ok_or(JwtError::AlgNotAllowed)?;
+
+        let snap = self.keys_for(issuer, alg, parsed.kid.as_deref()).await?;
+        let Selection::Keys(keys) = snap.keys.select(alg, parsed.kid.as_deref()) else {
+            // `keys_for` only returns a snapshot whose selection found keys.
+            return Err(JwtError::NoKey);
+        };
+
+        let mut verified: Option<Map<String, Value>> = None;
+        for key in keys {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation) {
+                Ok(data) => {
+                    verified = Some(data.claims);
+                    break;
+                }
+                Err(e) => match e.kind() {
+                    ErrorKind::InvalidSignature => continue,
+                    kind => return Err(self.refusal_after_signature(kind, &parsed.claims, &issuer.rules)),
+                },
+            }
+        }
+        let Some(claims) = verified else {
+            return Err(JwtError::BadSignature);
+        };
+        let checked = claims::check(&claims, &issuer.rules, unix_now())?;
+        Ok(VerifiedJwt {
+            issuer: issuer.rules.issuer.clone(),
+            subject: checked.subject,
+            token_sha256: Sha256::digest(token.as_bytes()).into(),
+            expires_at: checked.expires_at,
+        })
+    }
+
+    /// Maps a jsonwebtoken refusal. Claim refusals only happen after the signature verified, so the payload this
+    /// module decoded (the same bytes) is run through [`claims::check`] to name the exact reason deterministically.
+    fn refusal_after_signature(&self, kind: &ErrorKind, payload: &Map<String, Value>, rules: &ClaimRules) -> JwtError {
+        let fallback = match kind {
+            ErrorKind::ExpiredSignature => JwtError::Expired,
+            ErrorKind::ImmatureSignature => JwtError::NotYetValid,
+            ErrorKind::InvalidAudience => JwtError::WrongAudience,
+            ErrorKind::InvalidIssuer => JwtError::WrongIssuer,
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => {
+                JwtError::InvalidClaim("registered claim")
+            }
+            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                return JwtError::AlgNotAllowed
+            }
+            // Key, base64 or JSON trouble: nothing about the claims is known to be verified.
+            _ => return JwtError::Malformed,
+        };
+        claims::check(payload, rules, unix_now()).err().unwrap_or(fallback)
+    }
+
+    /// A key snapshot in which `select(alg, kid)` finds keys, refetching the JWKS where the rules allow it.
+    async fn keys_for(
+        &self,
+        issuer: &IssuerEntry,
+        alg: JwtAlgorithm,
+        kid: Option<&str>,
+    ) -> Result<Arc<Snapshot>, JwtError> {
+        let cooldown = self.cfg.unknown_kid_cooldown;
+        let fetcher = self.fetcher.as_ref();
+        if let Some(s) = issuer.keys.snapshot() {
+            issuer.keys.refresh_if_old(fetcher, &s, self.cfg.jwks_max_age, cooldown).await;
+        }
+        let mut refetched = false;
+        loop {
+            let Some(snap) = issuer.keys.snapshot() else {
+                if refetched {
+                    return Err(JwtError::KeysUnavailable);
+                }
+                refetched = true;
+                match issuer.keys.refetch_on_miss(fetcher, 0, cooldown).await {
+                    Refetch::Updated => continue,
+                    Refetch::CoolingDown | Refetch::Failed => return Err(JwtError::KeysUnavailable),
+                }
+            };
+            let miss = match snap.keys.select(alg, kid) {
+                Selection::Keys(_) => return Ok(snap),
+                Selection::Unusable => return Err(JwtError::UnusableKey),
+                Selection::Ambiguous => return Err(JwtError::AmbiguousKey),
+                Selection::UnknownKid => JwtError::UnknownKid,
+                Selection::NoKey => JwtError::NoKey,
+            };
+            if refetched {
+                return Err(miss);
+            }
+            refetched = true;
+            match issuer.keys.refetch_on_miss(fetcher, snap.generation, cooldown).await {
+                Refetch::Updated => continue,
+                Refetch::CoolingDown | Refetch::Failed => return Err(miss),
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The per-issuer JWKS cache.
+//!
+//! Three rules protect both the partner's JWKS endpoint and our latency:
+//! - a token whose `kid` is unknown may trigger a refetch, but at most one fetch attempt per issuer per
+//!   `unknown_kid_cooldown`, however many such tokens arrive (a flood of random `kid`s costs one fetch);
+//! - concurrent misses share one fetch: the first takes the issuer's fetch lock, the others wait for it and then
+//!   look again at the new key set instead of fetching themselves;
+//! - a failed fetch never removes keys: known keys keep verifying while the endpoint is down, and a key set older
+//!   than `jwks_max_age` is refreshed in the background of one request (others keep using the current set).
+//!
+//! A successful fetch replaces the whole set, so a key the partner withdrew stops being accepted.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tb_shared::sources::JwksFetcher;
+use tokio::sync::Mutex;
+
+use super::jwks::{parse_jwks, KeySet};
+
+/// One issuer's current keys.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub keys: KeySet,
+    /// When these keys were fetched.
+    pub fetched_at: Instant,
+    /// Increases with every successful fetch; lets a waiter see that someone else refreshed.
+    pub generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    /// When the last fetch attempt (successful or not) started.
+    last_attempt: Option<Instant>,
+}
+
+/// Keys of one issuer.
+#[derive(Debug)]
+pub(crate) struct IssuerKeys {
+    issuer: String,
+    jwks_url: String,
+    current: RwLock<Option<Arc<Snapshot>>>,
+    fetch: Mutex<FetchState>,
+}
+
+/// How a refetch attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refetch {
+    /// New keys are in place (fetched by this call or by a concurrent one).
+    Updated,
+    /// The cooldown forbids another attempt yet; keys unchanged.
+    CoolingDown,
+    /// The fetch failed; the previous keys (if any) stay.
+    Failed,
+}
+
+impl IssuerKeys {
+    pub fn new(issuer: &str, jwks_url: &str) -> Self {
+        IssuerKeys {
+            issuer: issuer.to_owned(),
+            jwks_url: jwks_url.to_owned(),
+            current: RwLock::new(None),
+            fetch: Mutex::new(FetchState::default()),
+        }
+    }
+
+    /// The current key set, if one was ever fetched.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.snapshot().map_or(0, |s| s.generation)
+    }
+
+    /// Fetches again because a token named a key we do not have (or no keys were ever fetched).
+    ///
+    /// `seen` is the generation the caller looked at. If another task replaced the keys meanwhile, this returns
+    /// `Updated` without fetching; otherwise it fetches unless an attempt started less than `cooldown` ago.
+    pub async fn refetch_on_miss(&self, fetcher: &dyn JwksFetcher, seen: u64, cooldown: Duration) -> Refetch {
+        let mut st = self.fetch.lock().await;
+        if self.generation() != seen {
+            return Refetch::Updated;
+        }
+        if st.last_attempt.is_some_and(|t| t.elapsed() < cooldown) {
+            return Refetch::CoolingDown;
+        }
+        self.fetch_locked(&mut st, fetcher).await
+    }
+
+    /// Refreshes keys older than `max_age`, unless a fetch is already running (then the current keys are used by
+    /// this request) or the last attempt failed less than `cooldown` ago (the endpoint is not hammered while down).
+    pub async fn refresh_if_old(
+        &self,
+        fetcher: &dyn JwksFetcher,
+        snap: &Snapshot,
+        max_age: Duration,
+        cooldown: Duration,
+    ) {
+        if snap.fetched_at.elapsed() < max_age {
+            return;
+        }
+        let Ok(mut st) = self.fetch.try_lock() else {
+            return;
+        };
+        if self.generation() != snap.generation || st.last_attempt.is_some_and(|t| t.elapsed() < cooldown) {
+            return;
+        }
+        self.fetch_locked(&mut st, fetcher).await;
+    }
+
+    async fn fetch_locked(&self, st: &mut FetchState, fetcher: &dyn JwksFetcher) -> Refetch {
+        st.last_attempt = Some(Instant::now());
+        let keys = match fetcher.fetch(&self.jwks_url).await {
+            Ok(doc) => match parse_jwks(&doc) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::warn!(issuer = %self.issuer, reason = %e, "JWKS refused; keeping previous keys");
+                    return Refetch::Failed;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer, reason = %e, "JWKS fetch failed; keeping previous keys");
+                return Refetch::Failed;
+            }
+        };
+        tracing::info!(issuer = %self.issuer, keys = keys.entries.len(), usable = keys.usable(), "JWKS fetched");
+        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let generation = cur.as_ref().map_or(0, |s| s.generation) + 1;
+        *cur = Some(Arc::new(Snapshot { keys, fetched_at: Instant::now(), generation }));
+        Refetch::Updated
+    }
+}

@@ -1,0 +1,190 @@
+//! The registered-claim checks, done by this crate on the claims that came out of the signature check.
+//!
+//! jsonwebtoken's `Validation` checks iss, aud, exp and nbf too (configured in `JwtVerifier::new`), but it skips
+//! `iat`, accepts `iss` as an array, and reports a wrongly-typed required claim as "missing" in an order that
+//! depends on hash iteration. These checks run after it, in a fixed order, so every refusal has one exact reason.
+
+use serde_json::{Map, Value};
+
+use super::JwtError;
+
+/// The per-issuer settings the checks need.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRules {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub subject_claim: String,
+    pub leeway: u64,
+    pub max_age: u64,
+}
+
+/// What the checks extract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub subject: String,
+    pub expires_at: u64,
+}
+
+/// Longest subject value accepted; it becomes part of a policy lookup key and of logs.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+#[derive(Clone, Copy)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative JSON number. Fractions are rounded in the direction that makes the
+/// token less valid (`exp` down, `nbf`/`iat` up). Strings, negatives, and other types are refused.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str, round: Round) -> Result<u64, JwtError> {
+    let n = match claims.get(name) {
+        None => return Err(JwtError::MissingClaim(name)),
+        Some(Value::Number(n)) => n,
+        Some(_) => return Err(JwtError::InvalidClaim(name)),
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(u);
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f >= 0.0 && f < 1.0e15 => {
+            let r = match round {
+                Round::Down => f.floor(),
+                Round::Up => f.ceil(),
+            };
+            // In range by the guard above; `as` saturates anyway.
+            Ok(r as u64)
+        }
+        _ => Err(JwtError::InvalidClaim(name)),
+    }
+}
+
+/// Checks the claims of a token at time `now` (Unix seconds).
+pub(crate) fn check(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -> Result<Checked, JwtError> {
+    match claims.get("iss") {
+        None => return Err(JwtError::MissingClaim("iss")),
+        Some(Value::String(s)) if *s == rules.issuer => {}
+        Some(Value::String(_)) => return Err(JwtError::WrongIssuer),
+        Some(_) => return Err(JwtError::InvalidClaim("iss")),
+    }
+
+    let accepted = |a: &str| rules.audiences.iter().any(|x| x == a);
+    match claims.get("aud") {
+        None => return Err(JwtError::MissingClaim("aud")),
+        Some(Value::String(a)) => {
+            if !accepted(a) {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        Some(Value::Array(list)) => {
+            if list.is_empty() || list.len() > 32 {
+                return Err(JwtError::InvalidClaim("aud"));
+            }
+            let mut any = false;
+            for v in list {
+                let Value::String(a) = v else {
+                    return Err(JwtError::InvalidClaim("aud"));
+                };
+                any |= accepted(a);
+            }
+            if !any {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        Some(_) => return Err(JwtError::InvalidClaim("aud")),
+    }
+
+    let exp = numeric_date(claims, "exp", Round::Down)?;
+    let nbf = numeric_date(claims, "nbf", Round::Up)?;
+    let iat = numeric_date(claims, "iat", Round::Up)?;
+    if exp.saturating_add(rules.leeway) < now {
+        return Err(JwtError::Expired);
+    }
+    if nbf > now.saturating_add(rules.leeway) {
+        return Err(JwtError::NotYetValid);
+    }
+    if iat > now.saturating_add(rules.leeway) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    // The age limit bounds how long a leaked token is worth anything, whatever `exp` the partner chose.
+    if now.saturating_sub(iat) > rules.max_age {
+        return Err(JwtError::TooOld);
+    }
+
+    let subject = match claims.get(&rules.subject_claim) {
+        None => return Err(JwtError::MissingClaim("subject")),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SUBJECT_LEN => s.clone(),
+        Some(_) => return Err(JwtError::InvalidClaim("subject")),
+    };
+    Ok(Checked { subject, expires_at: exp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuer: "https://idp".into(),
+            audiences: vec!["api".into(), "api2".into()],
+            subject_claim: "sub".into(),
+            leeway: 30,
+            max_age: 300,
+        }
+    }
+
+    fn base() -> Value {
+        json!({"iss": "https://idp", "aud": "api", "sub": "s", "exp": NOW + 60, "nbf": NOW - 10, "iat": NOW - 10})
+    }
+
+    fn run(edit: impl FnOnce(&mut Map<String, Value>)) -> Result<Checked, JwtError> {
+        let Value::Object(mut m) = base() else { unreachable!() };
+        edit(&mut m);
+        check(&m, &rules(), NOW)
+    }
+
+    #[test]
+    fn good_claims_pass() {
+        assert_eq!(run(|_| {}).unwrap(), Checked { subject: "s".into(), expires_at: NOW + 60 });
+        assert!(run(|m| drop(m.insert("aud".into(), json!(["x", "api2"])))).is_ok());
+        assert!(run(|m| drop(m.insert("exp".into(), json!((NOW + 60) as f64 + 0.5)))).is_ok());
+        // Inside the leeway.
+        assert!(run(|m| drop(m.insert("exp".into(), json!(NOW - 29)))).is_ok());
+        assert!(run(|m| drop(m.insert("nbf".into(), json!(NOW + 29)))).is_ok());
+    }
+
+    #[test]
+    fn each_claim_refused_with_its_reason() {
+        use JwtError::*;
+        let cases: Vec<(Box<dyn FnOnce(&mut Map<String, Value>)>, JwtError)> = vec![
+            (Box::new(|m| drop(m.remove("iss"))), MissingClaim("iss")),
+            (Box::new(|m| drop(m.insert("iss".into(), json!("https://other")))), WrongIssuer),
+            (Box::new(|m| drop(m.insert("iss".into(), json!(["https://idp"])))), InvalidClaim("iss")),
+            (Box::new(|m| drop(m.remove("aud"))), MissingClaim("aud")),
+            (Box::new(|m| drop(m.insert("aud".into(), json!("other")))), WrongAudience),
+            (Box::new(|m| drop(m.insert("aud".into(), json!(["other"])))), WrongAudience),
+            (Box::new(|m| drop(m.insert("aud".into(), json!(7)))), InvalidClaim("aud")),
+            (Box::new(|m| drop(m.insert("aud".into(), json!({"api": true})))), InvalidClaim("aud")),
+            (Box::new(|m| drop(m.insert("aud".into(), json!(["api", 1])))), InvalidClaim("aud")),
+            (Box::new(|m| drop(m.insert("aud".into(), json!([])))), InvalidClaim("aud")),
+            (Box::new(|m| drop(m.remove("exp"))), MissingClaim("exp")),
+            (Box::new(|m| drop(m.insert("exp".into(), json!((NOW + 60).to_string())))), InvalidClaim("exp")),
+            (Box::new(|m| drop(m.insert("exp".into(), json!(-1)))), InvalidClaim("exp")),
+            (Box::new(|m| drop(m.insert("exp".into(), json!(NOW - 31)))), Expired),
+            (Box::new(|m| drop(m.remove("nbf"))), MissingClaim("nbf")),
+            (Box::new(|m| drop(m.insert("nbf".into(), json!(NOW + 31)))), NotYetValid),
+            (Box::new(|m| drop(m.remove("iat"))), MissingClaim("iat")),
+            (Box::new(|m| drop(m.insert("iat".into(), json!(true)))), InvalidClaim("iat")),
+            (Box::new(|m| drop(m.insert("iat".into(), json!(NOW + 31)))), IssuedInFuture),
+            (Box::new(|m| drop(m.insert("iat".into(), json!(NOW - 301)))), TooOld),
+            (Box::new(|m| drop(m.remove("sub"))), MissingClaim("subject")),
+            (Box::new(|m| drop(m.insert("sub".into(), json!(5)))), InvalidClaim("subject")),
+            (Box::new(|m| drop(m.insert("sub".into(), json!("")))), InvalidClaim("subject")),
+        ];
+        for (i, (edit, want)) in cases.into_iter().enumerate() {
+            assert_eq!(run(edit), Err(want.clone()), "case {i}: {want}");
+        }
+    }
+}
