@@ -364,7 +364,8 @@ def check_gateway_responses(src, exp):
         assert rtype in responses, f"no gateway response for {rtype}"
         r = responses[rtype]
         if status is not None:
-            assert r["statusCode"] == status, f"{rtype}: {r.get('statusCode')}"
+            # The extension's statusCode is a string (x-amazon-apigateway-gateway-responses.gatewayResponse).
+            assert r["statusCode"] == str(status), f"{rtype}: {r.get('statusCode')!r}"
         body = json.loads(r["responseTemplates"]["application/json"])
         assert re.fullmatch(r"[a-z_]+", body["error"]), f"{rtype}: error {body['error']}"
         assert body["error_description"] and "$context.error" not in json.dumps(body)
