@@ -129,7 +129,10 @@ pub(crate) fn read_bundle(text: &str) -> Result<Vec<PemBlock>, String> {
             return Err(format!("block {}: unterminated BEGIN line", out.len() + 1));
         };
         let label = after.get(..label_end).unwrap_or_default().to_owned();
-        if label.is_empty() || label.len() > 64 || !label.bytes().all(|b| b.is_ascii_uppercase() || b == b' ') {
+        if label.is_empty()
+            || label.len() > 64
+            || !label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ')
+        {
             return Err(format!("block {}: bad label", out.len() + 1));
         }
         let body_and_more = after.get(label_end + 5..).unwrap_or_default();
