@@ -66,10 +66,15 @@ with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED
     names = zin.namelist()
     assert "bootstrap" in names, f"{src} has no bootstrap: {names}"
     for info in zin.infolist():
-        if info.filename != "policy.yaml":
-            zout.writestr(info, zin.read(info.filename))
+        if info.filename == "policy.yaml":
+            continue
+        if info.filename == "bootstrap":
+            info.external_attr = 0o100755 << 16  # regular file, executable: Lambda runs it
+            info.create_system = 3  # unix, so the mode bits are honoured
+        zout.writestr(info, zin.read(info.filename))
     pi = zipfile.ZipInfo("policy.yaml", date_time=(1980, 1, 1, 0, 0, 0))
-    pi.external_attr = 0o644 << 16
+    pi.create_system = 3
+    pi.external_attr = 0o100644 << 16
     pi.compress_type = zipfile.ZIP_DEFLATED
     with open(policy, "rb") as f:
         zout.writestr(pi, f.read())
