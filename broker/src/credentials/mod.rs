@@ -1,10 +1,25 @@
 //! The Cognito app-client credentials the broker authenticates with, one SSM SecureString per app client.
 //!
 //! The parameter value is JSON: `{"client_id": "...", "client_secret": "...", "token_url": "https://..."}`, or
-//! instead of `token_url` a `domain_prefix` plus `region` (seed 004 allows both; `token_url` wins when both are set).
+//! instead of `token_url` a `domain_prefix` plus `region` (seed 004 allows both; `token_url` wins when both are set,
+//! as in the seed). Unknown keys are refused, so a typo (`tokenurl`) cannot silently fall back to the other form.
+//!
+//! Sources: [`ssm::SsmCredentialSource`] (production), [`memory::MemoryCredentialSource`] (tests, local stack), and
+//! [`cache::CachedCredentials`] in front of either (TTL, single flight, bounded stale serving, refresh on rotation).
+
+use std::net::IpAddr;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+pub mod cache;
+pub mod memory;
+pub mod ssm;
+
+pub use cache::{CacheConfig, CachedCredentials};
+pub use memory::MemoryCredentialSource;
+pub use ssm::{SsmConfig, SsmCredentialSource};
 
 /// One app client's credentials. `Debug` never shows the secret (it is a [`SecretString`]).
 #[derive(Debug, Clone)]
@@ -29,4 +44,247 @@ pub enum CredentialError {
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
     async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError>;
+}
+
+const KEYS: &[&str] = &["client_id", "client_secret", "token_url", "domain_prefix", "region"];
+const MAX_CLIENT_ID_LEN: usize = 128;
+const MAX_SECRET_LEN: usize = 1024;
+
+/// Parses a parameter value (the JSON above) into credentials.
+///
+/// Every error message is built from fixed text and key names only, never from serde's messages: those quote the
+/// offending value, and the value here holds the client secret.
+pub fn parse_parameter(value: &SecretString) -> Result<ClientCredentials, CredentialError> {
+    let malformed = |m: &str| CredentialError::Malformed(m.to_owned());
+    let json: Value = serde_json::from_str(value.expose_secret()).map_err(|e| {
+        CredentialError::Malformed(format!("not valid JSON (line {}, column {})", e.line(), e.column()))
+    })?;
+    let Value::Object(obj) = json else { return Err(malformed("not a JSON object")) };
+    if obj.keys().any(|k| !KEYS.contains(&k.as_str())) {
+        // The unknown key is not named: a mangled document may have the secret in key position.
+        return Err(malformed("unknown key (allowed: client_id, client_secret, token_url, domain_prefix, region)"));
+    }
+
+    let client_id = string(&obj, "client_id")?.ok_or_else(|| malformed("client_id is missing"))?;
+    if client_id.is_empty()
+        || client_id.len() > MAX_CLIENT_ID_LEN
+        || !client_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
+    {
+        return Err(malformed("client_id must be 1-128 characters of A-Z a-z 0-9 _ + - ."));
+    }
+
+    let secret = string(&obj, "client_secret")?.ok_or_else(|| malformed("client_secret is missing"))?;
+    if secret.is_empty() || secret.len() > MAX_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(malformed("client_secret must be 1-1024 printable ASCII characters"));
+    }
+
+    let token_url = match string(&obj, "token_url")? {
+        Some(u) => checked_url(u)?,
+        None => {
+            let prefix = string(&obj, "domain_prefix")?;
+            let region = string(&obj, "region")?;
+            match (prefix, region) {
+                (Some(p), Some(r)) => cognito_url(p, r)?,
+                (None, None) => return Err(malformed("token_url, or domain_prefix and region, is required")),
+                _ => return Err(malformed("domain_prefix and region must be given together")),
+            }
+        }
+    };
+
+    Ok(ClientCredentials {
+        client_id: client_id.to_owned(),
+        client_secret: SecretString::from(secret.to_owned()),
+        token_url,
+    })
+}
+
+fn string<'a>(obj: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, CredentialError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(CredentialError::Malformed(format!("{key} must be a string"))),
+    }
+}
+
+/// The Cognito hosted-UI token endpoint for a domain prefix and region. Both are checked against Cognito's own
+/// grammar so that neither can smuggle a different host or path into the URL.
+fn cognito_url(prefix: &str, region: &str) -> Result<url::Url, CredentialError> {
+    let prefix_ok = (1..=63).contains(&prefix.len())
+        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !prefix.starts_with('-')
+        && !prefix.ends_with('-');
+    if !prefix_ok {
+        return Err(CredentialError::Malformed("domain_prefix must be 1-63 of a-z 0-9 - (not at either end)".into()));
+    }
+    if !valid_region(region) {
+        return Err(CredentialError::Malformed("region is not an AWS region name such as eu-west-1".into()));
+    }
+    url::Url::parse(&format!("https://{prefix}.auth.{region}.amazoncognito.com/oauth2/token"))
+        .map_err(|_| CredentialError::Malformed("domain_prefix and region do not form a URL".into()))
+}
+
+/// `xx-name(-name)*-N`: two-letter area, one or more lowercase words, a 1-2 digit number (`us-gov-west-1`).
+fn valid_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    let n = parts.len();
+    n >= 3
+        && r.len() <= 32
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..n - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && (1..=2).contains(&parts[n - 1].len())
+        && parts[n - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A token URL the broker may send a client secret to: https, or http only to a loopback host (the local stand-in).
+/// No user info, query or fragment: the endpoint is a plain URL, anything else is a mistake or an attempt.
+fn checked_url(raw: &str) -> Result<url::Url, CredentialError> {
+    let malformed = |m: &str| CredentialError::Malformed(m.to_owned());
+    let u = url::Url::parse(raw).map_err(|_| malformed("token_url is not a URL"))?;
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => return Err(malformed("token_url has no host")),
+    };
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(malformed("token_url must be https (http only to a loopback host)")),
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(malformed("token_url must not carry user info"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(malformed("token_url must not carry a query or fragment"));
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-VALUE-never-logged";
+
+    fn parse(json: &str) -> Result<ClientCredentials, CredentialError> {
+        parse_parameter(&SecretString::from(json.to_owned()))
+    }
+
+    #[test]
+    fn full_token_url_form() {
+        let c = parse(&format!(
+            r#"{{"client_id":"abc123","client_secret":"{SECRET}","token_url":"https://login.example.com/oauth2/token"}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.client_id, "abc123");
+        assert_eq!(c.client_secret.expose_secret(), SECRET);
+        assert_eq!(c.token_url.as_str(), "https://login.example.com/oauth2/token");
+    }
+
+    #[test]
+    fn domain_prefix_and_region_form() {
+        let c = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","domain_prefix":"my-pool-1","region":"eu-west-1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.token_url.as_str(), "https://my-pool-1.auth.eu-west-1.amazoncognito.com/oauth2/token");
+        let c = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","domain_prefix":"p","region":"us-gov-west-1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.token_url.host_str(), Some("p.auth.us-gov-west-1.amazoncognito.com"));
+    }
+
+    #[test]
+    fn token_url_wins_over_domain_prefix() {
+        let c = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","token_url":"https://auth.example.com/oauth2/token",
+                "domain_prefix":"p","region":"eu-west-1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.token_url.host_str(), Some("auth.example.com"));
+    }
+
+    #[test]
+    fn http_only_to_loopback() {
+        for ok in ["http://127.0.0.1:8080/oauth2/token", "http://localhost:1/t", "http://[::1]:9/t"] {
+            let j = format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"{ok}"}}"#);
+            assert!(parse(&j).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com/oauth2/token",
+            "http://127.0.0.1.nip.io/t",
+            "ftp://127.0.0.1/t",
+            "https://user:pw@auth.example.com/t",
+            "https://auth.example.com/t?x=1",
+            "https://auth.example.com/t#f",
+            "not a url",
+            "file:///etc/passwd",
+        ] {
+            let j = format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"{bad}"}}"#);
+            assert!(matches!(parse(&j), Err(CredentialError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefix_and_region_grammar() {
+        for (p, r) in [
+            ("evil.com/x", "eu-west-1"),
+            ("UPPER", "eu-west-1"),
+            ("-lead", "eu-west-1"),
+            ("trail-", "eu-west-1"),
+            ("", "eu-west-1"),
+            ("p", "eu-west"),
+            ("p", "eu-west-123"),
+            ("p", "eu.west-1"),
+            ("p", "EU-west-1"),
+            ("p", "eu--1"),
+            ("p", "example.com#-1"),
+        ] {
+            let j = format!(r#"{{"client_id":"a","client_secret":"{SECRET}","domain_prefix":"{p}","region":"{r}"}}"#);
+            assert!(matches!(parse(&j), Err(CredentialError::Malformed(_))), "{p} {r}");
+        }
+        let long = "a".repeat(64);
+        let j =
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}","domain_prefix":"{long}","region":"eu-west-1"}}"#);
+        assert!(parse(&j).is_err());
+    }
+
+    #[test]
+    fn refusals_never_quote_the_secret() {
+        let cases = [
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"https://x.example/t","extra":1}}"#),
+            format!(r#"{{"client_id":"a","{SECRET}":"x","token_url":"https://x.example/t"}}"#),
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}" "token_url":"https://x.example/t"}}"#),
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}"}}"#),
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}","domain_prefix":"p"}}"#),
+            format!(r#"{{"client_id":"{SECRET} x","client_secret":"y","token_url":"https://x.example/t"}}"#),
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET} with space","token_url":"https://x.example/t"}}"#),
+            format!(r#"{{"client_id":"a","client_secret":["{SECRET}"],"token_url":"https://x.example/t"}}"#),
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"http://{SECRET}.example/t"}}"#),
+            format!(r#"["{SECRET}"]"#),
+            format!(r#"{SECRET}"#),
+            format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"https://x.example/t"}} trailing"#),
+        ];
+        for c in &cases {
+            let err = parse(c).unwrap_err();
+            assert!(matches!(err, CredentialError::Malformed(_)), "{err:?}");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("s3cr3t"), "secret leaked in {shown}");
+        }
+        let empty = parse(r#"{"client_id":"a","client_secret":"","token_url":"https://x.example/t"}"#).unwrap_err();
+        assert!(matches!(empty, CredentialError::Malformed(_)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","token_url":"https://x.example/oauth2/token"}}"#
+        ))
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("abc"), "the client id is not secret and helps debugging: {shown}");
+    }
 }

@@ -1,0 +1,357 @@
+//! A moka cache in front of any [`CredentialSource`]: few SSM calls, none per request, and a bounded tolerance of
+//! SSM outages.
+//!
+//! - **TTL** (default 5 min): a fresh value is served without calling the source, so a secret rotated in SSM is
+//!   picked up within one TTL even if Cognito is never asked with the old one.
+//! - **Single flight**: concurrent misses for one app client share one source call (moka's `try_get_with` runs one
+//!   loader per key and hands its result to every waiter), so a cold start under load makes one SSM call, not one
+//!   per request.
+//! - **Bounded stale serving**: when the source is *unavailable* after the TTL expired, the last good value keeps
+//!   being served until `ttl + max_stale` after it was fetched (default 15 min of staleness), then requests fail
+//!   (the broker answers 503). While stale, the source is retried at most every `retry_after_failure`, so an outage
+//!   does not turn every request into a slow failing SSM call. `NotFound` and `Malformed` are answers, not outages:
+//!   a deleted or broken parameter is never papered over with an old value.
+//! - **Refresh on rotation**: when Cognito answers `invalid_client`, [`CachedCredentials::refresh_rejected`] (or
+//!   [`CachedCredentials::refresh`]) drops the cached value and fetches once; concurrent refreshes share that fetch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::future::Cache;
+use moka::ops::compute::Op;
+use moka::Expiry;
+use secrecy::ExposeSecret;
+
+use super::{ClientCredentials, CredentialError, CredentialSource};
+
+/// Cache tuning.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// How long a fetched value is served without asking the source again.
+    pub ttl: Duration,
+    /// How long past its TTL the last good value may still be served while the source is unavailable.
+    pub max_stale: Duration,
+    /// While serving stale, how often the source is tried again.
+    pub retry_after_failure: Duration,
+    /// Most app clients held (there are a handful; the bound only guards against a bug).
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            max_stale: Duration::from_secs(900),
+            retry_after_failure: Duration::from_secs(10),
+            max_entries: 1_000,
+        }
+    }
+}
+
+/// What the cache serves for a key.
+struct Entry {
+    creds: ClientCredentials,
+    /// When this entry was put in the cache; a refresh asked before this moment is already satisfied by it.
+    stored_at: Instant,
+    /// Served from the last good value because the source was unavailable.
+    stale: bool,
+    /// How long this entry is served: the TTL for a fresh value, the retry interval for a stale one.
+    serve_for: Duration,
+}
+
+/// The last value the source actually returned, kept past the TTL for stale serving.
+struct Good {
+    creds: ClientCredentials,
+    fetched_at: Instant,
+}
+
+struct PerEntryExpiry;
+
+impl Expiry<String, Arc<Entry>> for PerEntryExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
+        Some(value.serve_for)
+    }
+}
+
+/// [`CredentialSource`] with a TTL cache, single flight, bounded stale serving and refresh on rotation.
+pub struct CachedCredentials<S> {
+    source: S,
+    config: CacheConfig,
+    served: Cache<String, Arc<Entry>>,
+    last_good: Cache<String, Arc<Good>>,
+}
+
+impl<S: CredentialSource> CachedCredentials<S> {
+    /// Wraps `source`.
+    pub fn new(source: S, config: CacheConfig) -> Self {
+        let served = Cache::builder().max_capacity(config.max_entries).expire_after(PerEntryExpiry).build();
+        let last_good = Cache::builder()
+            .max_capacity(config.max_entries)
+            .time_to_live(config.ttl.saturating_add(config.max_stale))
+            .build();
+        Self { source, config, served, last_good }
+    }
+
+    /// The wrapped source (tests count its calls).
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Drops the served value so the next `get` asks the source. The last good value stays available for stale
+    /// serving: if the source is down, an old secret is still better than certain failure.
+    pub async fn invalidate(&self, app_client: &str) {
+        self.served.invalidate(app_client).await;
+    }
+
+    /// Fetches again from the source, once for all concurrent callers, and returns the new value. A refresh asked
+    /// while another one's fetch is in flight, or after a value was stored following this call, reuses that value.
+    /// Fails with [`CredentialError::Unavailable`] if the source cannot be reached (the stale value it would serve
+    /// is the one that was just refused).
+    pub async fn refresh(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
+        let asked = Instant::now();
+        self.drop_if(app_client, |e| e.stored_at < asked).await;
+        self.load_fresh(app_client).await
+    }
+
+    /// The broker's refresh after Cognito answered `invalid_client` to `rejected`: refetches only if the cache
+    /// still holds those very credentials. When a burst of requests all fail with the old secret, the first one
+    /// refetches and the rest get the new value without another source call.
+    pub async fn refresh_rejected(
+        &self,
+        app_client: &str,
+        rejected: &ClientCredentials,
+    ) -> Result<ClientCredentials, CredentialError> {
+        self.drop_if(app_client, |e| e.stale || same(&e.creds, rejected)).await;
+        self.load_fresh(app_client).await
+    }
+
+    /// Atomically (per key) removes the served entry when `pred` holds for it.
+    async fn drop_if(&self, app_client: &str, pred: impl FnOnce(&Entry) -> bool) {
+        self.served
+            .entry(app_client.to_owned())
+            .and_compute_with(|current| {
+                let op = match current {
+                    Some(e) if pred(e.value()) => Op::Remove,
+                    _ => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+    }
+
+    async fn load_fresh(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
+        let entry = self.cached(app_client).await?;
+        if entry.stale {
+            return Err(CredentialError::Unavailable("credential store unavailable; refresh not possible".into()));
+        }
+        Ok(entry.creds.clone())
+    }
+
+    async fn cached(&self, app_client: &str) -> Result<Arc<Entry>, CredentialError> {
+        self.served.try_get_with(app_client.to_owned(), self.load(app_client)).await.map_err(|e| (*e).clone())
+    }
+
+    /// The single-flight loader: one source call, then either a fresh entry, a stale one, or the error.
+    async fn load(&self, app_client: &str) -> Result<Arc<Entry>, CredentialError> {
+        match self.source.get(app_client).await {
+            Ok(creds) => {
+                let now = Instant::now();
+                self.last_good
+                    .insert(app_client.to_owned(), Arc::new(Good { creds: creds.clone(), fetched_at: now }))
+                    .await;
+                Ok(Arc::new(Entry { creds, stored_at: now, stale: false, serve_for: self.config.ttl }))
+            }
+            Err(CredentialError::Unavailable(reason)) => {
+                let now = Instant::now();
+                if let Some(good) = self.last_good.get(app_client).await {
+                    let deadline = good.fetched_at + self.config.ttl.saturating_add(self.config.max_stale);
+                    if now < deadline {
+                        tracing::warn!(
+                            app_client,
+                            stale_for_ms = now.duration_since(good.fetched_at).as_millis() as u64,
+                            reason = %reason,
+                            "credential source unavailable; serving the last good credentials"
+                        );
+                        let serve_for = self.config.retry_after_failure.min(deadline - now);
+                        return Ok(Arc::new(Entry {
+                            creds: good.creds.clone(),
+                            stored_at: now,
+                            stale: true,
+                            serve_for,
+                        }));
+                    }
+                }
+                Err(CredentialError::Unavailable(reason))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether two credential sets are the same (the secret compared too: a rotation changes only the secret).
+fn same(a: &ClientCredentials, b: &ClientCredentials) -> bool {
+    a.client_id == b.client_id
+        && a.token_url == b.token_url
+        && a.client_secret.expose_secret() == b.client_secret.expose_secret()
+}
+
+#[async_trait]
+impl<S: CredentialSource> CredentialSource for CachedCredentials<S> {
+    async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
+        Ok(self.cached(app_client).await?.creds.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::MemoryCredentialSource;
+    use secrecy::SecretString;
+
+    fn creds(secret: &str) -> ClientCredentials {
+        ClientCredentials {
+            client_id: "app".into(),
+            client_secret: SecretString::from(secret.to_owned()),
+            token_url: url::Url::parse("https://auth.example.com/oauth2/token").unwrap(),
+        }
+    }
+
+    fn short() -> CacheConfig {
+        CacheConfig {
+            ttl: Duration::from_millis(150),
+            max_stale: Duration::from_millis(600),
+            retry_after_failure: Duration::from_millis(100),
+            max_entries: 100,
+        }
+    }
+
+    fn cache(config: CacheConfig) -> Arc<CachedCredentials<MemoryCredentialSource>> {
+        let src = MemoryCredentialSource::new();
+        src.insert("orders", creds("first-secret"));
+        Arc::new(CachedCredentials::new(src, config))
+    }
+
+    fn secret(c: &ClientCredentials) -> String {
+        c.client_secret.expose_secret().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_cold_misses_make_one_source_call() {
+        let c = cache(CacheConfig::default());
+        c.source().set_delay(Duration::from_millis(100));
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.get("orders").await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(secret(&t.await.unwrap().unwrap()), "first-secret");
+        }
+        assert_eq!(c.source().calls(), 1);
+        c.get("orders").await.unwrap();
+        assert_eq!(c.source().calls(), 1, "a warm hit must not call the source");
+    }
+
+    #[tokio::test]
+    async fn ttl_expiry_fetches_again_and_picks_up_rotation() {
+        let c = cache(short());
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
+        c.source().insert("orders", creds("second-secret"));
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret", "still within the TTL");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "second-secret");
+        assert_eq!(c.source().calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn outage_serves_stale_within_max_stale_then_fails() {
+        let c = cache(short());
+        c.get("orders").await.unwrap();
+        c.source().set_unavailable(true);
+        tokio::time::sleep(Duration::from_millis(250)).await; // TTL (150 ms) expired
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
+        let calls = c.source().calls();
+        assert_eq!(calls, 2, "the expired value must have been tried against the source");
+        // Within retry_after_failure the stale value is served without hammering the source.
+        c.get("orders").await.unwrap();
+        assert_eq!(c.source().calls(), calls);
+        // Past ttl + max_stale (750 ms after the fetch): fail closed.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(matches!(c.get("orders").await, Err(CredentialError::Unavailable(_))));
+        // Recovery.
+        c.source().set_unavailable(false);
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
+    }
+
+    #[tokio::test]
+    async fn cold_outage_is_unavailable() {
+        let c = cache(short());
+        c.source().set_unavailable(true);
+        assert!(matches!(c.get("orders").await, Err(CredentialError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn not_found_and_malformed_are_not_served_stale() {
+        let c = cache(short());
+        c.get("orders").await.unwrap();
+        c.source().remove("orders");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(c.get("orders").await.unwrap_err(), CredentialError::NotFound);
+        c.source().insert_raw("orders", SecretString::from("{not json".to_owned()));
+        assert!(matches!(c.get("orders").await, Err(CredentialError::Malformed(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn refresh_after_rotation_fetches_once_for_concurrent_callers() {
+        let c = cache(CacheConfig::default());
+        let old = c.get("orders").await.unwrap();
+        c.source().insert("orders", creds("rotated-secret"));
+        c.source().set_delay(Duration::from_millis(100));
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (c, old) = (c.clone(), old.clone());
+                tokio::spawn(async move { c.refresh_rejected("orders", &old).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(secret(&t.await.unwrap().unwrap()), "rotated-secret");
+        }
+        assert_eq!(c.source().calls(), 2, "one cold fetch and exactly one refresh");
+        // A late refresh with the old credentials does not refetch either: the cache already moved on.
+        assert_eq!(secret(&c.refresh_rejected("orders", &old).await.unwrap()), "rotated-secret");
+        assert_eq!(c.source().calls(), 2);
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "rotated-secret");
+    }
+
+    #[tokio::test]
+    async fn refresh_forces_one_fetch() {
+        let c = cache(CacheConfig::default());
+        c.get("orders").await.unwrap();
+        c.source().insert("orders", creds("rotated-secret"));
+        assert_eq!(secret(&c.refresh("orders").await.unwrap()), "rotated-secret");
+        assert_eq!(c.source().calls(), 2);
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "rotated-secret");
+        assert_eq!(c.source().calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn refresh_during_outage_fails_rather_than_returning_the_rejected_value() {
+        let c = cache(CacheConfig::default());
+        let old = c.get("orders").await.unwrap();
+        c.source().set_unavailable(true);
+        assert!(matches!(c.refresh_rejected("orders", &old).await, Err(CredentialError::Unavailable(_))));
+        // Plain gets still get the old value for the stale period: better than certain failure.
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
+    }
+
+    #[tokio::test]
+    async fn invalidate_makes_the_next_get_ask_the_source() {
+        let c = cache(CacheConfig::default());
+        c.get("orders").await.unwrap();
+        c.invalidate("orders").await;
+        c.get("orders").await.unwrap();
+        assert_eq!(c.source().calls(), 2);
+    }
+}
