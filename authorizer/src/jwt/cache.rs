@@ -32,6 +32,8 @@ pub(crate) struct Snapshot {
 struct FetchState {
     /// When the last fetch attempt (successful or not) started.
     last_attempt: Option<Instant>,
+    /// Whether that attempt failed (then age-based refreshes also wait for the cooldown).
+    last_failed: bool,
 }
 
 /// Keys of one issuer.
@@ -103,7 +105,8 @@ impl IssuerKeys {
         let Ok(mut st) = self.fetch.try_lock() else {
             return;
         };
-        if self.generation() != snap.generation || st.last_attempt.is_some_and(|t| t.elapsed() < cooldown) {
+        let failed_recently = st.last_failed && st.last_attempt.is_some_and(|t| t.elapsed() < cooldown);
+        if self.generation() != snap.generation || failed_recently {
             return;
         }
         self.fetch_locked(&mut st, fetcher).await;
@@ -111,6 +114,7 @@ impl IssuerKeys {
 
     async fn fetch_locked(&self, st: &mut FetchState, fetcher: &dyn JwksFetcher) -> Refetch {
         st.last_attempt = Some(Instant::now());
+        st.last_failed = true;
         let keys = match fetcher.fetch(&self.jwks_url).await {
             Ok(doc) => match parse_jwks(&doc) {
                 Ok(keys) => keys,
@@ -124,6 +128,7 @@ impl IssuerKeys {
                 return Refetch::Failed;
             }
         };
+        st.last_failed = false;
         tracing::info!(issuer = %self.issuer, keys = keys.entries.len(), usable = keys.usable(), "JWKS fetched");
         let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
         let generation = cur.as_ref().map_or(0, |s| s.generation) + 1;
