@@ -46,7 +46,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str, round: Round) -
         return Ok(u);
     }
     match n.as_f64() {
-        Some(f) if f.is_finite() && f >= 0.0 && f < 1.0e15 => {
+        Some(f) if (0.0..1.0e15).contains(&f) => {
             let r = match round {
                 Round::Down => f.floor(),
                 Round::Up => f.ceil(),
@@ -158,7 +158,8 @@ mod tests {
     #[test]
     fn each_claim_refused_with_its_reason() {
         use JwtError::*;
-        let cases: Vec<(Box<dyn FnOnce(&mut Map<String, Value>)>, JwtError)> = vec![
+        type Edit = Box<dyn FnOnce(&mut Map<String, Value>)>;
+        let cases: Vec<(Edit, JwtError)> = vec![
             (Box::new(|m| drop(m.remove("iss"))), MissingClaim("iss")),
             (Box::new(|m| drop(m.insert("iss".into(), json!("https://other")))), WrongIssuer),
             (Box::new(|m| drop(m.insert("iss".into(), json!(["https://idp"])))), InvalidClaim("iss")),
