@@ -1,1 +1,113 @@
-fn main() {}
+//! One warm authorizer decision, for the mTLS path and the JWT path, with the decision cache off (full
+//! verification: PEM parse, chain, CRL, identity rules / JWS signature, claims) and on (a repeat request).
+//!
+//! Run: `cargo bench -p token-broker-authorizer --bench decision`
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tb_authorizer::decision::{Authorizer, DecisionCacheConfig, Presented};
+use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
+use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
+use tb_devkit::jwt::{standard_claims, PartnerKey};
+use tb_devkit::pki::TestCa;
+use tb_shared::policy::Policy;
+use tb_shared::sources::{MemoryJwksFetcher, MemoryObjectSource};
+
+const JWKS_URL: &str = "https://idp.partner.example/jwks.json";
+
+fn policy() -> Arc<Policy> {
+    let yaml = format!(
+        r#"
+version: 1
+callers:
+  - id: order-processing
+    identities: [{{ type: san_uri, value: "spiffe://example.internal/order-processing" }}]
+    cognito_client: order-processing
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+  - id: partner
+    identities: [{{ type: jwt, issuer: "https://idp.partner.example", subject: partner-sync }}]
+    cognito_client: partner
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+issuers:
+  - issuer: https://idp.partner.example
+    jwks_url: {JWKS_URL}
+    audiences: [token-broker]
+    algorithms: [RS256, ES256]
+    max_token_age_seconds: 3000
+"#
+    );
+    Arc::new(Policy::from_bytes("bench.yaml", yaml.as_bytes()).expect("policy"))
+}
+
+fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &TestCa) -> Authorizer {
+    let now = SystemTime::now();
+    let trust = MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec());
+    let crl = ca.crl(&[], now - Duration::from_secs(60), now + Duration::from_secs(3600)).expect("crl");
+    let crls = MemoryObjectSource::new(crl.pem.into_bytes());
+    let certs = CertVerifier::new(
+        Arc::new(trust),
+        Some(Arc::new(crls)),
+        MtlsConfig { refresh_interval: Duration::from_secs(3600), require_crl: true },
+    );
+    rt.block_on(certs.refresh()).expect("trust");
+    let jwks = MemoryJwksFetcher::default();
+    jwks.set(JWKS_URL, key.jwks().to_string().into_bytes());
+    let policy = policy();
+    let jwts = JwtVerifier::new(policy.clone(), Arc::new(jwks), JwtConfig::default());
+    let ttl = if cache { Duration::from_secs(60) } else { Duration::ZERO };
+    Authorizer::new(
+        policy,
+        Some(Arc::new(certs)),
+        Some(Arc::new(jwts)),
+        DecisionCacheConfig { ttl, max_entries: 10_000 },
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let ca = TestCa::root("Bench Root CA").expect("ca");
+    let now = SystemTime::now();
+    let leaf = ca
+        .issue_client()
+        .cn("order-processing")
+        .san_uri("spiffe://example.internal/order-processing")
+        .validity(now - Duration::from_secs(60), now + Duration::from_secs(86_400))
+        .build()
+        .expect("leaf");
+    for (label, key) in
+        [("RS256", PartnerKey::rsa("k1").expect("rsa")), ("ES256", PartnerKey::ec_p256("k2").expect("ec"))]
+    {
+        let token =
+            key.token(&standard_claims("https://idp.partner.example", "partner-sync", "token-broker")).expect("token");
+        for cache in [false, true] {
+            let auth = authorizer(&rt, cache, &key, &ca);
+            let suffix = if cache { "cache_hit" } else { "full" };
+            // Warm up: JWKS fetched and parsed, trust material loaded.
+            let (d, _) = rt.block_on(auth.decide(Presented { client_cert_pem: None, bearer: Some(&token) }, now));
+            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
+            let (d, _) = rt.block_on(auth.decide(Presented { client_cert_pem: Some(&leaf.pem), bearer: None }, now));
+            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
+            if label == "RS256" {
+                c.bench_function(&format!("decision/mtls/{suffix}"), |b| {
+                    b.iter(|| {
+                        rt.block_on(auth.decide(Presented { client_cert_pem: Some(&leaf.pem), bearer: None }, now))
+                    })
+                });
+            }
+            c.bench_function(&format!("decision/jwt_{label}/{suffix}"), |b| {
+                b.iter(|| rt.block_on(auth.decide(Presented { client_cert_pem: None, bearer: Some(&token) }, now)))
+            });
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

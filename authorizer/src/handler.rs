@@ -1,0 +1,127 @@
+//! The Lambda handler: pulls the credentials out of a REQUEST authorizer event, asks [`Authorizer::decide`], logs
+//! the decision and emits its metrics, and maps it to API Gateway's answer.
+
+use std::time::{Instant, SystemTime};
+
+use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest as RequestEvent;
+use http::header::AUTHORIZATION;
+use lambda_runtime::LambdaEvent;
+use tb_shared::telemetry::{CallerIdHasher, MetricsSink, Unit};
+
+use crate::decision::{Authorizer, Decision, Presented, UnauthorizedReason};
+use crate::response::{respond, AuthorizerResponse, Unauthorized};
+
+/// Everything a warm authorizer keeps between invocations.
+#[derive(Debug)]
+pub struct App {
+    pub authorizer: Authorizer,
+    pub metrics: MetricsSink,
+    pub hasher: CallerIdHasher,
+}
+
+/// Handles one REQUEST authorizer event.
+pub async fn handle(app: &App, event: LambdaEvent<RequestEvent>) -> Result<AuthorizerResponse, Unauthorized> {
+    handle_request(app, &event.payload, SystemTime::now()).await
+}
+
+/// The handler's work on a parsed event at a given time (the seam tests and benchmarks use).
+pub async fn handle_request(
+    app: &App,
+    req: &RequestEvent,
+    now: SystemTime,
+) -> Result<AuthorizerResponse, Unauthorized> {
+    let started = Instant::now();
+    let request_id = req.request_context.request_id.as_deref().unwrap_or("-");
+    let method_arn = req.method_arn.as_deref().unwrap_or("");
+
+    let (decision, info) = match presented(req) {
+        Ok(p) => app.authorizer.decide(p, now).await,
+        Err(reason) => (Decision::Unauthorized(reason), Default::default()),
+    };
+
+    let mut m = app.metrics.start();
+    m.dimension("Service", "authorizer").property("requestId", request_id);
+    match &decision {
+        Decision::Allow(a) => {
+            tracing::info!(
+                event = "decision",
+                request_id,
+                decision = "allow",
+                caller = %app.hasher.display(&a.context.caller_id),
+                auth_method = a.context.auth_method.as_str(),
+                credential = %a.context.credential_fingerprint,
+                cache_hit = info.cache_hit,
+                "caller allowed"
+            );
+            m.put("Allows", Unit::Count, 1.0);
+        }
+        Decision::Deny(d) => {
+            let caller = d.caller.as_ref().map(|c| app.hasher.display(c)).unwrap_or_else(|| "unknown".into());
+            tracing::warn!(
+                event = "decision",
+                request_id,
+                decision = "deny",
+                reason = d.reason.as_str(),
+                caller = %caller,
+                credential = %d.fingerprint,
+                cache_hit = info.cache_hit,
+                "caller denied"
+            );
+            m.put("Denials", Unit::Count, 1.0).property("reason", d.reason.as_str());
+        }
+        Decision::Unauthorized(r) => {
+            tracing::warn!(
+                event = "decision",
+                request_id,
+                decision = "unauthorized",
+                reason = r.as_str(),
+                detail = r.detail(),
+                "credential missing or invalid"
+            );
+            m.put("Unauthorized", Unit::Count, 1.0).property("reason", r.as_str());
+        }
+    }
+    if info.cache_hit {
+        m.put("DecisionCacheHits", Unit::Count, 1.0);
+    }
+    m.put("DecisionLatency", Unit::Microseconds, started.elapsed().as_micros() as f64);
+    m.flush();
+
+    let answer = respond(&decision, method_arn);
+    if answer.is_err() && !matches!(decision, Decision::Unauthorized(_)) {
+        tracing::error!(event = "bad_method_arn", request_id, "methodArn is not an execute-api ARN; refusing");
+        app.metrics.start().dimension("Service", "authorizer").put("AuthorizerErrors", Unit::Count, 1.0).flush();
+    }
+    answer
+}
+
+/// Finds the credentials on the request. The certificate comes only from `requestContext.identity.clientCert`
+/// (API Gateway fills it after the TLS handshake; a header cannot forge it); the token only from exactly one
+/// `Authorization: Bearer` header.
+fn presented(req: &RequestEvent) -> Result<Presented<'_>, UnauthorizedReason> {
+    let client_cert_pem = req
+        .request_context
+        .identity
+        .as_ref()
+        .and_then(|i| i.client_cert.as_ref())
+        .and_then(|c| c.client_cert_pem.as_deref())
+        .filter(|p| !p.is_empty());
+
+    let mut values = req.headers.get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() || req.multi_value_headers.get_all(AUTHORIZATION).iter().count() > 1 {
+        return Err(UnauthorizedReason::MalformedAuthorization);
+    }
+    let bearer = match first {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| UnauthorizedReason::MalformedAuthorization)?;
+            let (scheme, token) = v.split_once(' ').ok_or(UnauthorizedReason::MalformedAuthorization)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+                return Err(UnauthorizedReason::MalformedAuthorization);
+            }
+            Some(token)
+        }
+    };
+    Ok(Presented { client_cert_pem, bearer })
+}

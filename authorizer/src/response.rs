@@ -1,0 +1,141 @@
+//! The answer API Gateway expects from a REQUEST authorizer, and the one place that maps a [`Decision`] to it.
+//!
+//! - Allow: `principalId` = caller id, an IAM policy allowing `execute-api:Invoke` on the token method of this API
+//!   for every stage (API Gateway may reuse a cached answer for another stage of the same API), the flat string
+//!   context of [`tb_shared::context`], and `usageIdentifierKey` when the caller has a usage plan.
+//! - Deny: the same shape with `Effect: Deny`; API Gateway answers 403.
+//! - Unauthorized: not a policy at all but the function error whose message is exactly `Unauthorized`; API Gateway
+//!   answers 401.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::decision::Decision;
+
+/// The only HTTP method and resource this authorizer ever allows.
+pub const TOKEN_METHOD: &str = "POST";
+/// The token resource path.
+pub const TOKEN_RESOURCE: &str = "oauth2/token";
+
+/// A REQUEST authorizer response. Written by hand rather than taken from `aws_lambda_events` so that
+/// `usageIdentifierKey` is omitted instead of sent as `null`, and the JSON is exactly what the docs show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizerResponse {
+    pub principal_id: String,
+    pub policy_document: PolicyDocument,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub context: HashMap<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_identifier_key: Option<String>,
+}
+
+/// IAM policy document of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyDocument {
+    pub version: &'static str,
+    pub statement: Vec<Statement>,
+}
+
+/// One statement of the policy document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Statement {
+    pub action: &'static str,
+    pub effect: &'static str,
+    pub resource: Vec<String>,
+}
+
+/// The error whose message makes API Gateway answer 401. Its text must be exactly `Unauthorized`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Unauthorized")]
+pub struct Unauthorized;
+
+impl From<Unauthorized> for lambda_runtime::Diagnostic {
+    fn from(_: Unauthorized) -> Self {
+        lambda_runtime::Diagnostic { error_type: "Unauthorized".into(), error_message: "Unauthorized".into() }
+    }
+}
+
+/// Derives the resource ARN that covers the token method on every stage of the API the request came through.
+///
+/// `methodArn` looks like `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{VERB}/{path}`. The answer
+/// allows `arn:aws:execute-api:{region}:{account}:{apiId}/*/POST/oauth2/token`: a cached Allow then stays valid when
+/// API Gateway reuses it for another stage, and never covers another method or path.
+pub fn token_resource_arn(method_arn: &str) -> Option<String> {
+    let mut parts = method_arn.splitn(6, ':');
+    let (arn, partition, service, region, account, rest) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if arn != "arn" || service != "execute-api" || partition.is_empty() || region.is_empty() || account.is_empty() {
+        return None;
+    }
+    let api_id = rest.split('/').next()?;
+    let ok = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok(api_id) || !ok(region) || !account.bytes().all(|b| b.is_ascii_digit()) || !ok(partition) {
+        return None;
+    }
+    Some(format!("arn:{partition}:execute-api:{region}:{account}:{api_id}/*/{TOKEN_METHOD}/{TOKEN_RESOURCE}"))
+}
+
+/// Maps a decision to the authorizer's answer. The single place where decisions become responses.
+pub fn respond(decision: &Decision, method_arn: &str) -> Result<AuthorizerResponse, Unauthorized> {
+    let resource = token_resource_arn(method_arn).ok_or(Unauthorized)?;
+    match decision {
+        Decision::Allow(allow) => Ok(AuthorizerResponse {
+            principal_id: allow.context.caller_id.to_string(),
+            policy_document: policy("Allow", resource),
+            context: allow.context.to_map(),
+            usage_identifier_key: allow.usage_plan_key.as_ref().map(|k| k.expose().to_owned()),
+        }),
+        Decision::Deny(deny) => Ok(AuthorizerResponse {
+            principal_id: deny.principal.clone(),
+            policy_document: policy("Deny", resource),
+            context: HashMap::new(),
+            usage_identifier_key: None,
+        }),
+        Decision::Unauthorized(_) => Err(Unauthorized),
+    }
+}
+
+fn policy(effect: &'static str, resource: String) -> PolicyDocument {
+    PolicyDocument {
+        version: "2012-10-17",
+        statement: vec![Statement { action: "execute-api:Invoke", effect, resource: vec![resource] }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_covers_every_stage_of_the_token_method_only() {
+        assert_eq!(
+            token_resource_arn("arn:aws:execute-api:eu-west-1:123456789012:a1b2c3/prod/POST/oauth2/token").as_deref(),
+            Some("arn:aws:execute-api:eu-west-1:123456789012:a1b2c3/*/POST/oauth2/token")
+        );
+        assert_eq!(
+            token_resource_arn("arn:aws-cn:execute-api:cn-north-1:123456789012:abc/v2/GET/other").as_deref(),
+            Some("arn:aws-cn:execute-api:cn-north-1:123456789012:abc/*/POST/oauth2/token")
+        );
+        for bad in [
+            "",
+            "arn:aws:lambda:us-east-1:123456789012:function/x",
+            "arn:aws:execute-api:us-east-1:notanaccount:abc/prod/POST/oauth2/token",
+            "arn:aws:execute-api:us-east-1:123456789012:*/prod/POST/oauth2/token",
+            "arn:aws:execute-api:us-east-1:123456789012",
+        ] {
+            assert_eq!(token_resource_arn(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unauthorized_message_is_exact() {
+        let d: lambda_runtime::Diagnostic = Unauthorized.into();
+        assert_eq!(d.error_message, "Unauthorized");
+        assert_eq!(Unauthorized.to_string(), "Unauthorized");
+    }
+}
