@@ -264,7 +264,7 @@ mod tests {
             format!(r#"{{"client_id":"a","client_secret":["{SECRET}"],"token_url":"https://x.example/t"}}"#),
             format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"http://{SECRET}.example/t"}}"#),
             format!(r#"["{SECRET}"]"#),
-            format!(r#"{SECRET}"#),
+            SECRET.to_string(),
             format!(r#"{{"client_id":"a","client_secret":"{SECRET}","token_url":"https://x.example/t"}} trailing"#),
         ];
         for c in &cases {

@@ -1,0 +1,62 @@
+//! Helpers for the tests that run against moto's AWS API emulator (`scripts/with-moto.sh`).
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+
+/// The emulator's endpoint. These tests are never skipped: without moto they fail and say how to run them.
+pub fn moto_endpoint() -> String {
+    match std::env::var("TB_MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => {
+            assert!(e.starts_with("http://127.0.0.1:"), "tests reach only loopback, got TB_MOTO_ENDPOINT={e}");
+            e
+        }
+        _ => panic!(
+            "TB_MOTO_ENDPOINT is not set: run these tests through the emulator script, e.g.\n  \
+             scripts/with-moto.sh cargo test -p token-broker-broker --test quota_moto --test credentials_moto"
+        ),
+    }
+}
+
+/// An SDK config aimed at `endpoint` with fake credentials (moto accepts any), so nothing looks for real ones.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await
+}
+
+/// A name no other test (or earlier run against the same emulator) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// An endpoint on loopback where nothing listens: connections are refused at once.
+pub fn closed_endpoint() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// An endpoint on loopback that accepts connections and never answers (a black hole): only timeouts end a call.
+/// The listener lives as long as the returned guard.
+pub fn silent_endpoint() -> (String, std::net::TcpListener) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (format!("http://127.0.0.1:{port}"), l)
+}
+
+/// A fixed moment in the current UTC day, 10 s into a minute, so no window rolls over during a test and the TTLs
+/// computed from it lie in the future.
+pub fn fixed_now() -> SystemTime {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    UNIX_EPOCH + Duration::from_secs(secs - secs % 60 + 10)
+}
