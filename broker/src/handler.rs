@@ -1,0 +1,340 @@
+//! The broker's request handler: a plain async function over its dependencies, so the Lambda, the local stack, the
+//! tests and the benchmark all run exactly this code.
+//!
+//! Order of checks, and why:
+//! 1. Caller from `requestContext.authorizer` (and nowhere else). Missing means the gateway is misconfigured or was
+//!    bypassed: 500, logged at error level, nothing else looked at.
+//! 2. Caller known and enabled in the broker's own copy of the policy. The authorizer already denies unknown or
+//!    disabled callers; checking again means a stale authorizer cache or a policy mismatch between the two functions
+//!    can never turn into a token (defence in depth, 403 `access_denied`).
+//! 3. Request grammar, then the body's `client_id` against the caller, then scopes. All before any quota or network.
+//! 4. Token reuse (when the caller has it on): a hit costs no quota, since quota meters Cognito grants.
+//! 5. Quota charge (fails closed), credentials, the Cognito call; any failure after the charge refunds it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use lambda_runtime::LambdaEvent;
+use secrecy::SecretString;
+use subtle::ConstantTimeEq as _;
+use tb_shared::context::CallerContext;
+use tb_shared::ids::ScopeSet;
+use tb_shared::policy::{Caller, Policy};
+use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tracing::Instrument as _;
+
+use crate::credential_refresh::CredentialProvider;
+use crate::credentials::CredentialError;
+use crate::error::{BrokerError, RETRY_AFTER_UPSTREAM};
+use crate::metrics::InvocationMetrics;
+use crate::quota::{QuotaOutcome, QuotaStore};
+use crate::request;
+use crate::response;
+use crate::reuse::{ReuseKey, TokenReuse};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Everything the handler depends on, built once per cold start and shared by all invocations.
+pub struct Broker {
+    pub policy: Arc<Policy>,
+    pub quotas: Arc<dyn QuotaStore>,
+    pub credentials: Arc<dyn CredentialProvider>,
+    pub upstream: Upstream,
+    pub reuse: TokenReuse,
+    pub metrics: MetricsSink,
+    /// How caller ids appear in logs (plain or keyed hash, per the policy's `hash_caller_ids`).
+    pub hasher: CallerIdHasher,
+}
+
+/// What one invocation learnt, for its single decision log line and its metrics.
+#[derive(Default)]
+struct Trace {
+    caller: Option<String>,
+    requested: Option<String>,
+    granted: Option<String>,
+    quota: &'static str,
+    upstream_latency: Option<Duration>,
+    reused: bool,
+    metrics: InvocationMetrics,
+}
+
+/// A token ready to hand out.
+struct Grant {
+    access_token: SecretString,
+    expires_in: u64,
+    scope: ScopeSet,
+}
+
+/// Handles one proxy event. Never returns `Err`: every failure is an OAuth-shaped answer, so the runtime never
+/// reports an invocation error that API Gateway would turn into an unshaped 502.
+pub async fn handle(
+    event: LambdaEvent<ApiGatewayProxyRequest>,
+    broker: Arc<Broker>,
+) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
+    let (req, ctx) = event.into_parts();
+    let request_id = req
+        .request_context
+        .request_id
+        .clone()
+        .filter(|r| !r.is_empty() && r.len() <= 128)
+        .unwrap_or_else(|| ctx.request_id.clone());
+    let deadline = lambda_deadline(ctx.deadline);
+    let span = tracing::info_span!("token_request", request_id = %request_id);
+    Ok(async move {
+        let mut trace = Trace { quota: "not_charged", ..Default::default() };
+        let result = process(&broker, &req, deadline, &mut trace).await;
+        finish(&broker, &request_id, result, trace)
+    }
+    .instrument(span)
+    .await)
+}
+
+/// The Lambda's deadline as an `Instant`. A deadline of 0 means none was given (handler called directly, as in tests
+/// and the benchmark); then only the configured timeouts apply.
+fn lambda_deadline(deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    Some(Instant::now() + left)
+}
+
+async fn process(
+    broker: &Broker,
+    req: &ApiGatewayProxyRequest,
+    deadline: Option<Instant>,
+    trace: &mut Trace,
+) -> Result<Grant, BrokerError> {
+    let ctx = CallerContext::from_map(&req.request_context.authorizer.fields).map_err(BrokerError::MissingContext)?;
+    trace.caller = Some(broker.hasher.display(&ctx.caller_id));
+    let caller = match broker.policy.caller(&ctx.caller_id) {
+        None => return Err(BrokerError::AccessDenied("caller_unknown")),
+        Some(c) if !c.enabled => return Err(BrokerError::AccessDenied("caller_disabled")),
+        Some(c) => c,
+    };
+
+    let token_req = request::parse(req)?;
+    if let Some(body_client) = &token_req.client_id {
+        if !bool::from(body_client.as_bytes().ct_eq(ctx.caller_id.as_str().as_bytes())) {
+            return Err(BrokerError::InvalidClient);
+        }
+    }
+    let scopes = approved_scopes(caller, token_req.scope.as_deref())?;
+    trace.requested = Some(scopes.to_param());
+
+    let reuse_key = ReuseKey { app_client: caller.cognito_client.clone(), scopes: scopes.clone() };
+    if caller.token_reuse {
+        if let Some(hit) = broker.reuse.get(&reuse_key) {
+            // A token shared with another caller of the same app client must still fit this caller's maximum.
+            if hit.expires_in <= caller.max_token_lifetime.as_secs() {
+                trace.reused = true;
+                trace.metrics.reuse_hit = true;
+                return Ok(Grant { access_token: hit.access_token, expires_in: hit.expires_in, scope: hit.scope });
+            }
+        }
+    }
+
+    let charge = match broker.quotas.try_charge(&ctx.caller_id, &caller.quotas, SystemTime::now()).await {
+        Ok(QuotaOutcome::Granted(charge)) => {
+            trace.quota = "charged";
+            charge
+        }
+        Ok(QuotaOutcome::Exhausted { retry_after, window }) => {
+            trace.quota = "exhausted";
+            trace.metrics.quota_exhausted = true;
+            return Err(BrokerError::QuotaExhausted { retry_after, window });
+        }
+        Err(e) => {
+            trace.quota = "unavailable";
+            tracing::warn!(error = %e, "quota store unavailable; failing closed");
+            return Err(BrokerError::QuotaUnavailable);
+        }
+    };
+
+    match obtain(broker, caller, &scopes, deadline, trace).await {
+        Ok(grant) => {
+            if caller.token_reuse {
+                let lifetime = Duration::from_secs(grant.expires_in);
+                broker.reuse.put(reuse_key, grant.access_token.clone(), lifetime, grant.scope.clone());
+            }
+            Ok(grant)
+        }
+        Err(e) => {
+            // No token left the broker: give the quota back. A refund that fails costs the caller one grant, which
+            // is the safe direction.
+            match broker.quotas.refund(&charge).await {
+                Ok(()) => trace.quota = "refunded",
+                Err(re) => {
+                    trace.quota = "refund_failed";
+                    tracing::warn!(error = %re, "quota refund failed");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The scopes to ask Cognito for: the requested ones if all are allowed, else the caller's defaults when none were
+/// requested.
+fn approved_scopes(caller: &Caller, requested: Option<&str>) -> Result<ScopeSet, BrokerError> {
+    match requested {
+        Some(raw) => {
+            let set = ScopeSet::parse_param(raw)
+                .map_err(|_| BrokerError::InvalidScope("the scope parameter is malformed"))?;
+            if !set.is_subset(&caller.allowed_scopes) {
+                return Err(BrokerError::InvalidScope("a requested scope is not allowed for this client"));
+            }
+            Ok(set)
+        }
+        None if caller.default_scopes.is_empty() => {
+            Err(BrokerError::InvalidScope("no scope was requested and this client has no default scope"))
+        }
+        None => Ok(caller.default_scopes.clone()),
+    }
+}
+
+/// Credentials, the upstream call, one credential refresh on `invalid_client`, and the lifetime check.
+async fn obtain(
+    broker: &Broker,
+    caller: &Caller,
+    scopes: &ScopeSet,
+    deadline: Option<Instant>,
+    trace: &mut Trace,
+) -> Result<Grant, BrokerError> {
+    let app = caller.cognito_client.as_str();
+    let mut creds = broker.credentials.get(app).await.map_err(credential_error)?;
+    let mut refreshed = false;
+    let token = loop {
+        let started = Instant::now();
+        let result = broker.upstream.request_token(&creds, scopes, deadline).await;
+        let took = started.elapsed();
+        trace.upstream_latency = Some(trace.upstream_latency.unwrap_or_default() + took);
+        match result {
+            Ok(t) => break t,
+            Err(UpstreamError::InvalidClient) if !refreshed => {
+                tracing::warn!(app_client = app, "token endpoint refused our client secret; refreshing it once");
+                refreshed = true;
+                trace.metrics.credential_refreshes += 1;
+                creds = broker.credentials.refresh(app, &creds).await.map_err(credential_error)?;
+            }
+            Err(UpstreamError::InvalidClient) => {
+                trace.metrics.upstream_errors += 1;
+                trace.metrics.invalid_client_alarm = true;
+                tracing::error!(app_client = app, "token endpoint refused our client secret after a refresh");
+                return Err(BrokerError::UpstreamInvalidClient);
+            }
+            Err(UpstreamError::Unavailable { reason, retry_after }) => {
+                trace.metrics.upstream_errors += 1;
+                return Err(BrokerError::UpstreamUnavailable {
+                    reason,
+                    retry_after: retry_after.unwrap_or(RETRY_AFTER_UPSTREAM),
+                });
+            }
+            Err(UpstreamError::BadResponse(why)) => {
+                trace.metrics.upstream_errors += 1;
+                tracing::error!(app_client = app, reason = why, "token endpoint answer rejected");
+                return Err(BrokerError::UpstreamBadResponse(why));
+            }
+        }
+    };
+    // Cognito's token validity is set per app client and a token cannot be shortened after issue (its `exp` is
+    // signed). Handing out a longer-lived token than the caller may hold would break the policy silently, so the
+    // broker refuses it and raises an alarm metric; the operator fixes it by setting the app client's access-token
+    // validity to at most the caller's max_token_lifetime.
+    if token.expires_in > caller.max_token_lifetime.as_secs() {
+        trace.metrics.lifetime_alarm = true;
+        tracing::error!(
+            app_client = app,
+            expires_in = token.expires_in,
+            max = caller.max_token_lifetime.as_secs(),
+            "token outlives the caller's maximum lifetime; lower the app client's access-token validity"
+        );
+        return Err(BrokerError::TokenLifetimeTooLong);
+    }
+    Ok(Grant { access_token: token.access_token, expires_in: token.expires_in, scope: token.scope })
+}
+
+fn credential_error(e: CredentialError) -> BrokerError {
+    match e {
+        CredentialError::Unavailable(_) => {
+            tracing::warn!(error = %e, "credentials unavailable and none cached");
+            BrokerError::CredentialsUnavailable
+        }
+        CredentialError::NotFound | CredentialError::Malformed(_) => {
+            tracing::error!(error = %e, "credentials misconfigured for the caller's app client");
+            BrokerError::CredentialsMisconfigured
+        }
+    }
+}
+
+/// Logs the decision once, writes the metrics, and builds the answer.
+fn finish(
+    broker: &Broker,
+    request_id: &str,
+    result: Result<Grant, BrokerError>,
+    mut trace: Trace,
+) -> ApiGatewayProxyResponse {
+    let caller = trace.caller.as_deref().unwrap_or("-");
+    let requested = trace.requested.as_deref().unwrap_or("-");
+    let latency_ms = trace.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
+    let response = match result {
+        Ok(grant) => {
+            trace.granted = Some(grant.scope.to_param());
+            trace.metrics.granted = true;
+            tracing::info!(
+                caller,
+                requested_scopes = requested,
+                granted_scopes = trace.granted.as_deref().unwrap_or("-"),
+                decision = "allow",
+                reason = if trace.reused { "reused" } else { "issued" },
+                quota = trace.quota,
+                upstream_latency_ms = latency_ms,
+                expires_in = grant.expires_in,
+                "token granted"
+            );
+            response::token(&grant.access_token, grant.expires_in, &grant.scope)
+        }
+        Err(err) => {
+            let reason = err.reason();
+            trace.metrics.denial_reason = Some(reason);
+            let status = err.answer().status;
+            if let BrokerError::MissingContext(ref why) = err {
+                trace.metrics.missing_context_alarm = true;
+                tracing::error!(
+                    decision = "deny",
+                    reason,
+                    detail = %why,
+                    status,
+                    "request without a usable authorizer context: the gateway is misconfigured or was bypassed"
+                );
+            } else if status >= 500 {
+                tracing::error!(
+                    caller,
+                    requested_scopes = requested,
+                    decision = "deny",
+                    reason,
+                    status,
+                    quota = trace.quota,
+                    upstream_latency_ms = latency_ms,
+                    "token request failed"
+                );
+            } else {
+                tracing::info!(
+                    caller,
+                    requested_scopes = requested,
+                    decision = "deny",
+                    reason,
+                    status,
+                    quota = trace.quota,
+                    upstream_latency_ms = latency_ms,
+                    "token request refused"
+                );
+            }
+            response::error(&err, request_id)
+        }
+    };
+    trace.metrics.upstream_latency = trace.upstream_latency;
+    trace.metrics.flush(&broker.metrics, request_id);
+    response
+}

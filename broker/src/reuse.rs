@@ -1,0 +1,145 @@
+//! Token reuse: serve a still-fresh token instead of asking Cognito again.
+//!
+//! Every Cognito grant is billed and counts against the account-wide 150 requests/s quota for client_credentials.
+//! A caller that asks for a token per request (a common client bug) would burn both; with `token_reuse` on, the
+//! broker hands back the token it already has for the same app client and the exact same scope set, until about 75%
+//! of its life has passed, with `expires_in` reduced to what is left. The last quarter is never served, so a
+//! caller always gets a token with a useful remaining life.
+//!
+//! The cache is in this process's memory only (moka, bounded, per-entry expiry) and is never written anywhere else.
+//! Tokens are held as [`SecretString`], so a `Debug` of the cache cannot print them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+use secrecy::SecretString;
+use tb_shared::ids::ScopeSet;
+
+/// Share of a token's life during which it is served again.
+const REUSE_NUMERATOR: u32 = 3;
+const REUSE_DENOMINATOR: u32 = 4;
+/// Entry bound: one entry per (app client, scope set) actually used, so a few hundred at most in practice.
+const MAX_ENTRIES: u64 = 1024;
+
+/// Cache key: the token's rights are fully described by the app client and the exact granted scope set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReuseKey {
+    pub app_client: String,
+    pub scopes: ScopeSet,
+}
+
+struct Entry {
+    access_token: SecretString,
+    obtained: Instant,
+    lifetime: Duration,
+    scope: ScopeSet,
+}
+
+impl Entry {
+    fn serve_for(&self) -> Duration {
+        self.lifetime * REUSE_NUMERATOR / REUSE_DENOMINATOR
+    }
+}
+
+/// A token served from the cache.
+pub struct ReusedToken {
+    pub access_token: SecretString,
+    /// Remaining life in whole seconds, rounded down and then one less, so it is always below what the previous
+    /// answer said and never claims more life than the token has.
+    pub expires_in: u64,
+    pub scope: ScopeSet,
+}
+
+struct ServeWindow;
+
+impl moka::Expiry<ReuseKey, Arc<Entry>> for ServeWindow {
+    fn expire_after_create(&self, _: &ReuseKey, v: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(v.serve_for())
+    }
+    fn expire_after_update(&self, _: &ReuseKey, v: &Arc<Entry>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(v.serve_for())
+    }
+}
+
+/// The in-memory reuse cache, shared by all invocations of a warm Lambda.
+#[derive(Clone)]
+pub struct TokenReuse {
+    cache: Cache<ReuseKey, Arc<Entry>>,
+}
+
+impl std::fmt::Debug for TokenReuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenReuse({} entries)", self.cache.entry_count())
+    }
+}
+
+impl Default for TokenReuse {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TokenReuse {
+    /// An empty cache.
+    pub fn new() -> Self {
+        TokenReuse { cache: Cache::builder().max_capacity(MAX_ENTRIES).expire_after(ServeWindow).build() }
+    }
+
+    /// A still-fresh token for `key`, if one is cached.
+    pub fn get(&self, key: &ReuseKey) -> Option<ReusedToken> {
+        let e = self.cache.get(key)?;
+        let elapsed = e.obtained.elapsed();
+        if elapsed >= e.serve_for() {
+            return None;
+        }
+        let expires_in = e.lifetime.as_secs().saturating_sub(elapsed.as_secs() + 1);
+        (expires_in > 0).then(|| ReusedToken {
+            access_token: e.access_token.clone(),
+            expires_in,
+            scope: e.scope.clone(),
+        })
+    }
+
+    /// Remembers a token just obtained, `lifetime` being its `expires_in`.
+    pub fn put(&self, key: ReuseKey, access_token: SecretString, lifetime: Duration, scope: ScopeSet) {
+        self.put_obtained_at(key, access_token, lifetime, scope, Instant::now());
+    }
+
+    fn put_obtained_at(&self, key: ReuseKey, token: SecretString, lifetime: Duration, scope: ScopeSet, at: Instant) {
+        self.cache.insert(key, Arc::new(Entry { access_token: token, obtained: at, lifetime, scope }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn key(scopes: &str) -> ReuseKey {
+        ReuseKey { app_client: "c".into(), scopes: ScopeSet::parse_param(scopes).unwrap() }
+    }
+
+    #[test]
+    fn serves_with_a_smaller_expires_in_only_for_the_exact_scope_set() {
+        let r = TokenReuse::new();
+        r.put(key("a b"), SecretString::from("tok"), Duration::from_secs(3600), key("a b").scopes);
+        let hit = r.get(&key("b a")).unwrap();
+        assert_eq!(hit.access_token.expose_secret(), "tok");
+        assert!(hit.expires_in < 3600 && hit.expires_in > 3500);
+        assert!(r.get(&key("a")).is_none());
+        assert!(!format!("{r:?}").contains("tok"));
+    }
+
+    #[test]
+    fn served_until_three_quarters_of_life_and_not_after() {
+        let r = TokenReuse::new();
+        let life = Duration::from_secs(40);
+        let young = Instant::now() - Duration::from_secs(29);
+        r.put_obtained_at(key("a"), SecretString::from("tok"), life, key("a").scopes, young);
+        assert_eq!(r.get(&key("a")).unwrap().expires_in, 10);
+        let old = Instant::now() - Duration::from_secs(31);
+        r.put_obtained_at(key("a"), SecretString::from("tok"), life, key("a").scopes, old);
+        assert!(r.get(&key("a")).is_none());
+    }
+}

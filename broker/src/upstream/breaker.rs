@@ -1,0 +1,129 @@
+//! A circuit breaker for the token endpoint.
+//!
+//! When Cognito is down, waiting out a timeout on every request burns the caller's time, the Lambda's concurrency
+//! and (on recovery) a burst against the account-wide 150 requests/s quota. After `threshold` consecutive failed
+//! attempts the breaker opens and requests fail at once; after `open_for` one probe is let through (half-open); its
+//! success closes the breaker, its failure opens it again.
+//!
+//! State lives in a `std::sync::Mutex` held only for a few instructions, never across an await.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The breaker's state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+/// Consecutive-failure circuit breaker with a single half-open probe.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    threshold: u32,
+    open_for: Duration,
+    state: Mutex<State>,
+}
+
+/// Permission to make one attempt. Record its outcome with [`Permit::success`] or [`Permit::failure`]; a permit
+/// dropped without either (the future was cancelled) counts as a failure, so a lost probe cannot wedge the breaker
+/// half-open.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    recorded: bool,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker. A threshold of 0 is treated as 1.
+    pub fn new(threshold: u32, open_for: Duration) -> Self {
+        CircuitBreaker { threshold: threshold.max(1), open_for, state: Mutex::new(State::Closed { failures: 0 }) }
+    }
+
+    /// Asks to make an attempt. `Err(retry_after)` when the breaker is open (or a probe is already in flight).
+    pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Duration> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match *st {
+            State::Closed { .. } => {}
+            State::Open { until } if now >= until => *st = State::HalfOpen,
+            State::Open { until } => return Err(until - now),
+            // One probe at a time; the others wait for its verdict.
+            State::HalfOpen => return Err(Duration::from_secs(1)),
+        }
+        Ok(Permit { breaker: self, recorded: false })
+    }
+
+    /// Whether requests currently fail fast (for logs and tests).
+    pub fn is_open(&self, now: Instant) -> bool {
+        matches!(*self.state.lock().unwrap_or_else(|p| p.into_inner()), State::Open { until } if now < until)
+    }
+
+    fn record(&self, ok: bool, now: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *st = match (*st, ok) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) if failures + 1 < self.threshold => {
+                State::Closed { failures: failures + 1 }
+            }
+            (_, false) => State::Open { until: now + self.open_for },
+        };
+    }
+}
+
+impl Permit<'_> {
+    /// The attempt reached a working token endpoint (whatever it answered).
+    pub fn success(mut self) {
+        self.recorded = true;
+        self.breaker.record(true, Instant::now());
+    }
+
+    /// The attempt timed out, could not connect, or got a 5xx or a throttle.
+    pub fn failure(mut self) {
+        self.recorded = true;
+        self.breaker.record(false, Instant::now());
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.record(false, Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_probes_once_and_closes_on_success() {
+        let b = CircuitBreaker::new(3, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            b.try_acquire(t0).unwrap().failure();
+        }
+        b.try_acquire(t0).unwrap().success();
+        for _ in 0..3 {
+            b.try_acquire(t0).unwrap().failure();
+        }
+        assert!(b.is_open(Instant::now()));
+        assert!(b.try_acquire(Instant::now()).is_err());
+
+        let later = Instant::now() + Duration::from_secs(11);
+        let probe = b.try_acquire(later).unwrap();
+        assert!(b.try_acquire(later).is_err(), "only one probe while half-open");
+        probe.success();
+        assert!(b.try_acquire(later).is_ok());
+    }
+
+    #[test]
+    fn failed_or_dropped_probe_reopens() {
+        let b = CircuitBreaker::new(1, Duration::from_secs(10));
+        b.try_acquire(Instant::now()).unwrap().failure();
+        let later = Instant::now() + Duration::from_secs(11);
+        drop(b.try_acquire(later).unwrap());
+        assert!(b.is_open(Instant::now()));
+    }
+}
