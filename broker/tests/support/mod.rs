@@ -1,0 +1,312 @@
+//! Shared harness for the broker's acceptance tests: the real handler, the Cognito stand-in over real HTTP on
+//! loopback, in-memory quota and credential stores, and captured EMF lines.
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine as _;
+use http::{HeaderMap, Method};
+use lambda_runtime::{Context, LambdaEvent};
+use secrecy::SecretString;
+use serde_json::Value;
+use tb_broker::credentials::{CacheConfig, CachedCredentials, ClientCredentials, MemoryCredentialSource};
+use tb_broker::quota::MemoryQuotaStore;
+use tb_broker::reuse::TokenReuse;
+use tb_broker::upstream::{Upstream, UpstreamSettings};
+use tb_broker::{handle, Broker};
+use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::ids::CallerId;
+use tb_shared::policy::Policy;
+use tb_shared::telemetry::{CallerIdHasher, CaptureWriter, MetricsSink};
+
+/// The policy every test runs under. Each caller exists for one kind of scenario.
+pub const POLICY: &str = r#"
+version: 1
+settings:
+  hash_caller_ids: HASH
+callers:
+  - id: order-svc
+    identities: [{ type: san_uri, value: "spiffe://test/order-svc" }]
+    cognito_client: orders
+    allowed_scopes: [api/read, api/write]
+    default_scopes: [api/read]
+    quotas: [{ per: minute, limit: 1000 }]
+    max_token_lifetime_seconds: 3600
+  - id: other-svc
+    identities: [{ type: san_uri, value: "spiffe://test/other-svc" }]
+    cognito_client: others
+    allowed_scopes: [api/admin]
+    default_scopes: [api/admin]
+    max_token_lifetime_seconds: 3600
+  - id: reuse-svc
+    identities: [{ type: san_uri, value: "spiffe://test/reuse-svc" }]
+    cognito_client: reusers
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
+  - id: nodefault-svc
+    identities: [{ type: san_uri, value: "spiffe://test/nodefault-svc" }]
+    cognito_client: orders
+    allowed_scopes: [api/read]
+    max_token_lifetime_seconds: 3600
+  - id: disabled-svc
+    enabled: false
+    identities: [{ type: san_uri, value: "spiffe://test/disabled-svc" }]
+    cognito_client: orders
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    max_token_lifetime_seconds: 3600
+  - id: limited-svc
+    identities: [{ type: san_uri, value: "spiffe://test/limited-svc" }]
+    cognito_client: limited
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: [{ per: day, limit: 3 }]
+    max_token_lifetime_seconds: 3600
+  - id: short-svc
+    identities: [{ type: san_uri, value: "spiffe://test/short-svc" }]
+    cognito_client: shortlived
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: [{ per: day, limit: 10 }]
+    max_token_lifetime_seconds: 600
+"#;
+
+/// App client name in the policy → (Cognito client id, scopes it may request at the stand-in).
+pub const APP_CLIENTS: [(&str, &str, &[&str]); 5] = [
+    ("orders", "orders-client", &["api/read", "api/write"]),
+    ("others", "others-client", &["api/admin"]),
+    ("reusers", "reusers-client", &["api/read"]),
+    ("limited", "limited-client", &["api/read"]),
+    ("shortlived", "shortlived-client", &["api/read"]),
+];
+
+/// Knobs a fault test turns.
+#[derive(Clone)]
+pub struct Options {
+    pub attempt_timeout: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_open: Duration,
+    pub credentials_cache: CacheConfig,
+    pub hash_caller_ids: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            attempt_timeout: Duration::from_secs(5),
+            breaker_threshold: 5,
+            breaker_open: Duration::from_secs(30),
+            credentials_cache: CacheConfig::default(),
+            hash_caller_ids: false,
+        }
+    }
+}
+
+/// A running broker in front of a running stand-in.
+pub struct Harness {
+    pub standin: CognitoStandin,
+    pub broker: Arc<Broker>,
+    pub quotas: Arc<MemoryQuotaStore>,
+    pub creds: Arc<CachedCredentials<MemoryCredentialSource>>,
+    /// Every EMF line the broker wrote.
+    pub emf: CaptureWriter,
+    /// Every client secret ever configured (initial and rotated), for leak scans.
+    pub secrets: Vec<String>,
+}
+
+/// One answer, decoded.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: i64,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<none>")
+    }
+    pub fn token(&self) -> &str {
+        self.json["access_token"].as_str().unwrap_or("")
+    }
+    pub fn expires_in(&self) -> u64 {
+        self.json["expires_in"].as_u64().unwrap_or(0)
+    }
+    /// Status and error code together, so a failing assertion shows both.
+    pub fn outcome(&self) -> (i64, &str) {
+        (self.status, self.json["error"].as_str().unwrap_or("-"))
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Harness {
+        let clients: Vec<StandinClient> =
+            APP_CLIENTS.iter().map(|(_, id, scopes)| StandinClient::with_random_secret(*id, scopes)).collect();
+        let secrets: Vec<String> = clients.iter().map(|c| c.client_secret.clone()).collect();
+        let standin = CognitoStandin::start(StandinConfig::new(clients.clone())).await.unwrap();
+        let source = MemoryCredentialSource::new();
+        for ((app, _, _), c) in APP_CLIENTS.iter().zip(&clients) {
+            source.insert(app, creds_for(&standin, &c.client_id, &c.client_secret));
+        }
+        let creds = Arc::new(CachedCredentials::new(source, opts.credentials_cache.clone()));
+        let quotas = Arc::new(MemoryQuotaStore::new());
+        let emf = CaptureWriter::default();
+        let doc = POLICY.replace("HASH", if opts.hash_caller_ids { "true" } else { "false" });
+        let policy = Policy::from_bytes("test-policy.yaml", doc.as_bytes()).unwrap();
+        let hasher = if opts.hash_caller_ids {
+            CallerIdHasher::keyed(b"test-caller-hash-key-0123456789")
+        } else {
+            CallerIdHasher::plain()
+        };
+        let upstream = Upstream::new(UpstreamSettings {
+            connect_timeout: Duration::from_millis(500),
+            attempt_timeout: opts.attempt_timeout,
+            breaker_failure_threshold: opts.breaker_threshold,
+            breaker_open_for: opts.breaker_open,
+        })
+        .unwrap();
+        let broker = Arc::new(Broker {
+            policy: Arc::new(policy),
+            quotas: quotas.clone(),
+            credentials: creds.clone(),
+            upstream,
+            reuse: TokenReuse::new(),
+            metrics: MetricsSink::to_writer("TokenBrokerTest", emf.clone()),
+            hasher,
+        });
+        Harness { standin, broker, quotas, creds, emf, secrets }
+    }
+
+    /// A grant request from `caller` with `body`, through the real handler.
+    pub async fn post(&self, caller: &str, body: &str) -> Reply {
+        self.send(request(Some(caller), body)).await
+    }
+
+    /// Any proxy event, with a Lambda deadline 10 s away.
+    pub async fn send(&self, req: ApiGatewayProxyRequest) -> Reply {
+        self.send_with_deadline(req, SystemTime::now() + Duration::from_secs(10)).await
+    }
+
+    pub async fn send_with_deadline(&self, req: ApiGatewayProxyRequest, deadline: SystemTime) -> Reply {
+        let mut ctx = Context::default();
+        ctx.request_id = "lambda-req-1".into();
+        ctx.deadline = deadline.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let resp = handle(LambdaEvent::new(req, ctx), self.broker.clone()).await.unwrap();
+        decode(resp)
+    }
+
+    /// Rotates the secret of `app` at the stand-in; when `store_too`, the new secret is also put in the store (the
+    /// operator did the rotation right). Returns the new secret.
+    pub fn rotate(&mut self, app: &str, store_too: bool) -> String {
+        let client_id = client_id_of(app);
+        let secret = self.standin.rotate_secret(client_id).unwrap();
+        self.secrets.push(secret.clone());
+        if store_too {
+            self.creds.source().insert(app, creds_for(&self.standin, client_id, &secret));
+        }
+        secret
+    }
+
+    /// How many times the credential store was read.
+    pub fn store_reads(&self) -> usize {
+        self.creds.source().calls()
+    }
+
+    /// The captured EMF lines, parsed.
+    pub fn emf_lines(&self) -> Vec<Value> {
+        self.emf.contents().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Sum of one metric over every captured EMF line.
+    pub fn metric_total(&self, name: &str) -> f64 {
+        self.emf_lines().iter().filter_map(|l| l[name].as_f64()).sum()
+    }
+}
+
+pub fn client_id_of(app: &str) -> &'static str {
+    APP_CLIENTS.iter().find(|(a, _, _)| *a == app).map(|(_, id, _)| *id).unwrap()
+}
+
+pub fn creds_for(standin: &CognitoStandin, client_id: &str, secret: &str) -> ClientCredentials {
+    ClientCredentials {
+        client_id: client_id.to_owned(),
+        client_secret: SecretString::from(secret.to_owned()),
+        token_url: standin.token_url().parse().unwrap(),
+    }
+}
+
+/// The proxy event API Gateway builds for `POST /oauth2/token` after the authorizer allowed `caller` (or, with
+/// `None`, an event with no authorizer context at all).
+pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
+    let mut r = ApiGatewayProxyRequest::default();
+    r.http_method = Method::POST;
+    r.path = Some("/oauth2/token".into());
+    r.resource = Some("/oauth2/token".into());
+    r.headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+    r.body = Some(body.to_owned());
+    r.request_context.request_id = Some("apigw-req-1".into());
+    r.request_context.http_method = Method::POST;
+    if let Some(c) = caller {
+        let ctx = CallerContext {
+            caller_id: CallerId::try_from(c).unwrap(),
+            auth_method: AuthMethod::Mtls,
+            credential_fingerprint: "9f86d081884c7d65".into(),
+            policy_version: "0123456789abcdef".into(),
+        };
+        r.request_context.authorizer.fields = ctx.to_map();
+    }
+    r
+}
+
+fn decode(resp: ApiGatewayProxyResponse) -> Reply {
+    let body = match resp.body {
+        Some(Body::Text(t)) => t,
+        Some(Body::Binary(b)) => String::from_utf8(b).unwrap(),
+        Some(Body::Empty) | None => String::new(),
+        Some(_) => panic!("unexpected body kind"),
+    };
+    assert!(!resp.is_base64_encoded);
+    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Reply { status: resp.status_code, headers: resp.headers, body, json }
+}
+
+/// The `Authorization: Basic …` value a client secret would produce, for leak scans.
+pub fn basic_value(client_id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)))
+}
+
+/// Asserts the headers every answer must carry.
+pub fn assert_no_store(r: &Reply) {
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+    assert_eq!(r.header("pragma"), Some("no-cache"), "{r:?}");
+    assert!(r.header("content-type").unwrap_or_default().starts_with("application/json"), "{r:?}");
+}
+
+/// Asserts an RFC 6749 §5.2 error with exact status and code, the request id, and no-store headers.
+pub fn assert_error(r: &Reply, status: i64, code: &str) {
+    assert_eq!(r.outcome(), (status, code), "{}", r.body);
+    assert_eq!(r.json["request_id"], "apigw-req-1", "{}", r.body);
+    assert!(r.json["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{}", r.body);
+    assert!(r.json.get("access_token").is_none());
+    assert_no_store(r);
+}
+
+/// `Retry-After` as whole seconds; panics when absent.
+pub fn retry_after(r: &Reply) -> u64 {
+    r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no Retry-After: {r:?}"))
+}
