@@ -1,0 +1,245 @@
+//! Lambda runtime test: the real `authorizer` binary runs under the Runtime API emulator of `tb_devkit::runtime_api`
+//! with the environment Lambda gives it, and answers REQUEST events through `/invocation/{id}/response|error`.
+//! A misconfigured environment is reported through `/runtime/init/error` and the process exits: never a hang.
+//!
+//! The binary is the debug build of this package (`CARGO_BIN_EXE_authorizer`) unless `TB_LAMBDA_BIN_DIR` is set, in
+//! which case `$TB_LAMBDA_BIN_DIR/authorizer` (e.g. `target/release`) runs instead.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tb_devkit::pki::{IssuedCert, TestCa};
+use tb_devkit::runtime_api::{lambda_env, FunctionProcess, InvokeError, Outcome, RuntimeApi};
+
+const MTLS_EVENT: &str = include_str!("fixtures/request-mtls.json");
+const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
+const REPORTING_DNS: &str = "reporting.svc.example.internal";
+const API_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5";
+
+/// Cold start and one invocation of a debug build on a busy 2-core machine take well under this.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn function_bin() -> PathBuf {
+    let bin = match std::env::var_os("TB_LAMBDA_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("authorizer"),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_authorizer")),
+    };
+    assert!(bin.is_file(), "function binary {} does not exist", bin.display());
+    eprintln!("runtime_api: running {}", bin.display());
+    bin
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("tb-rt-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const POLICY: &str = r#"version: 1
+callers:
+  - id: order-processing
+    identities: [{ type: san_uri, value: "spiffe://example.internal/ns/orders/sa/order-processing" }]
+    cognito_client: order-processing
+    allowed_scopes: [customer-api/read, customer-api/write]
+    max_token_lifetime_seconds: 3600
+  - id: reporting
+    identities: [{ type: san_dns, value: reporting.svc.example.internal }]
+    cognito_client: reporting
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+    usage_plan_key: reporting-usage-plan-key-0001
+"#;
+
+struct World {
+    _dir: TempDir,
+    api: RuntimeApi,
+    function: FunctionProcess,
+    orders: IssuedCert,
+    reporting: IssuedCert,
+    stranger: IssuedCert,
+    revoked: IssuedCert,
+}
+
+/// A test PKI, the policy, truststore and CRL as files, and the function started against a fresh emulator.
+async fn world() -> World {
+    let dir = TempDir::new("authorizer");
+    let ca = TestCa::root("Dev Root CA").unwrap();
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let issue = |b: tb_devkit::pki::ClientCertBuilder<'_>| b.validity(now - hour, now + 24 * hour).build().unwrap();
+    let orders = issue(ca.issue_client().cn("order-processing").san_uri(ORDERS_URI));
+    let reporting = issue(ca.issue_client().cn("reporting").san_dns(REPORTING_DNS));
+    let stranger = issue(ca.issue_client().cn("nobody").san_uri("spiffe://example.internal/nobody"));
+    let revoked = issue(ca.issue_client().cn("order-processing-old").san_uri(ORDERS_URI));
+    let crl = ca.crl(&[revoked.serial.as_slice()], now - hour, now + hour).unwrap();
+
+    let api = RuntimeApi::start().await.unwrap();
+    let mut env = lambda_env(&api, "token-broker-authorizer");
+    env.extend(
+        [
+            ("POLICY_FILE", dir.write("policy.yaml", POLICY)),
+            ("TRUSTSTORE_URI", dir.write("truststore.pem", ca.cert_pem())),
+            ("CRL_URI", dir.write("crls.pem", &crl.pem)),
+            ("LOG_LEVEL", "info".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+    World { _dir: dir, api, function, orders, reporting, stranger, revoked }
+}
+
+fn mtls_event(pem: &str) -> Value {
+    let json = MTLS_EVENT.replace("__PEM__", &pem.replace('\n', "\\n"));
+    serde_json::from_str(&json).unwrap()
+}
+
+fn no_credentials_event() -> Value {
+    let mut e = mtls_event("");
+    e["requestContext"]["identity"]["clientCert"] = Value::Null;
+    e
+}
+
+async fn invoke(w: &World, event: &Value) -> Outcome {
+    match w.api.invoke(event, INVOKE_TIMEOUT).await {
+        Ok(o) => o,
+        Err(e) => panic!("invocation failed: {e}\n--- function output ---\n{}", w.function.output()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_events_are_answered_through_the_runtime_api() {
+    let mut w = world().await;
+
+    // Allow: the certificate's SAN URI maps to a caller.
+    let Outcome::Response(allow) = invoke(&w, &mtls_event(&w.orders.pem)).await else {
+        panic!("expected a response; output:\n{}", w.function.output())
+    };
+    assert_eq!(allow["principalId"], "order-processing", "{allow}");
+    let statement = &allow["policyDocument"]["Statement"][0];
+    assert_eq!(allow["policyDocument"]["Version"], "2012-10-17");
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Action"], "execute-api:Invoke");
+    assert_eq!(statement["Resource"], json!([format!("{API_ARN}/*/POST/oauth2/token")]));
+    assert_eq!(allow["context"]["callerId"], "order-processing");
+    assert_eq!(allow["context"]["authMethod"], "mtls");
+    assert_eq!(allow["context"]["credentialFingerprint"], &w.orders.cert_sha256_hex()[..16]);
+    assert!(allow["context"]["policyVersion"].as_str().is_some_and(|v| !v.is_empty()), "{allow}");
+    assert!(allow.get("usageIdentifierKey").is_none_or(Value::is_null), "{allow}");
+
+    // A caller with a usage plan key gets it as usageIdentifierKey.
+    let Outcome::Response(rep) = invoke(&w, &mtls_event(&w.reporting.pem)).await else { panic!("reporting refused") };
+    assert_eq!(rep["principalId"], "reporting");
+    assert_eq!(rep["usageIdentifierKey"], "reporting-usage-plan-key-0001");
+
+    // No credentials at all: the function error whose message is exactly "Unauthorized" (API Gateway's 401).
+    match invoke(&w, &no_credentials_event()).await {
+        Outcome::Error { error_message, .. } => assert_eq!(error_message, "Unauthorized"),
+        other => panic!("expected the Unauthorized error, got {other:?}"),
+    }
+
+    // A valid certificate of nobody in the policy, and a revoked one: an explicit Deny (403), no context.
+    for (name, cert) in [("stranger", &w.stranger), ("revoked", &w.revoked)] {
+        match invoke(&w, &mtls_event(&cert.pem)).await {
+            Outcome::Response(deny) => {
+                assert_eq!(deny["policyDocument"]["Statement"][0]["Effect"], "Deny", "{name}: {deny}");
+                assert!(deny.get("context").is_none_or(|c| c.as_object().is_none_or(|m| m.is_empty())), "{deny}");
+            }
+            other => panic!("{name}: expected a Deny policy, got {other:?}"),
+        }
+    }
+
+    // An event that is not a REQUEST authorizer event is an invocation error, and the process keeps serving.
+    match w.api.invoke(&json!("not an event"), INVOKE_TIMEOUT).await {
+        Ok(Outcome::Error { .. }) => {}
+        other => panic!("expected an invocation error for a malformed event, got {other:?}"),
+    }
+    let Outcome::Response(again) = invoke(&w, &mtls_event(&w.orders.pem)).await else { panic!("warm call refused") };
+    assert_eq!(again["principalId"], "order-processing");
+
+    assert!(w.function.try_exit_status().is_none(), "a warm function keeps running:\n{}", w.function.output());
+    assert!(w.api.polls() >= 7, "one long-poll per invocation, got {}", w.api.polls());
+    assert_eq!(w.api.init_error(Duration::ZERO).await, None);
+    let logs = w.function.output();
+    assert!(!logs.contains("BEGIN CERTIFICATE"), "certificates must not be logged:\n{logs}");
+    w.function.kill();
+}
+
+/// Starts the function with `extra` configuration and expects an init error mentioning each of `mentions`
+/// (case-insensitive), then an exit.
+async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
+    let api = RuntimeApi::start().await.unwrap();
+    let mut env = lambda_env(&api, "token-broker-authorizer");
+    env.extend(extra);
+    let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+
+    let reported = api.init_error(INVOKE_TIMEOUT).await;
+    let Some((error_type, error_message)) = reported else {
+        function.kill();
+        panic!("no init error reported within {INVOKE_TIMEOUT:?}; output:\n{}", function.output());
+    };
+    eprintln!("runtime_api: init error reported: {error_type}: {error_message}");
+    assert_eq!(error_type, "Runtime.InitError");
+    for mention in mentions {
+        assert!(
+            error_message.to_lowercase().contains(&mention.to_lowercase()),
+            "the init error must mention {mention:?}: {error_type}: {error_message}"
+        );
+    }
+
+    // Lambda would now answer every invoke with the init error; an invoke here ends at once with it, not a hang.
+    match api.invoke(&mtls_event(""), Duration::from_secs(5)).await {
+        Err(InvokeError::InitError { error_type: t, .. }) => assert_eq!(t, "Runtime.InitError"),
+        other => panic!("expected the init error, got {other:?}"),
+    }
+
+    match function.wait_exit(EXIT_TIMEOUT).await {
+        Some(status) => assert!(!status.success(), "a failed init must exit non-zero, got {status}"),
+        None => {
+            function.kill();
+            panic!(
+                "the function did not exit within {EXIT_TIMEOUT:?} after its init error; output:\n{}",
+                function.output()
+            );
+        }
+    }
+    assert_eq!(api.polls(), 0, "a function that failed its init must not ask for events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
+    let dir = TempDir::new("init");
+    let ca = TestCa::root("Dev Root CA").unwrap();
+    // The file name does not say "policy": the message itself must.
+    let missing = dir.0.join("missing.yaml").to_string_lossy().into_owned();
+    let extra = vec![
+        ("POLICY_FILE".to_owned(), missing),
+        ("TRUSTSTORE_URI".to_owned(), dir.write("truststore.pem", ca.cert_pem())),
+    ];
+    expect_init_error(extra, &["policy", "missing.yaml"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_callers_without_a_truststore_are_an_init_error() {
+    let dir = TempDir::new("init");
+    expect_init_error(vec![("POLICY_FILE".to_owned(), dir.write("policy.yaml", POLICY))], &["TRUSTSTORE_URI"]).await;
+}
