@@ -1,1 +1,14 @@
-//! (being written)
+//! brokerctl: token-broker's operator and developer tooling.
+//!
+//! - [`policy`]: `policy check` (the functions' own loader) and `policy explain` (the authorizer's own decision).
+//! - [`truststore`]: `truststore check` and `truststore diff` for the mTLS CA bundle.
+//! - [`publish`]: `truststore publish` to a versioned S3 object and the custom domain's pinned version.
+//! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process.
+//!
+//! The binary (`src/main.rs`) only parses arguments and maps results to output and exit codes, so every command
+//! is testable as a library call.
+
+pub mod devstack;
+pub mod policy;
+pub mod publish;
+pub mod truststore;

@@ -1,0 +1,527 @@
+//! `brokerctl dev`: the whole chain on one machine, started in-process so end-to-end tests can drive it.
+//!
+//! ```text
+//! client --mTLS--> [mtls listener] --\                                   /--> authorizer handler (in-process)
+//!                                     >-- gateway (throttle, cache, ... )
+//! partner --TLS--> [partner listener]/                                   \--> broker handler --HTTP--> Cognito stand-in
+//! ```
+//!
+//! Both listeners are real TLS (rustls) on 127.0.0.1; the mTLS one requires a client certificate that chains to the
+//! truststore, as the API Gateway custom domain does. The gateway ([`gateway`]) reproduces what API Gateway does
+//! between the handshake and the Lambdas with `infra/template.yaml`'s settings, and calls the production handlers
+//! of both functions. Quotas and secrets live in memory unless `aws_endpoint` points DynamoDB, SSM and S3 (the
+//! truststore and CRL objects) at an AWS-compatible endpoint such as moto; `token_url` replaces the Cognito stand-in
+//! with a real token endpoint.
+
+pub mod gateway;
+pub mod listener;
+pub mod resource;
+pub mod state;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tb_authorizer::decision::{Authorizer, DecisionCacheConfig};
+use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
+use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
+use tb_broker::credential_refresh::CredentialProvider;
+use tb_broker::credentials::{CacheConfig, CachedCredentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource};
+use tb_broker::quota::dynamo::{DynamoQuotaConfig, DynamoQuotaStore};
+use tb_broker::quota::memory::MemoryQuotaStore;
+use tb_broker::quota::QuotaStore;
+use tb_broker::reuse::TokenReuse;
+use tb_broker::upstream::{Upstream, UpstreamSettings};
+use tb_broker::Broker;
+use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_shared::policy::Policy;
+use tb_shared::sources::{FileObjectSource, HttpJwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource};
+use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tokio::task::JoinHandle;
+
+pub use gateway::{GatewaySettings, GatewayStats, IdentitySource};
+pub use state::{DevState, StateError, CLIENTS};
+
+/// Names of the resources created on an AWS-compatible endpoint.
+#[derive(Debug, Clone)]
+pub struct AwsNames {
+    pub quota_table: String,
+    pub ssm_prefix: String,
+    pub bucket: String,
+}
+
+impl Default for AwsNames {
+    fn default() -> Self {
+        AwsNames {
+            quota_table: "token-broker-dev-quota".into(),
+            ssm_prefix: "/token-broker-dev/cognito".into(),
+            bucket: "token-broker-dev-trust".into(),
+        }
+    }
+}
+
+/// How to start the stack. `Default` binds every listener to an OS-chosen port on 127.0.0.1 (what tests want).
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Where keys, certificates, secrets and the policy live (created on first run).
+    pub state_dir: PathBuf,
+    pub mtls_addr: SocketAddr,
+    pub partner_addr: SocketAddr,
+    pub resource_addr: SocketAddr,
+    /// DynamoDB, SSM and S3 on this endpoint instead of the embedded stores.
+    pub aws_endpoint: Option<String>,
+    pub aws_names: AwsNames,
+    /// A real token endpoint instead of the Cognito stand-in (the app-client secrets must then be real ones: put
+    /// them in the state directory's `secrets.json`).
+    pub token_url: Option<String>,
+    /// A policy file to use instead of the generated one.
+    pub policy: Option<PathBuf>,
+    pub gateway: GatewaySettings,
+    /// The authorizer's `TRUST_REFRESH_SECONDS`: how soon a CRL or truststore change bites.
+    pub trust_refresh: Duration,
+    /// The authorizer's `DECISION_CACHE_TTL_SECONDS`.
+    pub decision_cache_ttl: Duration,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        DevOptions {
+            state_dir: PathBuf::from(".devstack"),
+            mtls_addr: any,
+            partner_addr: any,
+            resource_addr: any,
+            aws_endpoint: None,
+            aws_names: AwsNames::default(),
+            token_url: None,
+            policy: None,
+            gateway: GatewaySettings::default(),
+            trust_refresh: Duration::from_secs(10),
+            decision_cache_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the stack could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("policy: {0}")]
+    Policy(#[from] tb_shared::policy::PolicyError),
+    #[error("{what}: {reason}")]
+    Setup { what: &'static str, reason: String },
+}
+
+fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> DevError {
+    move |e| DevError::Setup { what, reason: e.to_string() }
+}
+
+/// Where the CRL lives, so a revocation can be published where the authorizer reads it.
+enum CrlTarget {
+    File,
+    S3 { client: aws_sdk_s3::Client, bucket: String, key: String },
+}
+
+/// Truststore source, CRL source, quota store, credential provider, and where revocations are published.
+type Stores =
+    (Arc<dyn ObjectSource>, Arc<dyn ObjectSource>, Arc<dyn QuotaStore>, Arc<dyn CredentialProvider>, CrlTarget);
+
+/// A running local stack. Dropping it stops every listener.
+pub struct DevStack {
+    pub mtls_addr: SocketAddr,
+    pub partner_addr: SocketAddr,
+    pub resource_addr: SocketAddr,
+    pub token_url: String,
+    pub jwks_url: String,
+    pub policy_path: PathBuf,
+    state: DevState,
+    stats: Arc<GatewayStats>,
+    standin: Option<CognitoStandin>,
+    crl_target: CrlTarget,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DevStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevStack")
+            .field("mtls_addr", &self.mtls_addr)
+            .field("partner_addr", &self.partner_addr)
+            .field("resource_addr", &self.resource_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DevStack {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl DevStack {
+    /// Starts everything and returns once every listener accepts connections.
+    pub async fn start(opts: DevOptions) -> Result<DevStack, DevError> {
+        let state = DevState::open(&opts.state_dir)?;
+        let crl_pem = state.write_crl()?;
+        let mut tasks = Vec::new();
+
+        // The partner's JWKS, served over real HTTP on loopback like a partner's endpoint.
+        let jwks = state.partner_jwks()?;
+        let (jwks_server, jwks_task) =
+            tb_devkit::jwt::JwksServer::start(jwks).await.map_err(setup("partner JWKS server"))?;
+        tasks.push(jwks_task);
+        state.write_partner_files()?;
+        let policy_path = match &opts.policy {
+            Some(p) => p.clone(),
+            None => state.write_policy(&jwks_server.url)?,
+        };
+        let policy = Arc::new(Policy::load(&policy_path)?);
+
+        // The token endpoint: the Cognito stand-in, or a real one.
+        let secrets = state.secrets.clone();
+        let (standin, token_url) = match &opts.token_url {
+            Some(u) => (None, u.clone()),
+            None => {
+                let clients = secrets
+                    .iter()
+                    .map(|s| {
+                        let (scopes, validity) = state::APP_CLIENTS
+                            .iter()
+                            .find(|(n, _, _)| *n == s.app_client)
+                            .map(|(_, sc, v)| (*sc, *v))
+                            .unwrap_or((&[], 3600));
+                        StandinClient::new(&s.client_id, &s.client_secret, scopes)
+                            .token_validity(Duration::from_secs(validity))
+                    })
+                    .collect();
+                let standin =
+                    CognitoStandin::start(StandinConfig::new(clients)).await.map_err(setup("Cognito stand-in"))?;
+                let url = standin.token_url();
+                (Some(standin), url)
+            }
+        };
+        let credential_json = |s: &state::AppClientSecret| {
+            SecretString::from(
+                serde_json::json!({"client_id": s.client_id, "client_secret": s.client_secret, "token_url": token_url})
+                    .to_string(),
+            )
+        };
+
+        // Stores: embedded, or on the AWS-compatible endpoint.
+        let truststore_pem =
+            std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
+        let (trust, crls, quotas, credentials, crl_target): Stores = match &opts.aws_endpoint {
+            None => {
+                let mem = MemoryCredentialSource::new();
+                for s in &secrets {
+                    mem.insert_raw(&s.app_client, credential_json(s));
+                }
+                (
+                    Arc::new(FileObjectSource::new(state.paths.truststore())),
+                    Arc::new(FileObjectSource::new(state.paths.crl())),
+                    Arc::new(MemoryQuotaStore::new()),
+                    Arc::new(CachedCredentials::new(mem, CacheConfig::default())),
+                    CrlTarget::File,
+                )
+            }
+            Some(endpoint) => {
+                let names = &opts.aws_names;
+                let sdk = crate::publish::sdk_config(Some(endpoint)).await;
+                let s3 = crate::publish::s3_client(&sdk, Some(endpoint));
+                prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
+                let ssm = SsmCredentialSource::from_sdk_config(&sdk, SsmConfig::new(names.ssm_prefix.clone()))
+                    .map_err(setup("SSM credential source"))?;
+                (
+                    Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
+                    Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")),
+                    Arc::new(DynamoQuotaStore::from_sdk_config(
+                        &sdk,
+                        DynamoQuotaConfig::new(names.quota_table.clone()),
+                    )),
+                    Arc::new(CachedCredentials::new(ssm, CacheConfig::default())),
+                    CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() },
+                )
+            }
+        };
+
+        // The authorizer, wired as its setup does, with the stack's sources.
+        let mtls_cfg = MtlsConfig { refresh_interval: opts.trust_refresh, require_crl: true };
+        let certs = CertVerifier::new(trust, Some(crls), mtls_cfg);
+        certs.refresh().await.map_err(setup("loading the truststore and CRL"))?;
+        let fetcher = HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(setup("JWKS client"))?;
+        let jwts = JwtVerifier::new(policy.clone(), Arc::new(fetcher), JwtConfig::default());
+        let authorizer = Authorizer::new(
+            policy.clone(),
+            Some(Arc::new(certs)),
+            Some(Arc::new(jwts)),
+            DecisionCacheConfig { ttl: opts.decision_cache_ttl, max_entries: 10_000 },
+        );
+        // EMF metric lines would drown the console; the functions' own tests cover them.
+        let authorizer_app = Arc::new(tb_authorizer::handler::App {
+            authorizer,
+            metrics: MetricsSink::to_writer("TokenBrokerDev", std::io::sink()),
+            hasher: CallerIdHasher::plain(),
+        });
+
+        let upstream = Upstream::new(UpstreamSettings {
+            connect_timeout: Duration::from_millis(500),
+            attempt_timeout: Duration::from_secs(3),
+            breaker_failure_threshold: 5,
+            breaker_open_for: Duration::from_secs(30),
+        })
+        .map_err(setup("token endpoint client"))?;
+        let broker = Arc::new(Broker {
+            policy: policy.clone(),
+            quotas,
+            credentials,
+            upstream,
+            reuse: TokenReuse::new(),
+            metrics: MetricsSink::to_writer("TokenBrokerDev", std::io::sink()),
+            hasher: CallerIdHasher::plain(),
+        });
+
+        let mut gw_settings = opts.gateway.clone();
+        if gw_settings.usage_plan_keys.is_empty() {
+            gw_settings.usage_plan_keys = policy
+                .callers()
+                .iter()
+                .filter_map(|c| c.usage_plan_key.as_ref().map(|k| k.expose().to_owned()))
+                .collect();
+        }
+        let stats = Arc::new(GatewayStats::default());
+        let gw = Arc::new(gateway::Gateway::new(gw_settings, authorizer_app, broker, stats.clone()));
+
+        let mtls_tls = listener::server_config(&state.server_cert_pem, &state.server_key_pem, Some(&truststore_pem))
+            .map_err(setup("mTLS listener TLS"))?;
+        let open_tls = listener::server_config(&state.server_cert_pem, &state.server_key_pem, None)
+            .map_err(setup("listener TLS"))?;
+        let gw_handler = |gw: Arc<gateway::Gateway>| -> listener::Handler {
+            Arc::new(move |req, conn| {
+                let gw = gw.clone();
+                Box::pin(async move { gw.handle(req, &conn).await })
+            })
+        };
+        let (mtls_addr, t) = listener::serve(opts.mtls_addr, mtls_tls, gateway::Domain::Mtls, gw_handler(gw.clone()))
+            .await
+            .map_err(setup("binding the mTLS listener"))?;
+        tasks.push(t);
+        let (partner_addr, t) =
+            listener::serve(opts.partner_addr, open_tls.clone(), gateway::Domain::Partner, gw_handler(gw.clone()))
+                .await
+                .map_err(setup("binding the partner listener"))?;
+        tasks.push(t);
+
+        // The resource server trusts the token issuer's JWKS: the stand-in's, whose issuer is its base URL + pool.
+        let (rs_jwks, rs_issuer) = match &standin {
+            Some(s) => (s.jwks_url(), s.issuer()),
+            None => (String::new(), String::new()),
+        };
+        let rs = Arc::new(resource::ResourceServer::new(rs_jwks, rs_issuer));
+        let rs_handler: listener::Handler = Arc::new(move |req, _conn| {
+            let rs = rs.clone();
+            Box::pin(async move { rs.handle(req).await })
+        });
+        let (resource_addr, t) = listener::serve(opts.resource_addr, open_tls, gateway::Domain::Partner, rs_handler)
+            .await
+            .map_err(setup("binding the resource server"))?;
+        tasks.push(t);
+
+        Ok(DevStack {
+            mtls_addr,
+            partner_addr,
+            resource_addr,
+            token_url,
+            jwks_url: jwks_server.url.clone(),
+            policy_path,
+            state,
+            stats,
+            standin,
+            crl_target,
+            tasks,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT` of the mTLS listener.
+    pub fn mtls_url(&self) -> String {
+        format!("https://{}", self.mtls_addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the partner listener.
+    pub fn partner_url(&self) -> String {
+        format!("https://{}", self.partner_addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the sample resource server.
+    pub fn resource_url(&self) -> String {
+        format!("https://{}", self.resource_addr)
+    }
+
+    /// What the gateway did so far.
+    pub fn stats(&self) -> &GatewayStats {
+        &self.stats
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &DevState {
+        &self.state
+    }
+
+    /// The Cognito stand-in, when it is used.
+    pub fn standin(&self) -> Option<&CognitoStandin> {
+        self.standin.as_ref()
+    }
+
+    /// Revokes an example client's certificate: adds it to the CRL and publishes the CRL where the authorizer
+    /// reads it (the file, or the S3 object). It bites at the authorizer's next trust refresh.
+    pub async fn revoke(&self, client: &str) -> Result<(), DevError> {
+        let crl = self.state.revoke(client)?;
+        if let CrlTarget::S3 { client, bucket, key } = &self.crl_target {
+            client.put_object().bucket(bucket).key(key).body(crl.into_bytes().into()).send().await.map_err(|e| {
+                DevError::Setup {
+                    what: "uploading the CRL",
+                    reason: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Ready-to-paste curl commands for every example caller, the partner and the resource server.
+    pub fn curl_commands(&self) -> String {
+        let p = &self.state.paths;
+        let rel = |path: PathBuf| -> String { path.display().to_string() };
+        let ca = rel(p.ca_cert());
+        let mut out = String::new();
+        out.push_str(&format!(
+            "token-broker local stack (NOT FOR PRODUCTION)\n  mTLS domain:     {}\n  partner domain:  {}\n  \
+             resource server: {}\n  token endpoint:  {}\n  state:           {}\n\n",
+            self.mtls_url(),
+            self.partner_url(),
+            self.resource_url(),
+            self.token_url,
+            p.dir.display()
+        ));
+        for c in CLIENTS {
+            let scope = match c.name {
+                "order-processing" => " --data-urlencode 'scope=customer-api/read customer-api/admin'",
+                _ => "",
+            };
+            out.push_str(&format!(
+                "# {} ({})\ncurl -s --cacert {ca} --cert {} --key {} -d grant_type=client_credentials{scope} {}/oauth2/token\n\n",
+                c.name,
+                c.describe,
+                rel(p.client_cert(c.name)),
+                rel(p.client_key(c.name)),
+                self.mtls_url()
+            ));
+        }
+        out.push_str(&format!(
+            "# partner-acme (partner JWT, no client certificate; token valid 5 minutes, new one: brokerctl dev token)\n\
+             curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {})\" -d grant_type=client_credentials {}/oauth2/token\n\n",
+            rel(p.partner_jwt()),
+            self.partner_url()
+        ));
+        out.push_str(&format!(
+            "# use a token on the sample resource server (GET needs customer-api/read, DELETE customer-api/admin)\n\
+             TOKEN=$(curl -s --cacert {ca} --cert {} --key {} -d grant_type=client_credentials {}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\
+             curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" {}/customers\n\
+             curl -s --cacert {ca} -X DELETE -H \"Authorization: Bearer $TOKEN\" {}/customers/123\n",
+            rel(p.client_cert("reporting")),
+            rel(p.client_key("reporting")),
+            self.mtls_url(),
+            self.resource_url(),
+            self.resource_url()
+        ));
+        out
+    }
+}
+
+/// Creates (or reuses) the bucket, table and parameters on the AWS-compatible endpoint and uploads the truststore
+/// and CRL.
+async fn prepare_aws(
+    sdk: &aws_config::SdkConfig,
+    s3: &aws_sdk_s3::Client,
+    names: &AwsNames,
+    truststore_pem: &str,
+    crl_pem: &str,
+    secrets: &[state::AppClientSecret],
+    credential_json: &dyn Fn(&state::AppClientSecret) -> SecretString,
+) -> Result<(), DevError> {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    use secrecy::ExposeSecret as _;
+    let ctx = |what: &'static str| move |e: String| DevError::Setup { what, reason: e };
+    match s3.create_bucket().bucket(&names.bucket).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let already = e
+                .as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
+            if !already {
+                return Err(ctx("creating the truststore bucket")(
+                    aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+                ));
+            }
+        }
+    }
+    for (key, body) in [("truststore.pem", truststore_pem), ("crl.pem", crl_pem)] {
+        s3.put_object()
+            .bucket(&names.bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .map_err(|e| ctx("uploading trust material")(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let created = ddb
+        .create_table()
+        .table_name(&names.quota_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(tb_broker::quota::dynamo::KEY_ATTR)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| ctx("quota table definition")(e.to_string()))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(tb_broker::quota::dynamo::KEY_ATTR)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| ctx("quota table definition")(e.to_string()))?,
+        )
+        .send()
+        .await;
+    if let Err(e) = created {
+        if !e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) {
+            return Err(ctx("creating the quota table")(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()));
+        }
+    }
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    for s in secrets {
+        ssm.put_parameter()
+            .name(format!("{}/{}", names.ssm_prefix, s.app_client))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .value(credential_json(s).expose_secret())
+            .send()
+            .await
+            .map_err(|e| {
+                ctx("writing app-client credentials to SSM")(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string())
+            })?;
+    }
+    Ok(())
+}
+
+/// A relative display of `path` under the current directory, for shorter curl commands.
+pub fn display_path(path: &Path) -> String {
+    match std::env::current_dir().ok().and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf)) {
+        Some(rel) => rel.display().to_string(),
+        None => path.display().to_string(),
+    }
+}

@@ -1,0 +1,511 @@
+//! `brokerctl truststore check | diff`: what an operator must know about a CA bundle before API Gateway and the
+//! authorizer trust it.
+//!
+//! API Gateway refuses or warns about a truststore whose certificates are not CAs, whose chains are deeper than four,
+//! that use weak keys or signatures, or that have expired; the authorizer additionally matches CRLs to CAs by subject
+//! DN, so two CAs with one subject make revocation ambiguous. A bad bundle published to the custom domain locks every
+//! caller out at the TLS handshake, so these checks run before `publish` and in CI, and their exit codes are made
+//! for scripts: [`EXIT_OK`], [`EXIT_WARNINGS`], [`EXIT_ERRORS`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::pem::Pem;
+use x509_parser::public_key::PublicKey;
+
+/// No findings.
+pub const EXIT_OK: i32 = 0;
+/// Only warnings (e.g. a CA expiring soon): publishable, but someone should look.
+pub const EXIT_WARNINGS: i32 = 1;
+/// At least one error: do not publish (also used when the bundle cannot be read at all).
+pub const EXIT_ERRORS: i32 = 2;
+
+/// API Gateway's limit on a truststore chain (root included).
+pub const MAX_CHAIN_DEPTH: usize = 4;
+/// Smallest acceptable RSA modulus.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Smallest acceptable elliptic-curve size.
+pub const MIN_EC_BITS: usize = 256;
+/// Default horizon of the "expires soon" warning.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One problem with the bundle, or with one certificate of it (`cert` is its 1-based position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub cert: Option<usize>,
+    /// Stable code for scripts and tests, e.g. `not_ca`, `expired`, `chain_too_deep`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// What was learnt about one certificate.
+#[derive(Debug, Clone)]
+pub struct CertSummary {
+    pub index: usize,
+    pub subject: String,
+    pub issuer: String,
+    pub sha256: String,
+    pub not_after: i64,
+    pub is_ca: bool,
+    pub key: String,
+    pub signature: String,
+    /// Certificates from this one up to its root, inclusive (None when the chain does not reach a root).
+    pub depth: Option<usize>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub certs: Vec<CertSummary>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// [`EXIT_ERRORS`] if any error, [`EXIT_WARNINGS`] if only warnings, else [`EXIT_OK`].
+    pub fn exit_code(&self) -> i32 {
+        match self.findings.iter().map(|f| f.severity).max() {
+            Some(Severity::Error) => EXIT_ERRORS,
+            Some(Severity::Warning) => EXIT_WARNINGS,
+            None => EXIT_OK,
+        }
+    }
+
+    /// Whether a finding with `code` exists.
+    pub fn has(&self, code: &str) -> bool {
+        self.findings.iter().any(|f| f.code == code)
+    }
+
+    /// Errors only.
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity == Severity::Error)
+    }
+
+    /// Human-readable report, one certificate per line, then the findings, then a summary line.
+    pub fn render(&self, name: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{name}: {} certificate(s)", self.certs.len());
+        for c in &self.certs {
+            let depth = c.depth.map_or("no root".to_owned(), |d| format!("depth {d}"));
+            let _ = writeln!(
+                out,
+                "  [{}] {}  sha256:{}  {}  {}  {}  expires {}  {}",
+                c.index,
+                c.subject,
+                &c.sha256[..16],
+                if c.is_ca { "CA" } else { "NOT-CA" },
+                c.key,
+                c.signature,
+                date(c.not_after),
+                depth
+            );
+        }
+        for f in &self.findings {
+            let level = match f.severity {
+                Severity::Error => "ERROR  ",
+                Severity::Warning => "WARNING",
+            };
+            match f.cert {
+                Some(i) => {
+                    let _ = writeln!(out, "{level} [{i}] {}: {}", f.code, f.message);
+                }
+                None => {
+                    let _ = writeln!(out, "{level} {}: {}", f.code, f.message);
+                }
+            }
+        }
+        let errors = self.errors().count();
+        let warnings = self.findings.len() - errors;
+        let verdict = match self.exit_code() {
+            EXIT_OK => "OK",
+            EXIT_WARNINGS => "OK with warnings",
+            _ => "NOT PUBLISHABLE",
+        };
+        let _ = writeln!(out, "result: {verdict} ({errors} error(s), {warnings} warning(s))");
+        out
+    }
+}
+
+/// Settings of a check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    pub now: SystemTime,
+    /// Certificates expiring within this horizon get a warning.
+    pub expiry_warning: Duration,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions { now: SystemTime::now(), expiry_warning: DEFAULT_EXPIRY_WARNING }
+    }
+}
+
+fn date(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts).map(|d| d.date().to_string()).unwrap_or_else(|_| ts.to_string())
+}
+
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// The DER certificates of a PEM bundle, or a finding saying why the bundle is unusable.
+pub fn read_pem_certs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, Vec<Finding>> {
+    let mut ders = Vec::new();
+    let mut findings = Vec::new();
+    for (i, item) in Pem::iter_from_buffer(bytes).enumerate() {
+        match item {
+            Ok(pem) if pem.label == "CERTIFICATE" => ders.push(pem.contents),
+            Ok(pem) => findings.push(Finding {
+                severity: Severity::Error,
+                cert: None,
+                code: "not_a_certificate",
+                message: format!(
+                    "PEM block {} is {:?}, not CERTIFICATE (a truststore holds certificates only)",
+                    i + 1,
+                    pem.label
+                ),
+            }),
+            Err(e) => {
+                findings.push(Finding {
+                    severity: Severity::Error,
+                    cert: None,
+                    code: "malformed_pem",
+                    message: format!("PEM block {} unreadable: {e}", i + 1),
+                });
+                break;
+            }
+        }
+    }
+    if ders.is_empty() && findings.is_empty() {
+        findings.push(Finding {
+            severity: Severity::Error,
+            cert: None,
+            code: "empty",
+            message: "no CERTIFICATE block found".into(),
+        });
+    }
+    if findings.is_empty() {
+        Ok(ders)
+    } else {
+        Err(findings)
+    }
+}
+
+/// SHA-256 of DER, lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+fn sig_name(oid: &str) -> (&'static str, bool) {
+    // (name, weak)
+    match oid {
+        "1.2.840.113549.1.1.11" => ("sha256WithRSA", false),
+        "1.2.840.113549.1.1.12" => ("sha384WithRSA", false),
+        "1.2.840.113549.1.1.13" => ("sha512WithRSA", false),
+        "1.2.840.113549.1.1.10" => ("RSASSA-PSS", false),
+        "1.2.840.10045.4.3.2" => ("ecdsa-with-SHA256", false),
+        "1.2.840.10045.4.3.3" => ("ecdsa-with-SHA384", false),
+        "1.2.840.10045.4.3.4" => ("ecdsa-with-SHA512", false),
+        "1.3.101.112" => ("Ed25519", false),
+        "1.2.840.113549.1.1.5" => ("sha1WithRSA", true),
+        "1.2.840.113549.1.1.4" => ("md5WithRSA", true),
+        "1.2.840.113549.1.1.2" => ("md2WithRSA", true),
+        "1.2.840.10045.4.1" => ("ecdsa-with-SHA1", true),
+        "1.2.840.10040.4.3" => ("dsa-with-SHA1", true),
+        _ => ("unknown", false),
+    }
+}
+
+/// Bits of a big-endian unsigned integer (leading zero bytes ignored).
+fn int_bits(b: &[u8]) -> usize {
+    let b = match b.iter().position(|&x| x != 0) {
+        Some(i) => &b[i..],
+        None => return 0,
+    };
+    8 * b.len() - b[0].leading_zeros() as usize
+}
+
+/// Key description and whether it is too weak.
+fn key_strength(cert: &X509Certificate<'_>) -> (String, Option<String>) {
+    match cert.public_key().parsed() {
+        Ok(PublicKey::RSA(rsa)) => {
+            let bits = int_bits(rsa.modulus);
+            let weak = (bits < MIN_RSA_BITS).then(|| format!("RSA key of {bits} bits (minimum {MIN_RSA_BITS})"));
+            (format!("RSA-{bits}"), weak)
+        }
+        Ok(PublicKey::EC(point)) => {
+            let data = point.data();
+            let bits = if data.first() == Some(&4) {
+                (data.len().saturating_sub(1)) / 2 * 8
+            } else {
+                (data.len().saturating_sub(1)) * 8
+            };
+            let weak = (bits < MIN_EC_BITS).then(|| format!("EC key of {bits} bits (minimum {MIN_EC_BITS})"));
+            (format!("EC-{bits}"), weak)
+        }
+        Ok(PublicKey::DSA(_)) => ("DSA".into(), Some("DSA keys are not accepted".into())),
+        Ok(_) if cert.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112" => ("Ed25519".into(), None),
+        Ok(_) => ("unknown key".into(), Some("unrecognised public key algorithm".into())),
+        Err(_) => ("unparsable key".into(), Some("public key does not parse".into())),
+    }
+}
+
+/// Checks a PEM bundle.
+pub fn check_bundle(bytes: &[u8], opts: &CheckOptions) -> Report {
+    let ders = match read_pem_certs(bytes) {
+        Ok(d) => d,
+        Err(findings) => return Report { certs: Vec::new(), findings },
+    };
+    let mut report = Report::default();
+    let mut parsed: Vec<(usize, X509Certificate<'_>)> = Vec::new();
+    for (i, der) in ders.iter().enumerate() {
+        match x509_parser::parse_x509_certificate(der) {
+            Ok((&[], c)) => parsed.push((i + 1, c)),
+            _ => report.findings.push(Finding {
+                severity: Severity::Error,
+                cert: Some(i + 1),
+                code: "malformed_certificate",
+                message: "DER does not parse as one X.509 certificate".into(),
+            }),
+        }
+    }
+    let now = unix(opts.now);
+    let soon = now + opts.expiry_warning.as_secs() as i64;
+    let err = |report: &mut Report, sev: Severity, cert: usize, code: &'static str, message: String| {
+        report.findings.push(Finding { severity: sev, cert: Some(cert), code, message });
+    };
+
+    // Duplicates: the same certificate twice is harmless but sloppy; two CAs with one subject are ambiguous for
+    // chain building and for CRL matching (the authorizer matches CRLs to CAs by subject DN).
+    let mut by_fp: HashMap<String, usize> = HashMap::new();
+    let mut by_subject: HashMap<&[u8], usize> = HashMap::new();
+    for (idx, c) in &parsed {
+        let fp = fingerprint(c.as_ref());
+        if let Some(first) = by_fp.get(&fp) {
+            err(
+                &mut report,
+                Severity::Warning,
+                *idx,
+                "duplicate_certificate",
+                format!("same certificate as [{first}]"),
+            );
+            continue;
+        }
+        by_fp.insert(fp, *idx);
+        let subj = c.subject().as_raw();
+        if let Some(first) = by_subject.get(subj) {
+            err(
+                &mut report,
+                Severity::Error,
+                *idx,
+                "duplicate_subject",
+                format!("subject {} is also the subject of [{first}], a different certificate", c.subject()),
+            );
+        } else {
+            by_subject.insert(subj, *idx);
+        }
+    }
+
+    for (idx, c) in &parsed {
+        let idx = *idx;
+        let nb = c.validity().not_before.timestamp();
+        let na = c.validity().not_after.timestamp();
+        if na < now {
+            err(&mut report, Severity::Error, idx, "expired", format!("expired on {}", date(na)));
+        } else if na < soon {
+            err(&mut report, Severity::Warning, idx, "expires_soon", format!("expires on {}", date(na)));
+        }
+        if nb > now {
+            err(&mut report, Severity::Warning, idx, "not_yet_valid", format!("valid only from {}", date(nb)));
+        }
+        if !c.is_ca() {
+            err(
+                &mut report,
+                Severity::Error,
+                idx,
+                "not_ca",
+                "not a CA certificate (basicConstraints CA flag missing): a truststore holds CAs only".into(),
+            );
+        } else if let Ok(Some(ku)) = c.key_usage() {
+            if !ku.value.key_cert_sign() {
+                err(&mut report, Severity::Error, idx, "no_cert_sign", "keyUsage lacks keyCertSign".into());
+            }
+        }
+        let (_, weak_key) = key_strength(c);
+        if let Some(w) = weak_key {
+            err(&mut report, Severity::Error, idx, "weak_key", w);
+        }
+        let sig_oid = c.signature_algorithm.algorithm.to_id_string();
+        let (sig, weak_sig) = sig_name(&sig_oid);
+        if weak_sig {
+            // A root's self-signature is never verified by relying parties, so a SHA-1 root is a warning; on any
+            // other certificate the signature is what trust rests on.
+            let self_signed = c.subject().as_raw() == c.issuer().as_raw();
+            let sev = if self_signed { Severity::Warning } else { Severity::Error };
+            err(&mut report, sev, idx, "weak_signature", format!("signed with {sig}"));
+        }
+    }
+
+    // Chains: follow issuers inside the bundle up to a self-signed root, verifying each signature.
+    let subjects: HashMap<&[u8], usize> =
+        parsed.iter().enumerate().map(|(pos, (_, c))| (c.subject().as_raw(), pos)).collect();
+    let mut depths: BTreeMap<usize, Option<usize>> = BTreeMap::new();
+    for (pos, (idx, _)) in parsed.iter().enumerate() {
+        let mut cur = pos;
+        let mut depth = 1usize;
+        let result = loop {
+            let c = &parsed[cur].1;
+            if c.subject().as_raw() == c.issuer().as_raw() {
+                if c.verify_signature(None).is_err() {
+                    break Err(("bad_signature", "self-signed certificate whose signature does not verify".to_owned()));
+                }
+                break Ok(depth);
+            }
+            let Some(&up) = subjects.get(c.issuer().as_raw()) else {
+                break Err((
+                    "issuer_missing",
+                    format!(
+                        "issuer {} is not in the bundle (the truststore must hold every chain up to its root)",
+                        c.issuer()
+                    ),
+                ));
+            };
+            if c.verify_signature(Some(parsed[up].1.public_key())).is_err() {
+                break Err(("bad_signature", format!("signature does not verify with issuer [{}]", parsed[up].0)));
+            }
+            depth += 1;
+            if depth > parsed.len() + 1 {
+                break Err(("issuer_loop", "issuer chain loops".to_owned()));
+            }
+            cur = up;
+        };
+        match result {
+            Ok(d) => {
+                depths.insert(*idx, Some(d));
+                if d > MAX_CHAIN_DEPTH {
+                    err(
+                        &mut report,
+                        Severity::Error,
+                        *idx,
+                        "chain_too_deep",
+                        format!("chain depth {d} exceeds API Gateway's maximum of {MAX_CHAIN_DEPTH}"),
+                    );
+                }
+            }
+            Err((code, msg)) => {
+                depths.insert(*idx, None);
+                // Report a broken link once, on the certificate that has it.
+                if cur == pos {
+                    err(&mut report, Severity::Error, *idx, code, msg);
+                }
+            }
+        }
+    }
+
+    for (idx, c) in &parsed {
+        let (key, _) = key_strength(c);
+        let (sig, _) = sig_name(&c.signature_algorithm.algorithm.to_id_string());
+        report.certs.push(CertSummary {
+            index: *idx,
+            subject: c.subject().to_string(),
+            issuer: c.issuer().to_string(),
+            sha256: fingerprint(c.as_ref()),
+            not_after: c.validity().not_after.timestamp(),
+            is_ca: c.is_ca(),
+            key,
+            signature: sig.to_owned(),
+            depth: depths.get(idx).copied().flatten(),
+        });
+    }
+    report.findings.sort_by_key(|f| (std::cmp::Reverse(f.severity), f.cert));
+    report
+}
+
+/// One side of a diff entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffEntry {
+    pub sha256: String,
+    pub subject: String,
+}
+
+/// Certificates added to and removed from a bundle, by SHA-256 fingerprint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub added: Vec<DiffEntry>,
+    pub removed: Vec<DiffEntry>,
+    pub unchanged: usize,
+}
+
+impl Diff {
+    /// `diff(1)`'s convention: 0 identical, 1 different.
+    pub fn exit_code(&self) -> i32 {
+        if self.added.is_empty() && self.removed.is_empty() {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// `+`/`-` lines with fingerprint and subject, then a summary.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for e in &self.removed {
+            let _ = writeln!(out, "- {}  {}", e.sha256, e.subject);
+        }
+        for e in &self.added {
+            let _ = writeln!(out, "+ {}  {}", e.sha256, e.subject);
+        }
+        let _ =
+            writeln!(out, "{} added, {} removed, {} unchanged", self.added.len(), self.removed.len(), self.unchanged);
+        out
+    }
+}
+
+fn entries(bytes: &[u8], name: &str) -> Result<BTreeMap<String, String>, String> {
+    let ders = read_pem_certs(bytes).map_err(|f| {
+        let msgs: Vec<String> = f.into_iter().map(|f| f.message).collect();
+        format!("{name}: {}", msgs.join("; "))
+    })?;
+    let mut out = BTreeMap::new();
+    for (i, der) in ders.iter().enumerate() {
+        let subject = match x509_parser::parse_x509_certificate(der) {
+            Ok((_, c)) => c.subject().to_string(),
+            Err(_) => return Err(format!("{name}: certificate {} does not parse", i + 1)),
+        };
+        out.insert(fingerprint(der), subject);
+    }
+    Ok(out)
+}
+
+/// Compares two PEM bundles.
+pub fn diff_bundles(old: &[u8], new: &[u8]) -> Result<Diff, String> {
+    let a = entries(old, "old bundle")?;
+    let b = entries(new, "new bundle")?;
+    let mut d = Diff::default();
+    for (fp, subject) in &a {
+        if b.contains_key(fp) {
+            d.unchanged += 1;
+        } else {
+            d.removed.push(DiffEntry { sha256: fp.clone(), subject: subject.clone() });
+        }
+    }
+    for (fp, subject) in &b {
+        if !a.contains_key(fp) {
+            d.added.push(DiffEntry { sha256: fp.clone(), subject: subject.clone() });
+        }
+    }
+    Ok(d)
+}

@@ -1,0 +1,343 @@
+//! End-to-end: the local stack started in-process on free ports, driven over real TLS by a real HTTPS client with
+//! client certificates. Every case runs twice: on the embedded stores, and with DynamoDB, SSM and S3 on moto
+//! (`scripts/with-moto.sh` exports `TB_MOTO_ENDPOINT`; the moto cases fail, never skip, without it).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use brokerctl::devstack::{AwsNames, DevOptions, DevStack, IdentitySource};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Embedded,
+    Moto,
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("brokerctl-e2e-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> DevStack {
+    let mut opts = DevOptions { state_dir: tempdir(tag), ..DevOptions::default() };
+    if let Mode::Moto = mode {
+        let endpoint = std::env::var("TB_MOTO_ENDPOINT")
+            .expect("TB_MOTO_ENDPOINT is not set: run this suite through scripts/with-moto.sh");
+        let n: u32 = rand::random();
+        opts.aws_endpoint = Some(endpoint);
+        opts.aws_names = AwsNames {
+            quota_table: format!("tb-e2e-{tag}-{n}"),
+            ssm_prefix: format!("/tb-e2e-{n}/cognito"),
+            bucket: format!("tb-e2e-{}-{n}", tag.replace('_', "-")),
+        };
+    }
+    tweak(&mut opts);
+    DevStack::start(opts).await.expect("local stack starts")
+}
+
+/// An HTTPS client trusting the dev CA, presenting `client`'s certificate when given.
+fn client(stack: &DevStack, identity: Option<&str>) -> reqwest::Client {
+    let p = &stack.state().paths;
+    let ca = std::fs::read(p.ca_cert()).unwrap();
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .timeout(Duration::from_secs(10));
+    if let Some(name) = identity {
+        let mut pem = std::fs::read(p.client_cert(name)).unwrap();
+        pem.extend(std::fs::read(p.client_key(name)).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
+}
+
+async fn token_request(c: &reqwest::Client, url: &str, scope: Option<&str>, bearer: Option<&str>) -> (u16, Value) {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let mut req = c.post(format!("{url}/oauth2/token")).form(&form);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request completes");
+    let status = resp.status().as_u16();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn scopes(body: &Value) -> Vec<String> {
+    let mut v: Vec<String> =
+        body["scope"].as_str().unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+async fn callers_get_tokens_with_their_scopes(mode: Mode) {
+    let s = start(mode, "scopes", |_| {}).await;
+    let orders = client(&s, Some("order-processing"));
+    let (st, body) =
+        token_request(&orders, &s.mtls_url(), Some("customer-api/read customer-api/write customer-api/admin"), None)
+            .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(scopes(&body), ["customer-api/admin", "customer-api/read", "customer-api/write"]);
+    assert_eq!(body["token_type"], "Bearer");
+    let claims = s.standin().unwrap().verify_access_token(body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims.scopes().len(), 3);
+
+    let reporting = client(&s, Some("reporting"));
+    let (st, body) = token_request(&reporting, &s.mtls_url(), None, None).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(scopes(&body), ["customer-api/read"]);
+    let (st, body) = token_request(&reporting, &s.mtls_url(), Some("customer-api/admin"), None).await;
+    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+}
+
+async fn read_only_token_is_refused_by_delete_and_accepted_by_get(mode: Mode) {
+    let s = start(mode, "resource", |_| {}).await;
+    let reporting = client(&s, Some("reporting"));
+    let (st, body) = token_request(&reporting, &s.mtls_url(), None, None).await;
+    assert_eq!(st, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let anon = client(&s, None);
+    let del = anon.delete(format!("{}/customers/123", s.resource_url())).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(del.status().as_u16(), 403);
+    assert!(del.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
+    assert_eq!(del.json::<Value>().await.unwrap()["error"], "insufficient_scope");
+    let get = anon.get(format!("{}/customers", s.resource_url())).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(get.status().as_u16(), 200);
+    let none = anon.get(format!("{}/customers", s.resource_url())).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+
+    let orders = client(&s, Some("order-processing"));
+    let (_, body) = token_request(&orders, &s.mtls_url(), Some("customer-api/admin"), None).await;
+    let admin = body["access_token"].as_str().unwrap().to_owned();
+    let del = anon.delete(format!("{}/customers/123", s.resource_url())).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(del.status().as_u16(), 200);
+}
+
+async fn a_trusted_certificate_no_caller_owns_gets_403(mode: Mode) {
+    let s = start(mode, "stranger", |_| {}).await;
+    let (st, body) = token_request(&client(&s, Some("stranger")), &s.mtls_url(), None, None).await;
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(body["error"], "access_denied");
+    assert!(body["request_id"].as_str().is_some_and(|r| r.len() == 36), "{body}");
+    assert_eq!(s.stats().broker_calls.load(Ordering::Relaxed), 0);
+}
+
+async fn no_client_certificate_fails_the_handshake(mode: Mode) {
+    let s = start(mode, "nocert", |_| {}).await;
+    let r = client(&s, None)
+        .post(format!("{}/oauth2/token", s.mtls_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await;
+    assert!(r.is_err(), "the mTLS listener answered without a client certificate: {r:?}");
+    assert_eq!(s.stats().requests.load(Ordering::Relaxed), 0, "no HTTP request may get through");
+}
+
+async fn partner_jwt_gets_a_token_and_an_expired_one_401(mode: Mode) {
+    let s = start(mode, "partner", |_| {}).await;
+    let c = client(&s, None);
+    let token = s.state().partner_token().unwrap();
+    let (st, body) = token_request(&c, &s.partner_url(), None, Some(&token)).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(scopes(&body), ["customer-api/read"]);
+
+    let expired = s
+        .state()
+        .partner_token_with(
+            brokerctl::devstack::state::PARTNER_SUBJECT,
+            Duration::from_secs(240),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    let (st, body) = token_request(&c, &s.partner_url(), None, Some(&expired)).await;
+    assert_eq!(st, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    let (st, _) = token_request(&c, &s.partner_url(), None, None).await;
+    assert_eq!(st, 401);
+}
+
+async fn a_burst_over_the_stage_limit_gets_429_before_the_authorizer(mode: Mode) {
+    let s = start(mode, "burst", |o| {
+        o.gateway.stage_rate = 1.0;
+        o.gateway.stage_burst = 3;
+    })
+    .await;
+    let c = client(&s, Some("order-processing"));
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(token_request(&c, &s.mtls_url(), None, None).await.0);
+    }
+    let throttled = statuses.iter().filter(|&&x| x == 429).count() as u64;
+    assert!(throttled >= 4, "{statuses:?}");
+    let st = s.stats();
+    assert_eq!(st.stage_throttled.load(Ordering::Relaxed), throttled);
+    assert_eq!(st.authorizer_calls.load(Ordering::Relaxed), 8 - throttled, "throttled requests reached the authorizer");
+    let resp = c
+        .post(format!("{}/oauth2/token", s.mtls_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "temporarily_unavailable");
+}
+
+async fn a_caller_limited_to_three_a_day_gets_429_on_the_fourth(mode: Mode) {
+    let s = start(mode, "quota", |_| {}).await;
+    let c = client(&s, Some("reporting"));
+    for i in 0..3 {
+        let (st, body) = token_request(&c, &s.mtls_url(), None, None).await;
+        assert_eq!(st, 200, "grant {i}: {body}");
+    }
+    let resp = c
+        .post(format!("{}/oauth2/token", s.mtls_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let issued = s.standin().unwrap().tokens_issued();
+    assert_eq!(issued, 3, "the fourth request reached Cognito");
+}
+
+async fn a_second_request_inside_the_cache_ttl_does_not_call_the_authorizer(mode: Mode) {
+    let s = start(mode, "cache", |o| {
+        o.gateway.authorizer_cache_ttl = Duration::from_secs(300);
+        o.gateway.identity_sources = vec![IdentitySource::Header("Authorization".into())];
+    })
+    .await;
+    let c = client(&s, None);
+    let token = s.state().partner_token().unwrap();
+    assert_eq!(token_request(&c, &s.partner_url(), None, Some(&token)).await.0, 200);
+    assert_eq!(token_request(&c, &s.partner_url(), None, Some(&token)).await.0, 200);
+    assert_eq!(s.stats().authorizer_calls.load(Ordering::Relaxed), 1);
+    assert_eq!(s.stats().authorizer_cache_hits.load(Ordering::Relaxed), 1);
+
+    // Denials are cached too: an unregistered partner subject is asked about once.
+    let stranger = s.state().partner_token_with("nobody", Duration::ZERO, Duration::from_secs(120)).unwrap();
+    assert_eq!(token_request(&c, &s.partner_url(), None, Some(&stranger)).await.0, 403);
+    assert_eq!(token_request(&c, &s.partner_url(), None, Some(&stranger)).await.0, 403);
+    assert_eq!(s.stats().authorizer_calls.load(Ordering::Relaxed), 2);
+
+    // A missing identity source is a 401 from the gateway itself.
+    assert_eq!(token_request(&c, &s.partner_url(), None, None).await.0, 401);
+    assert_eq!(s.stats().authorizer_calls.load(Ordering::Relaxed), 2);
+}
+
+async fn a_certificate_revoked_by_a_crl_update_is_refused_after_the_refresh(mode: Mode) {
+    let s = start(mode, "revoke", |o| o.trust_refresh = Duration::from_millis(200)).await;
+    let c = client(&s, Some("order-processing"));
+    assert_eq!(token_request(&c, &s.mtls_url(), None, None).await.0, 200);
+    s.revoke("order-processing").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (st, body) = token_request(&c, &s.mtls_url(), None, None).await;
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(body["error"], "access_denied");
+    // The other caller is unaffected.
+    assert_eq!(token_request(&client(&s, Some("reporting")), &s.mtls_url(), None, None).await.0, 200);
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name(super::Mode::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn moto() {
+                super::$name(super::Mode::Moto).await
+            }
+        }
+    )*};
+}
+
+both!(
+    callers_get_tokens_with_their_scopes,
+    read_only_token_is_refused_by_delete_and_accepted_by_get,
+    a_trusted_certificate_no_caller_owns_gets_403,
+    no_client_certificate_fails_the_handshake,
+    partner_jwt_gets_a_token_and_an_expired_one_401,
+    a_burst_over_the_stage_limit_gets_429_before_the_authorizer,
+    a_caller_limited_to_three_a_day_gets_429_on_the_fourth,
+    a_second_request_inside_the_cache_ttl_does_not_call_the_authorizer,
+    a_certificate_revoked_by_a_crl_update_is_refused_after_the_refresh,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_plan_keys_and_quotas_apply_after_the_authorizer() {
+    let s = start(Mode::Embedded, "plan", |o| {
+        o.gateway.require_usage_plan_key = true;
+        o.gateway.usage_plan_daily_quota = 2;
+    })
+    .await;
+    let c = client(&s, Some("order-processing"));
+    assert_eq!(token_request(&c, &s.mtls_url(), None, None).await.0, 200);
+    assert_eq!(token_request(&c, &s.mtls_url(), None, None).await.0, 200);
+    let resp = c
+        .post(format!("{}/oauth2/token", s.mtls_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "3600");
+    assert_eq!(s.stats().broker_calls.load(Ordering::Relaxed), 2, "the broker ran past the usage-plan quota");
+    // Another key has its own quota.
+    assert_eq!(token_request(&client(&s, Some("reporting")), &s.mtls_url(), None, None).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_paths_get_the_gateways_404_and_the_stack_prints_curl_commands() {
+    let s = start(Mode::Embedded, "misc", |_| {}).await;
+    let c = client(&s, Some("order-processing"));
+    let r = c.get(format!("{}/oauth2/token", s.mtls_url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    let text = s.curl_commands();
+    for needle in ["order-processing.pem", "reporting.key", "stranger.pem", "token.jwt", "/customers", &s.mtls_url()] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+/// The gateway responses compiled into the local stack are the template's, byte for byte.
+#[test]
+fn gateway_responses_match_infra_template() {
+    use brokerctl::devstack::gateway::responses;
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let body_of = |name: &str| -> String {
+        let start = template.find(&format!("          {name}:\n")).unwrap_or_else(|| panic!("{name} not in template"));
+        let rest = &template[start..];
+        let line = rest.lines().find(|l| l.trim_start().starts_with("application/json:")).unwrap();
+        let v = line.trim_start().trim_start_matches("application/json:").trim();
+        v.trim_matches('\'').to_owned()
+    };
+    assert_eq!(body_of("UNAUTHORIZED"), responses::UNAUTHORIZED);
+    assert_eq!(body_of("ACCESS_DENIED"), responses::ACCESS_DENIED);
+    assert_eq!(body_of("INVALID_API_KEY"), responses::ACCESS_DENIED);
+    assert_eq!(body_of("THROTTLED"), responses::THROTTLED);
+    assert_eq!(body_of("QUOTA_EXCEEDED"), responses::QUOTA_EXCEEDED);
+    assert_eq!(body_of("MISSING_AUTHENTICATION_TOKEN"), responses::MISSING_AUTHENTICATION_TOKEN);
+    assert_eq!(body_of("REQUEST_TOO_LARGE"), responses::REQUEST_TOO_LARGE);
+    assert_eq!(body_of("DEFAULT_5XX"), responses::DEFAULT_5XX);
+    assert!(template.contains("authorizerResultTtlInSeconds: 0"), "the template's gateway cache setting changed");
+    let d = brokerctl::devstack::GatewaySettings::default();
+    for (param, value) in [
+        ("ThrottlingRateLimit", d.stage_rate.to_string()),
+        ("ThrottlingBurstLimit", d.stage_burst.to_string()),
+        ("UsagePlanRateLimit", d.usage_plan_rate.to_string()),
+        ("UsagePlanBurstLimit", d.usage_plan_burst.to_string()),
+        ("UsagePlanDailyQuota", d.usage_plan_daily_quota.to_string()),
+    ] {
+        let at = template.find(&format!("  {param}:\n")).unwrap();
+        let default = template[at..].lines().find(|l| l.trim_start().starts_with("Default:")).unwrap();
+        assert_eq!(default.trim_start().trim_start_matches("Default:").trim(), value, "{param}");
+    }
+    assert_eq!(d.authorizer_cache_ttl, Duration::ZERO);
+}

@@ -1,0 +1,232 @@
+//! `truststore check` and `diff` on bundles generated here with rcgen (nothing committed that could expire), through
+//! the library and through the binary's exit codes.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use brokerctl::truststore::{check_bundle, diff_bundles, CheckOptions, EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PublicKeyData, SignatureAlgorithm,
+};
+use time::OffsetDateTime;
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn params(cn: &str, ca: bool, valid_days: (i64, i64)) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "brokerctl test");
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    if ca {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    } else {
+        p.is_ca = IsCa::ExplicitNoCa;
+    }
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now + time::Duration::days(valid_days.0);
+    p.not_after = now + time::Duration::days(valid_days.1);
+    p
+}
+
+fn root(cn: &str) -> Ca {
+    root_valid(cn, (-1, 3650))
+}
+
+fn root_valid(cn: &str, days: (i64, i64)) -> Ca {
+    let params = params(cn, true, days);
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+fn child(parent: &Ca, cn: &str, ca: bool) -> Ca {
+    let params = params(cn, ca, (-1, 3650));
+    let key = KeyPair::generate().unwrap();
+    let pem = params.signed_by(&key, &Issuer::from_params(&parent.params, &parent.key)).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+fn bundle(cas: &[&Ca]) -> Vec<u8> {
+    cas.iter().map(|c| c.pem.clone()).collect::<String>().into_bytes()
+}
+
+fn opts() -> CheckOptions {
+    CheckOptions::default()
+}
+
+#[test]
+fn a_clean_two_level_bundle_passes() {
+    let r = root("Root A");
+    let i = child(&r, "Issuing A", true);
+    let report = check_bundle(&bundle(&[&r, &i]), &opts());
+    assert_eq!(report.findings, vec![], "{}", report.render("b"));
+    assert_eq!(report.exit_code(), EXIT_OK);
+    assert_eq!(report.certs.len(), 2);
+    assert_eq!(report.certs[1].depth, Some(2));
+}
+
+#[test]
+fn expired_ca_is_an_error() {
+    let r = root_valid("Old Root", (-400, -2));
+    let report = check_bundle(&bundle(&[&r]), &opts());
+    assert!(report.has("expired"), "{}", report.render("b"));
+    assert_eq!(report.exit_code(), EXIT_ERRORS);
+}
+
+#[test]
+fn expiring_soon_is_only_a_warning() {
+    let r = root_valid("Short Root", (-1, 10));
+    let report = check_bundle(&bundle(&[&r]), &opts());
+    assert!(report.has("expires_soon"), "{}", report.render("b"));
+    assert_eq!(report.exit_code(), EXIT_WARNINGS);
+    let far = CheckOptions { expiry_warning: Duration::from_secs(86_400), now: SystemTime::now() };
+    assert_eq!(check_bundle(&bundle(&[&r]), &far).exit_code(), EXIT_OK);
+}
+
+#[test]
+fn a_leaf_in_the_truststore_is_an_error() {
+    let r = root("Root B");
+    let leaf = child(&r, "some-service", false);
+    let report = check_bundle(&bundle(&[&r, &leaf]), &opts());
+    assert!(report.has("not_ca"), "{}", report.render("b"));
+    assert_eq!(report.findings.iter().find(|f| f.code == "not_ca").and_then(|f| f.cert), Some(2));
+    assert_eq!(report.exit_code(), EXIT_ERRORS);
+}
+
+#[test]
+fn a_chain_deeper_than_four_is_an_error() {
+    let r = root("Root C");
+    let i1 = child(&r, "Int 1", true);
+    let i2 = child(&i1, "Int 2", true);
+    let i3 = child(&i2, "Int 3", true);
+    let four = check_bundle(&bundle(&[&r, &i1, &i2, &i3]), &opts());
+    assert!(!four.has("chain_too_deep"), "depth 4 is allowed: {}", four.render("b"));
+    let i4 = child(&i3, "Int 4", true);
+    let five = check_bundle(&bundle(&[&r, &i1, &i2, &i3, &i4]), &opts());
+    assert!(five.has("chain_too_deep"), "{}", five.render("b"));
+    assert_eq!(five.certs[4].depth, Some(5));
+    assert_eq!(five.exit_code(), EXIT_ERRORS);
+}
+
+#[test]
+fn two_cas_with_one_subject_is_an_error_and_a_repeated_certificate_a_warning() {
+    let a = root("Same Name");
+    let b = root("Same Name");
+    let report = check_bundle(&bundle(&[&a, &b]), &opts());
+    assert!(report.has("duplicate_subject"), "{}", report.render("b"));
+    assert_eq!(report.exit_code(), EXIT_ERRORS);
+
+    let again = check_bundle(&bundle(&[&a, &a]), &opts());
+    assert!(again.has("duplicate_certificate") && !again.has("duplicate_subject"), "{}", again.render("b"));
+    assert_eq!(again.exit_code(), EXIT_WARNINGS);
+}
+
+/// An RSA-1024 public key. rcgen (on aws-lc-rs) cannot generate RSA keys under 2048 bits, so the weak key is a
+/// hand-built RSAPublicKey (a 1024-bit modulus, exponent 65537) certified by a real CA: the signature on the
+/// certificate is genuine, only the certified key is weak, which is exactly what the check must catch.
+struct WeakRsa(Vec<u8>);
+
+impl WeakRsa {
+    fn new() -> Self {
+        let mut modulus = vec![0u8];
+        modulus.extend(std::iter::repeat_n(0xC3u8, 128));
+        let mut seq = tb_devkit::pki::der_tlv(0x02, &modulus);
+        seq.extend(tb_devkit::pki::der_tlv(0x02, &[0x01, 0x00, 0x01]));
+        WeakRsa(tb_devkit::pki::der_tlv(0x30, &seq))
+    }
+}
+
+impl PublicKeyData for WeakRsa {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
+#[test]
+fn a_weak_rsa_key_is_an_error() {
+    let r = root("Root D");
+    let p = params("Weak Issuing CA", true, (-1, 3650));
+    let weak = p.signed_by(&WeakRsa::new(), &Issuer::from_params(&r.params, &r.key)).unwrap();
+    let pem = weak.pem();
+    let report = check_bundle(format!("{}{}", r.pem, pem).as_bytes(), &opts());
+    let f = report.findings.iter().find(|f| f.code == "weak_key").unwrap_or_else(|| panic!("{}", report.render("b")));
+    assert_eq!(f.cert, Some(2));
+    assert!(f.message.contains("1024"), "{}", f.message);
+    assert_eq!(report.certs[1].key, "RSA-1024");
+    assert_eq!(report.exit_code(), EXIT_ERRORS);
+}
+
+#[test]
+fn missing_issuer_and_garbage_are_errors() {
+    let r = root("Root E");
+    let i = child(&r, "Orphan", true);
+    let report = check_bundle(&bundle(&[&i]), &opts());
+    assert!(report.has("issuer_missing"), "{}", report.render("b"));
+    assert_eq!(check_bundle(b"not a bundle", &opts()).exit_code(), EXIT_ERRORS);
+    assert!(check_bundle(r.key.serialize_pem().as_bytes(), &opts()).has("not_a_certificate"));
+}
+
+#[test]
+fn diff_lists_added_and_removed_by_fingerprint() {
+    let a = root("Keep");
+    let b = root("Retire");
+    let c = root("Introduce");
+    let d = diff_bundles(&bundle(&[&a, &b]), &bundle(&[&a, &c])).unwrap();
+    assert_eq!(d.unchanged, 1);
+    assert_eq!(d.removed.len(), 1);
+    assert_eq!(d.added.len(), 1);
+    assert!(d.removed[0].subject.contains("Retire"));
+    assert!(d.added[0].subject.contains("Introduce"));
+    let fp_c =
+        brokerctl::truststore::fingerprint(&x509_parser::pem::parse_x509_pem(c.pem.as_bytes()).unwrap().1.contents);
+    assert_eq!(d.added[0].sha256, fp_c);
+    let text = d.render();
+    assert!(text.contains(&format!("+ {fp_c}")), "{text}");
+    assert_eq!(d.exit_code(), 1);
+    assert_eq!(diff_bundles(&bundle(&[&a]), &bundle(&[&a])).unwrap().exit_code(), 0);
+}
+
+fn brokerctl(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_brokerctl")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_binary_exits_0_1_2_and_64() {
+    let dir = tempdir("ts-bin");
+    let good = root("Good Root");
+    let soon = root_valid("Soon Root", (-1, 5));
+    let bad = root_valid("Expired Root", (-30, -1));
+    let write = |name: &str, ca: &Ca| {
+        let p = dir.join(name);
+        std::fs::write(&p, &ca.pem).unwrap();
+        p.display().to_string()
+    };
+    let (g, s, b) = (write("good.pem", &good), write("soon.pem", &soon), write("bad.pem", &bad));
+    assert_eq!(brokerctl(&["truststore", "check", &g]).0, 0);
+    assert_eq!(brokerctl(&["truststore", "check", &s]).0, 1);
+    let (code, text) = brokerctl(&["truststore", "check", &b]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("expired") && text.contains("NOT PUBLISHABLE"), "{text}");
+    assert_eq!(brokerctl(&["truststore", "check"]).0, 64);
+    let (code, text) = brokerctl(&["truststore", "diff", &g, &s]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("1 added, 1 removed"), "{text}");
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("brokerctl-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
