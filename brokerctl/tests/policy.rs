@@ -1,0 +1,166 @@
+//! `policy check` and `policy explain` against a generated development PKI and partner key (the local stack's state
+//! directory), so explain is exercised on exactly the decisions the authorizer makes in production.
+
+use std::process::Command;
+use std::time::Duration;
+
+use brokerctl::devstack::DevState;
+use brokerctl::policy::{explain, ExplainInput, EXIT_ALLOW, EXIT_DENY, EXIT_UNAUTHORIZED};
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d =
+        std::env::temp_dir().join(format!("brokerctl-policy-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A state directory with its CRL and a policy whose issuer JWKS URL is never fetched (explain gets --jwks).
+fn state(tag: &str) -> DevState {
+    let s = DevState::open(&tempdir(tag)).unwrap();
+    s.write_crl().unwrap();
+    s.write_policy("http://127.0.0.1:9/jwks.json").unwrap();
+    s
+}
+
+fn input(s: &DevState) -> ExplainInput {
+    ExplainInput {
+        policy: s.paths.policy(),
+        cert: None,
+        jwt: None,
+        truststore: Some(s.paths.truststore()),
+        crl: Some(s.paths.crl()),
+        jwks: None,
+        at: None,
+    }
+}
+
+#[tokio::test]
+async fn explain_names_the_caller_its_scopes_and_quotas() {
+    let s = state("allow");
+    let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("reporting")), ..input(&s) }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    for needle in [
+        "decision: ALLOW",
+        "caller: reporting",
+        "auth method: mtls",
+        "allowed scopes: customer-api/read",
+        "quotas: 3 per day",
+        "san dns: reporting.svc.example.internal",
+        "usage plan key: set",
+    ] {
+        assert!(x.report.contains(needle), "{needle} missing:\n{}", x.report);
+    }
+    assert!(!x.report.contains("dev-usage-plan-key"), "the usage plan key value leaked:\n{}", x.report);
+}
+
+#[tokio::test]
+async fn explain_says_why_a_certificate_is_denied() {
+    let s = state("deny");
+    let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("stranger")), ..input(&s) }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_DENY, "{}", x.report);
+    assert!(x.report.contains("reason: unknown_caller"), "{}", x.report);
+    assert!(x.report.contains("san uri: spiffe://example.internal/ns/misc/sa/stranger"), "{}", x.report);
+
+    s.revoke("order-processing").unwrap();
+    let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("order-processing")), ..input(&s) }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_DENY, "{}", x.report);
+    assert!(x.report.contains("revoked_certificate"), "{}", x.report);
+
+    // Without the CRL the authorizer does not check revocation: explain reports what production would do.
+    let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("order-processing")), crl: None, ..input(&s) })
+        .await
+        .unwrap();
+    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+}
+
+#[tokio::test]
+async fn explain_checks_partner_jwts_with_a_given_jwks() {
+    let s = state("jwt");
+    let dir = s.paths.dir.clone();
+    std::fs::write(dir.join("jwks.json"), s.partner_jwks().unwrap().to_string()).unwrap();
+    std::fs::write(dir.join("ok.jwt"), s.partner_token().unwrap()).unwrap();
+    let old = s
+        .partner_token_with(
+            brokerctl::devstack::state::PARTNER_SUBJECT,
+            Duration::from_secs(600),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    std::fs::write(dir.join("old.jwt"), old).unwrap();
+    let base = ExplainInput { truststore: None, crl: None, jwks: Some(dir.join("jwks.json")), ..input(&s) };
+
+    let x = explain(&ExplainInput { jwt: Some(dir.join("ok.jwt")), ..base.clone() }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    assert!(x.report.contains("caller: partner-acme") && x.report.contains("auth method: jwt"), "{}", x.report);
+
+    let x = explain(&ExplainInput { jwt: Some(dir.join("old.jwt")), ..base }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_UNAUTHORIZED, "{}", x.report);
+    assert!(x.report.contains("invalid_jwt") && x.report.contains("expired"), "{}", x.report);
+    let token = std::fs::read_to_string(dir.join("old.jwt")).unwrap();
+    assert!(!x.report.contains(&token), "explain printed the token");
+}
+
+#[tokio::test]
+async fn explain_needs_a_truststore_for_certificates() {
+    let s = state("nots");
+    let e = explain(&ExplainInput { cert: Some(s.paths.client_cert("reporting")), truststore: None, ..input(&s) })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("--truststore"), "{e}");
+}
+
+fn brokerctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_brokerctl")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_the_example_and_names_the_caller_and_field_of_a_mistake() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/policy.example.yaml");
+    let (code, out, err) = brokerctl(&["policy", "check", example]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK") && out.contains("caller reporting"), "{out}");
+
+    let dir = tempdir("check");
+    let bad = dir.join("bad.yaml");
+    let text = std::fs::read_to_string(example).unwrap().replacen(
+        "    default_scopes: [customer-api/read]\n    quotas:\n      - { per: day, limit: 3 }",
+        "    default_scopes: [customer-api/admin]\n    quotas:\n      - { per: day, limit: 3 }",
+        1,
+    );
+    assert!(text.contains("[customer-api/admin]\n    quotas:\n      - { per: day"), "example policy changed shape");
+    std::fs::write(&bad, text).unwrap();
+    let (code, _, err) = brokerctl(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.yaml") && err.contains("\"reporting\"") && err.contains("default_scopes"), "{err}");
+}
+
+#[test]
+fn explain_exit_codes_from_the_binary() {
+    let s = state("bin");
+    let p = |x: std::path::PathBuf| x.display().to_string();
+    let args = |client: &str| {
+        vec![
+            "policy".to_owned(),
+            "explain".into(),
+            "--policy".into(),
+            p(s.paths.policy()),
+            "--truststore".into(),
+            p(s.paths.truststore()),
+            "--crl".into(),
+            p(s.paths.crl()),
+            "--cert".into(),
+            p(s.paths.client_cert(client)),
+        ]
+    };
+    let run = |client: &str| {
+        let a = args(client);
+        brokerctl(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(run("order-processing").0, 0);
+    assert_eq!(run("stranger").0, 3);
+}
