@@ -102,7 +102,7 @@ pub fn parse_form(body: &[u8]) -> Result<TokenRequest, BrokerError> {
         if key.is_empty() {
             return Err(MALFORMED);
         }
-        if seen.iter().any(|s| *s == key) {
+        if seen.contains(&key) {
             return Err(BrokerError::InvalidRequest("a parameter is repeated"));
         }
         if CREDENTIAL_PARAMS.contains(&key.as_str()) {
