@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use tb_devkit::pki::{IssuedCert, TestCa};
-use tb_devkit::runtime_api::{lambda_env, FunctionProcess, InvokeError, Outcome, RuntimeApi};
+use tb_devkit::runtime_api::{lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi};
 
 const MTLS_EVENT: &str = include_str!("fixtures/request-mtls.json");
 const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
@@ -192,10 +192,16 @@ async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
     env.extend(extra);
     let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
 
-    let reported = api.init_error(INVOKE_TIMEOUT).await;
-    let Some((error_type, error_message)) = reported else {
-        function.kill();
-        panic!("no init error reported within {INVOKE_TIMEOUT:?}; output:\n{}", function.output());
+    let (error_type, error_message) = match api.wait_init_error(&mut function, INVOKE_TIMEOUT).await {
+        InitWait::Reported(t, m) => (t, m),
+        InitWait::ExitedSilently(status) => panic!(
+            "the function exited ({status}) without reporting an init error through /runtime/init/error; output:\n{}",
+            function.output()
+        ),
+        InitWait::TimedOut => {
+            function.kill();
+            panic!("no init error and no exit within {INVOKE_TIMEOUT:?}: a hang; output:\n{}", function.output());
+        }
     };
     eprintln!("runtime_api: init error reported: {error_type}: {error_message}");
     assert_eq!(error_type, "Runtime.InitError");

@@ -256,6 +256,40 @@ impl RuntimeApi {
     }
 }
 
+/// How a function that is expected to fail its init ended (see [`RuntimeApi::wait_init_error`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitWait {
+    /// It reported `(errorType, errorMessage)` through `/runtime/init/error`.
+    Reported(String, String),
+    /// It exited without reporting anything (Lambda would only see a crash, with no message).
+    ExitedSilently(ExitStatus),
+    /// Neither within the time limit: it hangs.
+    TimedOut,
+}
+
+impl RuntimeApi {
+    /// Waits up to `timeout` for `function` to report an init error, returning early (after a short grace for a
+    /// report still in flight) when the process exits without one.
+    pub async fn wait_init_error(&self, function: &mut FunctionProcess, timeout: Duration) -> InitWait {
+        const GRACE: Duration = Duration::from_millis(500);
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some((t, m)) = self.init_error(Duration::from_millis(20)).await {
+                return InitWait::Reported(t, m);
+            }
+            if let Some(status) = function.try_exit_status() {
+                return match self.init_error(GRACE).await {
+                    Some((t, m)) => InitWait::Reported(t, m),
+                    None => InitWait::ExitedSilently(status),
+                };
+            }
+            if Instant::now() >= until {
+                return InitWait::TimedOut;
+            }
+        }
+    }
+}
+
 impl Drop for RuntimeApi {
     fn drop(&mut self) {
         self.state.shutdown.send_replace(true);

@@ -1,0 +1,384 @@
+//! Lambda runtime test: the real `broker` binary runs under the Runtime API emulator of `tb_devkit::runtime_api`
+//! with the environment Lambda gives it, DynamoDB and SSM in moto (`AWS_ENDPOINT_URL`) and the Cognito stand-in as
+//! token endpoint, and answers API Gateway proxy events. A misconfigured environment is reported through
+//! `/runtime/init/error` and the process exits: never a hang.
+//!
+//! Run through the emulator script (never skipped: without moto the token test fails and says so):
+//! `scripts/with-moto.sh cargo test -p token-broker-broker --test runtime_api`.
+//!
+//! The binary is the debug build of this package (`CARGO_BIN_EXE_broker`) unless `TB_LAMBDA_BIN_DIR` is set, in which
+//! case `$TB_LAMBDA_BIN_DIR/broker` (e.g. `target/release`) runs instead.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{json, Value};
+use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
+use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::runtime_api::{lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi};
+
+/// Cold start (SDK config, policy) and one invocation of a debug build on a busy 2-core machine take well under this.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The region `lambda_env` gives the function; the test's own SDK clients use the same one in moto.
+const REGION: &str = "eu-west-1";
+const SSM_PREFIX: &str = "/token-broker-rt/cognito";
+const COGNITO_CLIENT_ID: &str = "rt0rdersclient0000000000001";
+
+const POLICY: &str = r#"version: 1
+callers:
+  - id: order-processing
+    identities: [{ type: san_uri, value: "spiffe://example.internal/ns/orders/sa/order-processing" }]
+    cognito_client: order-processing
+    allowed_scopes: [customer-api/read, customer-api/write]
+    default_scopes: [customer-api/read]
+    quotas: [{ per: day, limit: 2 }]
+    max_token_lifetime_seconds: 3600
+"#;
+
+fn function_bin() -> PathBuf {
+    let bin = match std::env::var_os("TB_LAMBDA_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("broker"),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_broker")),
+    };
+    assert!(bin.is_file(), "function binary {} does not exist", bin.display());
+    eprintln!("runtime_api: running {}", bin.display());
+    bin
+}
+
+fn moto_endpoint() -> String {
+    match std::env::var("TB_MOTO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => {
+            assert!(e.starts_with("http://127.0.0.1:"), "tests reach only loopback, got TB_MOTO_ENDPOINT={e}");
+            e
+        }
+        _ => panic!(
+            "TB_MOTO_ENDPOINT is not set: run this test through the emulator script:\n  \
+             scripts/with-moto.sh cargo test -p token-broker-broker --test runtime_api"
+        ),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(&format!("tb-rt-{tag}")));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await
+}
+
+/// The quota table as docs/quota-table.md lays it out, under a name no other run uses.
+async fn create_quota_table(sdk: &SdkConfig) -> String {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let name = unique("rt-quota");
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(KEY_ATTR)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    client
+        .update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+/// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `order-processing`.
+fn proxy_event(body: &str, authorizer: Option<Value>) -> Value {
+    let mut event = json!({
+        "resource": "/oauth2/token",
+        "path": "/oauth2/token",
+        "httpMethod": "POST",
+        "headers": {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Host": "tokens.example.internal",
+            "User-Agent": "curl/8.5.0",
+            "X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
+            "X-Forwarded-For": "203.0.113.7",
+            "X-Forwarded-Port": "443",
+            "X-Forwarded-Proto": "https"
+        },
+        "multiValueHeaders": {
+            "Accept": ["application/json"],
+            "Content-Type": ["application/x-www-form-urlencoded"],
+            "Host": ["tokens.example.internal"],
+            "User-Agent": ["curl/8.5.0"],
+            "X-Amzn-Trace-Id": ["Root=1-67891233-abcdef012345678912345678"],
+            "X-Forwarded-For": ["203.0.113.7"],
+            "X-Forwarded-Port": ["443"],
+            "X-Forwarded-Proto": ["https"]
+        },
+        "queryStringParameters": null,
+        "multiValueQueryStringParameters": null,
+        "pathParameters": null,
+        "stageVariables": null,
+        "requestContext": {
+            "resourceId": "x1y2z3",
+            "resourcePath": "/oauth2/token",
+            "httpMethod": "POST",
+            "extendedRequestId": "Z8mWrGb1DoEFkqA=",
+            "requestTime": "22/Nov/2026:03:00:00 +0000",
+            "path": "/oauth2/token",
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": "prod",
+            "domainPrefix": "tokens",
+            "requestTimeEpoch": 1795143600000u64,
+            "requestId": unique("req"),
+            "identity": {
+                "sourceIp": "203.0.113.7",
+                "userAgent": "curl/8.5.0",
+                "apiKey": null,
+                "apiKeyId": null
+            },
+            "domainName": "tokens.example.internal",
+            "apiId": "a1b2c3d4e5"
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    if let Some(a) = authorizer {
+        event["requestContext"]["authorizer"] = a;
+    }
+    event
+}
+
+/// `requestContext.authorizer` as API Gateway fills it from the authorizer's answer (shared/src/context.rs).
+fn authorizer_context() -> Value {
+    json!({
+        "principalId": "order-processing",
+        "integrationLatency": 12,
+        "callerId": "order-processing",
+        "authMethod": "mtls",
+        "credentialFingerprint": "9f86d081884c7d65",
+        "policyVersion": "0123456789abcdef"
+    })
+}
+
+fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
+    let headers = response.get("headers")?.as_object()?;
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
+}
+
+fn body_json(response: &Value) -> Value {
+    let body = response["body"].as_str().unwrap_or_else(|| panic!("no string body: {response}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body}"))
+}
+
+async fn invoke(api: &RuntimeApi, function: &FunctionProcess, event: &Value) -> Value {
+    match api.invoke(event, INVOKE_TIMEOUT).await {
+        Ok(Outcome::Response(r)) => r,
+        Ok(other) => panic!("expected a proxy response, got {other:?}\n--- function output ---\n{}", function.output()),
+        Err(e) => panic!("invocation failed: {e}\n--- function output ---\n{}", function.output()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
+    let endpoint = moto_endpoint();
+    let sdk = sdk_config(&endpoint).await;
+    let table = create_quota_table(&sdk).await;
+
+    let secret = tb_devkit::cognito::random_secret();
+    let cognito = CognitoStandin::start(StandinConfig::new(vec![StandinClient::new(
+        COGNITO_CLIENT_ID,
+        secret.clone(),
+        &["customer-api/read", "customer-api/write"],
+    )]))
+    .await
+    .unwrap();
+    let prefix = format!("{SSM_PREFIX}/{}", unique("run"));
+    let parameter = json!({"client_id": COGNITO_CLIENT_ID, "client_secret": secret, "token_url": cognito.token_url()});
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(format!("{prefix}/order-processing"))
+        .value(parameter.to_string())
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+
+    let dir = TempDir::new("broker");
+    let api = RuntimeApi::start().await.unwrap();
+    let mut env = lambda_env(&api, "token-broker-broker");
+    env.extend(
+        [
+            ("POLICY_FILE", dir.write("policy.yaml", POLICY)),
+            ("QUOTA_TABLE", table),
+            ("SSM_PREFIX", prefix),
+            ("LOG_LEVEL", "info".to_owned()),
+            // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_SESSION_TOKEN", "testing".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+
+    // A token for the caller the authorizer established, with the caller's default scope.
+    let ok = invoke(&api, &function, &proxy_event("grant_type=client_credentials", Some(authorizer_context()))).await;
+    assert_eq!(ok["statusCode"], 200, "{ok}\n{}", function.output());
+    assert_eq!(header(&ok, "cache-control"), Some("no-store"), "{ok}");
+    let grant = body_json(&ok);
+    assert_eq!(grant["token_type"], "Bearer", "{grant}");
+    assert_eq!(grant["scope"], "customer-api/read", "{grant}");
+    assert!(grant["expires_in"].as_u64().is_some_and(|s| s > 0 && s <= 3600), "{grant}");
+    let token = grant["access_token"].as_str().expect("access_token");
+    let claims = cognito.verify_access_token(token).expect("a token the Cognito stand-in issued");
+    assert_eq!(claims.scopes(), vec!["customer-api/read"]);
+
+    // A requested scope within the caller's allowance; this uses the second of two grants a day (DynamoDB in moto).
+    let write = invoke(
+        &api,
+        &function,
+        &proxy_event("grant_type=client_credentials&scope=customer-api%2Fwrite", Some(authorizer_context())),
+    )
+    .await;
+    assert_eq!(write["statusCode"], 200, "{write}");
+    assert_eq!(body_json(&write)["scope"], "customer-api/write");
+
+    // The third request of the day is over the quota: 429 with the OAuth error shape and Retry-After.
+    let over = invoke(&api, &function, &proxy_event("grant_type=client_credentials", Some(authorizer_context()))).await;
+    assert_eq!(over["statusCode"], 429, "{over}");
+    assert!(header(&over, "retry-after").is_some(), "{over}");
+    assert!(body_json(&over)["error"].is_string(), "{over}");
+    assert_eq!(cognito.tokens_issued(), 2);
+
+    // Without the authorizer's context nothing is issued: a 500 answer, not a function error.
+    let no_ctx = invoke(&api, &function, &proxy_event("grant_type=client_credentials", None)).await;
+    assert_eq!(no_ctx["statusCode"], 500, "{no_ctx}");
+    assert!(body_json(&no_ctx).get("access_token").is_none());
+
+    assert!(function.try_exit_status().is_none(), "a warm function keeps running:\n{}", function.output());
+    assert_eq!(api.init_error(Duration::ZERO).await, None);
+    let logs = function.output();
+    assert!(!logs.contains(&secret), "the client secret must never be logged");
+    assert!(!logs.contains(token), "an access token must never be logged");
+    function.kill();
+}
+
+/// Starts the function with `extra` configuration and expects an init error mentioning each of `mentions`
+/// (case-insensitive), then an exit.
+async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
+    let api = RuntimeApi::start().await.unwrap();
+    let mut env = lambda_env(&api, "token-broker-broker");
+    env.extend(extra);
+    let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+
+    let (error_type, error_message) = match api.wait_init_error(&mut function, INVOKE_TIMEOUT).await {
+        InitWait::Reported(t, m) => (t, m),
+        InitWait::ExitedSilently(status) => panic!(
+            "the function exited ({status}) without reporting an init error through /runtime/init/error; output:\n{}",
+            function.output()
+        ),
+        InitWait::TimedOut => {
+            function.kill();
+            panic!("no init error and no exit within {INVOKE_TIMEOUT:?}: a hang; output:\n{}", function.output());
+        }
+    };
+    eprintln!("runtime_api: init error reported: {error_type}: {error_message}");
+    assert_eq!(error_type, "Runtime.InitError");
+    for mention in mentions {
+        assert!(
+            error_message.to_lowercase().contains(&mention.to_lowercase()),
+            "the init error must mention {mention:?}: {error_type}: {error_message}"
+        );
+    }
+
+    // Lambda would now answer every invoke with the init error; an invoke here ends at once with it, not a hang.
+    match api.invoke(&proxy_event("grant_type=client_credentials", None), Duration::from_secs(5)).await {
+        Err(InvokeError::InitError { error_type: t, .. }) => assert_eq!(t, "Runtime.InitError"),
+        other => panic!("expected the init error, got {other:?}"),
+    }
+
+    match function.wait_exit(EXIT_TIMEOUT).await {
+        Some(status) => assert!(!status.success(), "a failed init must exit non-zero, got {status}"),
+        None => {
+            function.kill();
+            panic!(
+                "the function did not exit within {EXIT_TIMEOUT:?} after its init error; output:\n{}",
+                function.output()
+            );
+        }
+    }
+    assert_eq!(api.polls(), 0, "a function that failed its init must not ask for events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
+    let dir = TempDir::new("init");
+    // The file name does not say "policy": the message itself must.
+    let missing = dir.0.join("missing.yaml").to_string_lossy().into_owned();
+    let extra = vec![
+        ("POLICY_FILE".to_owned(), missing),
+        ("QUOTA_TABLE".to_owned(), "quota".to_owned()),
+        ("SSM_PREFIX".to_owned(), SSM_PREFIX.to_owned()),
+    ];
+    expect_init_error(extra, &["policy", "missing.yaml"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_quota_table_setting_is_an_init_error_and_the_process_exits() {
+    let dir = TempDir::new("init");
+    let extra = vec![
+        ("POLICY_FILE".to_owned(), dir.write("policy.yaml", POLICY)),
+        ("SSM_PREFIX".to_owned(), SSM_PREFIX.to_owned()),
+    ];
+    expect_init_error(extra, &["QUOTA_TABLE"]).await;
+}
