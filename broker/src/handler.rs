@@ -50,6 +50,10 @@ pub struct Broker {
 #[derive(Default)]
 struct Trace {
     caller: Option<String>,
+    auth_method: Option<&'static str>,
+    /// The policy version the authorizer decided with; differing from the broker's means the two functions run
+    /// different policy documents (normal for a moment during a deployment, a problem if it persists).
+    authorizer_policy: Option<String>,
     requested: Option<String>,
     granted: Option<String>,
     quota: &'static str,
@@ -108,6 +112,8 @@ async fn process(
 ) -> Result<Grant, BrokerError> {
     let ctx = CallerContext::from_map(&req.request_context.authorizer.fields).map_err(BrokerError::MissingContext)?;
     trace.caller = Some(broker.hasher.display(&ctx.caller_id));
+    trace.auth_method = Some(ctx.auth_method.as_str());
+    trace.authorizer_policy = Some(ctx.policy_version.clone());
     let caller = match broker.policy.caller(&ctx.caller_id) {
         None => return Err(BrokerError::AccessDenied("caller_unknown")),
         Some(c) if !c.enabled => return Err(BrokerError::AccessDenied("caller_disabled")),
@@ -276,6 +282,9 @@ fn finish(
     mut trace: Trace,
 ) -> ApiGatewayProxyResponse {
     let caller = trace.caller.as_deref().unwrap_or("-");
+    let auth_method = trace.auth_method.unwrap_or("-");
+    let authorizer_policy = trace.authorizer_policy.as_deref().unwrap_or("-");
+    let policy_version = broker.policy.version.as_str();
     let requested = trace.requested.as_deref().unwrap_or("-");
     let latency_ms = trace.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
     let response = match result {
@@ -284,6 +293,9 @@ fn finish(
             trace.metrics.granted = true;
             tracing::info!(
                 caller,
+                auth_method,
+                policy_version,
+                authorizer_policy,
                 requested_scopes = requested,
                 granted_scopes = trace.granted.as_deref().unwrap_or("-"),
                 decision = "allow",

@@ -71,3 +71,43 @@ pub fn error(err: &BrokerError, request_id: &str) -> ApiGatewayProxyResponse {
     let body = ErrorBody { error: a.code, error_description: a.description, request_id };
     respond(a.status, headers, serde_json::to_string(&body).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn text(r: &ApiGatewayProxyResponse) -> &str {
+        match &r.body {
+            Some(Body::Text(t)) => t,
+            _ => panic!("text body expected"),
+        }
+    }
+
+    #[test]
+    fn error_body_is_rfc6749_with_request_id_and_headers() {
+        let err = BrokerError::QuotaExhausted { retry_after: Duration::from_millis(2500), window: "day".into() };
+        let r = error(&err, "r-42");
+        assert_eq!(r.status_code, 429);
+        assert_eq!(
+            text(&r),
+            r#"{"error":"temporarily_unavailable","error_description":"the grant quota for this client is exhausted","request_id":"r-42"}"#
+        );
+        assert_eq!(r.headers["retry-after"], "3");
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert_eq!(r.headers["pragma"], "no-cache");
+        assert!(r.headers.get("allow").is_none());
+        let r = error(&BrokerError::MethodNotAllowed, "r-1");
+        assert_eq!((r.status_code, r.headers["allow"].to_str().unwrap()), (405, "POST"));
+        assert!(r.headers.get("retry-after").is_none());
+    }
+
+    #[test]
+    fn token_body_has_exactly_the_four_fields() {
+        let scope = ScopeSet::parse_param("b a").unwrap();
+        let r = token(&SecretString::from("tok\"quoted"), 120, &scope);
+        assert_eq!(r.status_code, 200);
+        assert_eq!(text(&r), r#"{"access_token":"tok\"quoted","token_type":"Bearer","expires_in":120,"scope":"a b"}"#);
+        assert_eq!(r.headers["cache-control"], "no-store");
+    }
+}
