@@ -476,9 +476,9 @@ callers:
     cognito_client: order-processing
     allowed_scopes: [customer-api/read, customer-api/write, customer-api/admin]
     default_scopes: [customer-api/read]
-    quotas:
-      - {{ per: minute, limit: 600 }}
-      - {{ per: day, limit: 100000 }}
+    quotas:                     # generous, so a local load test measures the chain, not the quota
+      - {{ per: minute, limit: 1000000 }}
+      - {{ per: day, limit: 100000000 }}
     max_token_lifetime_seconds: 3600
     usage_plan_key: dev-usage-plan-key-order-processing
   # Seed 003's reporting service: read only, recognised by a DNS SAN, 3 grants a day.
