@@ -57,7 +57,9 @@ fn aws<E: std::error::Error>(step: &'static str) -> impl FnOnce(E) -> PublishErr
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
+        // An emulator serves every region; without one configured the SDK would refuse to sign at all.
+        let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
+        loader = loader.endpoint_url(e).region(region);
     }
     loader.load().await
 }

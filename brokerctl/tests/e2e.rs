@@ -162,7 +162,7 @@ async fn partner_jwt_gets_a_token_and_an_expired_one_401(mode: Mode) {
 
 async fn a_burst_over_the_stage_limit_gets_429_before_the_authorizer(mode: Mode) {
     let s = start(mode, "burst", |o| {
-        o.gateway.stage_rate = 1.0;
+        o.gateway.stage_rate = 0.01;
         o.gateway.stage_burst = 3;
     })
     .await;
