@@ -321,7 +321,7 @@ async fn second_decision_comes_from_the_cache_and_a_crl_update_clears_it() {
 async fn metrics_and_logs_never_carry_the_certificate() {
     let w = world();
     let logs = CaptureWriter::default();
-    let _guard = tracing::subscriber::set_default(tb_shared::telemetry::capture_subscriber(logs.clone()));
+    let _guard = tb_shared::telemetry::capture_default(logs.clone());
     for name in ["order-processing", "stranger"] {
         let _ = answer(&w, &mtls_event(&w.cert(name).pem)).await;
     }
@@ -389,7 +389,7 @@ async fn certificate_and_jwt_of_different_callers_are_denied() {
 async fn logs_never_carry_the_token_or_authorization_header() {
     let w = world();
     let logs = CaptureWriter::default();
-    let _guard = tracing::subscriber::set_default(tb_shared::telemetry::capture_subscriber(logs.clone()));
+    let _guard = tb_shared::telemetry::capture_default(logs.clone());
     let good = w.partner_token("acme-billing-sync");
     let unknown = w.partner_token("someone-else");
     let _ = answer(&w, &jwt_event(&good)).await.unwrap();

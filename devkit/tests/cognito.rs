@@ -681,6 +681,8 @@ async fn logs_carry_no_secret_and_no_token() {
         .with_writer(capture.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsites first hit by other test threads with no subscriber are cached as uninterested; recompute.
+    tracing::callsite::rebuild_interest_cache();
 
     let mut cfg = seed_config();
     cfg.admin_routes = true;

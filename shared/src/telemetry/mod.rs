@@ -89,3 +89,14 @@ pub fn capture_subscriber(writer: CaptureWriter) -> impl tracing::Subscriber + S
         .with_writer(writer)
         .finish()
 }
+
+/// Installs a capturing JSON subscriber as this thread's default and returns its guard.
+///
+/// Rebuilds tracing's callsite interest cache afterwards: a callsite first hit by another test thread while no
+/// subscriber was interested is cached as "never", and would otherwise stay silent here (a flaky leak scan that
+/// captures nothing proves nothing).
+pub fn capture_default(writer: CaptureWriter) -> tracing::subscriber::DefaultGuard {
+    let guard = tracing::subscriber::set_default(capture_subscriber(writer));
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
