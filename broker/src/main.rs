@@ -17,6 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             // Failing init makes Lambda report an init error on the first invocation: loud, and no request served
             // with a half-built broker.
             tracing::error!(error = %e, "broker failed to initialise");
+            tb_shared::runtime::report_init_error("Runtime.InitError", &format!("broker cannot start: {e}")).await;
             return Err(e.into());
         }
     };

@@ -172,7 +172,9 @@ async fn hashed_caller_ids_keep_the_id_out_of_logs() {
         run_captured(Options { hash_caller_ids: true, ..Options::default() }, |replies, h| async move {
             let granted = call(&h, request(Some("order-svc"), GRANT)).await;
             let refused = call(&h, request(Some("order-svc"), "grant_type=x")).await;
-            replies.lock().unwrap().extend([granted, refused]);
+            let mut guard = replies.lock().unwrap();
+            guard.extend([granted, refused]);
+            drop(guard);
         })
         .await;
     assert_eq!(replies[0].status, 200);

@@ -16,13 +16,7 @@ pub async fn report_init_error(error_type: &str, message: &str) {
         Ok(c) => c,
         Err(_) => return,
     };
-    if let Err(e) = client
-        .post(url)
-        .header("Lambda-Runtime-Function-Error-Type", error_type)
-        .json(&body)
-        .send()
-        .await
-    {
+    if let Err(e) = client.post(url).header("Lambda-Runtime-Function-Error-Type", error_type).json(&body).send().await {
         tracing::error!(error = %e, "could not report the init error to the Runtime API");
     }
 }
