@@ -135,11 +135,13 @@ fn del(key: &str) -> impl FnOnce(&mut Map<String, Value>) + '_ {
 async fn rs256_and_es256_tokens_from_a_configured_partner_verify() {
     let fx = Fx::new();
     for key in [&fx.rsa, &fx.ec] {
-        let token = key.token(&claims_a()).unwrap();
+        // One claims value per token: building it twice could straddle a second boundary.
+        let claims = claims_a();
+        let token = key.token(&claims).unwrap();
         let v = fx.verify(&token).await.unwrap();
         assert_eq!((v.issuer.as_str(), v.subject.as_str()), (ISS_A, SUB_A));
         assert_eq!(v.token_sha256, <[u8; 32]>::from(Sha256::digest(token.as_bytes())));
-        assert_eq!(v.expires_at, claims_a()["exp"].as_u64().unwrap());
+        assert_eq!(v.expires_at, claims["exp"].as_u64().unwrap());
         let caller = fx.policy.caller_for(&IdentityKey::Jwt { issuer: v.issuer, subject: v.subject }).unwrap();
         assert_eq!(caller.id.as_str(), "partner-a");
     }
