@@ -95,6 +95,10 @@ pub fn capture_subscriber(writer: CaptureWriter) -> impl tracing::Subscriber + S
 /// Rebuilds tracing's callsite interest cache afterwards: a callsite first hit by another test thread while no
 /// subscriber was interested is cached as "never", and would otherwise stay silent here (a flaky leak scan that
 /// captures nothing proves nothing).
+///
+/// The rebuild does not close every gap: a callsite whose first hit on a thread *without* a capture is in flight
+/// while this runs can still store "never" after the rebuild. So a test binary that captures logs holds only tests
+/// that call this first; tests without a capture live in another binary.
 pub fn capture_default(writer: CaptureWriter) -> tracing::subscriber::DefaultGuard {
     let guard = tracing::subscriber::set_default(capture_subscriber(writer));
     tracing::callsite::rebuild_interest_cache();

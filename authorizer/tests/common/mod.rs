@@ -1,0 +1,188 @@
+//! The world the handler tests share: a policy, a test PKI and a partner key made at run time, and the events
+//! API Gateway would send. Each test binary uses part of it.
+#![allow(dead_code, unused_imports)]
+
+pub use std::sync::Arc;
+pub use std::time::{Duration, SystemTime};
+
+pub use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest as RequestEvent;
+pub use serde_json::Value;
+pub use tb_authorizer::decision::{Authorizer, DecisionCacheConfig, Presented};
+pub use tb_authorizer::handler::{handle_request, App};
+pub use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
+pub use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
+pub use tb_authorizer::response::Unauthorized;
+pub use tb_devkit::jwt::{standard_claims, PartnerKey};
+pub use tb_devkit::pki::{IssuedCert, TestCa};
+pub use tb_shared::policy::Policy;
+pub use tb_shared::sources::{MemoryJwksFetcher, MemoryObjectSource};
+pub use tb_shared::telemetry::{CallerIdHasher, CaptureWriter, MetricsSink};
+
+pub const MTLS_EVENT: &str = include_str!("../fixtures/request-mtls.json");
+pub const JWT_EVENT: &str = include_str!("../fixtures/request-jwt.json");
+
+pub const JWKS_URL: &str = "https://idp.acme.example/.well-known/jwks.json";
+
+pub struct World {
+    pub ca: TestCa,
+    pub partner: PartnerKey,
+    pub certs: Vec<(&'static str, IssuedCert)>,
+    pub trust: MemoryObjectSource,
+    pub crls: MemoryObjectSource,
+    pub app: App,
+    pub metrics: CaptureWriter,
+}
+
+pub fn hours(h: u64) -> Duration {
+    Duration::from_secs(h * 3600)
+}
+
+pub fn world() -> World {
+    let ca = TestCa::root("Dev Root CA").unwrap();
+    let now = SystemTime::now();
+    let valid = |b: tb_devkit::pki::ClientCertBuilder<'_>| b.validity(now - hours(1), now + hours(24)).build().unwrap();
+    let by_uri = valid(ca.issue_client().cn("order-processing").san_uri("spiffe://example.internal/order-processing"));
+    let by_dns = valid(ca.issue_client().cn("reporting").san_dns("reporting.svc.example.internal"));
+    let by_cn = valid(ca.issue_client().cn("legacy-batch"));
+    let by_pin = valid(ca.issue_client().cn("pinned"));
+    let by_spki = valid(ca.issue_client().cn("spki-pinned"));
+    let stranger = valid(ca.issue_client().cn("nobody").san_uri("spiffe://example.internal/nobody"));
+    let disabled = valid(ca.issue_client().cn("old").san_uri("spiffe://example.internal/retired"));
+    let policy = format!(
+        r#"
+version: 1
+callers:
+  - id: order-processing
+    identities: [{{ type: san_uri, value: "spiffe://example.internal/order-processing" }}]
+    cognito_client: order-processing
+    allowed_scopes: [customer-api/read, customer-api/write, customer-api/admin]
+    max_token_lifetime_seconds: 3600
+  - id: reporting
+    identities: [{{ type: san_dns, value: reporting.svc.example.internal }}]
+    cognito_client: reporting
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+    usage_plan_key: reporting-usage-plan-key-0001
+  - id: legacy-batch
+    identities: [{{ type: subject_cn, cn: legacy-batch, issuer_cn: Dev Root CA }}]
+    cognito_client: legacy
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+  - id: pinned
+    identities: [{{ type: cert_sha256, value: "{pin}" }}]
+    cognito_client: pinned
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+  - id: spki-pinned
+    identities: [{{ type: spki_sha256, value: "{spki}" }}]
+    cognito_client: spki
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+  - id: retired
+    enabled: false
+    identities: [{{ type: san_uri, value: "spiffe://example.internal/retired" }}]
+    cognito_client: retired
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 3600
+  - id: partner-acme
+    identities: [{{ type: jwt, issuer: "https://idp.acme.example", subject: acme-billing-sync }}]
+    cognito_client: partner-acme
+    allowed_scopes: [customer-api/read]
+    max_token_lifetime_seconds: 900
+issuers:
+  - issuer: https://idp.acme.example
+    jwks_url: {JWKS_URL}
+    audiences: [token-broker]
+    algorithms: [RS256, ES256]
+    max_token_age_seconds: 300
+"#,
+        pin = by_pin.cert_sha256_hex(),
+        spki = by_spki.spki_sha256_hex()
+    );
+    let policy = Arc::new(Policy::from_bytes("test.yaml", policy.as_bytes()).unwrap());
+    let trust = MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec());
+    let crls = MemoryObjectSource::new(ca.crl(&[], now - hours(1), now + hours(1)).unwrap().pem.into_bytes());
+    let verifier = CertVerifier::new(
+        Arc::new(trust.clone()),
+        Some(Arc::new(crls.clone())),
+        MtlsConfig { refresh_interval: Duration::ZERO, require_crl: true },
+    );
+    futures_block_on(verifier.refresh()).unwrap();
+    let partner = PartnerKey::ec_p256("acme-1").unwrap();
+    let jwks = MemoryJwksFetcher::default();
+    jwks.set(JWKS_URL, partner.jwks().to_string().into_bytes());
+    let jwts = JwtVerifier::new(policy.clone(), Arc::new(jwks), JwtConfig::default());
+    let authorizer =
+        Authorizer::new(policy, Some(Arc::new(verifier)), Some(Arc::new(jwts)), DecisionCacheConfig::default());
+    let metrics = CaptureWriter::default();
+    let app = App {
+        authorizer,
+        metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
+        hasher: CallerIdHasher::plain(),
+    };
+    World {
+        ca,
+        partner,
+        certs: vec![
+            ("order-processing", by_uri),
+            ("reporting", by_dns),
+            ("legacy-batch", by_cn),
+            ("pinned", by_pin),
+            ("spki-pinned", by_spki),
+            ("stranger", stranger),
+            ("retired", disabled),
+        ],
+        trust,
+        crls,
+        app,
+        metrics,
+    }
+}
+
+pub fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+impl World {
+    pub fn cert(&self, name: &str) -> &IssuedCert {
+        &self.certs.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+}
+
+pub fn mtls_event(pem: &str) -> RequestEvent {
+    let json = MTLS_EVENT.replace("__PEM__", &pem.replace('\n', "\\n"));
+    serde_json::from_str(&json).unwrap()
+}
+
+pub fn event_with_arn(pem: &str, arn: &str) -> RequestEvent {
+    let mut e = mtls_event(pem);
+    e.method_arn = Some(arn.into());
+    e
+}
+
+pub async fn answer(w: &World, e: &RequestEvent) -> Result<Value, Unauthorized> {
+    handle_request(&w.app, e, SystemTime::now()).await.map(|r| serde_json::to_value(r).unwrap())
+}
+
+/// Evaluates a policy resource (with `*` wildcards) against a method ARN the way IAM does for execute-api.
+pub fn arn_matches(pattern: &str, arn: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), arn.as_bytes())
+}
+
+pub fn jwt_event(token: &str) -> RequestEvent {
+    serde_json::from_str(&JWT_EVENT.replace("__TOKEN__", token)).unwrap()
+}
+
+impl World {
+    pub fn partner_token(&self, sub: &str) -> String {
+        self.partner.token(&standard_claims("https://idp.acme.example", sub, "token-broker")).unwrap()
+    }
+}
