@@ -17,6 +17,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# The Lambda runtime tests (authorizer/tests/runtime_api.rs, broker/tests/runtime_api.rs) run the functions' real
+# release binaries, built here with the release profile the deployment zips use (x86_64: the arm64 cross-build is
+# scripts/build-lambdas.sh, a release step). Set TB_LAMBDA_BIN_DIR yourself to test other builds.
+echo "== cargo build --release (the Lambda binaries the runtime tests run)"
+cargo build --release --quiet -p token-broker-authorizer -p token-broker-broker --bins
+export TB_LAMBDA_BIN_DIR="${TB_LAMBDA_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}"
+
 echo "== cargo test (with moto)"
 scripts/with-moto.sh cargo test --workspace --no-fail-fast
 

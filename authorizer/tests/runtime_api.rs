@@ -2,33 +2,29 @@
 //! with the environment Lambda gives it, and answers REQUEST events through `/invocation/{id}/response|error`.
 //! A misconfigured environment is reported through `/runtime/init/error` and the process exits: never a hang.
 //!
-//! The binary is the debug build of this package (`CARGO_BIN_EXE_authorizer`) unless `TB_LAMBDA_BIN_DIR` is set, in
-//! which case `$TB_LAMBDA_BIN_DIR/authorizer` (e.g. `target/release`) runs instead.
+//! The binary is `$TB_LAMBDA_BIN_DIR/authorizer`, the release build, when `scripts/test.sh` runs the tests; else this
+//! package's debug build (`tb_devkit::runtime_api::function_binary`).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use tb_devkit::pki::{IssuedCert, TestCa};
-use tb_devkit::runtime_api::{lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi};
+use tb_devkit::runtime_api::{
+    function_binary, lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi,
+};
 
 const MTLS_EVENT: &str = include_str!("fixtures/request-mtls.json");
 const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
 const REPORTING_DNS: &str = "reporting.svc.example.internal";
 const API_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5";
 
-/// Cold start and one invocation of a debug build on a busy 2-core machine take well under this.
+/// Cold start and one invocation, even of a debug build on a busy 2-core machine, take well under this.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn function_bin() -> PathBuf {
-    let bin = match std::env::var_os("TB_LAMBDA_BIN_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("authorizer"),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_authorizer")),
-    };
-    assert!(bin.is_file(), "function binary {} does not exist", bin.display());
-    eprintln!("runtime_api: running {}", bin.display());
-    bin
+    function_binary("authorizer", env!("CARGO_BIN_EXE_authorizer"))
 }
 
 /// A directory removed when dropped.

@@ -6,8 +6,8 @@
 //! Run through the emulator script (never skipped: without moto the token test fails and says so):
 //! `scripts/with-moto.sh cargo test -p token-broker-broker --test runtime_api`.
 //!
-//! The binary is the debug build of this package (`CARGO_BIN_EXE_broker`) unless `TB_LAMBDA_BIN_DIR` is set, in which
-//! case `$TB_LAMBDA_BIN_DIR/broker` (e.g. `target/release`) runs instead.
+//! The binary is `$TB_LAMBDA_BIN_DIR/broker`, the release build, when `scripts/test.sh` runs the tests; else this
+//! package's debug build (`tb_devkit::runtime_api::function_binary`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,9 +22,12 @@ use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
-use tb_devkit::runtime_api::{lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi};
+use tb_devkit::runtime_api::{
+    function_binary, lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi,
+};
 
-/// Cold start (SDK config, policy) and one invocation of a debug build on a busy 2-core machine take well under this.
+/// Cold start (SDK config, policy) and one invocation, even of a debug build on a busy 2-core machine, take well under
+/// this.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The region `lambda_env` gives the function; the test's own SDK clients use the same one in moto.
@@ -44,13 +47,7 @@ callers:
 "#;
 
 fn function_bin() -> PathBuf {
-    let bin = match std::env::var_os("TB_LAMBDA_BIN_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("broker"),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_broker")),
-    };
-    assert!(bin.is_file(), "function binary {} does not exist", bin.display());
-    eprintln!("runtime_api: running {}", bin.display());
-    bin
+    function_binary("broker", env!("CARGO_BIN_EXE_broker"))
 }
 
 fn moto_endpoint() -> String {

@@ -414,6 +414,19 @@ async fn init_error_route(AxState(state): AxState<Arc<State>>, headers: HeaderMa
     (StatusCode::ACCEPTED, Json(json!({"status": "OK"}))).into_response()
 }
 
+/// The function binary a runtime test runs: `$TB_LAMBDA_BIN_DIR/<name>` when that is set (`scripts/test.sh` points
+/// it at the release build, the profile the deployment zips use), else `cargo_bin`, the test package's own build
+/// (`env!("CARGO_BIN_EXE_<name>")`). Panics when the file is missing: a runtime test without its binary must fail.
+pub fn function_binary(name: &str, cargo_bin: &str) -> std::path::PathBuf {
+    let bin = match std::env::var_os("TB_LAMBDA_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir).join(name),
+        _ => std::path::PathBuf::from(cargo_bin),
+    };
+    assert!(bin.is_file(), "function binary {} does not exist", bin.display());
+    eprintln!("runtime_api: running {}", bin.display());
+    bin
+}
+
 /// The environment Lambda gives a function (`provided.al2023`), pointing at `api`. Add the function's own
 /// configuration to it and pass it to [`FunctionProcess::spawn`].
 pub fn lambda_env(api: &RuntimeApi, function_name: &str) -> Vec<(String, String)> {
