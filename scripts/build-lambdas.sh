@@ -83,7 +83,7 @@ done
 
 "$python" - infra/build/authorizer.zip infra/build/broker.zip <<'PY'
 import os, sys, zipfile
-limit = 5 * 1024 * 1024
+limit = 5_000_000  # the 5 MB target, read as decimal megabytes (the stricter reading)
 for path in sys.argv[1:]:
     size = os.path.getsize(path)
     with zipfile.ZipFile(path) as z:
