@@ -14,14 +14,22 @@ enum Mode {
     Moto,
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("brokerctl-e2e-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A running stack and its state directory, which is removed after the stack stops (fields drop in order).
+struct Stack {
+    stack: DevStack,
+    _dir: tempfile::TempDir,
 }
 
-async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> DevStack {
-    let mut opts = DevOptions { state_dir: tempdir(tag), ..DevOptions::default() };
+impl std::ops::Deref for Stack {
+    type Target = DevStack;
+    fn deref(&self) -> &DevStack {
+        &self.stack
+    }
+}
+
+async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> Stack {
+    let dir = tempfile::Builder::new().prefix(&format!("brokerctl-e2e-{tag}-")).tempdir().unwrap();
+    let mut opts = DevOptions { state_dir: dir.path().to_path_buf(), ..DevOptions::default() };
     if let Mode::Moto = mode {
         let endpoint = std::env::var("TB_MOTO_ENDPOINT")
             .expect("TB_MOTO_ENDPOINT is not set: run this suite through scripts/with-moto.sh");
@@ -34,7 +42,7 @@ async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> De
         };
     }
     tweak(&mut opts);
-    DevStack::start(opts).await.expect("local stack starts")
+    Stack { stack: DevStack::start(opts).await.expect("local stack starts"), _dir: dir }
 }
 
 /// An HTTPS client trusting the dev CA, presenting `client`'s certificate when given.

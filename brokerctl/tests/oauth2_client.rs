@@ -11,19 +11,15 @@ use brokerctl::devstack::{DevOptions, DevStack};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, Scope, TokenResponse, TokenUrl};
 
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("brokerctl-oauth2-{}-{}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct TransportError(String);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oauth2_crate_gets_a_token_over_mtls() {
-    let stack = DevStack::start(DevOptions { state_dir: tempdir(), ..DevOptions::default() }).await.unwrap();
+    let dir = tempfile::Builder::new().prefix("brokerctl-oauth2-").tempdir().unwrap();
+    let stack =
+        DevStack::start(DevOptions { state_dir: dir.path().to_path_buf(), ..DevOptions::default() }).await.unwrap();
     let p = &stack.state().paths;
     let mut identity = std::fs::read(p.client_cert("order-processing")).unwrap();
     identity.extend(std::fs::read(p.client_key("order-processing")).unwrap());

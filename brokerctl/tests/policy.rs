@@ -7,19 +7,19 @@ use std::time::Duration;
 use brokerctl::devstack::DevState;
 use brokerctl::policy::{explain, ExplainInput, EXIT_ALLOW, EXIT_DENY, EXIT_UNAUTHORIZED};
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d =
-        std::env::temp_dir().join(format!("brokerctl-policy-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A directory removed when the returned guard drops.
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("brokerctl-policy-{tag}-")).tempdir().unwrap()
 }
 
-/// A state directory with its CRL and a policy whose issuer JWKS URL is never fetched (explain gets --jwks).
-fn state(tag: &str) -> DevState {
-    let s = DevState::open(&tempdir(tag)).unwrap();
+/// A state directory with its CRL and a policy whose issuer JWKS URL is never fetched (explain gets --jwks). The
+/// directory lives as long as the returned guard.
+fn state(tag: &str) -> (tempfile::TempDir, DevState) {
+    let dir = tempdir(tag);
+    let s = DevState::open(dir.path()).unwrap();
     s.write_crl().unwrap();
     s.write_policy("http://127.0.0.1:9/jwks.json").unwrap();
-    s
+    (dir, s)
 }
 
 fn input(s: &DevState) -> ExplainInput {
@@ -36,7 +36,7 @@ fn input(s: &DevState) -> ExplainInput {
 
 #[tokio::test]
 async fn explain_names_the_caller_its_scopes_and_quotas() {
-    let s = state("allow");
+    let (_dir, s) = state("allow");
     let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("reporting")), ..input(&s) }).await.unwrap();
     assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
     for needle in [
@@ -55,7 +55,7 @@ async fn explain_names_the_caller_its_scopes_and_quotas() {
 
 #[tokio::test]
 async fn explain_says_why_a_certificate_is_denied() {
-    let s = state("deny");
+    let (_dir, s) = state("deny");
     let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("stranger")), ..input(&s) }).await.unwrap();
     assert_eq!(x.exit_code, EXIT_DENY, "{}", x.report);
     assert!(x.report.contains("reason: unknown_caller"), "{}", x.report);
@@ -75,7 +75,7 @@ async fn explain_says_why_a_certificate_is_denied() {
 
 #[tokio::test]
 async fn explain_checks_partner_jwts_with_a_given_jwks() {
-    let s = state("jwt");
+    let (_dir, s) = state("jwt");
     let dir = s.paths.dir.clone();
     std::fs::write(dir.join("jwks.json"), s.partner_jwks().unwrap().to_string()).unwrap();
     std::fs::write(dir.join("ok.jwt"), s.partner_token().unwrap()).unwrap();
@@ -102,7 +102,7 @@ async fn explain_checks_partner_jwts_with_a_given_jwks() {
 
 #[tokio::test]
 async fn explain_needs_a_truststore_for_certificates() {
-    let s = state("nots");
+    let (_dir, s) = state("nots");
     let e = explain(&ExplainInput { cert: Some(s.paths.client_cert("reporting")), truststore: None, ..input(&s) })
         .await
         .unwrap_err();
@@ -126,7 +126,7 @@ fn check_accepts_the_example_and_names_the_caller_and_field_of_a_mistake() {
     assert!(out.contains("OK") && out.contains("caller reporting"), "{out}");
 
     let dir = tempdir("check");
-    let bad = dir.join("bad.yaml");
+    let bad = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(example).unwrap().replacen(
         "    default_scopes: [customer-api/read]\n    quotas:\n      - { per: day, limit: 3 }",
         "    default_scopes: [customer-api/admin]\n    quotas:\n      - { per: day, limit: 3 }",
@@ -141,7 +141,7 @@ fn check_accepts_the_example_and_names_the_caller_and_field_of_a_mistake() {
 
 #[test]
 fn explain_exit_codes_from_the_binary() {
-    let s = state("bin");
+    let (_dir, s) = state("bin");
     let p = |x: std::path::PathBuf| x.display().to_string();
     let args = |client: &str| {
         vec![

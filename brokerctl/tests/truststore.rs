@@ -209,7 +209,7 @@ fn the_binary_exits_0_1_2_and_64() {
     let soon = root_valid("Soon Root", (-1, 5));
     let bad = root_valid("Expired Root", (-30, -1));
     let write = |name: &str, ca: &Ca| {
-        let p = dir.join(name);
+        let p = dir.path().join(name);
         std::fs::write(&p, &ca.pem).unwrap();
         p.display().to_string()
     };
@@ -225,8 +225,7 @@ fn the_binary_exits_0_1_2_and_64() {
     assert!(text.contains("1 added, 1 removed"), "{text}");
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("brokerctl-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A directory removed when the returned guard drops.
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("brokerctl-{tag}-")).tempdir().unwrap()
 }

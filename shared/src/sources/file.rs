@@ -48,9 +48,8 @@ mod tests {
 
     #[tokio::test]
     async fn file_changes_are_seen_by_etag() {
-        let dir = std::env::temp_dir().join(format!("tb-file-src-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("bundle.pem");
+        let dir = tempfile::Builder::new().prefix("tb-file-src-").tempdir().unwrap();
+        let path = dir.path().join("bundle.pem");
         std::fs::write(&path, b"one").unwrap();
         let src = FileObjectSource::new(&path);
         let Fetched::Changed { body, etag } = src.fetch(None).await.unwrap() else {
