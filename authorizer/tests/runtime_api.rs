@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use tb_devkit::pki::{IssuedCert, TestCa};
-use tb_devkit::runtime_api::{
-    function_binary, lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi,
-};
+use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
 const MTLS_EVENT: &str = include_str!("fixtures/request-mtls.json");
 const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
@@ -21,7 +19,6 @@ const API_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5";
 
 /// Cold start and one invocation, even of a debug build on a busy 2-core machine, take well under this.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn function_bin() -> PathBuf {
     function_binary("authorizer", env!("CARGO_BIN_EXE_authorizer"))
@@ -183,48 +180,8 @@ async fn request_events_are_answered_through_the_runtime_api() {
 /// Starts the function with `extra` configuration and expects an init error mentioning each of `mentions`
 /// (case-insensitive), then an exit.
 async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
-    let api = RuntimeApi::start().await.unwrap();
-    let mut env = lambda_env(&api, "token-broker-authorizer");
-    env.extend(extra);
-    let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
-
-    let (error_type, error_message) = match api.wait_init_error(&mut function, INVOKE_TIMEOUT).await {
-        InitWait::Reported(t, m) => (t, m),
-        InitWait::ExitedSilently(status) => panic!(
-            "the function exited ({status}) without reporting an init error through /runtime/init/error; output:\n{}",
-            function.output()
-        ),
-        InitWait::TimedOut => {
-            function.kill();
-            panic!("no init error and no exit within {INVOKE_TIMEOUT:?}: a hang; output:\n{}", function.output());
-        }
-    };
-    eprintln!("runtime_api: init error reported: {error_type}: {error_message}");
-    assert_eq!(error_type, "Runtime.InitError");
-    for mention in mentions {
-        assert!(
-            error_message.to_lowercase().contains(&mention.to_lowercase()),
-            "the init error must mention {mention:?}: {error_type}: {error_message}"
-        );
-    }
-
-    // Lambda would now answer every invoke with the init error; an invoke here ends at once with it, not a hang.
-    match api.invoke(&mtls_event(""), Duration::from_secs(5)).await {
-        Err(InvokeError::InitError { error_type: t, .. }) => assert_eq!(t, "Runtime.InitError"),
-        other => panic!("expected the init error, got {other:?}"),
-    }
-
-    match function.wait_exit(EXIT_TIMEOUT).await {
-        Some(status) => assert!(!status.success(), "a failed init must exit non-zero, got {status}"),
-        None => {
-            function.kill();
-            panic!(
-                "the function did not exit within {EXIT_TIMEOUT:?} after its init error; output:\n{}",
-                function.output()
-            );
-        }
-    }
-    assert_eq!(api.polls(), 0, "a function that failed its init must not ask for events");
+    let probe = mtls_event("");
+    assert_init_error(&function_bin(), "token-broker-authorizer", extra, mentions, &probe, INVOKE_TIMEOUT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

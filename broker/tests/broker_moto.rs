@@ -13,10 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use aws_lambda_events::encodings::Body;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
-use common_moto::{moto_endpoint, sdk_config, unique};
+use aws_sdk_dynamodb::types::AttributeValue;
+use common_moto::{create_quota_table, moto_endpoint, sdk_config, unique};
 use http::Method;
 use lambda_runtime::{Context, LambdaEvent};
 use tb_broker::config::BrokerConfig;
@@ -74,22 +72,8 @@ async fn grants_through_dynamodb_quota_and_ssm_credentials() {
     let endpoint = moto_endpoint();
     let sdk = sdk_config(&endpoint).await;
 
-    let table = unique("broker-quota");
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    ddb.create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(KEY_ATTR)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    let table = create_quota_table(&ddb, "broker-quota").await;
 
     let client = StandinClient::with_random_secret("reporting-client", &["customer-api/read"]);
     let standin = CognitoStandin::start(StandinConfig::new(vec![client.clone()])).await.unwrap();

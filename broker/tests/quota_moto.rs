@@ -6,9 +6,6 @@ mod common_moto;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
-};
 use aws_sdk_dynamodb::Client;
 use common_moto::*;
 use tb_broker::quota::dynamo::{counter_key, COUNT_ATTR, KEY_ATTR, TTL_ATTR};
@@ -26,36 +23,6 @@ fn caller(s: &str) -> CallerId {
     CallerId::try_from(s).unwrap()
 }
 
-/// A fresh table laid out as docs/quota-table.md describes, with TTL enabled on the TTL attribute.
-async fn table(client: &Client) -> String {
-    let name = unique("quota");
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(KEY_ATTR)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    client
-        .update_time_to_live()
-        .table_name(&name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    name
-}
-
 struct Fixture {
     client: Client,
     table: String,
@@ -67,7 +34,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let sdk = sdk_config(&moto_endpoint()).await;
     let client = Client::new(&sdk);
-    let table = table(&client).await;
+    let table = create_quota_table(&client, "quota").await;
     let mut config = DynamoQuotaConfig::new(table.clone());
     config.operation_timeout = Duration::from_secs(20);
     Fixture { client, table, store: DynamoQuotaStore::from_sdk_config(&sdk, config) }

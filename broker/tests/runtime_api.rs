@@ -9,27 +9,20 @@
 //! The binary is `$TB_LAMBDA_BIN_DIR/broker`, the release build, when `scripts/test.sh` runs the tests; else this
 //! package's debug build (`tb_devkit::runtime_api::function_binary`).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common_moto;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
-};
+use std::path::PathBuf;
+use std::time::Duration;
+
 use aws_sdk_ssm::types::ParameterType;
+use common_moto::{create_quota_table, moto_endpoint, sdk_config_in, unique};
 use serde_json::{json, Value};
-use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
-use tb_devkit::runtime_api::{
-    function_binary, lambda_env, FunctionProcess, InitWait, InvokeError, Outcome, RuntimeApi,
-};
+use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
 /// Cold start (SDK config, policy) and one invocation, even of a debug build on a busy 2-core machine, take well under
 /// this.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The region `lambda_env` gives the function; the test's own SDK clients use the same one in moto.
 const REGION: &str = "eu-west-1";
 const SSM_PREFIX: &str = "/token-broker-rt/cognito";
@@ -48,25 +41,6 @@ callers:
 
 fn function_bin() -> PathBuf {
     function_binary("broker", env!("CARGO_BIN_EXE_broker"))
-}
-
-fn moto_endpoint() -> String {
-    match std::env::var("TB_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => {
-            assert!(e.starts_with("http://127.0.0.1:"), "tests reach only loopback, got TB_MOTO_ENDPOINT={e}");
-            e
-        }
-        _ => panic!(
-            "TB_MOTO_ENDPOINT is not set: run this test through the emulator script:\n  \
-             scripts/with-moto.sh cargo test -p token-broker-broker --test runtime_api"
-        ),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// A directory removed when dropped.
@@ -90,46 +64,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
-
-/// The quota table as docs/quota-table.md lays it out, under a name no other run uses.
-async fn create_quota_table(sdk: &SdkConfig) -> String {
-    let client = aws_sdk_dynamodb::Client::new(sdk);
-    let name = unique("rt-quota");
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(KEY_ATTR)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    client
-        .update_time_to_live()
-        .table_name(&name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    name
 }
 
 /// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `order-processing`.
@@ -226,8 +160,8 @@ async fn invoke(api: &RuntimeApi, function: &FunctionProcess, event: &Value) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     let endpoint = moto_endpoint();
-    let sdk = sdk_config(&endpoint).await;
-    let table = create_quota_table(&sdk).await;
+    let sdk = sdk_config_in(&endpoint, REGION).await;
+    let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk), "rt-quota").await;
 
     let secret = tb_devkit::cognito::random_secret();
     let cognito = CognitoStandin::start(StandinConfig::new(vec![StandinClient::new(
@@ -313,48 +247,8 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
 /// Starts the function with `extra` configuration and expects an init error mentioning each of `mentions`
 /// (case-insensitive), then an exit.
 async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
-    let api = RuntimeApi::start().await.unwrap();
-    let mut env = lambda_env(&api, "token-broker-broker");
-    env.extend(extra);
-    let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
-
-    let (error_type, error_message) = match api.wait_init_error(&mut function, INVOKE_TIMEOUT).await {
-        InitWait::Reported(t, m) => (t, m),
-        InitWait::ExitedSilently(status) => panic!(
-            "the function exited ({status}) without reporting an init error through /runtime/init/error; output:\n{}",
-            function.output()
-        ),
-        InitWait::TimedOut => {
-            function.kill();
-            panic!("no init error and no exit within {INVOKE_TIMEOUT:?}: a hang; output:\n{}", function.output());
-        }
-    };
-    eprintln!("runtime_api: init error reported: {error_type}: {error_message}");
-    assert_eq!(error_type, "Runtime.InitError");
-    for mention in mentions {
-        assert!(
-            error_message.to_lowercase().contains(&mention.to_lowercase()),
-            "the init error must mention {mention:?}: {error_type}: {error_message}"
-        );
-    }
-
-    // Lambda would now answer every invoke with the init error; an invoke here ends at once with it, not a hang.
-    match api.invoke(&proxy_event("grant_type=client_credentials", None), Duration::from_secs(5)).await {
-        Err(InvokeError::InitError { error_type: t, .. }) => assert_eq!(t, "Runtime.InitError"),
-        other => panic!("expected the init error, got {other:?}"),
-    }
-
-    match function.wait_exit(EXIT_TIMEOUT).await {
-        Some(status) => assert!(!status.success(), "a failed init must exit non-zero, got {status}"),
-        None => {
-            function.kill();
-            panic!(
-                "the function did not exit within {EXIT_TIMEOUT:?} after its init error; output:\n{}",
-                function.output()
-            );
-        }
-    }
-    assert_eq!(api.polls(), 0, "a function that failed its init must not ask for events");
+    let probe = proxy_event("grant_type=client_credentials", None);
+    assert_init_error(&function_bin(), "token-broker-broker", extra, mentions, &probe, INVOKE_TIMEOUT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

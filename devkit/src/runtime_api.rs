@@ -290,6 +290,60 @@ impl RuntimeApi {
     }
 }
 
+/// Test assertion: `bin`, started under a fresh emulator with Lambda's environment plus `extra`, fails its init the
+/// way Lambda needs a misconfigured function to fail. It reports `Runtime.InitError` through `/runtime/init/error`
+/// with a message naming each of `mentions` (case-insensitive) within `timeout`; an invoke of `probe` then ends at
+/// once with that init error (never a hang); the process exits non-zero within `timeout`; it never asked for an
+/// event. Panics with the function's output otherwise.
+pub async fn assert_init_error(
+    bin: &Path,
+    function_name: &str,
+    extra: Vec<(String, String)>,
+    mentions: &[&str],
+    probe: &Value,
+    timeout: Duration,
+) {
+    let api = RuntimeApi::start().await.expect("the Runtime API emulator starts");
+    let mut env = lambda_env(&api, function_name);
+    env.extend(extra);
+    let mut function = FunctionProcess::spawn(bin, &env).expect("the function binary starts");
+
+    let (error_type, error_message) = match api.wait_init_error(&mut function, timeout).await {
+        InitWait::Reported(t, m) => (t, m),
+        InitWait::ExitedSilently(status) => panic!(
+            "the function exited ({status}) without reporting an init error through /runtime/init/error; output:\n{}",
+            function.output()
+        ),
+        InitWait::TimedOut => {
+            function.kill();
+            panic!("no init error and no exit within {timeout:?}: a hang; output:\n{}", function.output());
+        }
+    };
+    eprintln!("runtime_api: init error reported: {error_type}: {error_message}");
+    assert_eq!(error_type, "Runtime.InitError");
+    for mention in mentions {
+        assert!(
+            error_message.to_lowercase().contains(&mention.to_lowercase()),
+            "the init error must mention {mention:?}: {error_type}: {error_message}"
+        );
+    }
+
+    // Lambda would now answer every invoke with the init error; an invoke here ends at once with it, not a hang.
+    match api.invoke(probe, Duration::from_secs(5)).await {
+        Err(InvokeError::InitError { error_type: t, .. }) => assert_eq!(t, "Runtime.InitError"),
+        other => panic!("expected the init error, got {other:?}"),
+    }
+
+    match function.wait_exit(timeout).await {
+        Some(status) => assert!(!status.success(), "a failed init must exit non-zero, got {status}"),
+        None => {
+            function.kill();
+            panic!("the function did not exit within {timeout:?} after its init error; output:\n{}", function.output());
+        }
+    }
+    assert_eq!(api.polls(), 0, "a function that failed its init must not ask for events");
+}
+
 impl Drop for RuntimeApi {
     fn drop(&mut self) {
         self.state.shutdown.send_replace(true);

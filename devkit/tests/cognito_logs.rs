@@ -5,33 +5,13 @@
 mod common;
 use common::*;
 
-use std::sync::Arc;
-
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use tb_shared::telemetry::CaptureWriter;
 
 // current_thread (the default) so the thread-local subscriber also sees the server's tasks.
 #[tokio::test]
 async fn logs_carry_no_secret_and_no_token() {
-    let capture = Capture::default();
+    // TRACE, not the functions' DEBUG capture: the scan covers every line the stand-in could ever write.
+    let capture = CaptureWriter::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
@@ -65,7 +45,7 @@ async fn logs_carry_no_secret_and_no_token() {
     let admin_secret = admin["client_secret"].as_str().unwrap().to_owned();
     s.shutdown().await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.contents();
     // The capture works: outcomes are logged with client ids.
     assert!(logs.contains(ORDER_ID) && logs.contains("issued"), "nothing captured: {logs}");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{ORDER_ID}:{ORDER_SECRET}"));

@@ -6,6 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
 
 /// The emulator's endpoint. These tests are never skipped: without moto they fail and say how to run them.
 pub fn moto_endpoint() -> String {
@@ -23,9 +27,15 @@ pub fn moto_endpoint() -> String {
 
 /// An SDK config aimed at `endpoint` with fake credentials (moto accepts any), so nothing looks for real ones.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    sdk_config_in(endpoint, "us-east-1").await
+}
+
+/// [`sdk_config`] in `region`: moto keeps each region's tables and parameters apart, so a test that shares them
+/// with a function binary uses the function's region.
+pub async fn sdk_config_in(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .load()
         .await
@@ -59,4 +69,23 @@ pub fn silent_endpoint() -> (String, std::net::TcpListener) {
 pub fn fixed_now() -> SystemTime {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     UNIX_EPOCH + Duration::from_secs(secs - secs % 60 + 10)
+}
+
+/// A fresh quota table laid out as docs/quota-table.md describes (hash key only, TTL enabled on the TTL attribute),
+/// under a name starting with `prefix` that no other test uses.
+pub async fn create_quota_table(client: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let key = AttributeDefinition::builder().attribute_name(KEY_ATTR).attribute_type(ScalarAttributeType::S).build();
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(key.unwrap())
+        .key_schema(KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let ttl = TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().unwrap();
+    client.update_time_to_live().table_name(&name).time_to_live_specification(ttl).send().await.unwrap();
+    name
 }
