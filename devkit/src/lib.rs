@@ -6,5 +6,6 @@
 
 pub mod cognito;
 pub mod jwt;
+pub mod lambda_bench;
 pub mod pki;
 pub mod runtime_api;

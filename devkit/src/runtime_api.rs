@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -101,6 +101,8 @@ struct State {
     init_error: watch::Sender<Option<(String, String)>>,
     shutdown: watch::Sender<bool>,
     polls: AtomicU64,
+    /// When the first `GET .../invocation/next` arrived (see [`RuntimeApi::first_poll_at`]).
+    first_poll: OnceLock<Instant>,
     next_id: AtomicU64,
 }
 
@@ -144,6 +146,7 @@ impl RuntimeApi {
             init_error,
             shutdown,
             polls: AtomicU64::new(0),
+            first_poll: OnceLock::new(),
             next_id: AtomicU64::new(1),
         });
         let app = Router::new()
@@ -178,6 +181,13 @@ impl RuntimeApi {
     /// How many times the function has called `GET .../invocation/next` (1 after a cold start that succeeded).
     pub fn polls(&self) -> u64 {
         self.state.polls.load(Ordering::SeqCst)
+    }
+
+    /// When the function first called `GET .../invocation/next`, stamped by the emulator as the request reached its
+    /// handler; `None` before that. [`RuntimeApi::wait_ready`] only looks every 20 ms, too coarse to time a cold
+    /// start of a few milliseconds: the `*_lambda_process` examples subtract their spawn instant from this one.
+    pub fn first_poll_at(&self) -> Option<Instant> {
+        self.state.first_poll.get().copied()
     }
 
     /// Waits up to `timeout` until the function has asked for its first event, i.e. finished its cold start.
@@ -362,6 +372,7 @@ fn problem(status: StatusCode, error_type: &str, message: &str) -> Response {
 
 /// `GET /invocation/next`: waits for an event (or for the emulator to stop).
 async fn next(AxState(state): AxState<Arc<State>>) -> Response {
+    state.first_poll.get_or_init(Instant::now);
     state.polls.fetch_add(1, Ordering::SeqCst);
     let mut stop = state.shutdown.subscribe();
     loop {
@@ -628,6 +639,8 @@ mod tests {
     #[tokio::test]
     async fn invoke_round_trips_responses_and_errors() {
         let api = RuntimeApi::start().await.unwrap();
+        assert_eq!(api.first_poll_at(), None);
+        let started = Instant::now();
         let base = format!("http://{}{API_PREFIX}", api.addr());
         let f = tokio::spawn(fake_function(base, |e| {
             if e["fail"] == true {
@@ -643,6 +656,7 @@ mod tests {
         let o = api.invoke(&json!({"fail": true}), Duration::from_secs(5)).await.unwrap();
         assert_eq!(o, Outcome::Error { error_type: "Boom".into(), error_message: "it failed".into() });
         assert!(api.polls() >= 4);
+        assert!(api.first_poll_at().is_some_and(|t| t >= started && t <= Instant::now()));
         drop(api);
         tokio::time::timeout(Duration::from_secs(5), f).await.expect("the long-poll ends when the emulator stops").ok();
     }

@@ -1,0 +1,188 @@
+//! Process start to ready, memory and invocation round trips of the real `authorizer` release binary under the
+//! project's Lambda Runtime API emulator (`tb_devkit::runtime_api`): the figures PRODUCT.md's "Performance" asks
+//! BENCHMARKS.md to record that the in-process criterion bench (`benches/decision.rs`) cannot give.
+//!
+//! ```sh
+//! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target
+//! cargo build --release -p token-broker-authorizer --bins
+//! cargo run --release -p token-broker-authorizer --example authorizer_lambda_process -- --runs 20 --invocations 200
+//! ```
+//!
+//! The function gets what it gets in Lambda: a policy file, the truststore and a CRL (as files here, from S3 in
+//! Lambda), `LOG_LEVEL=info`. The events cycle through `--certs N` (default 20) distinct client certificates of
+//! known callers, four partner JWTs (RS256, the JWKS from a loopback server, fetched on the first JWT of each run),
+//! an unknown and a revoked certificate (Deny) and a request without credentials (401): each credential's first
+//! use takes the full verification path, its repeats the decision cache, and both are reported apart.
+//! Everything reached is on loopback. Nothing is asserted about time; answers are checked so a misconfigured run
+//! cannot pass as a fast one.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tb_devkit::jwt::{standard_claims, JwksServer, PartnerKey};
+use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
+use tb_devkit::pki::{ClientCertBuilder, IssuedCert, TestCa};
+use tb_devkit::runtime_api::Outcome;
+
+const USAGE: &str = "usage: cargo run --release -p token-broker-authorizer --example authorizer_lambda_process -- \
+                     [--runs N (20)] [--invocations N (200)] [--certs N (20)]";
+const MTLS_EVENT: &str = include_str!("../tests/fixtures/request-mtls.json");
+const JWT_EVENT: &str = include_str!("../tests/fixtures/request-jwt.json");
+const ISSUER: &str = "https://idp.bench.example";
+const PARTNER_SUBJECT: &str = "bench-partner-sync";
+const AUDIENCE: &str = "token-broker";
+/// Distinct partner tokens per run: enough for first-sight and cached JWT decisions alike.
+const JWT_TOKENS: usize = 4;
+
+const ALLOW_MTLS: &str = "mTLS allow";
+const ALLOW_JWT: &str = "JWT RS256 allow";
+const DENY_MTLS: &str = "mTLS deny (unknown, revoked)";
+const NO_CREDENTIALS: &str = "no credentials (401)";
+
+/// A directory removed when dropped (the policy, truststore and CRL files the function reads at init).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("tb-bench-authorizer-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory can be created");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).expect("a temporary file can be written");
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn client_uri(i: usize) -> String {
+    format!("spiffe://example.internal/ns/bench/sa/client-{i:02}")
+}
+
+/// One caller per client certificate, matched by SAN URI, plus a partner caller matched by JWT issuer and subject.
+fn policy(certs: usize, jwks_url: &str) -> String {
+    let mut p = String::from("version: 1\ncallers:\n");
+    for i in 0..certs {
+        p.push_str(&format!(
+            "  - id: bench-client-{i:02}\n    identities: [{{ type: san_uri, value: \"{}\" }}]\n    \
+             cognito_client: bench-client-{i:02}\n    allowed_scopes: [customer-api/read]\n    \
+             max_token_lifetime_seconds: 3600\n",
+            client_uri(i)
+        ));
+    }
+    p.push_str(&format!(
+        "  - id: bench-partner\n    \
+         identities: [{{ type: jwt, issuer: \"{ISSUER}\", subject: {PARTNER_SUBJECT} }}]\n    \
+         cognito_client: bench-partner\n    allowed_scopes: [customer-api/read]\n    \
+         max_token_lifetime_seconds: 900\nissuers:\n  - issuer: {ISSUER}\n    jwks_url: {jwks_url}\n    \
+         audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    max_token_age_seconds: 300\n"
+    ));
+    p
+}
+
+fn mtls_event(pem: &str) -> Value {
+    let json = MTLS_EVENT.replace("__PEM__", &pem.replace('\n', "\\n"));
+    serde_json::from_str(&json).expect("the mTLS fixture is JSON")
+}
+
+fn jwt_event(token: &str) -> Value {
+    serde_json::from_str(&JWT_EVENT.replace("__TOKEN__", token)).expect("the JWT fixture is JSON")
+}
+
+fn no_credentials_event() -> Value {
+    let mut e = mtls_event("");
+    e["requestContext"]["identity"]["clientCert"] = Value::Null;
+    e
+}
+
+/// The effect of the policy statement the authorizer answered with.
+fn effect(outcome: &Outcome) -> Result<&str, String> {
+    match outcome {
+        Outcome::Response(r) => r["policyDocument"]["Statement"][0]["Effect"]
+            .as_str()
+            .ok_or_else(|| format!("no policy statement in the answer: {r}")),
+        Outcome::Error { error_type, error_message } => Err(format!("function error {error_type}: {error_message}")),
+    }
+}
+
+fn check(ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
+    match ev.kind {
+        ALLOW_MTLS | ALLOW_JWT => match effect(outcome)? {
+            "Allow" => Ok(()),
+            other => Err(format!("expected Allow, got {other}")),
+        },
+        DENY_MTLS => match effect(outcome)? {
+            "Deny" => Ok(()),
+            other => Err(format!("expected Deny, got {other}")),
+        },
+        _ => match outcome {
+            Outcome::Error { error_message, .. } if error_message == "Unauthorized" => Ok(()),
+            other => Err(format!("expected the Unauthorized error, got {other:?}")),
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = BenchArgs::from_env_args(USAGE, &[("certs", 20)]);
+    let bin = release_binary("authorizer", "token-broker-authorizer");
+    let load_before = load_average();
+
+    // A test PKI: the callers' certificates, one of nobody in the policy, one revoked (listed in the CRL).
+    let ca = TestCa::root("Bench Root CA").expect("test CA");
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let issue = |b: ClientCertBuilder<'_>| -> IssuedCert {
+        b.validity(now - hour, now + 24 * hour).build().expect("test client certificate")
+    };
+    let clients: Vec<IssuedCert> = (0..args.get("certs"))
+        .map(|i| issue(ca.issue_client().cn(format!("bench-client-{i:02}")).san_uri(client_uri(i))))
+        .collect();
+    let stranger = issue(ca.issue_client().cn("nobody").san_uri("spiffe://example.internal/nobody"));
+    let revoked = issue(ca.issue_client().cn("bench-client-00-old").san_uri(client_uri(0)));
+    let crl = ca.crl(&[revoked.serial.as_slice()], now - hour, now + 24 * hour).expect("test CRL");
+
+    // A partner key whose JWKS a loopback server publishes (the policy allows http only for loopback).
+    let partner = PartnerKey::rsa("bench-partner-1").expect("partner RSA key");
+    let (jwks, _jwks_task) = JwksServer::start(partner.jwks()).await.expect("JWKS server on loopback");
+
+    let dir = TempDir::new();
+    let config = [
+        ("POLICY_FILE", dir.write("policy.yaml", &policy(clients.len(), &jwks.url))),
+        ("TRUSTSTORE_URI", dir.write("truststore.pem", ca.cert_pem())),
+        ("CRL_URI", dir.write("crls.pem", &crl.pem)),
+        ("LOG_LEVEL", "info".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec();
+
+    // Fresh tokens each run (standard claims expire after 300 s); the certificates are the same in every run, as
+    // a fresh process has an empty decision cache anyway.
+    let mut events = |_run: usize| -> Vec<BenchEvent> {
+        let event = |kind, event, cached_on_repeat| BenchEvent { kind, event, cached_on_repeat };
+        let mut list: Vec<BenchEvent> = clients.iter().map(|c| event(ALLOW_MTLS, mtls_event(&c.pem), true)).collect();
+        for _ in 0..JWT_TOKENS {
+            let token = partner.token(&standard_claims(ISSUER, PARTNER_SUBJECT, AUDIENCE)).expect("partner JWT");
+            list.push(event(ALLOW_JWT, jwt_event(&token), true));
+        }
+        list.push(event(DENY_MTLS, mtls_event(&stranger.pem), true));
+        list.push(event(DENY_MTLS, mtls_event(&revoked.pem), true));
+        list.push(event(NO_CREDENTIALS, no_credentials_event(), false));
+        list
+    };
+    let mut workload =
+        Workload { function_name: "token-broker-authorizer", config, events: &mut events, check: &check };
+
+    let results = measure(&bin, &args, &mut workload).await;
+    print_report("authorizer", &bin, &args, &results, &load_before);
+    println!("JWKS fetches: {} (one per cold start expected)", jwks.requests());
+}

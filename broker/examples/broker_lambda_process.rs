@@ -1,0 +1,251 @@
+//! Process start to ready, memory and invocation round trips of the real `broker` release binary under the
+//! project's Lambda Runtime API emulator (`tb_devkit::runtime_api`): the figures PRODUCT.md's "Performance" asks
+//! BENCHMARKS.md to record that the in-process criterion bench (`benches/grant.rs`) cannot give.
+//!
+//! ```sh
+//! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target
+//! cargo build --release -p token-broker-broker --bins
+//! scripts/with-moto.sh \
+//!   cargo run --release -p token-broker-broker --example broker_lambda_process -- --runs 20 --invocations 200
+//! ```
+//!
+//! Every invocation is a real grant with token reuse off: the quota charged in DynamoDB (moto, from
+//! `scripts/with-moto.sh`), the app client's credentials from an SSM SecureString (moto; cached after the first
+//! read of each run, as in Lambda), and an HTTP call to the Cognito token-endpoint stand-in, which signs an RS256
+//! token. Two callers: one with a per-minute and a per-day quota (a DynamoDB transaction per grant) and one with a
+//! single per-day quota (one conditional update); the limits are far above what a run uses. moto is a
+//! single-threaded Python server, so the round trips here are dominated by it: they say how the process behaves,
+//! not how fast DynamoDB is. Everything reached is on loopback. Nothing is asserted about time; answers are
+//! checked (200 and a token) so a misconfigured run cannot pass as a fast one. No secret or token is printed.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_ssm::types::ParameterType;
+use http::Method;
+use serde_json::{json, Value};
+use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
+use tb_devkit::cognito::{random_secret, CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
+use tb_devkit::runtime_api::Outcome;
+use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::ids::CallerId;
+
+const USAGE: &str =
+    "usage: scripts/with-moto.sh cargo run --release -p token-broker-broker --example broker_lambda_process -- \
+                     [--runs N (20)] [--invocations N (200)]";
+/// The region `lambda_env` gives the function; the tables and parameters are made in the same one in moto.
+const REGION: &str = "eu-west-1";
+const SCOPES: [&str; 2] = ["customer-api/read", "customer-api/write"];
+
+const TWO_WINDOWS: &str = "grant, minute + day quota (transaction)";
+const ONE_WINDOW: &str = "grant, day quota (conditional update)";
+
+/// Callers as `(caller id, Cognito app client id)`.
+const CALLERS: [(&str, &str); 2] =
+    [("orders", "bench0rdersclient0000000001"), ("reporting", "bench0reportclient000000001")];
+
+const POLICY: &str = r#"version: 1
+callers:
+  - id: orders
+    identities: [{ type: san_uri, value: "spiffe://example.internal/ns/orders/sa/order-processing" }]
+    cognito_client: orders
+    allowed_scopes: [customer-api/read, customer-api/write]
+    default_scopes: [customer-api/read]
+    quotas: [{ per: minute, limit: 1000000 }, { per: day, limit: 10000000 }]
+    max_token_lifetime_seconds: 3600
+    token_reuse: false
+  - id: reporting
+    identities: [{ type: san_dns, value: reporting.svc.example.internal }]
+    cognito_client: reporting
+    allowed_scopes: [customer-api/read]
+    default_scopes: [customer-api/read]
+    quotas: [{ per: day, limit: 10000000 }]
+    max_token_lifetime_seconds: 3600
+    token_reuse: false
+"#;
+
+/// A name no earlier run against the same moto uses.
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A directory removed when dropped (the policy file the function reads at init).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// moto's endpoint from `scripts/with-moto.sh`; loopback only.
+fn moto_endpoint() -> String {
+    match std::env::var("TB_MOTO_ENDPOINT") {
+        Ok(e) if e.starts_with("http://127.0.0.1:") => e,
+        Ok(e) if !e.is_empty() => {
+            eprintln!("TB_MOTO_ENDPOINT must be a loopback http://127.0.0.1:PORT endpoint, got {e}");
+            std::process::exit(2)
+        }
+        _ => {
+            eprintln!("TB_MOTO_ENDPOINT is not set: run this example through the emulator script:\n  {USAGE}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// The quota table as docs/quota-table.md lays it out (hash key only, TTL on), under a fresh name.
+async fn create_quota_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = unique("bench-quota");
+    let key = AttributeDefinition::builder()
+        .attribute_name(KEY_ATTR)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .expect("attribute definition");
+    let schema =
+        KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().expect("key schema");
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(key)
+        .key_schema(schema)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("moto creates the quota table");
+    let ttl = TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().expect("TTL spec");
+    client
+        .update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .expect("moto enables TTL");
+    name
+}
+
+/// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `caller`.
+fn proxy_event(caller: &str, body: &str, n: usize) -> Value {
+    let mut r = ApiGatewayProxyRequest::default();
+    r.http_method = Method::POST;
+    r.path = Some("/oauth2/token".into());
+    r.resource = Some("/oauth2/token".into());
+    for (k, v) in [
+        ("accept", "application/json"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("host", "tokens.example.internal"),
+        ("user-agent", "curl/8.5.0"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+    ] {
+        r.headers.insert(k, v.parse().expect("a valid header value"));
+    }
+    r.body = Some(body.to_owned());
+    r.request_context.request_id = Some(format!("bench-{n:06}"));
+    r.request_context.http_method = Method::POST;
+    r.request_context.stage = Some("prod".into());
+    r.request_context.authorizer.fields = CallerContext {
+        caller_id: CallerId::try_from(caller).expect("a valid caller id"),
+        auth_method: AuthMethod::Mtls,
+        credential_fingerprint: "9f86d081884c7d65".into(),
+        policy_version: "0123456789abcdef".into(),
+    }
+    .to_map();
+    serde_json::to_value(r).expect("the proxy event serialises")
+}
+
+fn check(_ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
+    let Outcome::Response(r) = outcome else { return Err(format!("expected a proxy response, got {outcome:?}")) };
+    if r["statusCode"] != 200 {
+        return Err(format!("expected 200, got {} with body {}", r["statusCode"], r["body"]));
+    }
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap_or_default())
+        .map_err(|e| format!("the body is not JSON: {e}"))?;
+    // Only whether a token came back; the token itself is never printed.
+    match body["access_token"].as_str() {
+        Some(t) if !t.is_empty() && body["token_type"] == "Bearer" => Ok(()),
+        _ => Err("no bearer token in a 200 answer".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = BenchArgs::from_env_args(USAGE, &[]);
+    let bin = release_binary("broker", "token-broker-broker");
+    let endpoint = moto_endpoint();
+    let load_before = load_average();
+
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+
+    // The Cognito stand-in with one app client per caller, and each client's credentials as an SSM SecureString.
+    let clients: Vec<(&str, &str, String)> = CALLERS.iter().map(|(c, id)| (*c, *id, random_secret())).collect();
+    let cognito = CognitoStandin::start(StandinConfig::new(
+        clients.iter().map(|(_, id, secret)| StandinClient::new(*id, secret.clone(), &SCOPES)).collect(),
+    ))
+    .await
+    .expect("the Cognito stand-in starts on loopback");
+    let ssm_prefix = format!("/token-broker-bench/{}", unique("cognito"));
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    for (caller, id, secret) in &clients {
+        let value = json!({"client_id": id, "client_secret": secret, "token_url": cognito.token_url()});
+        ssm.put_parameter()
+            .name(format!("{ssm_prefix}/{caller}"))
+            .value(value.to_string())
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .expect("moto stores the credentials parameter");
+    }
+
+    let dir = TempDir(std::env::temp_dir().join(unique("tb-bench-broker")));
+    std::fs::create_dir_all(&dir.0).expect("a temporary directory can be created");
+    let policy_file = dir.0.join("policy.yaml");
+    std::fs::write(&policy_file, POLICY).expect("the policy file can be written");
+    let config = [
+        ("POLICY_FILE", policy_file.to_string_lossy().into_owned()),
+        ("QUOTA_TABLE", table),
+        ("SSM_PREFIX", ssm_prefix),
+        ("LOG_LEVEL", "info".to_owned()),
+        // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec();
+
+    // orders with its default scope, orders asking for write, reporting: two of three grants take the transaction.
+    let mut events = |run: usize| -> Vec<BenchEvent> {
+        let grant = |kind, caller, body: &str, n| BenchEvent {
+            kind,
+            event: proxy_event(caller, body, run * 10 + n),
+            cached_on_repeat: false,
+        };
+        vec![
+            grant(TWO_WINDOWS, "orders", "grant_type=client_credentials", 0),
+            grant(TWO_WINDOWS, "orders", "grant_type=client_credentials&scope=customer-api%2Fwrite", 1),
+            grant(ONE_WINDOW, "reporting", "grant_type=client_credentials", 2),
+        ]
+    };
+    let mut workload = Workload { function_name: "token-broker-broker", config, events: &mut events, check: &check };
+
+    let results = measure(&bin, &args, &mut workload).await;
+    print_report("broker", &bin, &args, &results, &load_before);
+    let grants = (args.runs * args.invocations) as u64;
+    println!("tokens issued by the Cognito stand-in: {} (expected {grants})", cognito.tokens_issued());
+}
