@@ -11,7 +11,7 @@ use tb_authorizer::decision::{Authorizer, DecisionCacheConfig, Presented};
 use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
 use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
 use tb_devkit::jwt::{standard_claims, PartnerKey};
-use tb_devkit::pki::TestCa;
+use tb_devkit::pki::{KeyKind, TestCa};
 use tb_shared::policy::Policy;
 use tb_shared::sources::{MemoryJwksFetcher, MemoryObjectSource};
 
@@ -69,37 +69,46 @@ fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let ca = TestCa::root("Bench Root CA").expect("ca");
     let now = SystemTime::now();
-    let leaf = ca
-        .issue_client()
-        .cn("order-processing")
-        .san_uri("spiffe://example.internal/order-processing")
-        .validity(now - Duration::from_secs(60), now + Duration::from_secs(86_400))
-        .build()
-        .expect("leaf");
-    for (label, key) in
-        [("RS256", PartnerKey::rsa("k1").expect("rsa")), ("ES256", PartnerKey::ec_p256("k2").expect("ec"))]
-    {
+    let leaf_of = |ca: &TestCa| {
+        ca.issue_client()
+            .cn("order-processing")
+            .san_uri("spiffe://example.internal/order-processing")
+            .validity(now - Duration::from_secs(60), now + Duration::from_secs(86_400))
+            .build()
+            .expect("leaf")
+    };
+    let partner = PartnerKey::rsa("k1").expect("rsa");
+    // The CA's key type sets the cost of a full mTLS decision: the leaf's and the CRL's signatures are checked with it.
+    for (label, kind) in [("p256", KeyKind::EcdsaP256), ("rsa2048", KeyKind::Rsa2048)] {
+        let ca = TestCa::root_with(&format!("Bench {label} Root CA"), kind).expect("ca");
+        let leaf = leaf_of(&ca);
+        for cache in [false, true] {
+            let auth = authorizer(&rt, cache, &partner, &ca);
+            let presented = || Presented { client_cert_pem: Some(&leaf.pem), bearer: None };
+            // Warm up: trust material loaded.
+            let (d, _) = rt.block_on(auth.decide(presented(), now));
+            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
+            let suffix = if cache { "cache_hit" } else { "full" };
+            c.bench_function(&format!("decision/mtls_{label}/{suffix}"), |b| {
+                b.iter(|| rt.block_on(auth.decide(presented(), now)))
+            });
+        }
+    }
+
+    let ca = TestCa::root("Bench Root CA").expect("ca");
+    for (label, key) in [("RS256", partner), ("ES256", PartnerKey::ec_p256("k2").expect("ec"))] {
         let token =
             key.token(&standard_claims("https://idp.partner.example", "partner-sync", "token-broker")).expect("token");
         for cache in [false, true] {
             let auth = authorizer(&rt, cache, &key, &ca);
+            let presented = || Presented { client_cert_pem: None, bearer: Some(&token) };
+            // Warm up: JWKS fetched and parsed.
+            let (d, _) = rt.block_on(auth.decide(presented(), now));
+            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
             let suffix = if cache { "cache_hit" } else { "full" };
-            // Warm up: JWKS fetched and parsed, trust material loaded.
-            let (d, _) = rt.block_on(auth.decide(Presented { client_cert_pem: None, bearer: Some(&token) }, now));
-            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
-            let (d, _) = rt.block_on(auth.decide(Presented { client_cert_pem: Some(&leaf.pem), bearer: None }, now));
-            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
-            if label == "RS256" {
-                c.bench_function(&format!("decision/mtls/{suffix}"), |b| {
-                    b.iter(|| {
-                        rt.block_on(auth.decide(Presented { client_cert_pem: Some(&leaf.pem), bearer: None }, now))
-                    })
-                });
-            }
             c.bench_function(&format!("decision/jwt_{label}/{suffix}"), |b| {
-                b.iter(|| rt.block_on(auth.decide(Presented { client_cert_pem: None, bearer: Some(&token) }, now)))
+                b.iter(|| rt.block_on(auth.decide(presented(), now)))
             });
         }
     }
