@@ -20,9 +20,26 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The Lambda runtime tests (authorizer/tests/runtime_api.rs, broker/tests/runtime_api.rs) run the functions' real
 # release binaries, built here with the release profile the deployment zips use (x86_64: the arm64 cross-build is
 # scripts/build-lambdas.sh, a release step). Set TB_LAMBDA_BIN_DIR yourself to test other builds.
-echo "== cargo build --release (the Lambda binaries the runtime tests run)"
-cargo build --release --quiet -p token-broker-authorizer -p token-broker-broker --bins
-export TB_LAMBDA_BIN_DIR="${TB_LAMBDA_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}"
+if [[ -n "${TB_LAMBDA_BIN_DIR:-}" ]]; then
+  echo "== runtime tests use the binaries in TB_LAMBDA_BIN_DIR=$TB_LAMBDA_BIN_DIR (not rebuilt)"
+else
+  echo "== cargo build --release (the Lambda binaries the runtime tests run)"
+  # The directory comes from cargo's own report of what it built, so a target dir or target triple set in a cargo
+  # config cannot leave the tests running an older binary from somewhere else.
+  bin_dirs="$(cargo build --release --quiet -p token-broker-authorizer -p token-broker-broker --bins \
+    --message-format=json-render-diagnostics | python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("authorizer", "broker"):
+        print(os.path.dirname(os.path.abspath(m["executable"])))
+' | sort -u)"
+  if [[ "$(wc -l <<<"$bin_dirs")" -ne 1 || -z "$bin_dirs" ]]; then
+    echo "test.sh: expected both function binaries in one directory, got: ${bin_dirs:-nothing}" >&2
+    exit 1
+  fi
+  export TB_LAMBDA_BIN_DIR="$bin_dirs"
+fi
 
 echo "== cargo test (with moto)"
 scripts/with-moto.sh cargo test --workspace --no-fail-fast

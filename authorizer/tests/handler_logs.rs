@@ -7,9 +7,9 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_and_logs_never_carry_the_certificate() {
-    let w = world();
     let logs = CaptureWriter::default();
     let _guard = tb_shared::telemetry::capture_default(logs.clone());
+    let w = world();
     for name in ["order-processing", "stranger"] {
         let _ = answer(&w, &mtls_event(&w.cert(name).pem)).await;
     }
@@ -26,9 +26,9 @@ async fn metrics_and_logs_never_carry_the_certificate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_never_carry_the_token_or_authorization_header() {
-    let w = world();
     let logs = CaptureWriter::default();
     let _guard = tb_shared::telemetry::capture_default(logs.clone());
+    let w = world();
     let good = w.partner_token("acme-billing-sync");
     let unknown = w.partner_token("someone-else");
     let _ = answer(&w, &jwt_event(&good)).await.unwrap();

@@ -110,6 +110,17 @@ pub fn release_binary(name: &str, package: &str) -> PathBuf {
         );
         std::process::exit(2);
     }
+    // The release profile strips symbols; `cargo bench` links unstripped, un-LTO'd binaries to the same path. Figures
+    // from such a binary would describe a build nobody deploys.
+    let unstripped = std::fs::read(&bin).map(|b| b.windows(7).any(|w| w == b".symtab")).unwrap_or(false);
+    if unstripped {
+        eprintln!(
+            "{} has a symbol table: it is not the release profile's build (cargo bench writes to the same path).\n\
+             Rebuild it first: cargo build --release -p {package} --bins",
+            bin.display()
+        );
+        std::process::exit(2);
+    }
     bin
 }
 

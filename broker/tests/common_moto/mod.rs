@@ -20,7 +20,7 @@ pub fn moto_endpoint() -> String {
         }
         _ => panic!(
             "TB_MOTO_ENDPOINT is not set: run these tests through the emulator script, e.g.\n  \
-             scripts/with-moto.sh cargo test -p token-broker-broker --test quota_moto --test credentials_moto"
+             scripts/with-moto.sh cargo test -p token-broker-broker --test <this test>"
         ),
     }
 }
