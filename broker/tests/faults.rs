@@ -149,7 +149,8 @@ async fn persistent_throttling_is_503() {
 /// one probe closes the breaker and tokens flow again.
 #[tokio::test]
 async fn run_of_5xx_opens_the_breaker_and_it_closes_after_recovery() {
-    let open_for = Duration::from_millis(400);
+    // Long enough that five requests, jittered retries included, fit inside it on a loaded machine.
+    let open_for = Duration::from_millis(2000);
     let h = Harness::with(Options { breaker_threshold: 3, breaker_open: open_for, ..Options::default() }).await;
     h.standin.faults().fail_all(503);
 
@@ -177,7 +178,8 @@ async fn run_of_5xx_opens_the_breaker_and_it_closes_after_recovery() {
 /// GIVEN the breaker is open and Cognito is still down WHEN the probe fails THEN the breaker opens again.
 #[tokio::test]
 async fn failed_probe_reopens_the_breaker() {
-    let open_for = Duration::from_millis(300);
+    // Long enough that the retried probe (up to 120 ms of jitter) and the next request fit inside it.
+    let open_for = Duration::from_millis(1500);
     let h = Harness::with(Options { breaker_threshold: 1, breaker_open: open_for, ..Options::default() }).await;
     h.standin.faults().fail_all(500);
     assert_error(&h.post("order-svc", GRANT).await, 503, "temporarily_unavailable");

@@ -4,7 +4,7 @@
 mod common_moto;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use common_moto::*;
@@ -71,9 +71,9 @@ fn granted(o: QuotaOutcome) -> Charge {
     }
 }
 
-/// Fires 50 charges at once and counts the answers.
-async fn fifty_at_once(f: &Fixture, who: &CallerId, windows: &[QuotaWindow]) -> (usize, usize) {
-    let now = fixed_now();
+/// Fires 50 charges at once, all at `now`, and counts the answers. The caller reads the counters at the same `now`:
+/// a second `fixed_now()` could fall in the next minute while 50 charges queue through single-threaded moto.
+async fn fifty_at_once(f: &Fixture, who: &CallerId, windows: &[QuotaWindow], now: SystemTime) -> (usize, usize) {
     let store = Arc::new(f.store.clone());
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -103,8 +103,9 @@ async fn fifty_concurrent_charges_grant_exactly_three_a_day() {
     let f = fixture().await;
     let who = caller("three-a-day");
     let day = [window("day", 86_400, 3)];
-    assert_eq!(fifty_at_once(&f, &who, &day).await, (3, 47));
-    assert_eq!(f.counter(&who, &day[0], fixed_now()).await.map(|c| c.0), Some(3));
+    let now = fixed_now();
+    assert_eq!(fifty_at_once(&f, &who, &day, now).await, (3, 47));
+    assert_eq!(f.counter(&who, &day[0], now).await.map(|c| c.0), Some(3));
 }
 
 // Same caveat as above: relies on moto serving one request at a time (scripts/with-moto.sh).
@@ -113,9 +114,10 @@ async fn fifty_concurrent_multi_window_charges_grant_exactly_three() {
     let f = fixture().await;
     let who = caller("three-a-day-multi");
     let windows = [window("minute", 60, 100), window("day", 86_400, 3)];
-    assert_eq!(fifty_at_once(&f, &who, &windows).await, (3, 47));
-    assert_eq!(f.counter(&who, &windows[0], fixed_now()).await.map(|c| c.0), Some(3), "refusals charged the minute");
-    assert_eq!(f.counter(&who, &windows[1], fixed_now()).await.map(|c| c.0), Some(3));
+    let now = fixed_now();
+    assert_eq!(fifty_at_once(&f, &who, &windows, now).await, (3, 47));
+    assert_eq!(f.counter(&who, &windows[0], now).await.map(|c| c.0), Some(3), "refusals charged the minute");
+    assert_eq!(f.counter(&who, &windows[1], now).await.map(|c| c.0), Some(3));
 }
 
 #[tokio::test]

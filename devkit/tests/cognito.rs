@@ -423,7 +423,8 @@ async fn counters_count_every_token_request() {
 async fn verification_rejects_tampered_foreign_wrong_issuer_and_expired_tokens() {
     let mut cfg = seed_config();
     cfg.clients.push(
-        StandinClient::new("shortlived", "secret", &["customer-api/read"]).token_validity(Duration::from_secs(1)),
+        // 3 s, not 1: `iat` is truncated to the second, so a 1 s token can be left with a tenth of a second to live.
+        StandinClient::new("shortlived", "secret", &["customer-api/read"]).token_validity(Duration::from_secs(3)),
     );
     let s = CognitoStandin::start(cfg).await.unwrap();
     let other = start().await;
@@ -448,8 +449,8 @@ async fn verification_rejects_tampered_foreign_wrong_issuer_and_expired_tokens()
 
     let short = token_from(basic_request(&s, "shortlived", "secret", None).await.json().await.unwrap());
     let claims = s.verify_access_token(&short).unwrap();
-    assert_eq!(claims.exp - claims.iat, 1);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(claims.exp - claims.iat, 3);
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_eq!(s.verify_access_token(&short), Err(VerifyError::Expired));
     s.shutdown().await;
     other.shutdown().await;

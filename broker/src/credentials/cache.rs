@@ -217,11 +217,13 @@ mod tests {
         }
     }
 
+    /// Short enough for a test, long enough that a loaded 2-core CI machine stalling between two statements does not
+    /// step past a limit the test means to stay inside (each sleep below only needs to be a lower bound).
     fn short() -> CacheConfig {
         CacheConfig {
-            ttl: Duration::from_millis(150),
-            max_stale: Duration::from_millis(600),
-            retry_after_failure: Duration::from_millis(100),
+            ttl: Duration::from_millis(500),
+            max_stale: Duration::from_millis(1500),
+            retry_after_failure: Duration::from_millis(1000),
             max_entries: 100,
         }
     }
@@ -260,7 +262,7 @@ mod tests {
         assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
         c.source().insert("orders", creds("second-secret"));
         assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret", "still within the TTL");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(secret(&c.get("orders").await.unwrap()), "second-secret");
         assert_eq!(c.source().calls(), 2);
     }
@@ -270,15 +272,15 @@ mod tests {
         let c = cache(short());
         c.get("orders").await.unwrap();
         c.source().set_unavailable(true);
-        tokio::time::sleep(Duration::from_millis(250)).await; // TTL (150 ms) expired
+        tokio::time::sleep(Duration::from_millis(700)).await; // TTL (500 ms) expired
         assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
         let calls = c.source().calls();
         assert_eq!(calls, 2, "the expired value must have been tried against the source");
         // Within retry_after_failure the stale value is served without hammering the source.
         c.get("orders").await.unwrap();
         assert_eq!(c.source().calls(), calls);
-        // Past ttl + max_stale (750 ms after the fetch): fail closed.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Past ttl + max_stale (2,000 ms after the fetch): fail closed.
+        tokio::time::sleep(Duration::from_millis(1400)).await;
         assert!(matches!(c.get("orders").await, Err(CredentialError::Unavailable(_))));
         // Recovery.
         c.source().set_unavailable(false);
@@ -297,7 +299,7 @@ mod tests {
         let c = cache(short());
         c.get("orders").await.unwrap();
         c.source().remove("orders");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(c.get("orders").await.unwrap_err(), CredentialError::NotFound);
         c.source().insert_raw("orders", SecretString::from("{not json".to_owned()));
         assert!(matches!(c.get("orders").await, Err(CredentialError::Malformed(_))));

@@ -65,9 +65,13 @@ pub fn silent_endpoint() -> (String, std::net::TcpListener) {
 }
 
 /// A fixed moment in the current UTC day, 10 s into a minute, so no window rolls over during a test and the TTLs
-/// computed from it lie in the future.
+/// computed from it lie in the future. In the day's last three minutes it steps back two, so that a test adding a
+/// minute to it stays in the same day.
 pub fn fixed_now() -> SystemTime {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let mut secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    if secs % 86_400 >= 86_400 - 180 {
+        secs -= 120;
+    }
     UNIX_EPOCH + Duration::from_secs(secs - secs % 60 + 10)
 }
 
