@@ -35,6 +35,8 @@ async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> St
             .expect("TB_MOTO_ENDPOINT is not set: run this suite through scripts/with-moto.sh");
         let n: u32 = rand::random();
         opts.aws_endpoint = Some(endpoint);
+        // moto serves one request at a time to every suite of this run: queueing is not a failure here.
+        opts.aws_operation_timeout = Some(Duration::from_secs(10));
         opts.aws_names = AwsNames {
             quota_table: format!("tb-e2e-{tag}-{n}"),
             ssm_prefix: format!("/tb-e2e-{n}/cognito"),

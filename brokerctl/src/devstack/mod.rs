@@ -73,6 +73,9 @@ pub struct DevOptions {
     /// DynamoDB, SSM and S3 on this endpoint instead of the embedded stores.
     pub aws_endpoint: Option<String>,
     pub aws_names: AwsNames,
+    /// With `aws_endpoint`: the DynamoDB and SSM operation timeout instead of the broker's production default. A
+    /// single-threaded emulator shared by parallel test suites can queue a call past the production limit.
+    pub aws_operation_timeout: Option<Duration>,
     /// A real token endpoint instead of the Cognito stand-in (the app-client secrets must then be real ones: put
     /// them in the state directory's `secrets.json`).
     pub token_url: Option<String>,
@@ -95,6 +98,7 @@ impl Default for DevOptions {
             resource_addr: any,
             aws_endpoint: None,
             aws_names: AwsNames::default(),
+            aws_operation_timeout: None,
             token_url: None,
             policy: None,
             gateway: GatewaySettings::default(),
@@ -233,15 +237,18 @@ impl DevStack {
                 let sdk = crate::publish::sdk_config(Some(endpoint)).await;
                 let s3 = crate::publish::s3_client(&sdk, Some(endpoint));
                 prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
-                let ssm = SsmCredentialSource::from_sdk_config(&sdk, SsmConfig::new(names.ssm_prefix.clone()))
-                    .map_err(setup("SSM credential source"))?;
+                let mut ssm_config = SsmConfig::new(names.ssm_prefix.clone());
+                let mut quota_config = DynamoQuotaConfig::new(names.quota_table.clone());
+                if let Some(t) = opts.aws_operation_timeout {
+                    ssm_config.operation_timeout = t;
+                    quota_config.operation_timeout = t;
+                }
+                let ssm =
+                    SsmCredentialSource::from_sdk_config(&sdk, ssm_config).map_err(setup("SSM credential source"))?;
                 (
                     Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
                     Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")),
-                    Arc::new(DynamoQuotaStore::from_sdk_config(
-                        &sdk,
-                        DynamoQuotaConfig::new(names.quota_table.clone()),
-                    )),
+                    Arc::new(DynamoQuotaStore::from_sdk_config(&sdk, quota_config)),
                     Arc::new(CachedCredentials::new(ssm, CacheConfig::default())),
                     CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() },
                 )
