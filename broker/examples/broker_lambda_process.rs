@@ -18,19 +18,15 @@
 //! not how fast DynamoDB is. Everything reached is on loopback. Nothing is asserted about time; answers are
 //! checked (200 and a token) so a misconfigured run cannot pass as a fast one. No secret or token is printed.
 
-use std::path::PathBuf;
-use std::time::SystemTime;
+// The moto helpers of the broker's tests (quota table, SDK config, unique names): one copy of each.
+#[path = "../tests/common_moto/mod.rs"]
+mod common_moto;
 
-use aws_config::{BehaviorVersion, Region};
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
-use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
-};
 use aws_sdk_ssm::types::ParameterType;
+use common_moto::{create_quota_table, sdk_config_in, unique};
 use http::Method;
 use serde_json::{json, Value};
-use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
 use tb_devkit::cognito::{random_secret, CognitoStandin, StandinClient, StandinConfig};
 use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
 use tb_devkit::runtime_api::Outcome;
@@ -71,21 +67,6 @@ callers:
     token_reuse: false
 "#;
 
-/// A name no earlier run against the same moto uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-/// A directory removed when dropped (the policy file the function reads at init).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// moto's endpoint from `scripts/with-moto.sh`; loopback only.
 fn moto_endpoint() -> String {
     match std::env::var("TB_MOTO_ENDPOINT") {
@@ -99,36 +80,6 @@ fn moto_endpoint() -> String {
             std::process::exit(2)
         }
     }
-}
-
-/// The quota table as docs/quota-table.md lays it out (hash key only, TTL on), under a fresh name.
-async fn create_quota_table(client: &aws_sdk_dynamodb::Client) -> String {
-    let name = unique("bench-quota");
-    let key = AttributeDefinition::builder()
-        .attribute_name(KEY_ATTR)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .expect("attribute definition");
-    let schema =
-        KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().expect("key schema");
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(key)
-        .key_schema(schema)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("moto creates the quota table");
-    let ttl = TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().expect("TTL spec");
-    client
-        .update_time_to_live()
-        .table_name(&name)
-        .time_to_live_specification(ttl)
-        .send()
-        .await
-        .expect("moto enables TTL");
-    name
 }
 
 /// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `caller`.
@@ -182,13 +133,8 @@ async fn main() {
     let endpoint = moto_endpoint();
     let load_before = load_average();
 
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
-    let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk)).await;
+    let sdk = sdk_config_in(&endpoint, REGION).await;
+    let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk), "bench-quota").await;
 
     // The Cognito stand-in with one app client per caller, and each client's credentials as an SSM SecureString.
     let clients: Vec<(&str, &str, String)> = CALLERS.iter().map(|(c, id)| (*c, *id, random_secret())).collect();
@@ -211,9 +157,8 @@ async fn main() {
             .expect("moto stores the credentials parameter");
     }
 
-    let dir = TempDir(std::env::temp_dir().join(unique("tb-bench-broker")));
-    std::fs::create_dir_all(&dir.0).expect("a temporary directory can be created");
-    let policy_file = dir.0.join("policy.yaml");
+    let dir = tempfile::Builder::new().prefix("tb-bench-broker-").tempdir().expect("a temporary directory");
+    let policy_file = dir.path().join("policy.yaml");
     std::fs::write(&policy_file, POLICY).expect("the policy file can be written");
     let config = [
         ("POLICY_FILE", policy_file.to_string_lossy().into_owned()),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::*;
-use tb_shared::telemetry::{capture_subscriber, CaptureWriter};
+use tb_shared::telemetry::{capture_default, CaptureWriter};
 
 const GRANT: &str = "grant_type=client_credentials";
 
@@ -46,7 +46,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let logs = CaptureWriter::default();
-    let _guard = tracing::subscriber::set_default(capture_subscriber(logs.clone()));
+    let _guard = capture_default(logs.clone());
     let h = Arc::new(Mutex::new(Some(Harness::with(opts).await)));
     let replies = Arc::new(Mutex::new(Vec::new()));
     scenario(replies.clone(), h.clone()).await;
