@@ -54,9 +54,14 @@ impl fmt::Display for AuthMethod {
 /// What the authorizer established about a caller. Nothing in it is secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerContext {
+    /// The registered caller the credential maps to; the broker grants and counts quota under this id.
     pub caller_id: CallerId,
+    /// Whether the caller came in with a client certificate or a partner JWT.
     pub auth_method: AuthMethod,
+    /// First 16 hex digits of the SHA-256 of the client certificate (DER) or of the JWT, for matching the
+    /// authorizer's and the broker's log lines about one credential.
     pub credential_fingerprint: String,
+    /// The authorizer's policy version; the broker logs it beside its own, so a mismatch shows a deployment in flight.
     pub policy_version: String,
 }
 
@@ -64,10 +69,13 @@ pub struct CallerContext {
 /// pass through the authorizer: the broker answers 500 and issues nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
+    /// The key is absent or null: the route has no authorizer, or it is not this project's authorizer.
     #[error("authorizer context is missing key {0}")]
     Missing(&'static str),
+    /// The key holds an object or array, which API Gateway never produces from an authorizer's context.
     #[error("authorizer context key {0} has a value that is not a string, number or boolean")]
     NotScalar(&'static str),
+    /// The key holds a value this contract never writes (bad caller id, unknown method, oversized string).
     #[error("authorizer context key {0} has an invalid value")]
     Invalid(&'static str),
 }
@@ -197,6 +205,6 @@ mod tests {
 
     /// The proxy event type, imported only for the round-trip test.
     mod aws_proxy {
-        pub use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+        pub(super) use aws_lambda_events::apigw::ApiGatewayProxyRequest;
     }
 }

@@ -16,14 +16,19 @@ pub const MAX_SCOPES: usize = 50;
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The identifier was empty.
     #[error("must not be empty")]
     Empty,
+    /// The identifier exceeded the limit given, in characters.
     #[error("longer than {0} characters")]
     TooLong(usize),
+    /// The identifier contained a character outside the allowed set, which is named.
     #[error("contains a character outside {0}")]
     BadChar(&'static str),
+    /// A scope list named more scopes than the limit given.
     #[error("more than {0} scopes")]
     TooMany(usize),
+    /// A scope list had a leading, trailing or doubled space.
     #[error("scope list is not single-space separated")]
     BadSeparator,
 }

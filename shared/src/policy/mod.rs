@@ -41,16 +41,21 @@ pub struct Policy {
 /// One registered caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The name the caller goes by in logs, metrics, quota counters and the authorizer's context.
     pub id: CallerId,
     /// A disabled caller is recognised but refused (403), so an operator can switch it off without losing its
     /// identity mapping.
     pub enabled: bool,
+    /// Every credential that proves this caller; any one of them is enough.
     pub identities: Vec<Identity>,
     /// Name of the Cognito app client whose credentials the broker uses; the SSM parameter is
     /// `{prefix}/{cognito_client}`.
     pub cognito_client: String,
+    /// The scopes this caller may ask for; a request naming any other is refused.
     pub allowed_scopes: ScopeSet,
+    /// The scopes granted when a request names none (empty: such a request is refused); within `allowed_scopes`.
     pub default_scopes: ScopeSet,
+    /// Grant limits: a grant counts against every window at once and is refused if any is full. Empty: no limit.
     pub quotas: Vec<QuotaWindow>,
     /// Longest access-token lifetime this caller may receive. Cognito's own validity is set per app client; a
     /// longer token from upstream is refused (see the broker's docs).
@@ -90,24 +95,50 @@ pub enum Identity {
     /// Exact DNS SAN (case-insensitive, stored lowercase).
     SanDns(String),
     /// Subject CN together with the issuer's CN, for PKIs without SANs.
-    SubjectCn { cn: String, issuer_cn: String },
+    SubjectCn {
+        /// The certificate's subject CN, exactly.
+        cn: String,
+        /// The issuing CA's CN, so a same-named certificate from another CA does not match.
+        issuer_cn: String,
+    },
     /// SHA-256 of the whole DER certificate, lowercase hex.
     CertSha256(String),
     /// SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex: survives re-issuance with the same key.
     SpkiSha256(String),
     /// A partner JWT: `iss` equals `issuer` and the issuer's subject claim equals `subject`.
-    Jwt { issuer: String, subject: String },
+    Jwt {
+        /// The issuer, as listed under the policy's `issuers`.
+        issuer: String,
+        /// The partner's value of the issuer's subject claim.
+        subject: String,
+    },
 }
 
 /// The lookup key for an identity; two callers may not share one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IdentityKey {
+    /// A URI SAN, exactly as written.
     SanUri(String),
+    /// A DNS SAN, lowercase.
     SanDns(String),
-    SubjectCn { cn: String, issuer_cn: String },
+    /// A subject CN under a given issuer CN.
+    SubjectCn {
+        /// The certificate's subject CN.
+        cn: String,
+        /// The CN of the certificate's issuer.
+        issuer_cn: String,
+    },
+    /// A whole-certificate SHA-256, lowercase hex.
     CertSha256(String),
+    /// A public-key SHA-256, lowercase hex.
     SpkiSha256(String),
-    Jwt { issuer: String, subject: String },
+    /// A partner's subject under one issuer.
+    Jwt {
+        /// The token's `iss`.
+        issuer: String,
+        /// The value of the issuer's subject claim.
+        subject: String,
+    },
 }
 
 impl Identity {
@@ -131,19 +162,26 @@ impl Identity {
 pub struct QuotaWindow {
     /// Stable name used in the counter key and in logs (`minute`, `hour`, `day` or `<n>s`).
     pub name: String,
+    /// How long one window lasts; the count starts again at each multiple of it since the epoch.
     pub length: Duration,
+    /// Grants allowed in one window; the next request is refused with 429 until the window ends.
     pub limit: u64,
 }
 
 /// A trusted partner JWT issuer.
 #[derive(Debug, Clone)]
 pub struct JwtIssuer {
+    /// The `iss` value a token must carry, compared exactly.
     pub issuer: String,
+    /// Where the issuer's signing keys are fetched; https, or http on loopback for development.
     pub jwks_url: String,
+    /// A token's `aud` must name at least one of these.
     pub audiences: Vec<String>,
     /// Only asymmetric algorithms are accepted at load.
     pub algorithms: Vec<JwtAlgorithm>,
+    /// Oldest accepted token, counted from its `iat`, whatever its `exp` says.
     pub max_token_age: Duration,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
     /// Claim whose value identifies the partner (default `sub`).
     pub subject_claim: String,
@@ -152,14 +190,23 @@ pub struct JwtIssuer {
 /// The asymmetric JWS algorithms a partner issuer may be configured with. HMAC and `none` are not representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JwtAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
     RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
     RS512,
+    /// RSASSA-PSS with SHA-256.
     PS256,
+    /// RSASSA-PSS with SHA-384.
     PS384,
+    /// RSASSA-PSS with SHA-512.
     PS512,
+    /// ECDSA on P-256 with SHA-256.
     ES256,
+    /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// Ed25519.
     EdDSA,
 }
 

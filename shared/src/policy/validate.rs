@@ -8,7 +8,7 @@ use super::{Caller, Identity, JwtAlgorithm, JwtIssuer, Policy, QuotaWindow, Usag
 use crate::ids::{CallerId, Scope, ScopeSet};
 
 /// The only document version this build understands.
-pub const POLICY_FORMAT_VERSION: u32 = 1;
+pub(crate) const POLICY_FORMAT_VERSION: u32 = 1;
 /// Upper bound on a caller's token lifetime: Cognito's own maximum access-token validity is one day.
 const MAX_LIFETIME_SECONDS: u64 = 86_400;
 /// Upper bound on a partner token's accepted age; a longer one defeats the point of short-lived assertions.
@@ -22,16 +22,56 @@ const MAX_WINDOW_SECONDS: u64 = 366 * 86_400;
 /// issuer and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// The file could not be read, or is too large to be a policy.
     #[error("{file}: cannot read policy: {reason}")]
-    Io { file: String, reason: String },
+    Io {
+        /// The policy file.
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The file is not YAML of the policy's shape (bad syntax, unknown key, wrong type).
     #[error("{file}: not a valid policy document: {reason}")]
-    Syntax { file: String, reason: String },
+    Syntax {
+        /// The policy file.
+        file: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A top-level field is wrong, such as an unsupported `version`.
     #[error("{file}: {field}: {reason}")]
-    Document { file: String, field: String, reason: String },
+    Document {
+        /// The policy file.
+        file: String,
+        /// The offending top-level field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// One caller's entry is wrong or clashes with another caller's.
     #[error("{file}: caller {caller:?}: {field}: {reason}")]
-    Caller { file: String, caller: String, field: String, reason: String },
+    Caller {
+        /// The policy file.
+        file: String,
+        /// The caller's id as written.
+        caller: String,
+        /// The offending field, dotted for nested ones (`quotas.per`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// One issuer's entry is wrong or duplicates another.
     #[error("{file}: issuer {issuer:?}: {field}: {reason}")]
-    Issuer { file: String, issuer: String, field: String, reason: String },
+    Issuer {
+        /// The policy file.
+        file: String,
+        /// The issuer string as written.
+        issuer: String,
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 struct Ctx<'a> {

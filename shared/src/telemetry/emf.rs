@@ -14,8 +14,11 @@ const MAX_DIMENSIONS: usize = 8;
 /// EMF units used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    /// Occurrences: grants, denials, cache hits.
     Count,
+    /// Durations of calls to outside systems.
     Milliseconds,
+    /// Durations of in-process work too short for milliseconds.
     Microseconds,
 }
 
@@ -119,7 +122,7 @@ impl Metrics {
         }
         let mut line = self.to_json().to_string();
         line.push('\n');
-        let mut out = self.sink.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = crate::sync::lock(&self.sink.out);
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
         self.metrics.clear();

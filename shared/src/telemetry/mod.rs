@@ -26,17 +26,17 @@ pub struct CaptureWriter {
 impl CaptureWriter {
     /// Everything written so far, as lossy UTF-8.
     pub fn contents(&self) -> String {
-        String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        String::from_utf8_lossy(&crate::sync::lock(&self.buf)).into_owned()
     }
     /// Drops what was captured.
     pub fn clear(&self) {
-        self.buf.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        crate::sync::lock(&self.buf).clear();
     }
 }
 
 impl Write for CaptureWriter {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+        crate::sync::lock(&self.buf).extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
