@@ -5,7 +5,13 @@
 //! Nothing here is linked into the Lambda binaries.
 
 pub mod cognito;
+/// The API Gateway proxy events the broker is handed, built in one place instead of one copy per test.
+pub mod events;
+/// Policy documents the tests share, and writing them to a temporary file for `POLICY_FILE`.
+pub mod fixtures;
 pub mod jwt;
 pub mod lambda_bench;
+/// moto's endpoint, SDK clients aimed at it and the resources tests create there (quota table, buckets, parameters).
+pub mod moto;
 pub mod pki;
 pub mod runtime_api;

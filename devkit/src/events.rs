@@ -1,0 +1,269 @@
+//! NOT FOR PRODUCTION. The events API Gateway hands the broker, built the way the REST API builds them, so tests,
+//! examples and benchmarks do not each keep their own copy.
+//!
+//! [`proxy_request`] is the usual case: `POST /oauth2/token` with a form body, after the authorizer allowed a caller
+//! by its client certificate. [`ProxyRequestBuilder`] varies it (how the caller authenticated, the policy version,
+//! headers, the request id, no authorizer context at all); [`lambda_event`] wraps an event with a Lambda deadline
+//! for an in-process handler call.
+//!
+//! ```
+//! use tb_devkit::events::{proxy_request, ProxyRequestBuilder};
+//! use tb_shared::context::{AuthMethod, CallerContext};
+//!
+//! let request = proxy_request("reporting", "grant_type=client_credentials");
+//! let ctx = CallerContext::from_map(&request.request_context.authorizer.fields).unwrap();
+//! assert_eq!(ctx.caller_id.to_string(), "reporting");
+//!
+//! let partner = ProxyRequestBuilder::new("partner-sync", "grant_type=client_credentials")
+//!     .auth_method(AuthMethod::Jwt)
+//!     .header("authorization", "Bearer not-a-real-token")
+//!     .build();
+//! assert_eq!(partner.headers["authorization"], "Bearer not-a-real-token");
+//! ```
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyRequestContext, ApiGatewayRequestIdentity};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::ids::CallerId;
+
+/// The broker's one route.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+/// The content type of a token request body.
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+/// The credential fingerprint the events carry unless [`ProxyRequestBuilder::credential_fingerprint`] sets another.
+pub const DEFAULT_FINGERPRINT: &str = "9f86d081884c7d65";
+/// The policy version the events carry unless [`ProxyRequestBuilder::policy_version`] sets another.
+pub const DEFAULT_POLICY_VERSION: &str = "0123456789abcdef";
+
+/// The host name and client address the events come from (documentation ranges, nothing real).
+const HOST: &str = "tokens.example.internal";
+const SOURCE_IP: &str = "203.0.113.7";
+const USER_AGENT: &str = "curl/8.5.0";
+const ACCOUNT_ID: &str = "123456789012";
+const API_ID: &str = "a1b2c3d4e5";
+const STAGE: &str = "prod";
+
+/// The proxy event for `POST /oauth2/token` with `body` after the authorizer allowed `caller` by mutual TLS: the
+/// caller context in `requestContext.authorizer` exactly as `tb_shared::context` writes it, next to the
+/// `principalId` and `integrationLatency` API Gateway adds. Panics if `caller` is not a valid caller id.
+pub fn proxy_request(caller: &str, body: &str) -> ApiGatewayProxyRequest {
+    ProxyRequestBuilder::new(caller, body).build()
+}
+
+/// `event` as a Lambda invocation whose deadline is `deadline`, for calling a handler in process.
+pub fn lambda_event<T>(event: T, deadline: SystemTime) -> LambdaEvent<T> {
+    let mut ctx = Context::default();
+    ctx.deadline = deadline.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    LambdaEvent::new(event, ctx)
+}
+
+/// A variation of [`proxy_request`]. Headers are those a client behind API Gateway's custom domain arrives with
+/// (`accept`, `content-type` form, `host`, `user-agent`, `x-amzn-trace-id`, `x-forwarded-*`), each also in
+/// `multiValueHeaders` as API Gateway sends it.
+#[derive(Debug, Clone)]
+pub struct ProxyRequestBuilder {
+    context: Option<CallerContext>,
+    body: String,
+    headers: Vec<(String, String)>,
+    request_id: Option<String>,
+}
+
+impl ProxyRequestBuilder {
+    /// The event [`proxy_request`] builds. Panics if `caller` is not a valid caller id.
+    pub fn new(caller: &str, body: &str) -> Self {
+        let caller_id = CallerId::try_from(caller).unwrap_or_else(|e| panic!("caller id {caller:?}: {e}"));
+        let context = CallerContext {
+            caller_id,
+            auth_method: AuthMethod::Mtls,
+            credential_fingerprint: DEFAULT_FINGERPRINT.to_owned(),
+            policy_version: DEFAULT_POLICY_VERSION.to_owned(),
+        };
+        let trace = "Root=1-67891233-abcdef012345678912345678";
+        let headers = [
+            ("accept", "application/json"),
+            ("content-type", FORM_CONTENT_TYPE),
+            ("host", HOST),
+            ("user-agent", USER_AGENT),
+            ("x-amzn-trace-id", trace),
+            ("x-forwarded-for", SOURCE_IP),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-proto", "https"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        ProxyRequestBuilder { context: Some(context), body: body.to_owned(), headers, request_id: None }
+    }
+
+    /// How the authorizer says the caller authenticated (default mutual TLS).
+    pub fn auth_method(mut self, method: AuthMethod) -> Self {
+        if let Some(c) = self.context.as_mut() {
+            c.auth_method = method;
+        }
+        self
+    }
+
+    /// The credential fingerprint in the context (default [`DEFAULT_FINGERPRINT`]).
+    pub fn credential_fingerprint(mut self, fingerprint: &str) -> Self {
+        if let Some(c) = self.context.as_mut() {
+            c.credential_fingerprint = fingerprint.to_owned();
+        }
+        self
+    }
+
+    /// The policy version the authorizer decided with (default [`DEFAULT_POLICY_VERSION`]).
+    pub fn policy_version(mut self, version: &str) -> Self {
+        if let Some(c) = self.context.as_mut() {
+            c.policy_version = version.to_owned();
+        }
+        self
+    }
+
+    /// No `requestContext.authorizer` at all: a request that did not pass the authorizer (a misconfigured gateway).
+    pub fn without_authorizer(mut self) -> Self {
+        self.context = None;
+        self
+    }
+
+    /// Sets header `name` (case-insensitive) to `value`, replacing a default of that name.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        let name = name.to_ascii_lowercase();
+        self.headers.retain(|(k, _)| *k != name);
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// The request id API Gateway assigned (default: a fresh random one per event).
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_owned());
+        self
+    }
+
+    /// The event. Panics on a header name or value HTTP does not allow.
+    pub fn build(self) -> ApiGatewayProxyRequest {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &self.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("header name {k:?}: {e}"));
+            let value = HeaderValue::from_str(v).unwrap_or_else(|e| panic!("header {k} value {v:?}: {e}"));
+            headers.insert(name, value);
+        }
+
+        let mut identity = ApiGatewayRequestIdentity::default();
+        identity.source_ip = Some(SOURCE_IP.to_owned());
+        identity.user_agent = Some(USER_AGENT.to_owned());
+
+        let mut ctx = ApiGatewayProxyRequestContext::default();
+        ctx.account_id = Some(ACCOUNT_ID.to_owned());
+        ctx.apiid = Some(API_ID.to_owned());
+        ctx.resource_id = Some("x1y2z3".to_owned());
+        ctx.resource_path = Some(TOKEN_PATH.to_owned());
+        ctx.path = Some(TOKEN_PATH.to_owned());
+        ctx.http_method = Method::POST;
+        ctx.stage = Some(STAGE.to_owned());
+        ctx.protocol = Some("HTTP/1.1".to_owned());
+        ctx.domain_name = Some(HOST.to_owned());
+        ctx.domain_prefix = HOST.split('.').next().map(str::to_owned);
+        ctx.request_id = Some(self.request_id.unwrap_or_else(random_request_id));
+        ctx.request_time_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        ctx.identity = identity;
+        if let Some(caller) = &self.context {
+            // API Gateway copies the authorizer's context next to these two.
+            let mut fields: HashMap<String, Value> = caller.to_map();
+            fields.insert("principalId".to_owned(), Value::String(caller.caller_id.to_string()));
+            fields.insert("integrationLatency".to_owned(), Value::from(12));
+            ctx.authorizer.fields = fields;
+        }
+
+        let mut r = ApiGatewayProxyRequest::default();
+        r.resource = Some(TOKEN_PATH.to_owned());
+        r.path = Some(TOKEN_PATH.to_owned());
+        r.http_method = Method::POST;
+        r.multi_value_headers = headers.clone();
+        r.headers = headers;
+        r.body = Some(self.body);
+        r.is_base64_encoded = false;
+        r.request_context = ctx;
+        r
+    }
+
+    /// [`ProxyRequestBuilder::build`] as the JSON a function binary reads from the Runtime API.
+    pub fn to_json(self) -> Value {
+        serde_json::to_value(self.build()).expect("a proxy event serialises")
+    }
+}
+
+/// A request id shaped like API Gateway's (a UUID).
+fn random_request_id() -> String {
+    let n: u128 = rand::random();
+    let h = format!("{n:032x}");
+    format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_reads_back_the_caller_the_event_carries() {
+        let r = proxy_request("order-processing", "grant_type=client_credentials");
+        let ctx = CallerContext::from_map(&r.request_context.authorizer.fields).unwrap();
+        assert_eq!(ctx.caller_id.to_string(), "order-processing");
+        assert_eq!(ctx.auth_method, AuthMethod::Mtls);
+        assert_eq!(ctx.credential_fingerprint, DEFAULT_FINGERPRINT);
+        assert_eq!(ctx.policy_version, DEFAULT_POLICY_VERSION);
+        assert_eq!(r.http_method, Method::POST);
+        assert_eq!(r.path.as_deref(), Some(TOKEN_PATH));
+        assert_eq!(r.headers["content-type"], FORM_CONTENT_TYPE);
+        assert_eq!(r.multi_value_headers["content-type"], FORM_CONTENT_TYPE);
+        assert_eq!(r.body.as_deref(), Some("grant_type=client_credentials"));
+        let id = r.request_context.request_id.unwrap();
+        assert_eq!((id.len(), id.matches('-').count()), (36, 4), "{id}");
+    }
+
+    #[test]
+    fn variants() {
+        let r = ProxyRequestBuilder::new("partner", "x=1")
+            .auth_method(AuthMethod::Jwt)
+            .credential_fingerprint("aaaa")
+            .policy_version("v2")
+            .header("Content-Type", "application/json")
+            .request_id("req-1")
+            .build();
+        let ctx = CallerContext::from_map(&r.request_context.authorizer.fields).unwrap();
+        assert_eq!(
+            (ctx.auth_method, ctx.credential_fingerprint.as_str(), ctx.policy_version.as_str()),
+            (AuthMethod::Jwt, "aaaa", "v2")
+        );
+        assert_eq!(r.headers.get_all("content-type").iter().count(), 1);
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(r.request_context.request_id.as_deref(), Some("req-1"));
+
+        let none = ProxyRequestBuilder::new("partner", "x=1").without_authorizer().to_json();
+        assert!(none["requestContext"].get("authorizer").is_none(), "{none}");
+    }
+
+    /// The JSON a function binary reads has the REST API's shape: the context flat in `requestContext.authorizer`.
+    #[test]
+    fn json_has_the_rest_api_shape() {
+        let v = ProxyRequestBuilder::new("reporting", "grant_type=client_credentials").to_json();
+        assert_eq!(v["httpMethod"], "POST");
+        assert_eq!(v["requestContext"]["authorizer"]["callerId"], "reporting");
+        assert_eq!(v["requestContext"]["authorizer"]["principalId"], "reporting");
+        assert_eq!(v["requestContext"]["authorizer"]["authMethod"], "mtls");
+        assert_eq!(v["multiValueHeaders"]["content-type"][0], FORM_CONTENT_TYPE);
+        let back: ApiGatewayProxyRequest = serde_json::from_value(v).unwrap();
+        assert!(CallerContext::from_map(&back.request_context.authorizer.fields).is_ok());
+    }
+
+    #[test]
+    fn lambda_event_carries_the_deadline() {
+        let deadline = UNIX_EPOCH + std::time::Duration::from_millis(1_795_143_600_123);
+        let e = lambda_event(proxy_request("reporting", ""), deadline);
+        assert_eq!(e.context.deadline, 1_795_143_600_123);
+    }
+}
