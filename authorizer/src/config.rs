@@ -1,104 +1,96 @@
-//! Typed configuration, read once at cold start from the environment. A bad value stops the function at init
+//! The authorizer's configuration, read once at cold start through [`tb_shared::env`] (the rules both functions
+//! share: empty means unset, whole numbers in a range, secrets with a floor). A bad value stops the function at init
 //! with a message naming the variable, rather than failing (or worse, passing) requests later.
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `POLICY_FILE` | path of the policy document bundled with the function | `policy.yaml` next to the binary's working directory |
+//! | `POLICY_FILE` | path of the policy document bundled with the function | required |
 //! | `TRUSTSTORE_URI` | `s3://bucket/key` or a file path of the CA bundle (PEM); required when the policy has certificate callers | none |
 //! | `TRUSTSTORE_VERSION` | S3 version id to pin (the one the custom domain uses) | latest |
 //! | `CRL_URI` | `s3://bucket/key` or a file path of a CRL bundle (PEM or DER) | none: no revocation checking |
-//! | `TRUST_REFRESH_SECONDS` | how often the truststore and CRL ETags are checked | 60 |
-//! | `DECISION_CACHE_TTL_SECONDS` | longest reuse of a decision | 60 |
-//! | `DECISION_CACHE_MAX_ENTRIES` | size bound of the decision cache | 10000 |
-//! | `JWKS_REFETCH_COOLDOWN_SECONDS` | least time between two JWKS fetches caused by unknown `kid`s | 60 |
-//! | `CALLER_HASH_KEY` | key for hashed caller ids in logs, when the policy asks for hashing | none |
+//! | `TRUST_REFRESH_SECONDS` | how often the truststore and CRL ETags are checked (0..3600) | 60 |
+//! | `DECISION_CACHE_TTL_SECONDS` | longest reuse of a decision (0..3600) | 60 |
+//! | `DECISION_CACHE_MAX_ENTRIES` | size bound of the decision cache (1..1000000) | 10000 |
+//! | `JWKS_REFETCH_COOLDOWN_SECONDS` | least time between two JWKS fetches caused by unknown `kid`s (0..3600) | 60 |
+//! | `CALLER_HASH_KEY` | key for hashed caller ids in logs, when the policy asks for hashing (≥ 16 bytes) | none |
 //! | `METRICS_NAMESPACE` | CloudWatch namespace of EMF metrics | `TokenBroker` |
 //! | `LOG_LEVEL` | `error`, `warn`, `info`, `debug` (`trace` is lowered to `debug`) | `info` |
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::SecretString;
+use tb_shared::env::{ConfigError, Env};
+
 /// Where an object (truststore, CRLs) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectLocation {
-    S3 { uri: String, version: Option<String> },
+    /// An S3 object, optionally pinned to a version.
+    S3 {
+        /// `s3://bucket/key`.
+        uri: String,
+        /// The S3 version id, or the latest version when `None`.
+        version: Option<String>,
+    },
+    /// A file (the local stack, or a file bundled with the function).
     File(PathBuf),
 }
 
-/// The authorizer's configuration.
+/// The authorizer's configuration. `Debug` hides the hash key (it is a [`SecretString`]).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The policy document.
     pub policy_file: PathBuf,
+    /// The CA bundle; `None` when the deployment has no certificate callers.
     pub truststore: Option<ObjectLocation>,
+    /// The CRL bundle; `None` turns revocation checking off.
     pub crls: Option<ObjectLocation>,
+    /// How often trust material is re-read (by ETag).
     pub trust_refresh: Duration,
+    /// Longest reuse of a decision.
     pub decision_cache_ttl: Duration,
+    /// Size bound of the decision cache.
     pub decision_cache_max_entries: u64,
+    /// Least time between two JWKS fetches caused by unknown `kid`s.
     pub jwks_refetch_cooldown: Duration,
-    pub caller_hash_key: Option<Vec<u8>>,
+    /// Key for hashed caller ids in logs.
+    pub caller_hash_key: Option<SecretString>,
+    /// CloudWatch namespace of the metrics.
     pub metrics_namespace: String,
-}
-
-/// A configuration value that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration: {var}: {reason}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub reason: String,
 }
 
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::read(&Env::process())
     }
 
-    /// Reads the configuration through `get` (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let secs = |var: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
-            match get(var) {
-                None => Ok(Duration::from_secs(default)),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if n <= max => Ok(Duration::from_secs(n)),
-                    _ => Err(ConfigError { var, reason: format!("expected whole seconds 0..={max}") }),
-                },
+    /// Reads the configuration from any [`Env`] (the local stack and tests pass a map).
+    pub fn read(env: &Env<'_>) -> Result<Config, ConfigError> {
+        let location = |var: &'static str, version_var: Option<&'static str>| -> Result<_, ConfigError> {
+            let Some(v) = env.optional(var) else { return Ok(None) };
+            if let Some(rest) = v.strip_prefix("s3://") {
+                if !rest.contains('/') || rest.starts_with('/') || rest.ends_with('/') {
+                    return Err(ConfigError::new(var, "expected s3://bucket/key"));
+                }
+                let version = version_var.and_then(|vv| env.optional(vv));
+                Ok(Some(ObjectLocation::S3 { uri: v, version }))
+            } else if v.contains("://") {
+                Err(ConfigError::new(var, "only s3:// URIs or file paths are supported"))
+            } else {
+                Ok(Some(ObjectLocation::File(PathBuf::from(v))))
             }
         };
-        let location =
-            |var: &'static str, version_var: Option<&'static str>| -> Result<Option<ObjectLocation>, ConfigError> {
-                let Some(v) = get(var).filter(|v| !v.trim().is_empty()) else { return Ok(None) };
-                let v = v.trim().to_owned();
-                if let Some(rest) = v.strip_prefix("s3://") {
-                    if !rest.contains('/') || rest.starts_with('/') || rest.ends_with('/') {
-                        return Err(ConfigError { var, reason: "expected s3://bucket/key".into() });
-                    }
-                    let version = version_var.and_then(&get).filter(|s| !s.is_empty());
-                    Ok(Some(ObjectLocation::S3 { uri: v, version }))
-                } else if v.contains("://") {
-                    Err(ConfigError { var, reason: "only s3:// URIs or file paths are supported".into() })
-                } else {
-                    Ok(Some(ObjectLocation::File(PathBuf::from(v))))
-                }
-            };
-        let max_entries = match get("DECISION_CACHE_MAX_ENTRIES") {
-            None => 10_000,
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or(ConfigError { var: "DECISION_CACHE_MAX_ENTRIES", reason: "expected 1..=1000000".into() })?,
-        };
         Ok(Config {
-            policy_file: PathBuf::from(get("POLICY_FILE").unwrap_or_else(|| "policy.yaml".into())),
+            policy_file: env.policy_file()?,
             truststore: location("TRUSTSTORE_URI", Some("TRUSTSTORE_VERSION"))?,
             crls: location("CRL_URI", None)?,
-            trust_refresh: secs("TRUST_REFRESH_SECONDS", 60, 3600)?,
-            decision_cache_ttl: secs("DECISION_CACHE_TTL_SECONDS", 60, 3600)?,
-            decision_cache_max_entries: max_entries,
-            jwks_refetch_cooldown: secs("JWKS_REFETCH_COOLDOWN_SECONDS", 60, 3600)?,
-            caller_hash_key: get("CALLER_HASH_KEY").filter(|k| !k.is_empty()).map(String::into_bytes),
-            metrics_namespace: get("METRICS_NAMESPACE").unwrap_or_else(|| "TokenBroker".into()),
+            trust_refresh: env.seconds("TRUST_REFRESH_SECONDS", 60, 0..=3600)?,
+            decision_cache_ttl: env.seconds("DECISION_CACHE_TTL_SECONDS", 60, 0..=3600)?,
+            decision_cache_max_entries: env.number("DECISION_CACHE_MAX_ENTRIES", 10_000, 1..=1_000_000)?,
+            jwks_refetch_cooldown: env.seconds("JWKS_REFETCH_COOLDOWN_SECONDS", 60, 0..=3600)?,
+            caller_hash_key: env.caller_hash_key()?,
+            metrics_namespace: env.metrics_namespace()?,
         })
     }
 }
@@ -106,11 +98,11 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| m.get(k).cloned())
+    fn cfg(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut all = vec![("POLICY_FILE", "/p.yaml")];
+        all.extend_from_slice(pairs);
+        Config::read(&Env::from_pairs(all.iter().copied()))
     }
 
     #[test]
@@ -137,5 +129,6 @@ mod tests {
         assert_eq!(cfg(&[("TRUSTSTORE_URI", "s3://bucket-only")]).unwrap_err().var, "TRUSTSTORE_URI");
         assert_eq!(cfg(&[("CRL_URI", "https://x/crl")]).unwrap_err().var, "CRL_URI");
         assert_eq!(cfg(&[("DECISION_CACHE_MAX_ENTRIES", "0")]).unwrap_err().var, "DECISION_CACHE_MAX_ENTRIES");
+        assert_eq!(Config::read(&Env::from_pairs::<&str, &str>([])).unwrap_err().var, "POLICY_FILE");
     }
 }

@@ -4,7 +4,7 @@
 //! of the JWT. An entry never outlives the credential (certificate `notAfter`, token `exp`) nor the configured TTL,
 //! and the whole cache is dropped when the truststore or CRLs change, so a rotation or a revocation takes effect on
 //! the next refresh. Because the key is the credential itself, the gateway's own cache can be off for mTLS callers
-//! (see README, "Caching") at little cost.
+//! (see docs/design.md, "Caching", and docs/runbooks/caching.md) at little cost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,15 +47,20 @@ pub struct Presented<'a> {
 /// The outcome for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
+    /// A known, enabled caller: API Gateway calls the broker with this context.
     Allow(Allow),
+    /// A verified credential that is refused: 403.
     Deny(Deny),
+    /// No usable credential: 401.
     Unauthorized(UnauthorizedReason),
 }
 
 /// An allowed caller and what the broker will read about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allow {
+    /// What the broker reads from `requestContext.authorizer`.
     pub context: CallerContext,
+    /// The caller's usage-plan API key, returned as `usageIdentifierKey`.
     pub usage_plan_key: Option<UsagePlanKey>,
 }
 
@@ -64,12 +69,15 @@ pub struct Allow {
 pub struct Deny {
     /// The caller id when known, else `unknown`; becomes `principalId`.
     pub principal: String,
+    /// The caller the credential belongs to, when it maps to one.
     pub caller: Option<CallerId>,
+    /// Why it was refused.
     pub reason: DenyReason,
+    /// The credential's non-secret fingerprint, for correlating logs.
     pub fingerprint: String,
 }
 
-/// Why a verified credential was refused. The `as_str` codes appear in logs and metrics.
+/// Why a verified credential was refused. The `code()` values appear in logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
     /// No caller is registered for this credential.
@@ -86,7 +94,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Stable code for logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub fn code(self) -> &'static str {
         match self {
             DenyReason::UnknownCaller => "unknown_caller",
             DenyReason::AmbiguousCaller => "ambiguous_caller",
@@ -116,7 +124,7 @@ pub enum UnauthorizedReason {
 
 impl UnauthorizedReason {
     /// Stable code for logs and metrics.
-    pub fn as_str(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             UnauthorizedReason::NoCredential => "no_credential",
             UnauthorizedReason::MalformedAuthorization => "malformed_authorization",
@@ -181,7 +189,9 @@ impl std::fmt::Debug for Authorizer {
 /// What one decision cost, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DecisionInfo {
+    /// The decision came from the decision cache.
     pub cache_hit: bool,
+    /// Trust material changed before this decision (and the cache was cleared).
     pub trust_refreshed: bool,
 }
 
@@ -289,7 +299,8 @@ impl Authorizer {
             let cert = match certs.verify_pem(pem, now) {
                 Ok(c) => c,
                 Err(e) if e.is_revoked() => {
-                    // The certificate is ours but revoked: name its owner if the policy knows it, for operators.
+                    // Issued by our CA but revoked: an explicit Deny. The owner is not looked up: identity rules only ever run
+                    // on a certificate that passed every check.
                     return (self.deny(None, DenyReason::RevokedCertificate, &fingerprint), Some(now + self.cache_ttl));
                 }
                 Err(e) => return (Decision::Unauthorized(UnauthorizedReason::InvalidCertificate(e.to_string())), None),
@@ -313,7 +324,7 @@ impl Authorizer {
             let Some(jwts) = &self.jwts else {
                 return (Decision::Unauthorized(UnauthorizedReason::JwtNotAccepted), None);
             };
-            let jwt = match jwts.verify(token).await {
+            let jwt = match jwts.verify(token, now).await {
                 Ok(j) => j,
                 Err(e) => return (Decision::Unauthorized(UnauthorizedReason::InvalidJwt(e.to_string())), None),
             };

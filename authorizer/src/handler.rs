@@ -6,22 +6,16 @@ use std::time::{Instant, SystemTime};
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest as RequestEvent;
 use http::header::AUTHORIZATION;
 use lambda_runtime::LambdaEvent;
-use tb_shared::telemetry::{CallerIdHasher, MetricsSink, Unit};
+use tb_shared::telemetry::Unit;
 
-use crate::decision::{Authorizer, Decision, Presented, UnauthorizedReason};
+use crate::app::App;
+use crate::decision::{Decision, Presented, UnauthorizedReason};
+use crate::metrics::{names, SERVICE};
 use crate::response::{respond, AuthorizerResponse, Unauthorized};
 
-/// Everything a warm authorizer keeps between invocations.
-#[derive(Debug)]
-pub struct App {
-    pub authorizer: Authorizer,
-    pub metrics: MetricsSink,
-    pub hasher: CallerIdHasher,
-}
-
-/// Handles one REQUEST authorizer event.
+/// Handles one REQUEST authorizer event, at the time the app's clock gives.
 pub async fn handle(app: &App, event: LambdaEvent<RequestEvent>) -> Result<AuthorizerResponse, Unauthorized> {
-    handle_request(app, &event.payload, SystemTime::now()).await
+    handle_request(app, &event.payload, app.clock.now()).await
 }
 
 /// The handler's work on a parsed event at a given time (the seam tests and benchmarks use).
@@ -40,7 +34,7 @@ pub async fn handle_request(
     };
 
     let mut m = app.metrics.start();
-    m.dimension("Service", "authorizer").property("requestId", request_id);
+    m.dimension("Service", SERVICE).property("requestId", request_id);
     match &decision {
         Decision::Allow(a) => {
             tracing::info!(
@@ -53,7 +47,7 @@ pub async fn handle_request(
                 cache_hit = info.cache_hit,
                 "caller allowed"
             );
-            m.put("Allows", Unit::Count, 1.0);
+            m.put(names::ALLOWS, Unit::Count, 1.0);
         }
         Decision::Deny(d) => {
             let caller = d.caller.as_ref().map(|c| app.hasher.display(c)).unwrap_or_else(|| "unknown".into());
@@ -61,36 +55,36 @@ pub async fn handle_request(
                 event = "decision",
                 request_id,
                 decision = "deny",
-                reason = d.reason.as_str(),
+                reason = d.reason.code(),
                 caller = %caller,
                 credential = %d.fingerprint,
                 cache_hit = info.cache_hit,
                 "caller denied"
             );
-            m.put("Denials", Unit::Count, 1.0).property("reason", d.reason.as_str());
+            m.put(names::DENIALS, Unit::Count, 1.0).property("reason", d.reason.code());
         }
         Decision::Unauthorized(r) => {
             tracing::warn!(
                 event = "decision",
                 request_id,
                 decision = "unauthorized",
-                reason = r.as_str(),
+                reason = r.code(),
                 detail = r.detail(),
                 "credential missing or invalid"
             );
-            m.put("Unauthorized", Unit::Count, 1.0).property("reason", r.as_str());
+            m.put(names::UNAUTHORIZED, Unit::Count, 1.0).property("reason", r.code());
         }
     }
     if info.cache_hit {
-        m.put("DecisionCacheHits", Unit::Count, 1.0);
+        m.put(names::DECISION_CACHE_HITS, Unit::Count, 1.0);
     }
-    m.put("DecisionLatency", Unit::Microseconds, started.elapsed().as_micros() as f64);
+    m.put(names::DECISION_LATENCY, Unit::Microseconds, started.elapsed().as_micros() as f64);
     m.flush();
 
     let answer = respond(&decision, method_arn);
     if answer.is_err() && !matches!(decision, Decision::Unauthorized(_)) {
         tracing::error!(event = "bad_method_arn", request_id, "methodArn is not an execute-api ARN; refusing");
-        app.metrics.start().dimension("Service", "authorizer").put("AuthorizerErrors", Unit::Count, 1.0).flush();
+        app.metrics.start().dimension("Service", SERVICE).put(names::AUTHORIZER_ERRORS, Unit::Count, 1.0).flush();
     }
     answer
 }

@@ -1,12 +1,43 @@
 //! The REQUEST authorizer Lambda: works out who is calling, from an mTLS client certificate or a partner JWT, and
 //! answers API Gateway with an Allow carrying the caller context, an explicit Deny, or `Unauthorized`.
 //!
-//! `main.rs` only builds an [`handler::App`] once ([`setup::build_app`]) and hands events to [`handler::handle`].
+//! Read in this order:
+//! - [`Config`] (the environment) and [`build`] with its [`Deps`] (the adapters): the one composition root that the
+//!   Lambda's `main`, the local stack, `brokerctl policy explain`, the tests and the benchmarks share;
+//! - [`handle`] / [`handle_request`]: one event in, the answer out, with its log line and metrics;
+//! - [`Authorizer::decide`]: presented credentials to a [`Decision`], with the decision cache;
+//! - the certificate path ([`CertVerifier`], [`identify`]) and the JWT path ([`JwtVerifier`]);
+//! - [`respond`]: a decision to the response API Gateway expects;
+//! - the adapters for trust material ([`ObjectSource`]: S3, file, memory) and partner keys ([`JwksFetcher`]:
+//!   HTTPS, memory).
 
-pub mod config;
-pub mod decision;
-pub mod handler;
-pub mod jwt;
-pub mod mtls;
-pub mod response;
-pub mod setup;
+#![warn(missing_docs, unreachable_pub)]
+
+mod app;
+mod config;
+mod decision;
+mod handler;
+mod jwt;
+mod metrics;
+mod mtls;
+mod response;
+mod sources;
+
+pub use app::{build, App, Deps, InitError, TrustSources};
+pub use config::{Config, ObjectLocation};
+pub use decision::{
+    Allow, Authorizer, Decision, DecisionCacheConfig, DecisionInfo, Deny, DenyReason, Presented, UnauthorizedReason,
+    MAX_BEARER_BYTES,
+};
+pub use handler::{handle, handle_request};
+pub use jwt::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
+pub use metrics::{names as metric_names, SERVICE as METRICS_SERVICE};
+pub use mtls::{
+    identify, load_crls, load_truststore, CertError, CertVerifier, CrlSummary, IdentifyError, MtlsConfig, MtlsError,
+    TruststoreSummary, VerifiedCert,
+};
+pub use response::{respond, token_resource_arn, AuthorizerResponse, Unauthorized};
+pub use sources::{
+    Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher,
+    MemoryObjectSource, ObjectSource, S3ObjectSource, SourceError,
+};

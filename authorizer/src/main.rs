@@ -1,16 +1,12 @@
-//! The authorizer Lambda binary: configuration and clients once at cold start, then one handler per event.
+//! The authorizer Lambda binary: configuration and adapters once at cold start, then one handler call per event.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tb_authorizer::{config::Config, handler, setup};
+use tb_authorizer::{build, handle, Config, Deps, InitError};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tb_shared::telemetry::init_lambda_logging("authorizer");
-    let app = match Config::from_env().map_err(setup::SetupError::from) {
-        Ok(cfg) => setup::build_app(&cfg).await,
-        Err(e) => Err(e),
-    };
-    let app = match app {
+    let app = match init().await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(event = "init_failed", error = %e, "authorizer cannot start");
@@ -19,5 +15,11 @@ async fn main() -> Result<(), Error> {
         }
     };
     let app = &app;
-    run(service_fn(move |event: LambdaEvent<_>| async move { handler::handle(app, event).await })).await
+    run(service_fn(move |event: LambdaEvent<_>| async move { handle(app, event).await })).await
+}
+
+async fn init() -> Result<tb_authorizer::App, InitError> {
+    let cfg = Config::from_env()?;
+    let deps = Deps::from_config(&cfg).await?;
+    build(&cfg, deps).await
 }

@@ -15,19 +15,23 @@ use serde_json::Value;
 use crate::decision::Decision;
 
 /// The only HTTP method and resource this authorizer ever allows.
-pub const TOKEN_METHOD: &str = "POST";
+pub(crate) const TOKEN_METHOD: &str = "POST";
 /// The token resource path.
-pub const TOKEN_RESOURCE: &str = "oauth2/token";
+pub(crate) const TOKEN_RESOURCE: &str = "oauth2/token";
 
 /// A REQUEST authorizer response. Written by hand rather than taken from `aws_lambda_events` so that
 /// `usageIdentifierKey` is omitted instead of sent as `null`, and the JSON is exactly what the docs show.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizerResponse {
+    /// The caller id (or `unknown` on a Deny).
     pub principal_id: String,
+    /// Allow or Deny on the token method.
     pub policy_document: PolicyDocument,
+    /// The caller context (flat strings), on an Allow.
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub context: HashMap<String, Value>,
+    /// The usage-plan API key, when the caller has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_identifier_key: Option<String>,
 }

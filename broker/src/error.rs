@@ -4,18 +4,18 @@
 //! an HTTP status, an RFC 6749 §5.2 error code, a `Retry-After` value and a caller-facing description. Descriptions
 //! are fixed strings chosen here: they never carry an upstream body, a table or parameter name, the Cognito domain or
 //! any text that came from a dependency's error, so nothing internal can leak through an error body. What operators
-//! need (the internal reason) goes to logs via [`BrokerError::reason`], which is also a fixed string.
+//! need (the internal reason) goes to logs via [`BrokerError::code`], which is also a fixed string.
 
 use std::time::Duration;
 
 use tb_shared::context::ContextError;
 
 /// `Retry-After` when the quota store cannot answer: a brief DynamoDB blip should not stall callers long.
-pub const RETRY_AFTER_QUOTA_STORE: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_AFTER_QUOTA_STORE: Duration = Duration::from_secs(2);
 /// `Retry-After` when credentials cannot be read and none is cached: SSM outages tend to last longer.
-pub const RETRY_AFTER_CREDENTIALS: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_AFTER_CREDENTIALS: Duration = Duration::from_secs(5);
 /// `Retry-After` when Cognito timed out or answered 5xx/throttled and the breaker is still closed.
-pub const RETRY_AFTER_UPSTREAM: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_AFTER_UPSTREAM: Duration = Duration::from_secs(2);
 
 /// Everything that can stop a grant. Variants carry only what the mapping or the logs need, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +49,12 @@ pub enum BrokerError {
     AccessDenied(&'static str),
     /// A quota window is full.
     #[error("quota exhausted in window {window}")]
-    QuotaExhausted { retry_after: Duration, window: String },
+    QuotaExhausted {
+        /// Until every full window has reset.
+        retry_after: Duration,
+        /// The name of a full window, for logs.
+        window: String,
+    },
     /// The quota store could not answer; the broker fails closed.
     #[error("quota store unavailable")]
     QuotaUnavailable,
@@ -61,7 +66,12 @@ pub enum BrokerError {
     CredentialsMisconfigured,
     /// Cognito is down, slow, throttling, or the breaker is open.
     #[error("upstream unavailable: {reason}")]
-    UpstreamUnavailable { reason: &'static str, retry_after: Duration },
+    UpstreamUnavailable {
+        /// A fixed code for logs (timeout, 5xx, throttled, breaker open).
+        reason: &'static str,
+        /// What the caller is told to wait.
+        retry_after: Duration,
+    },
     /// Cognito refused our own client credentials even after one refresh.
     #[error("upstream refused our client credentials")]
     UpstreamInvalidClient,
@@ -131,7 +141,7 @@ impl BrokerError {
     }
 
     /// A short, fixed, log- and metric-safe name for why the request was refused (the EMF `Reason` dimension).
-    pub fn reason(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             BrokerError::MethodNotAllowed => "method_not_allowed",
             BrokerError::UnsupportedMediaType => "unsupported_media_type",
@@ -155,7 +165,7 @@ impl BrokerError {
 }
 
 /// `Retry-After` in whole seconds, rounded up and at least 1 (a 0 would invite an immediate retry storm).
-pub fn retry_after_seconds(d: Duration) -> u64 {
+pub(crate) fn retry_after_seconds(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
 }

@@ -11,7 +11,6 @@
 //! 4. Token reuse (when the caller has it on): a hit costs no quota, since quota meters Cognito grants.
 //! 5. Quota charge (fails closed), credentials, the Cognito call; any failure after the charge refunds it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
@@ -20,31 +19,18 @@ use secrecy::SecretString;
 use subtle::ConstantTimeEq as _;
 use tb_shared::context::CallerContext;
 use tb_shared::ids::ScopeSet;
-use tb_shared::policy::{Caller, Policy};
-use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tb_shared::policy::Caller;
 use tracing::Instrument as _;
 
-use crate::credential_refresh::CredentialProvider;
+use crate::app::App;
 use crate::credentials::CredentialError;
 use crate::error::{BrokerError, RETRY_AFTER_UPSTREAM};
 use crate::metrics::InvocationMetrics;
-use crate::quota::{QuotaOutcome, QuotaStore};
+use crate::quota::QuotaOutcome;
 use crate::request;
 use crate::response;
-use crate::reuse::{ReuseKey, TokenReuse};
-use crate::upstream::{Upstream, UpstreamError};
-
-/// Everything the handler depends on, built once per cold start and shared by all invocations.
-pub struct Broker {
-    pub policy: Arc<Policy>,
-    pub quotas: Arc<dyn QuotaStore>,
-    pub credentials: Arc<dyn CredentialProvider>,
-    pub upstream: Upstream,
-    pub reuse: TokenReuse,
-    pub metrics: MetricsSink,
-    /// How caller ids appear in logs (plain or keyed hash, per the policy's `hash_caller_ids`).
-    pub hasher: CallerIdHasher,
-}
+use crate::reuse::ReuseKey;
+use crate::upstream::UpstreamError;
 
 /// What one invocation learnt, for its single decision log line and its metrics.
 #[derive(Default)]
@@ -72,8 +58,8 @@ struct Grant {
 /// Handles one proxy event. Never returns `Err`: every failure is an OAuth-shaped answer, so the runtime never
 /// reports an invocation error that API Gateway would turn into an unshaped 502.
 pub async fn handle(
+    broker: &App,
     event: LambdaEvent<ApiGatewayProxyRequest>,
-    broker: Arc<Broker>,
 ) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
     let (req, ctx) = event.into_parts();
     let request_id = req
@@ -86,15 +72,16 @@ pub async fn handle(
     let span = tracing::info_span!("token_request", request_id = %request_id);
     Ok(async move {
         let mut trace = Trace { quota: "not_charged", ..Default::default() };
-        let result = process(&broker, &req, deadline, &mut trace).await;
-        finish(&broker, &request_id, result, trace)
+        let result = process(broker, &req, deadline, &mut trace).await;
+        finish(broker, &request_id, result, trace)
     }
     .instrument(span)
     .await)
 }
 
 /// The Lambda's deadline as an `Instant`. A deadline of 0 means none was given (handler called directly, as in tests
-/// and the benchmark); then only the configured timeouts apply.
+/// and the benchmark); then only the configured timeouts apply. Read against the system clock, not the app's: the
+/// deadline is the runtime's real one, whatever time the checks are made at.
 fn lambda_deadline(deadline_ms: u64) -> Option<Instant> {
     if deadline_ms == 0 {
         return None;
@@ -105,7 +92,7 @@ fn lambda_deadline(deadline_ms: u64) -> Option<Instant> {
 }
 
 async fn process(
-    broker: &Broker,
+    broker: &App,
     req: &ApiGatewayProxyRequest,
     deadline: Option<Instant>,
     trace: &mut Trace,
@@ -141,7 +128,7 @@ async fn process(
         }
     }
 
-    let charge = match broker.quotas.try_charge(&ctx.caller_id, &caller.quotas, SystemTime::now()).await {
+    let charge = match broker.quotas.try_charge(&ctx.caller_id, &caller.quotas, broker.clock.now()).await {
         Ok(QuotaOutcome::Granted(charge)) => {
             trace.quota = "charged";
             charge
@@ -202,7 +189,7 @@ fn approved_scopes(caller: &Caller, requested: Option<&str>) -> Result<ScopeSet,
 
 /// Credentials, the upstream call, one credential refresh on `invalid_client`, and the lifetime check.
 async fn obtain(
-    broker: &Broker,
+    broker: &App,
     caller: &Caller,
     scopes: &ScopeSet,
     deadline: Option<Instant>,
@@ -222,7 +209,7 @@ async fn obtain(
                 tracing::warn!(app_client = app, "token endpoint refused our client secret; refreshing it once");
                 refreshed = true;
                 trace.metrics.credential_refreshes += 1;
-                creds = broker.credentials.refresh(app, &creds).await.map_err(credential_error)?;
+                creds = broker.credentials.refresh_rejected(app, &creds).await.map_err(credential_error)?;
             }
             Err(UpstreamError::InvalidClient) => {
                 trace.metrics.upstream_errors += 1;
@@ -276,7 +263,7 @@ fn credential_error(e: CredentialError) -> BrokerError {
 
 /// Logs the decision once, writes the metrics, and builds the answer.
 fn finish(
-    broker: &Broker,
+    broker: &App,
     request_id: &str,
     result: Result<Grant, BrokerError>,
     mut trace: Trace,
@@ -308,7 +295,7 @@ fn finish(
             response::token(&grant.access_token, grant.expires_in, &grant.scope)
         }
         Err(err) => {
-            let reason = err.reason();
+            let reason = err.code();
             trace.metrics.denial_reason = Some(reason);
             let status = err.answer().status;
             if let BrokerError::MissingContext(ref why) = err {

@@ -1,21 +1,49 @@
 //! The broker Lambda: turns an authorised `POST /oauth2/token` into a Cognito client-credentials grant under the
 //! caller's policy, quotas and credentials, and answers with a token response that leaks nothing.
 //!
-//! The handler takes every outside system as a trait ([`quota::QuotaStore`], [`credentials::CredentialSource`]
-//! behind [`credential_refresh::CredentialProvider`]) or as a value built once per cold start ([`upstream::Upstream`],
-//! [`reuse::TokenReuse`]), so the same code runs against AWS, against moto, and against in-memory stores.
+//! Read in this order:
+//! - [`Config`] (the environment) and [`build`] with its [`Deps`] (the adapters): the one composition root that the
+//!   Lambda's `main`, the local stack, the tests and the benchmarks share;
+//! - [`handle`]: one proxy event in, one answer out (caller context, request grammar, scopes, reuse, quota,
+//!   credentials, upstream, response), with its log line and metrics;
+//! - [`BrokerError`]: every refusal, and the one mapping to what a caller sees;
+//! - the outside systems, each behind a trait with its adapters: [`QuotaStore`] (DynamoDB, memory),
+//!   [`CredentialSource`] (SSM, memory) behind the [`CachedCredentials`] cache, and [`Upstream`] (Cognito's token
+//!   endpoint, with timeouts, one retry and a circuit breaker);
+//! - [`TokenReuse`]: the opt-in in-memory reuse of still-fresh tokens.
 
-pub mod bootstrap;
-pub mod config;
-pub mod credential_refresh;
-pub mod credentials;
-pub mod error;
-pub mod handler;
-pub mod metrics;
-pub mod quota;
-pub mod request;
-pub mod response;
-pub mod reuse;
-pub mod upstream;
+#![warn(missing_docs, unreachable_pub)]
 
-pub use handler::{handle, Broker};
+mod app;
+mod config;
+mod credentials;
+mod error;
+mod handler;
+mod metrics;
+mod quota;
+mod request;
+mod response;
+mod reuse;
+mod upstream;
+
+pub use app::{build, App, Deps, InitError};
+pub use config::Config;
+pub use credentials::{
+    parse_parameter, CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource,
+    Credentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource,
+};
+pub use error::BrokerError;
+pub use handler::handle;
+pub use metrics::{names as metric_names, SERVICE as METRICS_SERVICE};
+pub use quota::{
+    Charge, ChargedCounter, DynamoQuotaConfig, DynamoQuotaStore, MemoryQuotaStore, QuotaError, QuotaOutcome,
+    QuotaStore,
+};
+pub use reuse::TokenReuse;
+pub use upstream::{Upstream, UpstreamSettings};
+
+/// The DynamoDB quota table's layout (see `docs/quota-table.md`): what tools and tests need to create the table and
+/// read its counters.
+pub mod quota_table {
+    pub use crate::quota::dynamo::{counter_key, COUNT_ATTR, KEY_ATTR, TTL_ATTR};
+}

@@ -1,32 +1,31 @@
-//! The broker Lambda's entry point: logging, configuration read once, clients built once, then the runtime loop.
+//! The broker Lambda's entry point: logging, configuration read once, adapters built once, then the runtime loop.
 //! Everything else lives in the library so tests and the local stack run the same code.
 
-use std::sync::Arc;
-
 use lambda_runtime::{service_fn, LambdaEvent};
-use tb_broker::config::BrokerConfig;
-use tb_broker::{bootstrap, handle};
-use tb_shared::telemetry::{init_lambda_logging, MetricsSink};
+use tb_broker::{build, handle, App, Config, Deps, InitError};
+use tb_shared::telemetry::init_lambda_logging;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_lambda_logging("broker");
-    let broker = match init().await {
-        Ok(b) => Arc::new(b),
+    let app = match init().await {
+        Ok(app) => app,
         Err(e) => {
             // Failing init makes Lambda report an init error on the first invocation: loud, and no request served
             // with a half-built broker.
-            tracing::error!(error = %e, "broker failed to initialise");
+            tracing::error!(event = "init_failed", error = %e, "broker cannot start");
             tb_shared::runtime::report_init_error("Runtime.InitError", &format!("broker cannot start: {e}")).await;
             return Err(e.into());
         }
     };
-    tracing::info!(policy_version = %broker.policy.version, "broker ready");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| handle(event, Arc::clone(&broker)))).await
+    tracing::info!(policy_version = %app.policy.version, "broker ready");
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move { handle(app, event).await })).await
 }
 
-async fn init() -> Result<tb_broker::Broker, bootstrap::InitError> {
-    let cfg = BrokerConfig::from_env()?;
+async fn init() -> Result<App, InitError> {
+    let cfg = Config::from_env()?;
     let sdk = aws_config::load_from_env().await;
-    bootstrap::build(&cfg, &sdk, MetricsSink::stdout(&cfg.metrics_namespace))
+    let deps = Deps::from_aws(&cfg, &sdk)?;
+    build(&cfg, deps)
 }

@@ -11,11 +11,17 @@ use tb_shared::telemetry::{MetricsSink, Unit};
 
 /// Metric names, public so dashboards, alarms (infra) and tests agree on them.
 pub mod names {
+    /// A token was handed out (fresh or reused).
     pub const GRANTS: &str = "Grants";
+    /// A request was refused (any reason; the second line carries the reason).
     pub const DENIALS: &str = "Denials";
+    /// A caller hit its quota (429).
     pub const QUOTA_EXHAUSTED: &str = "QuotaExhausted";
+    /// Time of the Cognito call, in milliseconds.
     pub const UPSTREAM_LATENCY: &str = "UpstreamLatency";
+    /// Failed Cognito attempts (timeouts, 5xx, throttling).
     pub const UPSTREAM_ERRORS: &str = "UpstreamErrors";
+    /// A token was served from the reuse cache.
     pub const REUSE_HITS: &str = "TokenReuseHits";
     /// Cognito refused our own client secret even after a refresh: page someone.
     pub const INVALID_CLIENT_ALARM: &str = "UpstreamInvalidClient";
@@ -23,14 +29,30 @@ pub mod names {
     pub const LIFETIME_ALARM: &str = "TokenLifetimeExceeded";
     /// A request arrived without an authorizer context: the gateway is misconfigured or bypassed.
     pub const MISSING_CONTEXT_ALARM: &str = "MissingAuthorizerContext";
+    /// Credentials were re-read after Cognito refused them.
     pub const CREDENTIAL_REFRESHES: &str = "CredentialRefreshes";
+
+    /// Every name above, for the test that checks the template against the code.
+    pub const ALL: &[&str] = &[
+        GRANTS,
+        DENIALS,
+        QUOTA_EXHAUSTED,
+        UPSTREAM_LATENCY,
+        UPSTREAM_ERRORS,
+        REUSE_HITS,
+        INVALID_CLIENT_ALARM,
+        LIFETIME_ALARM,
+        MISSING_CONTEXT_ALARM,
+        CREDENTIAL_REFRESHES,
+    ];
 }
 
-const SERVICE: &str = "broker";
+/// The `Service` dimension value of every broker metric line.
+pub const SERVICE: &str = "broker";
 
 /// One invocation's metrics.
 #[derive(Debug, Default)]
-pub struct InvocationMetrics {
+pub(crate) struct InvocationMetrics {
     pub granted: bool,
     pub denial_reason: Option<&'static str>,
     pub quota_exhausted: bool,
@@ -45,7 +67,7 @@ pub struct InvocationMetrics {
 
 impl InvocationMetrics {
     /// Writes the EMF line(s). `request_id` is a searchable property, not a dimension.
-    pub fn flush(&self, sink: &MetricsSink, request_id: &str) {
+    pub(crate) fn flush(&self, sink: &MetricsSink, request_id: &str) {
         let mut m = sink.start();
         m.dimension("Service", SERVICE).property("requestId", request_id);
         let count = |b: bool| if b { 1.0 } else { 0.0 };

@@ -12,11 +12,11 @@ use crate::error::BrokerError;
 
 /// Largest accepted body, after base64 decoding. A client-credentials request is well under 1 KiB; 8 KiB leaves room
 /// for long scope lists (50 scopes × 256 bytes would not fit, but Cognito's own limits make that moot).
-pub const MAX_BODY_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024;
 
 /// The parameters the broker understands, parsed from the form body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     /// The raw `scope` parameter, when present and non-empty (RFC 6749 §3.1: an empty value counts as absent).
     pub scope: Option<String>,
     /// The body's `client_id`, when present and non-empty. Never identity: only compared with the caller.
@@ -28,7 +28,7 @@ pub struct TokenRequest {
 const CREDENTIAL_PARAMS: [&str; 3] = ["client_secret", "client_assertion", "client_assertion_type"];
 
 /// Applies the grammar to a proxy event: method, content type, size, form syntax, parameters.
-pub fn parse(req: &ApiGatewayProxyRequest) -> Result<TokenRequest, BrokerError> {
+pub(crate) fn parse(req: &ApiGatewayProxyRequest) -> Result<TokenRequest, BrokerError> {
     if req.http_method != Method::POST {
         return Err(BrokerError::MethodNotAllowed);
     }
@@ -85,7 +85,7 @@ fn body_bytes(req: &ApiGatewayProxyRequest) -> Result<Vec<u8>, BrokerError> {
 
 /// Parses `application/x-www-form-urlencoded` strictly: valid UTF-8 after decoding, valid percent escapes, every
 /// pair has a `=`, no parameter twice (RFC 6749 §3.2), no credential parameters.
-pub fn parse_form(body: &[u8]) -> Result<TokenRequest, BrokerError> {
+pub(crate) fn parse_form(body: &[u8]) -> Result<TokenRequest, BrokerError> {
     const MALFORMED: BrokerError = BrokerError::InvalidRequest("the request body is not a valid form");
     let text = std::str::from_utf8(body).map_err(|_| MALFORMED)?;
     let mut seen: Vec<String> = Vec::new();

@@ -46,7 +46,7 @@ fn respond(status: u16, headers: HeaderMap, body: String) -> ApiGatewayProxyResp
 }
 
 /// 200 with the token.
-pub fn token(access_token: &SecretString, expires_in: u64, scope: &ScopeSet) -> ApiGatewayProxyResponse {
+pub(crate) fn token(access_token: &SecretString, expires_in: u64, scope: &ScopeSet) -> ApiGatewayProxyResponse {
     let body = SuccessBody {
         access_token: access_token.expose_secret(),
         token_type: "Bearer",
@@ -59,7 +59,7 @@ pub fn token(access_token: &SecretString, expires_in: u64, scope: &ScopeSet) -> 
 }
 
 /// The error answer for `err`, from the one mapping in [`BrokerError::answer`].
-pub fn error(err: &BrokerError, request_id: &str) -> ApiGatewayProxyResponse {
+pub(crate) fn error(err: &BrokerError, request_id: &str) -> ApiGatewayProxyResponse {
     let a = err.answer();
     let mut headers = base_headers();
     if let Some(d) = a.retry_after {

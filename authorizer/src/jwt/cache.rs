@@ -13,7 +13,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tb_shared::sources::JwksFetcher;
+use crate::sources::JwksFetcher;
 use tokio::sync::Mutex;
 
 use super::jwks::{parse_jwks, KeySet};
@@ -57,7 +57,7 @@ pub(crate) enum Refetch {
 }
 
 impl IssuerKeys {
-    pub fn new(issuer: &str, jwks_url: &str) -> Self {
+    pub(crate) fn new(issuer: &str, jwks_url: &str) -> Self {
         IssuerKeys {
             issuer: issuer.to_owned(),
             jwks_url: jwks_url.to_owned(),
@@ -67,7 +67,7 @@ impl IssuerKeys {
     }
 
     /// The current key set, if one was ever fetched.
-    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+    pub(crate) fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -79,7 +79,7 @@ impl IssuerKeys {
     ///
     /// `seen` is the generation the caller looked at. If another task replaced the keys meanwhile, this returns
     /// `Updated` without fetching; otherwise it fetches unless an attempt started less than `cooldown` ago.
-    pub async fn refetch_on_miss(&self, fetcher: &dyn JwksFetcher, seen: u64, cooldown: Duration) -> Refetch {
+    pub(crate) async fn refetch_on_miss(&self, fetcher: &dyn JwksFetcher, seen: u64, cooldown: Duration) -> Refetch {
         let mut st = self.fetch.lock().await;
         if self.generation() != seen {
             return Refetch::Updated;
@@ -92,7 +92,7 @@ impl IssuerKeys {
 
     /// Refreshes keys older than `max_age`, unless a fetch is already running (then the current keys are used by
     /// this request) or the last attempt failed less than `cooldown` ago (the endpoint is not hammered while down).
-    pub async fn refresh_if_old(
+    pub(crate) async fn refresh_if_old(
         &self,
         fetcher: &dyn JwksFetcher,
         snap: &Snapshot,

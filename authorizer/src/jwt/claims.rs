@@ -26,7 +26,7 @@ pub(crate) struct Checked {
 }
 
 /// Longest subject value accepted; it becomes part of a policy lookup key and of logs.
-pub const MAX_SUBJECT_LEN: usize = 256;
+pub(crate) const MAX_SUBJECT_LEN: usize = 256;
 
 #[derive(Clone, Copy)]
 enum Round {

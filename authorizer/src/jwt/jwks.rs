@@ -11,11 +11,11 @@ use serde::Deserialize;
 use tb_shared::policy::JwtAlgorithm;
 
 /// Smallest RSA modulus accepted from a partner's JWKS (RFC 7518 §3.3 requires 2048 bits).
-pub const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus accepted; bigger keys only cost verification time.
-pub const MAX_RSA_BITS: usize = 8192;
+pub(crate) const MAX_RSA_BITS: usize = 8192;
 /// Most keys kept from one JWKS document: real ones hold two or three (current and next).
-pub const MAX_KEYS: usize = 32;
+pub(crate) const MAX_KEYS: usize = 32;
 
 /// The key type and curve of a usable key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl std::fmt::Debug for UsableKey {
 impl UsableKey {
     /// Whether this key may verify a token with algorithm `alg`: the key type (and curve) must be the one the
     /// algorithm is defined for, and a JWK that names an `alg` may only be used with exactly that one.
-    pub fn fits(&self, alg: JwtAlgorithm) -> bool {
+    pub(crate) fn fits(&self, alg: JwtAlgorithm) -> bool {
         let kty_ok = match alg {
             JwtAlgorithm::RS256
             | JwtAlgorithm::RS384
@@ -95,7 +95,7 @@ impl KeySet {
     ///
     /// Without a `kid` a token is accepted only if exactly one key of the set fits its algorithm: trying several
     /// keys would multiply the work an anonymous request can cause and blur which key a partner actually uses.
-    pub fn select(&self, alg: JwtAlgorithm, kid: Option<&str>) -> Selection<'_> {
+    pub(crate) fn select(&self, alg: JwtAlgorithm, kid: Option<&str>) -> Selection<'_> {
         match kid {
             Some(kid) => {
                 let mut named = self.entries.iter().filter(|e| e.kid.as_deref() == Some(kid)).peekable();
@@ -122,14 +122,14 @@ impl KeySet {
     }
 
     /// Number of entries that can verify something.
-    pub fn usable(&self) -> usize {
+    pub(crate) fn usable(&self) -> usize {
         self.entries.iter().filter(|e| e.key.is_some()).count()
     }
 }
 
 /// Why a JWKS document was refused as a whole (its previous keys stay in use).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JwksError {
+pub(crate) enum JwksError {
     #[error("JWKS is not a JSON object with a `keys` array")]
     NotAJwks,
 }

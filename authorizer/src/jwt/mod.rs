@@ -29,13 +29,12 @@ use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tb_shared::policy::{JwtAlgorithm, Policy};
-use tb_shared::sources::JwksFetcher;
+use crate::sources::JwksFetcher;
 
 use cache::{IssuerKeys, Refetch, Snapshot};
 use claims::ClaimRules;
 use jwks::{jwt_alg, Selection};
 
-pub use jwks::{JwksError, MAX_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 
 /// Settings of the verifier that are not per issuer.
 #[derive(Debug, Clone)]
@@ -65,6 +64,7 @@ impl Default for JwtConfig {
 /// Why a token was refused. Every variant means "invalid credentials" (401 `Unauthorized`); the variants exist
 /// for logs and metrics. `Display` texts are fixed: they never contain the token, a part of it, or a claim value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its #[error] text
 pub enum JwtError {
     #[error("token larger than {0} bytes")]
     TooLarge(usize),
@@ -110,34 +110,6 @@ pub enum JwtError {
     TooOld,
 }
 
-impl JwtError {
-    /// A stable snake_case reason for logs and metric dimensions.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            JwtError::TooLarge(_) => "jwt_too_large",
-            JwtError::Malformed => "jwt_malformed",
-            JwtError::AlgNone => "jwt_alg_none",
-            JwtError::AlgNotAllowed => "jwt_alg_not_allowed",
-            JwtError::CritHeader => "jwt_crit",
-            JwtError::UnknownIssuer => "jwt_unknown_issuer",
-            JwtError::UnknownKid => "jwt_unknown_kid",
-            JwtError::UnusableKey => "jwt_unusable_key",
-            JwtError::AmbiguousKey => "jwt_ambiguous_key",
-            JwtError::NoKey => "jwt_no_key",
-            JwtError::KeysUnavailable => "jwt_keys_unavailable",
-            JwtError::BadSignature => "jwt_bad_signature",
-            JwtError::MissingClaim(_) => "jwt_missing_claim",
-            JwtError::InvalidClaim(_) => "jwt_invalid_claim",
-            JwtError::WrongIssuer => "jwt_wrong_issuer",
-            JwtError::WrongAudience => "jwt_wrong_audience",
-            JwtError::Expired => "jwt_expired",
-            JwtError::NotYetValid => "jwt_not_yet_valid",
-            JwtError::IssuedInFuture => "jwt_iat_future",
-            JwtError::TooOld => "jwt_too_old",
-        }
-    }
-}
-
 /// A token that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedJwt {
@@ -177,8 +149,9 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// `now` in Unix seconds (0 for a clock before 1970, which makes every token look expired rather than valid).
+fn unix_secs(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl JwtVerifier {
@@ -191,10 +164,11 @@ impl JwtVerifier {
             let mut validations = HashMap::new();
             for &alg in &iss.algorithms {
                 let mut v = Validation::new(jwt_alg(alg));
-                // jsonwebtoken only acts on exp/nbf/aud/iss/sub here; iat is checked in `claims`.
+                // jsonwebtoken checks the signature, presence, aud and iss here. Times (exp, nbf, iat) are checked
+                // in `claims` against the injected clock: jsonwebtoken would read the system clock.
                 v.set_required_spec_claims(&["iss", "aud", "exp", "nbf", "iat"]);
-                v.validate_exp = true;
-                v.validate_nbf = true;
+                v.validate_exp = false;
+                v.validate_nbf = false;
                 v.validate_aud = true;
                 v.leeway = leeway;
                 v.set_issuer(&[iss.issuer.as_str()]);
@@ -218,13 +192,9 @@ impl JwtVerifier {
         JwtVerifier { issuers, fetcher, cfg }
     }
 
-    /// The settings in use.
-    pub fn config(&self) -> &JwtConfig {
-        &self.cfg
-    }
 
-    /// Verifies a compact JWS (the part after `Bearer `) and returns who it identifies.
-    pub async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
+    /// Verifies a compact JWS (the part after `Bearer `) at time `now` and returns who it identifies.
+    pub async fn verify(&self, token: &str, now: SystemTime) -> Result<VerifiedJwt, JwtError> {
         if token.len() > self.cfg.max_token_bytes {
             return Err(JwtError::TooLarge(self.cfg.max_token_bytes));
         }
@@ -255,14 +225,14 @@ impl JwtVerifier {
                 }
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => continue,
-                    kind => return Err(self.refusal_after_signature(kind, &parsed.claims, &issuer.rules)),
+                    kind => return Err(self.refusal_after_signature(kind, &parsed.claims, &issuer.rules, now)),
                 },
             }
         }
         let Some(claims) = verified else {
             return Err(JwtError::BadSignature);
         };
-        let checked = claims::check(&claims, &issuer.rules, unix_now())?;
+        let checked = claims::check(&claims, &issuer.rules, unix_secs(now))?;
         Ok(VerifiedJwt {
             issuer: issuer.rules.issuer.clone(),
             subject: checked.subject,
@@ -273,7 +243,13 @@ impl JwtVerifier {
 
     /// Maps a jsonwebtoken refusal. Claim refusals only happen after the signature verified, so the payload this
     /// module decoded (the same bytes) is run through [`claims::check`] to name the exact reason deterministically.
-    fn refusal_after_signature(&self, kind: &ErrorKind, payload: &Map<String, Value>, rules: &ClaimRules) -> JwtError {
+    fn refusal_after_signature(
+        &self,
+        kind: &ErrorKind,
+        payload: &Map<String, Value>,
+        rules: &ClaimRules,
+        now: SystemTime,
+    ) -> JwtError {
         let fallback = match kind {
             ErrorKind::ExpiredSignature => JwtError::Expired,
             ErrorKind::ImmatureSignature => JwtError::NotYetValid,
@@ -288,7 +264,7 @@ impl JwtVerifier {
             // Key, base64 or JSON trouble: nothing about the claims is known to be verified.
             _ => return JwtError::Malformed,
         };
-        claims::check(payload, rules, unix_now()).err().unwrap_or(fallback)
+        claims::check(payload, rules, unix_secs(now)).err().unwrap_or(fallback)
     }
 
     /// A key snapshot in which `select(alg, kid)` finds keys, refetching the JWKS where the rules allow it.

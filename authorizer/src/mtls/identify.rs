@@ -18,17 +18,6 @@ pub enum IdentifyError {
     MultipleUriSans,
 }
 
-impl IdentifyError {
-    /// A short stable code for logs and the denial-reason metric dimension.
-    pub fn code(&self) -> &'static str {
-        match self {
-            IdentifyError::NoMatch => "caller_unknown",
-            IdentifyError::Ambiguous => "caller_ambiguous",
-            IdentifyError::MultipleUriSans => "cert_multiple_uri_sans",
-        }
-    }
-}
-
 /// Maps a verified certificate to the one caller whose identity rules match it: the exact URI SAN (only when the
 /// certificate has exactly one), any DNS SAN (case-insensitive), subject CN together with issuer CN, or a SHA-256
 /// pin of the certificate or its public key. Never the serial. Every rule of every kind is evaluated, and if they

@@ -9,12 +9,13 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::pem::read_bundle;
+use super::MtlsError;
 
 /// Most certificates a truststore bundle may hold. Path building tries every anchor with a matching subject, so
 /// this bounds its cost; real truststores hold a handful.
-pub const MAX_TRUSTSTORE_CERTS: usize = 200;
+pub(crate) const MAX_TRUSTSTORE_CERTS: usize = 200;
 /// Most CRLs a CRL bundle may hold.
-pub const MAX_CRLS: usize = 200;
+pub(crate) const MAX_CRLS: usize = 200;
 
 /// The parsed truststore: self-signed CAs become trust anchors, the other CAs intermediates that path building
 /// may use (API Gateway's truststore format holds whole chains).
@@ -86,6 +87,43 @@ pub(crate) fn parse_truststore(body: &[u8]) -> Result<Truststore, String> {
         return Err("no self-signed root CA in the bundle".into());
     }
     Ok(ts)
+}
+
+/// What the authorizer made of a truststore bundle it accepted (see [`load_truststore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruststoreSummary {
+    /// Self-signed CAs: the trust anchors.
+    pub anchors: usize,
+    /// The other CAs, which path building may use as intermediates.
+    pub intermediates: usize,
+    /// Subject CNs, in bundle order.
+    pub names: Vec<String>,
+}
+
+/// Loads a truststore bundle exactly as the authorizer does at start and at every refresh: the same strict PEM
+/// reader (canonical base64, no bytes after a block's DER), only CA certificates, at least one self-signed root, at
+/// most `MAX_TRUSTSTORE_CERTS` (200) certificates. An `Err` is what the authorizer would log when refusing the bundle
+/// (it then keeps the last good truststore, or fails closed without one), so operator tooling can check a bundle
+/// before it is published.
+pub fn load_truststore(bundle: &[u8]) -> Result<TruststoreSummary, MtlsError> {
+    let ts = parse_truststore(bundle).map_err(MtlsError::TruststoreInvalid)?;
+    Ok(TruststoreSummary { anchors: ts.anchors.len(), intermediates: ts.intermediates.len(), names: ts.names })
+}
+
+/// What the authorizer made of a CRL bundle it accepted (see [`load_crls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlSummary {
+    /// CRLs in the bundle.
+    pub crls: usize,
+    /// Earliest nextUpdate over all CRLs (`None` for an empty bundle).
+    pub fresh_until: Option<SystemTime>,
+}
+
+/// Loads a CRL bundle exactly as the authorizer does (PEM `X509 CRL` blocks or one DER CRL, each with nextUpdate,
+/// each accepted by webpki). An `Err` is what the authorizer would log when refusing the bundle.
+pub fn load_crls(bundle: &[u8]) -> Result<CrlSummary, MtlsError> {
+    let set = parse_crls(bundle).map_err(MtlsError::CrlInvalid)?;
+    Ok(CrlSummary { crls: set.crls.len(), fresh_until: set.fresh_until })
 }
 
 /// Parses a CRL bundle: PEM `X509 CRL` blocks, or a single DER CRL. Every CRL must carry nextUpdate (RFC 5280

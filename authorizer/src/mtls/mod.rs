@@ -11,7 +11,7 @@
 //!    against the CRLs (issuer + serial, CRL signature by the issuing CA, CRL freshness).
 //! 3. [`identify`] maps the verified certificate to one caller of the policy document.
 //!
-//! Trust material comes from an [`ObjectSource`](tb_shared::sources::ObjectSource) (S3 in production, a file
+//! Trust material comes from an [`ObjectSource`](crate::sources::ObjectSource) (S3 in production, a file
 //! locally, memory in tests), is re-fetched by ETag every [`MtlsConfig::refresh_interval`], parsed once per change
 //! and swapped atomically, so a request only pays for signature checks.
 //!
@@ -39,13 +39,13 @@ mod pem;
 mod verifier;
 
 pub use identify::{identify, IdentifyError};
-pub use material::{MAX_CRLS, MAX_TRUSTSTORE_CERTS};
-pub use pem::{pem_fingerprint, MAX_CLIENT_CERT_PEM_BYTES};
+pub use material::{load_crls, load_truststore, CrlSummary, TruststoreSummary};
+pub(crate) use pem::{pem_fingerprint, MAX_CLIENT_CERT_PEM_BYTES};
 pub use verifier::{CertVerifier, VerifiedCert};
 
 use std::time::Duration;
 
-use tb_shared::sources::SourceError;
+use crate::sources::SourceError;
 
 /// Settings of the certificate verifier.
 #[derive(Debug, Clone)]
@@ -70,6 +70,7 @@ impl Default for MtlsConfig {
 /// Everything but [`CertError::Revoked`] means "no valid credential" (401); `Revoked` is a valid but withdrawn
 /// credential (403).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its #[error] text
 pub enum CertError {
     /// `clientCertPem` exceeded [`MAX_CLIENT_CERT_PEM_BYTES`].
     #[error("client certificate PEM larger than {MAX_CLIENT_CERT_PEM_BYTES} bytes")]
@@ -127,31 +128,11 @@ impl CertError {
         matches!(self, CertError::Revoked)
     }
 
-    /// A short stable code for logs and the denial-reason metric dimension.
-    pub fn code(&self) -> &'static str {
-        match self {
-            CertError::TooLarge => "cert_too_large",
-            CertError::MalformedPem(_) => "cert_malformed_pem",
-            CertError::MalformedDer => "cert_malformed_der",
-            CertError::TrailingData => "cert_trailing_data",
-            CertError::DuplicateExtension => "cert_duplicate_extension",
-            CertError::Expired => "cert_expired",
-            CertError::NotYetValid => "cert_not_yet_valid",
-            CertError::UntrustedIssuer => "cert_untrusted",
-            CertError::NoClientAuthEku => "cert_no_client_auth",
-            CertError::CaAsLeaf => "cert_ca_as_leaf",
-            CertError::Revoked => "cert_revoked",
-            CertError::StaleCrl => "crl_stale",
-            CertError::BadCrlSignature => "crl_bad_signature",
-            CertError::RevocationUnknown => "crl_missing",
-            CertError::NoTrustMaterial => "truststore_unavailable",
-            CertError::Invalid(_) => "cert_invalid",
-        }
-    }
 }
 
 /// Why loading trust material failed. The verifier keeps serving the last good material after such a failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its #[error] text
 pub enum MtlsError {
     #[error("truststore unavailable: {0}")]
     TruststoreUnavailable(SourceError),

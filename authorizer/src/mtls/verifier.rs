@@ -4,7 +4,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
-use tb_shared::sources::{Fetched, ObjectSource};
+use crate::sources::{Fetched, ObjectSource};
 use webpki::{
     CertRevocationList, ExpirationPolicy, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };

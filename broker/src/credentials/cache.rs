@@ -7,12 +7,12 @@
 //!   loader per key and hands its result to every waiter), so a cold start under load makes one SSM call, not one
 //!   per request.
 //! - **Bounded stale serving**: when the source is *unavailable* after the TTL expired, the last good value keeps
-//!   being served until `ttl + max_stale` after it was fetched (default 15 min of staleness), then requests fail
+//!   being served until `ttl + max_stale` after it was fetched (`CREDENTIALS_MAX_STALE_SECONDS`, one hour by
+//!   default), then requests fail
 //!   (the broker answers 503). While stale, the source is retried at most every `retry_after_failure`, so an outage
 //!   does not turn every request into a slow failing SSM call. `NotFound` and `Malformed` are answers, not outages:
 //!   a deleted or broken parameter is never papered over with an old value.
-//! - **Refresh on rotation**: when Cognito answers `invalid_client`, [`CachedCredentials::refresh_rejected`] (or
-//!   [`CachedCredentials::refresh`]) drops the cached value and fetches once; concurrent refreshes share that fetch.
+//! - **Refresh on rotation**: when Cognito answers `invalid_client`, [`Credentials::refresh_rejected`] drops the cached value and fetches once; concurrent refreshes share that fetch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +23,12 @@ use moka::ops::compute::Op;
 use moka::Expiry;
 use secrecy::ExposeSecret;
 
-use super::{ClientCredentials, CredentialError, CredentialSource};
+use subtle::ConstantTimeEq as _;
 
-/// Cache tuning.
-#[derive(Debug, Clone)]
+use super::{ClientCredentials, CredentialError, CredentialSource, Credentials};
+
+/// Cache tuning. The default is the Lambda's (the configuration's, when no variable overrides it).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     /// How long a fetched value is served without asking the source again.
     pub ttl: Duration,
@@ -42,7 +44,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(300),
-            max_stale: Duration::from_secs(900),
+            max_stale: Duration::from_secs(3600),
             retry_after_failure: Duration::from_secs(10),
             max_entries: 1_000,
         }
@@ -52,8 +54,6 @@ impl Default for CacheConfig {
 /// What the cache serves for a key.
 struct Entry {
     creds: ClientCredentials,
-    /// When this entry was put in the cache; a refresh asked before this moment is already satisfied by it.
-    stored_at: Instant,
     /// Served from the last good value because the source was unavailable.
     stale: bool,
     /// How long this entry is served: the TTL for a fresh value, the retry interval for a stale one.
@@ -98,26 +98,12 @@ impl<S: CredentialSource> CachedCredentials<S> {
         &self.source
     }
 
-    /// Drops the served value so the next `get` asks the source. The last good value stays available for stale
-    /// serving: if the source is down, an old secret is still better than certain failure.
-    pub async fn invalidate(&self, app_client: &str) {
-        self.served.invalidate(app_client).await;
-    }
 
-    /// Fetches again from the source, once for all concurrent callers, and returns the new value. A refresh asked
-    /// while another one's fetch is in flight, or after a value was stored following this call, reuses that value.
-    /// Fails with [`CredentialError::Unavailable`] if the source cannot be reached (the stale value it would serve
-    /// is the one that was just refused).
-    pub async fn refresh(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
-        let asked = Instant::now();
-        self.drop_if(app_client, |e| e.stored_at < asked).await;
-        self.load_fresh(app_client).await
-    }
 
     /// The broker's refresh after Cognito answered `invalid_client` to `rejected`: refetches only if the cache
     /// still holds those very credentials. When a burst of requests all fail with the old secret, the first one
     /// refetches and the rest get the new value without another source call.
-    pub async fn refresh_rejected(
+    pub(crate) async fn refresh_rejected(
         &self,
         app_client: &str,
         rejected: &ClientCredentials,
@@ -160,7 +146,7 @@ impl<S: CredentialSource> CachedCredentials<S> {
                 self.last_good
                     .insert(app_client.to_owned(), Arc::new(Good { creds: creds.clone(), fetched_at: now }))
                     .await;
-                Ok(Arc::new(Entry { creds, stored_at: now, stale: false, serve_for: self.config.ttl }))
+                Ok(Arc::new(Entry { creds, stale: false, serve_for: self.config.ttl }))
             }
             Err(CredentialError::Unavailable(reason)) => {
                 let now = Instant::now();
@@ -176,7 +162,6 @@ impl<S: CredentialSource> CachedCredentials<S> {
                         let serve_for = self.config.retry_after_failure.min(deadline - now);
                         return Ok(Arc::new(Entry {
                             creds: good.creds.clone(),
-                            stored_at: now,
                             stale: true,
                             serve_for,
                         }));
@@ -189,17 +174,25 @@ impl<S: CredentialSource> CachedCredentials<S> {
     }
 }
 
-/// Whether two credential sets are the same (the secret compared too: a rotation changes only the secret).
+/// Whether two credential sets are the same (the secret compared too, in constant time: a rotation changes only
+/// the secret).
 fn same(a: &ClientCredentials, b: &ClientCredentials) -> bool {
     a.client_id == b.client_id
         && a.token_url == b.token_url
-        && a.client_secret.expose_secret() == b.client_secret.expose_secret()
+        && bool::from(a.client_secret.expose_secret().as_bytes().ct_eq(b.client_secret.expose_secret().as_bytes()))
 }
 
 #[async_trait]
-impl<S: CredentialSource> CredentialSource for CachedCredentials<S> {
+impl<S: CredentialSource> Credentials for CachedCredentials<S> {
     async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
         Ok(self.cached(app_client).await?.creds.clone())
+    }
+    async fn refresh_rejected(
+        &self,
+        app_client: &str,
+        rejected: &ClientCredentials,
+    ) -> Result<ClientCredentials, CredentialError> {
+        CachedCredentials::refresh_rejected(self, app_client, rejected).await
     }
 }
 
@@ -327,16 +320,6 @@ mod tests {
         assert_eq!(secret(&c.get("orders").await.unwrap()), "rotated-secret");
     }
 
-    #[tokio::test]
-    async fn refresh_forces_one_fetch() {
-        let c = cache(CacheConfig::default());
-        c.get("orders").await.unwrap();
-        c.source().insert("orders", creds("rotated-secret"));
-        assert_eq!(secret(&c.refresh("orders").await.unwrap()), "rotated-secret");
-        assert_eq!(c.source().calls(), 2);
-        assert_eq!(secret(&c.get("orders").await.unwrap()), "rotated-secret");
-        assert_eq!(c.source().calls(), 2);
-    }
 
     #[tokio::test]
     async fn refresh_during_outage_fails_rather_than_returning_the_rejected_value() {
@@ -348,12 +331,4 @@ mod tests {
         assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
     }
 
-    #[tokio::test]
-    async fn invalidate_makes_the_next_get_ask_the_source() {
-        let c = cache(CacheConfig::default());
-        c.get("orders").await.unwrap();
-        c.invalidate("orders").await;
-        c.get("orders").await.unwrap();
-        assert_eq!(c.source().calls(), 2);
-    }
 }

@@ -1,8 +1,8 @@
 //! The Cognito app-client credentials the broker authenticates with, one SSM SecureString per app client.
 //!
 //! The parameter value is JSON: `{"client_id": "...", "client_secret": "...", "token_url": "https://..."}`, or
-//! instead of `token_url` a `domain_prefix` plus `region` (seed 004 allows both; `token_url` wins when both are set,
-//! as in the seed). Unknown keys are refused, so a typo (`tokenurl`) cannot silently fall back to the other form.
+//! instead of `token_url` a `domain_prefix` plus `region` (Cognito's hosted domain; `token_url` wins when both are
+//! set). Unknown keys are refused, so a typo (`tokenurl`) cannot silently fall back to the other form.
 //!
 //! Sources: [`ssm::SsmCredentialSource`] (production), [`memory::MemoryCredentialSource`] (tests, local stack), and
 //! [`cache::CachedCredentials`] in front of either (TTL, single flight, bounded stale serving, refresh on rotation).
@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-pub mod cache;
-pub mod memory;
-pub mod ssm;
+mod cache;
+mod memory;
+mod ssm;
 
 pub use cache::{CacheConfig, CachedCredentials};
 pub use memory::MemoryCredentialSource;
@@ -24,13 +24,17 @@ pub use ssm::{SsmConfig, SsmCredentialSource};
 /// One app client's credentials. `Debug` never shows the secret (it is a [`SecretString`]).
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
+    /// The Cognito app client id.
     pub client_id: String,
+    /// Its secret; exposed only where the Basic header is built.
     pub client_secret: SecretString,
+    /// The user pool's `/oauth2/token` endpoint.
     pub token_url: url::Url,
 }
 
 /// Why credentials could not be had. Messages never contain the parameter value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its #[error] text
 pub enum CredentialError {
     #[error("credential store unavailable: {0}")]
     Unavailable(String),
@@ -40,10 +44,35 @@ pub enum CredentialError {
     Malformed(String),
 }
 
-/// Reads an app client's credentials by the name the policy gives (`cognito_client`).
+/// A credential store: reads an app client's credentials by the name the policy gives (`cognito_client`). SSM in
+/// the Lambda, memory in the local stack and tests; the broker puts a [`CachedCredentials`] in front of it.
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
+    /// The stored credentials of `app_client`.
     async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError>;
+}
+
+#[async_trait]
+impl<T: CredentialSource + ?Sized> CredentialSource for std::sync::Arc<T> {
+    async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
+        (**self).get(app_client).await
+    }
+}
+
+/// What the handler needs from credentials: read an app client's credentials (cheaply, from a cache), and read them
+/// again from the store when Cognito says the secret we hold is wrong (it was rotated). Implemented by
+/// [`CachedCredentials`]; the handler takes this narrow trait so it can do nothing else to the cache.
+#[async_trait]
+pub trait Credentials: Send + Sync {
+    /// The app client's credentials, from the cache when fresh (or stale within bounds while the store is down).
+    async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError>;
+    /// Cognito refused `rejected`: read the app client's credentials from the store again. Refetches only if the
+    /// cache still holds `rejected`, so a burst of refusals costs one store read.
+    async fn refresh_rejected(
+        &self,
+        app_client: &str,
+        rejected: &ClientCredentials,
+    ) -> Result<ClientCredentials, CredentialError>;
 }
 
 const KEYS: &[&str] = &["client_id", "client_secret", "token_url", "domain_prefix", "region"];

@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use super::{parse_parameter, ClientCredentials, CredentialError, CredentialSource};
 
 /// Default total time for one SSM call, retries included.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub(crate) const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Longest app-client name accepted as the last path segment.
 const MAX_APP_CLIENT_LEN: usize = 128;
 
@@ -51,7 +51,7 @@ pub struct SsmCredentialSource {
 
 /// The SSM client configuration the source wants: the shared SDK config with the operation timeout applied (each
 /// attempt gets half, so one stalled attempt still leaves room for a retry).
-pub fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_ssm::Config {
+pub(crate) fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_ssm::Config {
     let attempt = operation_timeout / 2;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(attempt.min(Duration::from_secs(1)))

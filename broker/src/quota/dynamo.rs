@@ -47,9 +47,9 @@ pub const COUNT_ATTR: &str = "grants";
 pub const TTL_ATTR: &str = "expires_at";
 
 /// Default total time for one DynamoDB operation, retries included.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
+pub(crate) const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Default time a counter is kept after its window ended (for operators looking at recent usage).
-pub const DEFAULT_TTL_MARGIN: Duration = Duration::from_secs(3_600);
+pub(crate) const DEFAULT_TTL_MARGIN: Duration = Duration::from_secs(3_600);
 /// Attempts of a multi-window transaction cancelled only by `TransactionConflict`.
 const CONFLICT_ATTEMPTS: u32 = 4;
 
@@ -91,7 +91,7 @@ pub(crate) fn timeouts(total: Duration) -> TimeoutConfig {
 
 /// The DynamoDB client configuration the store wants: the shared SDK config (region, credentials, endpoint) with
 /// the operation timeout applied.
-pub fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_dynamodb::Config {
+pub(crate) fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_dynamodb::Config {
     aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(timeouts(operation_timeout)).build()
 }
 

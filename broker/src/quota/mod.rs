@@ -5,8 +5,8 @@
 //!
 //! Windows are fixed and aligned to the Unix epoch (a `day` window runs 00:00–24:00 UTC), so every broker instance
 //! computes the same counter key for the same moment without coordination, and a counter can be deleted by a TTL
-//! once its window has ended. Two implementations: [`dynamo::DynamoQuotaStore`] (production; table design in
-//! `docs/quota-table.md`) and [`memory::MemoryQuotaStore`] (unit tests, benchmarks, the local stack).
+//! once its window has ended. Two implementations: [`DynamoQuotaStore`] (production; table design in
+//! `docs/quota-table.md`) and [`MemoryQuotaStore`] (unit tests, benchmarks, the local stack).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use tb_shared::ids::CallerId;
 use tb_shared::policy::QuotaWindow;
 
-pub mod dynamo;
-pub mod memory;
+pub(crate) mod dynamo;
+mod memory;
 
 pub use dynamo::{DynamoQuotaConfig, DynamoQuotaStore};
 pub use memory::MemoryQuotaStore;
@@ -23,6 +23,7 @@ pub use memory::MemoryQuotaStore;
 /// Proof of a successful charge, needed to refund it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
+    /// Who was charged.
     pub caller: CallerId,
     /// One entry per window charged: the counter's window name and window start (Unix seconds).
     pub counters: Vec<ChargedCounter>,
@@ -31,8 +32,11 @@ pub struct Charge {
 /// One counter that a charge incremented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargedCounter {
+    /// The window's name in the policy (`minute`, `day`, `90s`).
     pub window: String,
+    /// Start of the window, Unix seconds.
     pub window_start: u64,
+    /// Length of the window.
     pub window_length: Duration,
 }
 
@@ -43,11 +47,17 @@ pub enum QuotaOutcome {
     Granted(Charge),
     /// At least one window is full; nothing was charged. `retry_after` is how long until every window that is full
     /// now has reset.
-    Exhausted { retry_after: Duration, window: String },
+    Exhausted {
+        /// Until every window that is full now has reset.
+        retry_after: Duration,
+        /// The name of a full window.
+        window: String,
+    },
 }
 
 /// The quota store could not answer. The broker fails closed on it (503, no token, no upstream call).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its #[error] text
 pub enum QuotaError {
     #[error("quota store unavailable: {0}")]
     Unavailable(String),

@@ -20,7 +20,7 @@ enum State {
 
 /// Consecutive-failure circuit breaker with a single half-open probe.
 #[derive(Debug)]
-pub struct CircuitBreaker {
+pub(crate) struct CircuitBreaker {
     threshold: u32,
     open_for: Duration,
     state: Mutex<State>,
@@ -30,19 +30,19 @@ pub struct CircuitBreaker {
 /// dropped without either (the future was cancelled) counts as a failure, so a lost probe cannot wedge the breaker
 /// half-open.
 #[derive(Debug)]
-pub struct Permit<'a> {
+pub(crate) struct Permit<'a> {
     breaker: &'a CircuitBreaker,
     recorded: bool,
 }
 
 impl CircuitBreaker {
     /// A closed breaker. A threshold of 0 is treated as 1.
-    pub fn new(threshold: u32, open_for: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, open_for: Duration) -> Self {
         CircuitBreaker { threshold: threshold.max(1), open_for, state: Mutex::new(State::Closed { failures: 0 }) }
     }
 
     /// Asks to make an attempt. `Err(retry_after)` when the breaker is open (or a probe is already in flight).
-    pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Duration> {
+    pub(crate) fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Duration> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match *st {
             State::Closed { .. } => {}
@@ -55,7 +55,7 @@ impl CircuitBreaker {
     }
 
     /// Whether requests currently fail fast (for logs and tests).
-    pub fn is_open(&self, now: Instant) -> bool {
+    pub(crate) fn is_open(&self, now: Instant) -> bool {
         matches!(*self.state.lock().unwrap_or_else(|p| p.into_inner()), State::Open { until } if now < until)
     }
 
@@ -73,13 +73,13 @@ impl CircuitBreaker {
 
 impl Permit<'_> {
     /// The attempt reached a working token endpoint (whatever it answered).
-    pub fn success(mut self) {
+    pub(crate) fn success(mut self) {
         self.recorded = true;
         self.breaker.record(true, Instant::now());
     }
 
     /// The attempt timed out, could not connect, or got a 5xx or a throttle.
-    pub fn failure(mut self) {
+    pub(crate) fn failure(mut self) {
         self.recorded = true;
         self.breaker.record(false, Instant::now());
     }

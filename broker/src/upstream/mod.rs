@@ -5,7 +5,7 @@
 //! sent is passed through. Nothing from Cognito's answer reaches the caller except a validated token; error bodies
 //! are reduced to a fixed classification.
 
-pub mod breaker;
+pub(crate) mod breaker;
 
 use std::time::{Duration, Instant};
 
@@ -23,20 +23,35 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest access token accepted (API Gateway and most clients choke long before this).
 const MAX_ACCESS_TOKEN_BYTES: usize = 16 * 1024;
 /// Time kept back from the Lambda deadline to build and return the answer after the last attempt gives up.
-pub const DEADLINE_RESERVE: Duration = Duration::from_millis(250);
+pub(crate) const DEADLINE_RESERVE: Duration = Duration::from_millis(250);
 /// An attempt with less time than this is not started: it could not succeed and would only count against Cognito.
-pub const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+pub(crate) const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 /// Bounds of the random pause before the single retry, so many Lambdas failing together do not retry in lockstep.
 const RETRY_JITTER_MS: (u64, u64) = (20, 120);
 
 /// Timeouts and breaker settings, from the function's configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
+    /// TCP + TLS connect timeout towards Cognito.
     pub connect_timeout: Duration,
     /// Upper bound for one attempt (connect + request + response), further cut to the Lambda's remaining time.
     pub attempt_timeout: Duration,
+    /// Consecutive failed attempts that open the breaker.
     pub breaker_failure_threshold: u32,
+    /// How long an open breaker fails fast before one probe is let through.
     pub breaker_open_for: Duration,
+}
+
+/// The Lambda's defaults (the configuration's, when no variable overrides them).
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout: Duration::from_millis(500),
+            attempt_timeout: Duration::from_secs(3),
+            breaker_failure_threshold: 5,
+            breaker_open_for: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A token Cognito issued and the broker checked.

@@ -7,12 +7,14 @@ use async_trait::async_trait;
 use super::{JwksFetcher, SourceError};
 
 /// Largest JWKS document accepted; real ones are a few KiB.
-pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// Settings of the HTTPS JWKS client.
 #[derive(Debug, Clone)]
 pub struct JwksFetcherConfig {
+    /// TCP + TLS connect timeout.
     pub connect_timeout: Duration,
+    /// Whole-request timeout: a slow JWKS endpoint must not hold a request for long.
     pub timeout: Duration,
     /// Extra root certificates (PEM) to trust, for a local development JWKS server.
     pub extra_roots_pem: Vec<Vec<u8>>,

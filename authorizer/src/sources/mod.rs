@@ -18,7 +18,7 @@ pub use memory::MemoryObjectSource;
 pub use s3::S3ObjectSource;
 
 /// Largest object accepted from a source: a truststore or CRL bundle is kilobytes; more is an error, not data.
-pub const MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Result of a conditional fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +26,18 @@ pub enum Fetched {
     /// The object still has the ETag the caller holds.
     Unchanged,
     /// The object changed (or was fetched for the first time).
-    Changed { body: Vec<u8>, etag: String },
+    Changed {
+        /// The object's bytes.
+        body: Vec<u8>,
+        /// Its ETag, to send back on the next fetch.
+        etag: String,
+    },
 }
 
 /// Why a source could not answer. The message names no bucket, key or URL, because it can reach logs that callers'
 /// operators read; the source's `describe()` is logged separately at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant is documented by its #[error] text
 pub enum SourceError {
     #[error("object not found")]
     NotFound,

@@ -1,0 +1,106 @@
+//! The composition root: from a [`Config`] and the adapters in [`Deps`] to a ready [`App`]. The Lambda's `main`,
+//! the local stack, the tests and the benchmarks all build the broker here, so the credential cache, the upstream
+//! client and the caller-id hashing are set up one way everywhere; only the adapters differ.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use tb_shared::clock::Clock;
+use tb_shared::policy::Policy;
+use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+
+use crate::config::Config;
+use crate::credentials::{CachedCredentials, CredentialError, CredentialSource, Credentials, SsmConfig, SsmCredentialSource};
+use crate::quota::{DynamoQuotaConfig, DynamoQuotaStore, QuotaStore};
+use crate::reuse::TokenReuse;
+use crate::upstream::Upstream;
+
+/// Everything the handler depends on, built once per cold start and shared by all invocations.
+pub struct App {
+    /// The policy document.
+    pub policy: Arc<Policy>,
+    /// Per-caller grant quotas.
+    pub quotas: Arc<dyn QuotaStore>,
+    /// App-client credentials, cached in front of their store.
+    pub credentials: Arc<dyn Credentials>,
+    /// The Cognito token endpoint client (timeouts, retry, breaker).
+    pub upstream: Upstream,
+    /// In-memory token reuse for callers that opt in.
+    pub reuse: TokenReuse,
+    /// Where EMF metric lines go.
+    pub metrics: MetricsSink,
+    /// How caller ids appear in logs (plain or keyed hash, per the policy's `hash_caller_ids`).
+    pub hasher: CallerIdHasher,
+    /// The time quota windows are charged at.
+    pub clock: Clock,
+}
+
+/// Why the function could not start. Messages name the setting, never a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// An environment variable is missing or unusable.
+    #[error(transparent)]
+    Config(#[from] tb_shared::env::ConfigError),
+    /// The policy document could not be loaded.
+    #[error("policy: {0}")]
+    Policy(#[from] tb_shared::policy::PolicyError),
+    /// Hashed caller ids need a key.
+    #[error("the policy sets hash_caller_ids but CALLER_HASH_KEY is not set")]
+    MissingHashKey,
+    /// The credential store could not be set up.
+    #[error("credential source: {0}")]
+    Credentials(#[from] CredentialError),
+    /// The upstream HTTP client could not be built.
+    #[error("upstream HTTP client: {0}")]
+    Upstream(#[from] reqwest::Error),
+}
+
+/// The adapters the broker talks to the outside world through.
+pub struct Deps {
+    /// Quota counters.
+    pub quotas: Arc<dyn QuotaStore>,
+    /// The credential store; [`build`] puts the configured cache in front of it.
+    pub credentials: Arc<dyn CredentialSource>,
+    /// Where metrics go.
+    pub metrics: MetricsSink,
+    /// The time quota windows are charged at.
+    pub clock: Clock,
+}
+
+impl Deps {
+    /// The production adapters: DynamoDB quotas and SSM credentials through one AWS SDK config (loaded once;
+    /// `AWS_ENDPOINT_URL` points it at an emulator), metrics to stdout, the system clock.
+    pub fn from_aws(cfg: &Config, sdk: &aws_config::SdkConfig) -> Result<Deps, InitError> {
+        let mut quota_cfg = DynamoQuotaConfig::new(cfg.quota_table.clone());
+        quota_cfg.operation_timeout = cfg.aws_operation_timeout;
+        let mut ssm_cfg = SsmConfig::new(cfg.ssm_prefix.clone());
+        ssm_cfg.operation_timeout = cfg.aws_operation_timeout;
+        Ok(Deps {
+            quotas: Arc::new(DynamoQuotaStore::from_sdk_config(sdk, quota_cfg)),
+            credentials: Arc::new(SsmCredentialSource::from_sdk_config(sdk, ssm_cfg)?),
+            metrics: MetricsSink::stdout(&cfg.metrics_namespace),
+            clock: Clock::system(),
+        })
+    }
+}
+
+/// Builds the broker: loads the policy, puts the configured cache in front of the credential store, and builds
+/// the upstream client.
+pub fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
+    let policy = Policy::load(&cfg.policy_file)?;
+    let hasher = match (&cfg.caller_hash_key, policy.hash_caller_ids) {
+        (_, false) => CallerIdHasher::plain(),
+        (Some(key), true) => CallerIdHasher::keyed(key.expose_secret().as_bytes()),
+        (None, true) => return Err(InitError::MissingHashKey),
+    };
+    Ok(App {
+        policy: Arc::new(policy),
+        quotas: deps.quotas,
+        credentials: Arc::new(CachedCredentials::new(deps.credentials, cfg.credentials_cache.clone())),
+        upstream: Upstream::new(cfg.upstream.clone())?,
+        reuse: TokenReuse::new(),
+        metrics: deps.metrics,
+        hasher,
+        clock: deps.clock,
+    })
+}

@@ -1,0 +1,50 @@
+//! What every AWS SDK client in the project shares: how a time budget becomes SDK timeouts, and how an SDK failure
+//! is described in a log line or an error without request contents.
+
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+/// SDK timeouts for a total budget per operation: each attempt gets half, so one stalled attempt still leaves room
+/// for a retry; connecting gets at most one second (a refused or black-holed endpoint should not use the whole
+/// budget).
+pub fn timeouts(total: Duration) -> TimeoutConfig {
+    let attempt = total / 2;
+    TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(1)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(total)
+        .build()
+}
+
+/// Describes an SDK failure by kind and service error code only: enough to tell a timeout from a permissions
+/// problem, with nothing from the request (which may carry a secret parameter value).
+pub fn describe<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
+    match e {
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => "timed out connecting".to_owned(),
+        SdkError::DispatchFailure(d) if d.is_io() => "connection failed".to_owned(),
+        SdkError::DispatchFailure(_) => "request could not be sent".to_owned(),
+        SdkError::ResponseError(_) => "unreadable response".to_owned(),
+        SdkError::ServiceError(s) => format!("service error {}", s.err().code().unwrap_or("unknown")),
+        SdkError::ConstructionFailure(_) => "request could not be built".to_owned(),
+        _ => "unknown SDK error".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_get_half_and_connect_at_most_a_second() {
+        let t = timeouts(Duration::from_secs(4));
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(4)));
+        assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(t.connect_timeout(), Some(Duration::from_secs(1)));
+        let t = timeouts(Duration::from_millis(600));
+        assert_eq!(t.connect_timeout(), Some(Duration::from_millis(300)));
+    }
+}
