@@ -1,6 +1,6 @@
 //! Process start to ready, memory and invocation round trips of the real `authorizer` release binary under the
-//! project's Lambda Runtime API emulator (`tb_devkit::runtime_api`): the figures PRODUCT.md's "Performance" asks
-//! BENCHMARKS.md to record that the in-process criterion bench (`benches/decision.rs`) cannot give.
+//! project's Lambda Runtime API emulator (`tb_devkit::runtime_api`): the figures BENCHMARKS.md records ("Lambda
+//! process: start to ready, memory") that the in-process criterion bench (`benches/decision.rs`) cannot give.
 //!
 //! ```sh
 //! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target

@@ -1,5 +1,5 @@
 //! Acceptance tests for the broker handler: the real handler against the Cognito stand-in over real HTTP on
-//! loopback, with in-memory quota and credential stores. Every row of PRODUCT.md's error table that the broker
+//! loopback, with in-memory quota and credential stores. Every row of the error table in docs/design.md that the broker
 //! answers is here with its exact status and error code (the 401/403 rows of the authorizer are the authorizer's).
 
 mod support;

@@ -1,7 +1,7 @@
 //! NOT FOR PRODUCTION. The harness behind the `authorizer_lambda_process` and `broker_lambda_process` examples
 //! (named apart because examples of one workspace share `target/<profile>/examples/`): it runs a function's real
 //! release binary under the [`RuntimeApi`] emulator, the way Lambda runs
-//! `bootstrap`, and measures what PRODUCT.md's "Performance" asks `BENCHMARKS.md` to record that no in-process
+//! `bootstrap`, and measures what `BENCHMARKS.md` records that no in-process
 //! benchmark can: process start to ready, and the process's memory (functions run at 128 MB).
 //!
 //! One run = a fresh emulator, a freshly spawned process (a cold start), then `invocations` events round-robin

@@ -190,7 +190,7 @@ async fn client_authentication_failures() {
 
 #[tokio::test]
 async fn invalid_client_can_be_configured_to_answer_401() {
-    let mut cfg = seed_config();
+    let mut cfg = example_pool_config();
     cfg.invalid_client_status = 401;
     let s = CognitoStandin::start(cfg).await.unwrap();
     expect_error(basic_request(&s, ORDER_ID, "wrong", None).await, StatusCode::UNAUTHORIZED, "invalid_client").await;
@@ -203,7 +203,7 @@ async fn invalid_client_can_be_configured_to_answer_401() {
     .await;
     s.shutdown().await;
 
-    let mut cfg = seed_config();
+    let mut cfg = example_pool_config();
     cfg.invalid_client_status = 403;
     assert_eq!(CognitoStandin::start(cfg).await.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
 }
@@ -421,7 +421,7 @@ async fn counters_count_every_token_request() {
 
 #[tokio::test]
 async fn verification_rejects_tampered_foreign_wrong_issuer_and_expired_tokens() {
-    let mut cfg = seed_config();
+    let mut cfg = example_pool_config();
     cfg.clients.push(
         // 3 s, not 1: `iat` is truncated to the second, so a 1 s token can be left with a tenth of a second to live.
         StandinClient::new("shortlived", "secret", &["customer-api/read"]).token_validity(Duration::from_secs(3)),
@@ -487,7 +487,7 @@ async fn https_with_a_self_signed_certificate() {
         .with_no_client_auth()
         .with_single_cert(vec![cert_der], key_der)
         .unwrap();
-    let s = CognitoStandin::start_tls(seed_config(), Arc::new(tls)).await.unwrap();
+    let s = CognitoStandin::start_tls(example_pool_config(), Arc::new(tls)).await.unwrap();
     assert!(s.token_url().starts_with("https://127.0.0.1:"));
     assert!(s.issuer().starts_with("https://127.0.0.1:"));
 
@@ -522,7 +522,7 @@ async fn admin_routes_are_off_by_default_and_drive_faults_when_on() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     s.shutdown().await;
 
-    let mut cfg = seed_config();
+    let mut cfg = example_pool_config();
     cfg.admin_routes = true;
     let s = CognitoStandin::start(cfg).await.unwrap();
     let admin = |path: &str| format!("{}/_devkit/{path}", s.base_url());
@@ -556,7 +556,7 @@ async fn admin_routes_are_off_by_default_and_drive_faults_when_on() {
 
 #[tokio::test]
 async fn debug_output_hides_secrets() {
-    let cfg = seed_config();
+    let cfg = example_pool_config();
     let printed = format!("{cfg:?} {:?}", cfg.clients[0]);
     assert!(printed.contains(ORDER_ID));
     assert!(!printed.contains(ORDER_SECRET));

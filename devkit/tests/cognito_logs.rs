@@ -21,7 +21,7 @@ async fn logs_carry_no_secret_and_no_token() {
     // Callsites first hit by other test threads with no subscriber are cached as uninterested; recompute.
     tracing::callsite::rebuild_interest_cache();
 
-    let mut cfg = seed_config();
+    let mut cfg = example_pool_config();
     cfg.admin_routes = true;
     let s = CognitoStandin::start(cfg).await.unwrap();
     let body: Value = basic_request(&s, ORDER_ID, ORDER_SECRET, Some("customer-api/read")).await.json().await.unwrap();

@@ -5,10 +5,11 @@
 //! endpoint that behaves like Cognito's — same request grammar, same client authentication, same error codes and
 //! shapes, same access-token claims — over real HTTP(S) on loopback, and that can be made slow, broken, throttled or
 //! have a client's secret rotated on demand. moto does not serve Cognito's hosted `/oauth2/token` and
-//! `oauth2-mock-server` accepts any credentials and issues none of Cognito's claims (see `shared/FACTS.md`).
+//! `oauth2-mock-server` accepts any credentials and issues none of Cognito's claims (its tokens carry only
+//! iss/iat/exp/nbf/scope).
 //!
 //! What it mimics, and where that comes from (Amazon Cognito Developer Guide, "The token issuer endpoint" and
-//! "Understanding the access token"; the seeds in `shared/seeds/`):
+//! "Understanding the access token"):
 //! - `POST /oauth2/token`, `Content-Type: application/x-www-form-urlencoded` ("must always be"), form parameters
 //!   `grant_type`, `scope`, `client_id`, `client_secret`.
 //! - Client authentication with HTTP Basic (`client_id:client_secret`, each form-urlencoded per RFC 6749 §2.3.1) or

@@ -1,4 +1,4 @@
-//! What the stand-in's test binaries share: the seed-003 clients and requests made the way the broker makes them.
+//! What the stand-in's test binaries share: the example pool's clients and requests made the way the broker makes them.
 #![allow(dead_code, unused_imports)]
 
 pub use std::sync::Arc;
@@ -17,8 +17,8 @@ pub const REPORT_ID: &str = "reportclient000000000000001";
 pub const REPORT_SECRET: &str = "reportsecret000000000000000000000000000000000000001";
 pub const ALL: &str = "customer-api/read customer-api/write customer-api/admin";
 
-/// The seed-003 pool: an order service with read/write/admin and a reporting service with read only.
-pub fn seed_config() -> StandinConfig {
+/// The example pool: an order service with read/write/admin and a reporting service with read only.
+pub fn example_pool_config() -> StandinConfig {
     StandinConfig::new(vec![
         StandinClient::new(ORDER_ID, ORDER_SECRET, &["customer-api/read", "customer-api/write", "customer-api/admin"]),
         StandinClient::new(REPORT_ID, REPORT_SECRET, &["customer-api/read"]),
@@ -26,7 +26,7 @@ pub fn seed_config() -> StandinConfig {
 }
 
 pub async fn start() -> CognitoStandin {
-    CognitoStandin::start(seed_config()).await.unwrap()
+    CognitoStandin::start(example_pool_config()).await.unwrap()
 }
 
 pub fn http() -> reqwest::Client {
