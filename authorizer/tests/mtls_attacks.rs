@@ -1,6 +1,6 @@
 //! Attack suite for the mTLS half of the authorizer: each malicious or broken client certificate is refused with the
-//! exact error kind and the status class PRODUCT.md gives (401 Unauthorized vs 403 Deny); each identity rule maps a
-//! genuine certificate to the right caller. Every key and certificate is generated here, at test time.
+//! exact error kind and the status class docs/design.md gives (401 Unauthorized vs 403 Deny); each identity rule
+//! maps a genuine certificate to the right caller. Every key and certificate is generated here, at test time.
 
 #[path = "common/mtls_fixture.rs"]
 mod fixture;

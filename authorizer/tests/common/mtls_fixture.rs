@@ -16,7 +16,8 @@ pub const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-proce
 pub const REPORTING_DNS: &str = "reporting.svc.example.internal";
 pub const LEGACY_CN: &str = "legacy-batch";
 
-/// What the handler answers for a verification + identification result (the status mapping of PRODUCT.md).
+/// What the handler answers for a verification + identification result (the status mapping of docs/design.md, "What
+/// each input gets").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Verified and mapped to this caller id.
