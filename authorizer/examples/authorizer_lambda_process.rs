@@ -16,7 +16,6 @@
 //! Everything reached is on loopback. Nothing is asserted about time; answers are checked so a misconfigured run
 //! cannot pass as a fast one.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -40,28 +39,12 @@ const ALLOW_JWT: &str = "JWT RS256 allow";
 const DENY_MTLS: &str = "mTLS deny (unknown, revoked)";
 const NO_CREDENTIALS: &str = "no credentials (401)";
 
-/// A directory removed when dropped (the policy, truststore and CRL files the function reads at init).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("tb-bench-authorizer-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory can be created");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).expect("a temporary file can be written");
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `contents` to `name` in `dir` (the policy, truststore and CRL files the function reads at init); returns
+/// the path, for the function's environment.
+fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, contents).expect("a temporary file can be written");
+    p.to_string_lossy().into_owned()
 }
 
 fn client_uri(i: usize) -> String {
@@ -155,11 +138,11 @@ async fn main() {
     let partner = PartnerKey::rsa("bench-partner-1").expect("partner RSA key");
     let (jwks, _jwks_task) = JwksServer::start(partner.jwks()).await.expect("JWKS server on loopback");
 
-    let dir = TempDir::new();
+    let dir = tempfile::Builder::new().prefix("tb-bench-authorizer-").tempdir().expect("a temporary directory");
     let config = [
-        ("POLICY_FILE", dir.write("policy.yaml", &policy(clients.len(), &jwks.url))),
-        ("TRUSTSTORE_URI", dir.write("truststore.pem", ca.cert_pem())),
-        ("CRL_URI", dir.write("crls.pem", &crl.pem)),
+        ("POLICY_FILE", write_file(&dir, "policy.yaml", &policy(clients.len(), &jwks.url))),
+        ("TRUSTSTORE_URI", write_file(&dir, "truststore.pem", ca.cert_pem())),
+        ("CRL_URI", write_file(&dir, "crls.pem", &crl.pem)),
         ("LOG_LEVEL", "info".to_owned()),
     ]
     .map(|(k, v)| (k.to_owned(), v))

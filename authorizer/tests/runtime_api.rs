@@ -24,28 +24,16 @@ fn function_bin() -> PathBuf {
     function_binary("authorizer", env!("CARGO_BIN_EXE_authorizer"))
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("tb-rt-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p.to_string_lossy().into_owned()
-    }
+/// A temporary directory (removed when dropped) holding the function's files.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("tb-rt-{tag}-")).tempdir().unwrap()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `contents` to `name` in `dir`; returns the path, for the function's environment.
+fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, contents).unwrap();
+    p.to_string_lossy().into_owned()
 }
 
 const POLICY: &str = r#"version: 1
@@ -64,7 +52,7 @@ callers:
 "#;
 
 struct World {
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
     api: RuntimeApi,
     function: FunctionProcess,
     orders: IssuedCert,
@@ -75,7 +63,7 @@ struct World {
 
 /// A test PKI, the policy, truststore and CRL as files, and the function started against a fresh emulator.
 async fn world() -> World {
-    let dir = TempDir::new("authorizer");
+    let dir = temp_dir("authorizer");
     let ca = TestCa::root("Dev Root CA").unwrap();
     let now = SystemTime::now();
     let hour = Duration::from_secs(3600);
@@ -90,9 +78,9 @@ async fn world() -> World {
     let mut env = lambda_env(&api, "token-broker-authorizer");
     env.extend(
         [
-            ("POLICY_FILE", dir.write("policy.yaml", POLICY)),
-            ("TRUSTSTORE_URI", dir.write("truststore.pem", ca.cert_pem())),
-            ("CRL_URI", dir.write("crls.pem", &crl.pem)),
+            ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
+            ("TRUSTSTORE_URI", write_file(&dir, "truststore.pem", ca.cert_pem())),
+            ("CRL_URI", write_file(&dir, "crls.pem", &crl.pem)),
             ("LOG_LEVEL", "info".to_owned()),
         ]
         .map(|(k, v)| (k.to_owned(), v)),
@@ -186,19 +174,20 @@ async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
-    let dir = TempDir::new("init");
+    let dir = temp_dir("init");
     let ca = TestCa::root("Dev Root CA").unwrap();
     // The file name does not say "policy": the message itself must.
-    let missing = dir.0.join("missing.yaml").to_string_lossy().into_owned();
+    let missing = dir.path().join("missing.yaml").to_string_lossy().into_owned();
     let extra = vec![
         ("POLICY_FILE".to_owned(), missing),
-        ("TRUSTSTORE_URI".to_owned(), dir.write("truststore.pem", ca.cert_pem())),
+        ("TRUSTSTORE_URI".to_owned(), write_file(&dir, "truststore.pem", ca.cert_pem())),
     ];
     expect_init_error(extra, &["policy", "missing.yaml"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_callers_without_a_truststore_are_an_init_error() {
-    let dir = TempDir::new("init");
-    expect_init_error(vec![("POLICY_FILE".to_owned(), dir.write("policy.yaml", POLICY))], &["TRUSTSTORE_URI"]).await;
+    let dir = temp_dir("init");
+    expect_init_error(vec![("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY))], &["TRUSTSTORE_URI"])
+        .await;
 }
