@@ -122,19 +122,10 @@ async fn rotation_with_memory_sources() {
 
 #[tokio::test]
 async fn rotation_with_s3_in_moto() {
-    let endpoint = std::env::var("TB_MOTO_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "TB_MOTO_ENDPOINT is not set: this test needs moto's S3. Run it through the wrapper, e.g. \
-             `scripts/with-moto.sh cargo test -p token-broker-authorizer --test mtls_rotation`"
-        )
-    });
-    let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
-    let conf =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region).endpoint_url(&endpoint).load().await;
-    let s3conf = aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build();
-    let client = aws_sdk_s3::Client::from_conf(s3conf);
-    let bucket = format!("tb-mtls-rotation-{}", hex::encode(&tb_devkit::pki::random_serial()[..6]));
-    client.create_bucket().bucket(&bucket).send().await.expect("create_bucket in moto");
+    // Needs moto's S3: run through `scripts/with-moto.sh cargo test -p token-broker-authorizer --test mtls_rotation`.
+    let client = tb_devkit::moto::s3_client(&tb_devkit::moto::sdk_config().await);
+    let bucket = tb_devkit::moto::unique("tb-mtls-rotation");
+    tb_devkit::moto::create_bucket(&client, &bucket).await;
     rotation_scenario(Store::S3 { client, bucket }).await;
 }
 

@@ -31,10 +31,8 @@ async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> St
     let dir = tempfile::Builder::new().prefix(&format!("brokerctl-e2e-{tag}-")).tempdir().unwrap();
     let mut opts = DevOptions { state_dir: dir.path().to_path_buf(), ..DevOptions::default() };
     if let Mode::Moto = mode {
-        let endpoint = std::env::var("TB_MOTO_ENDPOINT")
-            .expect("TB_MOTO_ENDPOINT is not set: run this suite through scripts/with-moto.sh");
         let n: u32 = rand::random();
-        opts.aws_endpoint = Some(endpoint);
+        opts.aws_endpoint = Some(tb_devkit::moto::endpoint());
         // moto serves one request at a time to every suite of this run: queueing is not a failure here.
         opts.aws_operation_timeout = Some(Duration::from_secs(10));
         opts.aws_names = AwsNames {

@@ -13,10 +13,7 @@ use axum::routing::get;
 use axum::Json;
 use brokerctl::publish::{publish, PublishError, PublishInput};
 use serde_json::{json, Value};
-
-fn endpoint() -> String {
-    std::env::var("TB_MOTO_ENDPOINT").expect("TB_MOTO_ENDPOINT is not set: run this suite through scripts/with-moto.sh")
-}
+use tb_devkit::moto;
 
 #[derive(Default)]
 struct Domain {
@@ -77,25 +74,15 @@ fn ca_bundle(cn: &str, valid_days: i64) -> Vec<u8> {
 }
 
 async fn s3() -> aws_sdk_s3::Client {
-    let ep = endpoint();
-    let sdk = brokerctl::publish::sdk_config(Some(&ep)).await;
-    brokerctl::publish::s3_client(&sdk, Some(&ep))
+    moto::s3_client(&moto::sdk_config().await)
 }
 
 async fn bucket(s3: &aws_sdk_s3::Client, versioned: bool) -> String {
     let name = format!("tb-publish-{}", rand::random::<u32>());
-    s3.create_bucket().bucket(&name).send().await.unwrap();
     if versioned {
-        s3.put_bucket_versioning()
-            .bucket(&name)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        moto::create_versioned_bucket(s3, &name).await;
+    } else {
+        moto::create_bucket(s3, &name).await;
     }
     name
 }
@@ -120,7 +107,7 @@ async fn publish_creates_a_new_version_and_pins_the_domain_to_it() {
         bucket: b.clone(),
         key: "truststore.pem".into(),
         domain: "mtls.example.internal".into(),
-        endpoint: Some(endpoint()),
+        endpoint: Some(moto::endpoint()),
         apigateway_endpoint: Some(agw),
     };
     let first = publish(&input).await.unwrap();
@@ -162,7 +149,7 @@ async fn publish_changes_nothing_when_anything_is_wrong() {
         bucket: b.clone(),
         key: "truststore.pem".into(),
         domain: "mtls.example.internal".into(),
-        endpoint: Some(endpoint()),
+        endpoint: Some(moto::endpoint()),
         apigateway_endpoint: Some(agw.clone()),
     };
 
@@ -191,9 +178,8 @@ async fn publish_changes_nothing_when_anything_is_wrong() {
 /// rather than upload a truststore nothing will read.
 #[tokio::test]
 async fn publish_refuses_a_domain_without_mutual_tls_in_moto() {
-    let ep = endpoint();
-    let sdk = brokerctl::publish::sdk_config(Some(&ep)).await;
-    let agw = aws_sdk_apigateway::Client::new(&sdk);
+    let ep = moto::endpoint();
+    let agw = aws_sdk_apigateway::Client::new(&moto::sdk_config().await);
     let name = format!("mtls-{}.example.internal", rand::random::<u32>());
     agw.create_domain_name()
         .domain_name(&name)

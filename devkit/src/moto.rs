@@ -52,8 +52,7 @@ pub fn try_endpoint() -> Result<String, String> {
             Err(format!("{ENDPOINT_VAR} must be a loopback http://127.0.0.1:PORT endpoint, got {e}"))
         }
         _ => Err(format!(
-            "{ENDPOINT_VAR} is not set: run this through the emulator script, which starts moto and sets it, e.g.\n  \
-             scripts/with-moto.sh cargo test -p <package> --test <test>"
+            "{ENDPOINT_VAR} is not set: run this through scripts/with-moto.sh, which starts moto and sets it"
         )),
     }
 }
@@ -61,7 +60,12 @@ pub fn try_endpoint() -> Result<String, String> {
 /// The emulator's endpoint. Panics when [`try_endpoint`] has none, so a test that needs moto fails (never skips)
 /// and the message says to run it through `scripts/with-moto.sh`.
 pub fn endpoint() -> String {
-    try_endpoint().unwrap_or_else(|why| panic!("{why}"))
+    try_endpoint().unwrap_or_else(|why| {
+        panic!(
+            "{why}, e.g.\n  scripts/with-moto.sh cargo test -p <package> --test <test>\n\
+             (a test that needs moto fails without it; it is never skipped)"
+        )
+    })
 }
 
 /// An SDK config aimed at moto ([`endpoint`]) in [`REGION`] with fake credentials.

@@ -1,51 +1,26 @@
 //! Helpers for the tests that run against moto's AWS API emulator (`scripts/with-moto.sh`).
 #![allow(dead_code)] // each test binary uses a subset
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
-};
-use tb_broker::quota::dynamo::{KEY_ATTR, TTL_ATTR};
+use aws_config::SdkConfig;
+use tb_broker::quota_table::{KEY_ATTR, TTL_ATTR};
+pub use tb_devkit::moto::unique;
 
 /// The emulator's endpoint. These tests are never skipped: without moto they fail and say how to run them.
 pub fn moto_endpoint() -> String {
-    match std::env::var("TB_MOTO_ENDPOINT") {
-        Ok(e) if !e.is_empty() => {
-            assert!(e.starts_with("http://127.0.0.1:"), "tests reach only loopback, got TB_MOTO_ENDPOINT={e}");
-            e
-        }
-        _ => panic!(
-            "TB_MOTO_ENDPOINT is not set: run these tests through the emulator script, e.g.\n  \
-             scripts/with-moto.sh cargo test -p token-broker-broker --test <this test>"
-        ),
-    }
+    tb_devkit::moto::endpoint()
 }
 
 /// An SDK config aimed at `endpoint` with fake credentials (moto accepts any), so nothing looks for real ones.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    sdk_config_in(endpoint, "us-east-1").await
+    sdk_config_in(endpoint, tb_devkit::moto::REGION).await
 }
 
 /// [`sdk_config`] in `region`: moto keeps each region's tables and parameters apart, so a test that shares them
 /// with a function binary uses the function's region.
 pub async fn sdk_config_in(endpoint: &str, region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
-
-/// A name no other test (or earlier run against the same emulator) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    tb_devkit::moto::sdk_config_at(endpoint, region).await
 }
 
 /// An endpoint on loopback where nothing listens: connections are refused at once.
@@ -78,18 +53,14 @@ pub fn fixed_now() -> SystemTime {
 /// A fresh quota table laid out as docs/quota-table.md describes (hash key only, TTL enabled on the TTL attribute),
 /// under a name starting with `prefix` that no other test uses.
 pub async fn create_quota_table(client: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
+    assert_quota_layout_matches_the_broker();
     let name = unique(prefix);
-    let key = AttributeDefinition::builder().attribute_name(KEY_ATTR).attribute_type(ScalarAttributeType::S).build();
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(key.unwrap())
-        .key_schema(KeySchemaElement::builder().attribute_name(KEY_ATTR).key_type(KeyType::Hash).build().unwrap())
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    let ttl = TimeToLiveSpecification::builder().attribute_name(TTL_ATTR).enabled(true).build().unwrap();
-    client.update_time_to_live().table_name(&name).time_to_live_specification(ttl).send().await.unwrap();
+    tb_devkit::moto::create_quota_table_with(client, &name).await;
     name
+}
+
+/// devkit lays the quota table out without depending on the broker: its attribute names must be the broker's.
+pub fn assert_quota_layout_matches_the_broker() {
+    assert_eq!(tb_devkit::moto::QUOTA_KEY_ATTR, KEY_ATTR, "the quota table's partition key");
+    assert_eq!(tb_devkit::moto::QUOTA_TTL_ATTR, TTL_ATTR, "the quota table's TTL attribute");
 }
