@@ -18,20 +18,13 @@
 //! not how fast DynamoDB is. Everything reached is on loopback. Nothing is asserted about time; answers are
 //! checked (200 and a token) so a misconfigured run cannot pass as a fast one. No secret or token is printed.
 
-// The moto helpers of the broker's tests (quota table, SDK config, unique names): one copy of each.
-#[path = "../tests/common_moto/mod.rs"]
-mod common_moto;
-
-use aws_lambda_events::apigw::ApiGatewayProxyRequest;
-use aws_sdk_ssm::types::ParameterType;
-use common_moto::{create_quota_table, sdk_config_in, unique};
-use http::Method;
 use serde_json::{json, Value};
 use tb_devkit::cognito::{random_secret, CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::events::ProxyRequestBuilder;
+use tb_devkit::fixtures::{policy_yaml, reporting_caller, write_policy};
 use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
+use tb_devkit::moto::{self, unique};
 use tb_devkit::runtime_api::Outcome;
-use tb_shared::context::{AuthMethod, CallerContext};
-use tb_shared::ids::CallerId;
 
 const USAGE: &str =
     "usage: scripts/with-moto.sh cargo run --release -p token-broker-broker --example broker_lambda_process -- \
@@ -47,9 +40,8 @@ const ONE_WINDOW: &str = "grant, day quota (conditional update)";
 const CALLERS: [(&str, &str); 2] =
     [("orders", "bench0rdersclient0000000001"), ("reporting", "bench0reportclient000000001")];
 
-const POLICY: &str = r#"version: 1
-callers:
-  - id: orders
+/// The `orders` caller, one entry of the policy's `callers:` list; the other is devkit's `reporting` caller.
+const ORDERS_CALLER: &str = r#"  - id: orders
     identities: [{ type: san_uri, value: "spiffe://example.internal/ns/orders/sa/order-processing" }]
     cognito_client: orders
     allowed_scopes: [customer-api/read, customer-api/write]
@@ -57,59 +49,19 @@ callers:
     quotas: [{ per: minute, limit: 1000000 }, { per: day, limit: 10000000 }]
     max_token_lifetime_seconds: 3600
     token_reuse: false
-  - id: reporting
-    identities: [{ type: san_dns, value: reporting.svc.example.internal }]
-    cognito_client: reporting
-    allowed_scopes: [customer-api/read]
-    default_scopes: [customer-api/read]
-    quotas: [{ per: day, limit: 10000000 }]
-    max_token_lifetime_seconds: 3600
-    token_reuse: false
 "#;
 
 /// moto's endpoint from `scripts/with-moto.sh`; loopback only.
 fn moto_endpoint() -> String {
-    match std::env::var("TB_MOTO_ENDPOINT") {
-        Ok(e) if e.starts_with("http://127.0.0.1:") => e,
-        Ok(e) if !e.is_empty() => {
-            eprintln!("TB_MOTO_ENDPOINT must be a loopback http://127.0.0.1:PORT endpoint, got {e}");
-            std::process::exit(2)
-        }
-        _ => {
-            eprintln!("TB_MOTO_ENDPOINT is not set: run this example through the emulator script:\n  {USAGE}");
-            std::process::exit(2)
-        }
-    }
+    moto::try_endpoint().unwrap_or_else(|why| {
+        eprintln!("{why}:\n  {USAGE}");
+        std::process::exit(2)
+    })
 }
 
 /// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `caller`.
 fn proxy_event(caller: &str, body: &str, n: usize) -> Value {
-    let mut r = ApiGatewayProxyRequest::default();
-    r.http_method = Method::POST;
-    r.path = Some("/oauth2/token".into());
-    r.resource = Some("/oauth2/token".into());
-    for (k, v) in [
-        ("accept", "application/json"),
-        ("content-type", "application/x-www-form-urlencoded"),
-        ("host", "tokens.example.internal"),
-        ("user-agent", "curl/8.5.0"),
-        ("x-forwarded-for", "203.0.113.7"),
-        ("x-forwarded-proto", "https"),
-    ] {
-        r.headers.insert(k, v.parse().expect("a valid header value"));
-    }
-    r.body = Some(body.to_owned());
-    r.request_context.request_id = Some(format!("bench-{n:06}"));
-    r.request_context.http_method = Method::POST;
-    r.request_context.stage = Some("prod".into());
-    r.request_context.authorizer.fields = CallerContext {
-        caller_id: CallerId::try_from(caller).expect("a valid caller id"),
-        auth_method: AuthMethod::Mtls,
-        credential_fingerprint: "9f86d081884c7d65".into(),
-        policy_version: "0123456789abcdef".into(),
-    }
-    .to_map();
-    serde_json::to_value(r).expect("the proxy event serialises")
+    ProxyRequestBuilder::new(caller, body).request_id(&format!("bench-{n:06}")).to_json()
 }
 
 fn check(_ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
@@ -133,8 +85,9 @@ async fn main() {
     let endpoint = moto_endpoint();
     let load_before = load_average();
 
-    let sdk = sdk_config_in(&endpoint, REGION).await;
-    let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk), "bench-quota").await;
+    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
+    let table = unique("bench-quota");
+    moto::create_quota_table(&sdk, &table).await;
 
     // The Cognito stand-in with one app client per caller, and each client's credentials as an SSM SecureString.
     let clients: Vec<(&str, &str, String)> = CALLERS.iter().map(|(c, id)| (*c, *id, random_secret())).collect();
@@ -144,24 +97,14 @@ async fn main() {
     .await
     .expect("the Cognito stand-in starts on loopback");
     let ssm_prefix = format!("/token-broker-bench/{}", unique("cognito"));
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
     for (caller, id, secret) in &clients {
         let value = json!({"client_id": id, "client_secret": secret, "token_url": cognito.token_url()});
-        ssm.put_parameter()
-            .name(format!("{ssm_prefix}/{caller}"))
-            .value(value.to_string())
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .expect("moto stores the credentials parameter");
+        moto::put_secure_string(&sdk, &format!("{ssm_prefix}/{caller}"), &value.to_string()).await;
     }
 
-    let dir = tempfile::Builder::new().prefix("tb-bench-broker-").tempdir().expect("a temporary directory");
-    let policy_file = dir.path().join("policy.yaml");
-    std::fs::write(&policy_file, POLICY).expect("the policy file can be written");
+    let policy = write_policy(&policy_yaml(&[ORDERS_CALLER, &reporting_caller(10_000_000)]));
     let config = [
-        ("POLICY_FILE", policy_file.to_string_lossy().into_owned()),
+        ("POLICY_FILE", policy.path().to_string_lossy().into_owned()),
         ("QUOTA_TABLE", table),
         ("SSM_PREFIX", ssm_prefix),
         ("LOG_LEVEL", "info".to_owned()),

@@ -14,10 +14,11 @@ mod common_moto;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_sdk_ssm::types::ParameterType;
-use common_moto::{create_quota_table, moto_endpoint, sdk_config_in, unique};
+use common_moto::{create_quota_table, unique};
 use serde_json::{json, Value};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::events::ProxyRequestBuilder;
+use tb_devkit::moto;
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
 /// Cold start (SDK config, policy) and one invocation, even of a debug build on a busy 2-core machine, take well under
@@ -43,100 +44,26 @@ fn function_bin() -> PathBuf {
     function_binary("broker", env!("CARGO_BIN_EXE_broker"))
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(unique(&format!("tb-rt-{tag}")));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p.to_string_lossy().into_owned()
-    }
+/// A temporary directory (removed when dropped) holding the function's files.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("tb-rt-{tag}-")).tempdir().unwrap()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `contents` to `name` in `dir`; returns the path, for the function's environment.
+fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, contents).unwrap();
+    p.to_string_lossy().into_owned()
 }
 
 /// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `order-processing`.
-fn proxy_event(body: &str, authorizer: Option<Value>) -> Value {
-    let mut event = json!({
-        "resource": "/oauth2/token",
-        "path": "/oauth2/token",
-        "httpMethod": "POST",
-        "headers": {
-            "Accept": "application/json",
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Host": "tokens.example.internal",
-            "User-Agent": "curl/8.5.0",
-            "X-Amzn-Trace-Id": "Root=1-67891233-abcdef012345678912345678",
-            "X-Forwarded-For": "203.0.113.7",
-            "X-Forwarded-Port": "443",
-            "X-Forwarded-Proto": "https"
-        },
-        "multiValueHeaders": {
-            "Accept": ["application/json"],
-            "Content-Type": ["application/x-www-form-urlencoded"],
-            "Host": ["tokens.example.internal"],
-            "User-Agent": ["curl/8.5.0"],
-            "X-Amzn-Trace-Id": ["Root=1-67891233-abcdef012345678912345678"],
-            "X-Forwarded-For": ["203.0.113.7"],
-            "X-Forwarded-Port": ["443"],
-            "X-Forwarded-Proto": ["https"]
-        },
-        "queryStringParameters": null,
-        "multiValueQueryStringParameters": null,
-        "pathParameters": null,
-        "stageVariables": null,
-        "requestContext": {
-            "resourceId": "x1y2z3",
-            "resourcePath": "/oauth2/token",
-            "httpMethod": "POST",
-            "extendedRequestId": "Z8mWrGb1DoEFkqA=",
-            "requestTime": "22/Nov/2026:03:00:00 +0000",
-            "path": "/oauth2/token",
-            "accountId": "123456789012",
-            "protocol": "HTTP/1.1",
-            "stage": "prod",
-            "domainPrefix": "tokens",
-            "requestTimeEpoch": 1795143600000u64,
-            "requestId": unique("req"),
-            "identity": {
-                "sourceIp": "203.0.113.7",
-                "userAgent": "curl/8.5.0",
-                "apiKey": null,
-                "apiKeyId": null
-            },
-            "domainName": "tokens.example.internal",
-            "apiId": "a1b2c3d4e5"
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    if let Some(a) = authorizer {
-        event["requestContext"]["authorizer"] = a;
-    }
-    event
+fn proxy_event(body: &str) -> Value {
+    ProxyRequestBuilder::new("order-processing", body).to_json()
 }
 
-/// `requestContext.authorizer` as API Gateway fills it from the authorizer's answer (shared/src/context.rs).
-fn authorizer_context() -> Value {
-    json!({
-        "principalId": "order-processing",
-        "integrationLatency": 12,
-        "callerId": "order-processing",
-        "authMethod": "mtls",
-        "credentialFingerprint": "9f86d081884c7d65",
-        "policyVersion": "0123456789abcdef"
-    })
+/// The same request without `requestContext.authorizer`: it did not pass through the authorizer.
+fn unauthorised_event(body: &str) -> Value {
+    ProxyRequestBuilder::new("order-processing", body).without_authorizer().to_json()
 }
 
 fn header<'a>(response: &'a Value, name: &str) -> Option<&'a str> {
@@ -159,8 +86,8 @@ async fn invoke(api: &RuntimeApi, function: &FunctionProcess, event: &Value) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
-    let endpoint = moto_endpoint();
-    let sdk = sdk_config_in(&endpoint, REGION).await;
+    let endpoint = moto::endpoint();
+    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
     let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk), "rt-quota").await;
 
     let secret = tb_devkit::cognito::random_secret();
@@ -173,22 +100,14 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     .unwrap();
     let prefix = format!("{SSM_PREFIX}/{}", unique("run"));
     let parameter = json!({"client_id": COGNITO_CLIENT_ID, "client_secret": secret, "token_url": cognito.token_url()});
-    aws_sdk_ssm::Client::new(&sdk)
-        .put_parameter()
-        .name(format!("{prefix}/order-processing"))
-        .value(parameter.to_string())
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    moto::put_secure_string(&sdk, &format!("{prefix}/order-processing"), &parameter.to_string()).await;
 
-    let dir = TempDir::new("broker");
+    let dir = temp_dir("broker");
     let api = RuntimeApi::start().await.unwrap();
     let mut env = lambda_env(&api, "token-broker-broker");
     env.extend(
         [
-            ("POLICY_FILE", dir.write("policy.yaml", POLICY)),
+            ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
             ("QUOTA_TABLE", table),
             ("SSM_PREFIX", prefix),
             ("LOG_LEVEL", "info".to_owned()),
@@ -203,7 +122,7 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
 
     // A token for the caller the authorizer established, with the caller's default scope.
-    let ok = invoke(&api, &function, &proxy_event("grant_type=client_credentials", Some(authorizer_context()))).await;
+    let ok = invoke(&api, &function, &proxy_event("grant_type=client_credentials")).await;
     assert_eq!(ok["statusCode"], 200, "{ok}\n{}", function.output());
     assert_eq!(header(&ok, "cache-control"), Some("no-store"), "{ok}");
     let grant = body_json(&ok);
@@ -215,24 +134,19 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     assert_eq!(claims.scopes(), vec!["customer-api/read"]);
 
     // A requested scope within the caller's allowance; this uses the second of two grants a day (DynamoDB in moto).
-    let write = invoke(
-        &api,
-        &function,
-        &proxy_event("grant_type=client_credentials&scope=customer-api%2Fwrite", Some(authorizer_context())),
-    )
-    .await;
+    let write = invoke(&api, &function, &proxy_event("grant_type=client_credentials&scope=customer-api%2Fwrite")).await;
     assert_eq!(write["statusCode"], 200, "{write}");
     assert_eq!(body_json(&write)["scope"], "customer-api/write");
 
     // The third request of the day is over the quota: 429 with the OAuth error shape and Retry-After.
-    let over = invoke(&api, &function, &proxy_event("grant_type=client_credentials", Some(authorizer_context()))).await;
+    let over = invoke(&api, &function, &proxy_event("grant_type=client_credentials")).await;
     assert_eq!(over["statusCode"], 429, "{over}");
     assert!(header(&over, "retry-after").is_some(), "{over}");
     assert!(body_json(&over)["error"].is_string(), "{over}");
     assert_eq!(cognito.tokens_issued(), 2);
 
     // Without the authorizer's context nothing is issued: a 500 answer, not a function error.
-    let no_ctx = invoke(&api, &function, &proxy_event("grant_type=client_credentials", None)).await;
+    let no_ctx = invoke(&api, &function, &unauthorised_event("grant_type=client_credentials")).await;
     assert_eq!(no_ctx["statusCode"], 500, "{no_ctx}");
     assert!(body_json(&no_ctx).get("access_token").is_none());
 
@@ -247,15 +161,15 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
 /// Starts the function with `extra` configuration and expects an init error mentioning each of `mentions`
 /// (case-insensitive), then an exit.
 async fn expect_init_error(extra: Vec<(String, String)>, mentions: &[&str]) {
-    let probe = proxy_event("grant_type=client_credentials", None);
+    let probe = unauthorised_event("grant_type=client_credentials");
     assert_init_error(&function_bin(), "token-broker-broker", extra, mentions, &probe, INVOKE_TIMEOUT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
-    let dir = TempDir::new("init");
+    let dir = temp_dir("init");
     // The file name does not say "policy": the message itself must.
-    let missing = dir.0.join("missing.yaml").to_string_lossy().into_owned();
+    let missing = dir.path().join("missing.yaml").to_string_lossy().into_owned();
     let extra = vec![
         ("POLICY_FILE".to_owned(), missing),
         ("QUOTA_TABLE".to_owned(), "quota".to_owned()),
@@ -266,9 +180,9 @@ async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_quota_table_setting_is_an_init_error_and_the_process_exits() {
-    let dir = TempDir::new("init");
+    let dir = temp_dir("init");
     let extra = vec![
-        ("POLICY_FILE".to_owned(), dir.write("policy.yaml", POLICY)),
+        ("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY)),
         ("SSM_PREFIX".to_owned(), SSM_PREFIX.to_owned()),
     ];
     expect_init_error(extra, &["QUOTA_TABLE"]).await;
