@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tb_authorizer::decision::{Authorizer, DecisionCacheConfig, Presented};
-use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
-use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
+use tb_authorizer::{build, Authorizer, Config, Deps, Presented, Trust, TrustSources};
 use tb_devkit::jwt::{standard_claims, PartnerKey};
 use tb_devkit::pki::{KeyKind, TestCa};
-use tb_shared::policy::Policy;
-use tb_shared::sources::{MemoryJwksFetcher, MemoryObjectSource};
+use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
+use tb_shared::clock::Clock;
+use tb_shared::env::Env;
+use tb_shared::telemetry::MetricsSink;
 
 const JWKS_URL: &str = "https://idp.partner.example/jwks.json";
 
-fn policy() -> Arc<Policy> {
+fn policy() -> String {
     let yaml = format!(
         r#"
 version: 1
@@ -40,31 +40,32 @@ issuers:
     max_token_age_seconds: 3000
 "#
     );
-    Arc::new(Policy::from_bytes("bench.yaml", yaml.as_bytes()).expect("policy"))
+    yaml
 }
 
+/// The authorizer built as the Lambda builds it (its configuration reader and builder), with in-memory trust material
+/// and JWKS, and the decision cache on or off.
 fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &TestCa) -> Authorizer {
     let now = SystemTime::now();
     let trust = MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec());
     let crl = ca.crl(&[], now - Duration::from_secs(60), now + Duration::from_secs(3600)).expect("crl");
     let crls = MemoryObjectSource::new(crl.pem.into_bytes());
-    let certs = CertVerifier::new(
-        Arc::new(trust),
-        Some(Arc::new(crls)),
-        MtlsConfig { refresh_interval: Duration::from_secs(3600), require_crl: true },
-    );
-    rt.block_on(certs.refresh()).expect("trust");
     let jwks = MemoryJwksFetcher::default();
     jwks.set(JWKS_URL, key.jwks().to_string().into_bytes());
-    let policy = policy();
-    let jwts = JwtVerifier::new(policy.clone(), Arc::new(jwks), JwtConfig::default());
-    let ttl = if cache { Duration::from_secs(60) } else { Duration::ZERO };
-    Authorizer::new(
-        policy,
-        Some(Arc::new(certs)),
-        Some(Arc::new(jwts)),
-        DecisionCacheConfig { ttl, max_entries: 10_000 },
-    )
+    let policy = tb_devkit::fixtures::write_policy(&policy());
+    let cfg = Config::read(&Env::from_pairs([
+        ("POLICY_FILE", policy.path().to_str().expect("utf-8 path")),
+        ("TRUST_REFRESH_SECONDS", "3600"),
+        ("DECISION_CACHE_TTL_SECONDS", if cache { "60" } else { "0" }),
+    ]))
+    .expect("config");
+    let deps = Deps {
+        trust: Trust::Sources(TrustSources { truststore: Arc::new(trust), crls: Some(Arc::new(crls)) }),
+        jwks: Arc::new(jwks),
+        metrics: MetricsSink::to_writer("Bench", std::io::sink()),
+        clock: Clock::system(),
+    };
+    rt.block_on(build(&cfg, deps)).expect("authorizer").authorizer
 }
 
 fn bench(c: &mut Criterion) {
@@ -88,7 +89,7 @@ fn bench(c: &mut Criterion) {
             let presented = || Presented { client_cert_pem: Some(&leaf.pem), bearer: None };
             // Warm up: trust material loaded.
             let (d, _) = rt.block_on(auth.decide(presented(), now));
-            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
+            assert!(matches!(d, tb_authorizer::Decision::Allow(_)), "{d:?}");
             let suffix = if cache { "cache_hit" } else { "full" };
             c.bench_function(&format!("decision/mtls_{label}/{suffix}"), |b| {
                 b.iter(|| rt.block_on(auth.decide(presented(), now)))
@@ -105,7 +106,7 @@ fn bench(c: &mut Criterion) {
             let presented = || Presented { client_cert_pem: None, bearer: Some(&token) };
             // Warm up: JWKS fetched and parsed.
             let (d, _) = rt.block_on(auth.decide(presented(), now));
-            assert!(matches!(d, tb_authorizer::decision::Decision::Allow(_)), "{d:?}");
+            assert!(matches!(d, tb_authorizer::Decision::Allow(_)), "{d:?}");
             let suffix = if cache { "cache_hit" } else { "full" };
             c.bench_function(&format!("decision/jwt_{label}/{suffix}"), |b| {
                 b.iter(|| rt.block_on(auth.decide(presented(), now)))

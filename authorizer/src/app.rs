@@ -61,10 +61,22 @@ pub struct TrustSources {
     pub crls: Option<Arc<dyn ObjectSource>>,
 }
 
+/// Whether and from where certificates' trust material comes.
+#[derive(Clone)]
+pub enum Trust {
+    /// Verify certificates against the trust material these sources hold.
+    Sources(TrustSources),
+    /// None configured: [`build`] refuses a policy with certificate callers (the Lambda's rule: a deployment that
+    /// names certificate callers but cannot verify certificates is a misconfiguration, not a JWT-only service).
+    None,
+    /// Certificates are not considered, whatever the policy says: for tools that only explain a JWT decision.
+    Ignored,
+}
+
 /// The adapters the authorizer talks to the outside world through.
 pub struct Deps {
-    /// Trust material; `None` when the deployment has no certificate callers.
-    pub trust: Option<TrustSources>,
+    /// Trust material for client certificates.
+    pub trust: Trust,
     /// Fetches partners' JWKS documents.
     pub jwks: Arc<dyn JwksFetcher>,
     /// Where metrics go.
@@ -96,8 +108,10 @@ impl Deps {
             })
         };
         let trust = match &cfg.truststore {
-            Some(loc) => Some(TrustSources { truststore: source(loc)?, crls: cfg.crls.as_ref().map(&source).transpose()? }),
-            None => None,
+            Some(loc) => {
+                Trust::Sources(TrustSources { truststore: source(loc)?, crls: cfg.crls.as_ref().map(&source).transpose()? })
+            }
+            None => Trust::None,
         };
         let jwks = HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(|e| InitError::Jwks(e.to_string()))?;
         Ok(Deps {
@@ -120,7 +134,7 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     };
 
     let certs = match deps.trust {
-        Some(TrustSources { truststore, crls }) => {
+        Trust::Sources(TrustSources { truststore, crls }) => {
             let mtls_cfg = MtlsConfig { refresh_interval: cfg.trust_refresh, require_crl: crls.is_some() };
             tracing::info!(
                 truststore = %truststore.describe(),
@@ -131,8 +145,8 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
             verifier.refresh().await.map_err(|e| InitError::Truststore(e.to_string()))?;
             Some(Arc::new(verifier))
         }
-        None if policy.has_certificate_callers() => return Err(InitError::NoTruststore),
-        None => None,
+        Trust::None if policy.has_certificate_callers() => return Err(InitError::NoTruststore),
+        Trust::None | Trust::Ignored => None,
     };
 
     let jwts = if policy.issuers().is_empty() {

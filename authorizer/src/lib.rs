@@ -23,7 +23,7 @@ mod mtls;
 mod response;
 mod sources;
 
-pub use app::{build, App, Deps, InitError, TrustSources};
+pub use app::{build, App, Deps, InitError, Trust, TrustSources};
 pub use config::{Config, ObjectLocation};
 pub use decision::{
     Allow, Authorizer, Decision, DecisionCacheConfig, DecisionInfo, Deny, DenyReason, Presented, UnauthorizedReason,
@@ -33,8 +33,8 @@ pub use handler::{handle, handle_request};
 pub use jwt::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
 pub use metrics::{names as metric_names, SERVICE as METRICS_SERVICE};
 pub use mtls::{
-    identify, load_crls, load_truststore, CertError, CertVerifier, CrlSummary, IdentifyError, MtlsConfig, MtlsError,
-    TruststoreSummary, VerifiedCert,
+    identify, load_crls, load_truststore, pem_fingerprint, CertError, CertVerifier, CrlSummary, IdentifyError,
+    MtlsConfig, MtlsError, TruststoreSummary, VerifiedCert, MAX_CLIENT_CERT_PEM_BYTES,
 };
 pub use response::{respond, token_resource_arn, AuthorizerResponse, Unauthorized};
 pub use sources::{

@@ -4,7 +4,7 @@
 //! fixture.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,10 +12,10 @@ use jsonwebtoken::Algorithm;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use tb_authorizer::jwt::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
+use tb_authorizer::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
 use tb_devkit::jwt::{jwks, now, sign_hs256, standard_claims, unsigned, JwksServer, PartnerKey};
 use tb_shared::policy::{IdentityKey, Policy};
-use tb_shared::sources::{HttpJwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
+use tb_authorizer::{HttpJwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
 
 const ISS_A: &str = "https://idp.a.example";
 const ISS_B: &str = "https://idp.b.example";
@@ -94,7 +94,7 @@ impl Fx {
     }
 
     async fn verify(&self, token: &str) -> Result<VerifiedJwt, JwtError> {
-        self.verifier.verify(token).await
+        self.verifier.verify(token, SystemTime::now()).await
     }
 
     /// Asserts the exact refusal, and that its text carries no part of the token.
@@ -176,7 +176,7 @@ async fn real_http_jwks_fetch_through_http_jwks_fetcher() {
     let fetcher = HttpJwksFetcher::new(&JwksFetcherConfig::default()).unwrap();
     let verifier = JwtVerifier::new(policy(&server.url, JWKS_B), Arc::new(fetcher), JwtConfig::default());
     for _ in 0..3 {
-        let v = verifier.verify(&rsa.token(&claims_a()).unwrap()).await.unwrap();
+        let v = verifier.verify(&rsa.token(&claims_a()).unwrap(), SystemTime::now()).await.unwrap();
         assert_eq!((v.issuer.as_str(), v.subject.as_str()), (ISS_A, SUB_A));
     }
     assert_eq!(server.requests(), 1, "keys are fetched once and cached");
@@ -295,21 +295,21 @@ async fn jku_x5u_jwk_x5c_are_never_fetched_or_used() {
     };
     // Signed by the attacker, under the attacker's kid: not in the configured JWKS.
     let t = attacker.sign(&claims_a(), point_at_attacker).unwrap();
-    assert_eq!(verifier.verify(&t).await, Err(JwtError::UnknownKid));
+    assert_eq!(verifier.verify(&t, SystemTime::now()).await, Err(JwtError::UnknownKid));
     // Signed by the attacker, claiming the partner's kid: the partner's key does not verify it.
     let t = attacker.sign(&claims_a(), |h| {
         point_at_attacker(h);
         h.insert("kid".into(), json!("a-rsa-1"));
     });
-    assert_eq!(verifier.verify(&t.unwrap()).await, Err(JwtError::BadSignature));
+    assert_eq!(verifier.verify(&t.unwrap(), SystemTime::now()).await, Err(JwtError::BadSignature));
     // Only jku / only x5u.
     for field in ["jku", "x5u"] {
         let t = attacker.sign(&claims_a(), |h| drop(h.insert(field.into(), json!(evil.url)))).unwrap();
-        assert_eq!(verifier.verify(&t).await, Err(JwtError::UnknownKid));
+        assert_eq!(verifier.verify(&t, SystemTime::now()).await, Err(JwtError::UnknownKid));
     }
     // The partner's own token with those headers verifies: they are ignored, not followed.
     let t = partner.sign(&claims_a(), point_at_attacker).unwrap();
-    assert!(verifier.verify(&t).await.is_ok());
+    assert!(verifier.verify(&t, SystemTime::now()).await.is_ok());
 
     assert_eq!(evil.requests(), 0, "the jku/x5u server must receive no request");
     assert!(legit.requests() >= 1, "keys came from the configured JWKS URL");
@@ -558,7 +558,7 @@ async fn flood(verifier: &Arc<JwtVerifier>, tokens: Vec<String>) {
     let mut set = tokio::task::JoinSet::new();
     for t in tokens {
         let v = verifier.clone();
-        set.spawn(async move { v.verify(&t).await });
+        set.spawn(async move { v.verify(&t, SystemTime::now()).await });
     }
     while let Some(r) = set.join_next().await {
         assert_eq!(r.unwrap(), Err(JwtError::UnknownKid));
@@ -706,7 +706,7 @@ struct Shared(Arc<JwtVerifier>);
 
 impl Shared {
     async fn verify(&self, t: &str) -> Result<VerifiedJwt, JwtError> {
-        self.0.verify(t).await
+        self.0.verify(t, SystemTime::now()).await
     }
 }
 

@@ -15,19 +15,14 @@ use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::Method;
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use secrecy::SecretString;
-use tb_broker::credentials::{CacheConfig, CachedCredentials, ClientCredentials, MemoryCredentialSource};
-use tb_broker::quota::MemoryQuotaStore;
-use tb_broker::reuse::TokenReuse;
-use tb_broker::upstream::{Upstream, UpstreamSettings};
-use tb_broker::{handle, Broker};
+use tb_broker::{build, handle, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
-use tb_shared::context::{AuthMethod, CallerContext};
-use tb_shared::ids::CallerId;
-use tb_shared::policy::Policy;
-use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tb_devkit::events::{lambda_event, ProxyRequestBuilder};
+use tb_shared::clock::Clock;
+use tb_shared::env::Env;
+use tb_shared::telemetry::MetricsSink;
 
 const POLICY: &str = r#"
 version: 1
@@ -49,24 +44,10 @@ callers:
     max_token_lifetime_seconds: 3600
 "#;
 
+/// The proxy event API Gateway hands the broker after the authorizer allowed `caller`, with an hour to run.
 fn event(caller: &str, body: &str) -> LambdaEvent<ApiGatewayProxyRequest> {
-    let mut r = ApiGatewayProxyRequest::default();
-    r.http_method = Method::POST;
-    r.headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
-    r.body = Some(body.to_owned());
-    r.request_context.request_id = Some("bench-request".into());
-    r.request_context.authorizer.fields = CallerContext {
-        caller_id: CallerId::try_from(caller).unwrap(),
-        auth_method: AuthMethod::Mtls,
-        credential_fingerprint: "9f86d081884c7d65".into(),
-        policy_version: "0123456789abcdef".into(),
-    }
-    .to_map();
-    let mut ctx = Context::default();
-    ctx.deadline =
-        (SystemTime::now() + Duration::from_secs(3600)).duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis()
-            as u64;
-    LambdaEvent::new(r, ctx)
+    let request = ProxyRequestBuilder::new(caller, body).request_id("bench-request").build();
+    lambda_event(request, SystemTime::now() + Duration::from_secs(3600))
 }
 
 fn grant(c: &mut Criterion) {
@@ -86,28 +67,27 @@ fn grant(c: &mut Criterion) {
                 token_url: standin.token_url().parse().unwrap(),
             },
         );
-        let broker = Arc::new(Broker {
-            policy: Arc::new(Policy::from_bytes("bench.yaml", POLICY.as_bytes()).unwrap()),
+        // Built as the Lambda builds it (its configuration defaults), with in-memory stores.
+        let policy = tb_devkit::fixtures::write_policy(POLICY);
+        let cfg = Config::read(&Env::from_pairs([
+            ("POLICY_FILE", policy.path().to_str().unwrap()),
+            ("QUOTA_TABLE", "unused-in-memory"),
+            ("SSM_PREFIX", "/unused/in-memory"),
+        ]))
+        .unwrap();
+        let deps = Deps {
             quotas: Arc::new(MemoryQuotaStore::new()),
-            credentials: Arc::new(CachedCredentials::new(source, CacheConfig::default())),
-            upstream: Upstream::new(UpstreamSettings {
-                connect_timeout: Duration::from_millis(500),
-                attempt_timeout: Duration::from_secs(3),
-                breaker_failure_threshold: 5,
-                breaker_open_for: Duration::from_secs(30),
-            })
-            .unwrap(),
-            reuse: TokenReuse::new(),
+            credentials: Arc::new(source),
             metrics: MetricsSink::to_writer("Bench", std::io::sink()),
-            hasher: CallerIdHasher::plain(),
-        });
-        (standin, broker)
+            clock: Clock::system(),
+        };
+        (standin, build(&cfg, deps).unwrap())
     });
 
     let body = "grant_type=client_credentials&scope=api%2Fread+api%2Fwrite";
     // Warm: connection pool, credential cache, reuse cache.
     for caller in ["bench-reuse", "bench-fresh"] {
-        let r = rt.block_on(handle(event(caller, body), broker.clone())).unwrap();
+        let r = rt.block_on(handle(&broker, event(caller, body))).unwrap();
         assert_eq!(r.status_code, 200);
     }
 
@@ -116,7 +96,7 @@ fn grant(c: &mut Criterion) {
         b.iter_batched(
             || event("bench-reuse", body),
             |ev| {
-                let r = rt.block_on(handle(ev, broker.clone())).unwrap();
+                let r = rt.block_on(handle(&broker, ev)).unwrap();
                 assert_eq!(r.status_code, 200);
             },
             criterion::BatchSize::SmallInput,
@@ -126,7 +106,7 @@ fn grant(c: &mut Criterion) {
         b.iter_batched(
             || event("bench-reuse", "grant_type=client_credentials&scope=api%2Fadmin"),
             |ev| {
-                let r = rt.block_on(handle(ev, broker.clone())).unwrap();
+                let r = rt.block_on(handle(&broker, ev)).unwrap();
                 assert_eq!(r.status_code, 400);
             },
             criterion::BatchSize::SmallInput,
@@ -137,7 +117,7 @@ fn grant(c: &mut Criterion) {
         b.iter_batched(
             || event("bench-fresh", body),
             |ev| {
-                let r = rt.block_on(handle(ev, broker.clone())).unwrap();
+                let r = rt.block_on(handle(&broker, ev)).unwrap();
                 assert_eq!(r.status_code, 200);
             },
             criterion::BatchSize::SmallInput,

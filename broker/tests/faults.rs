@@ -6,8 +6,8 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::*;
-use tb_broker::credentials::CacheConfig;
-use tb_broker::metrics::names;
+use tb_broker::CacheConfig;
+use tb_broker::metric_names as names;
 use tb_devkit::cognito::ThrottleStyle;
 
 const GRANT: &str = "grant_type=client_credentials";
@@ -44,7 +44,7 @@ async fn credential_store_down_with_a_cached_value_still_serves() {
     };
     let h = Harness::with(Options { credentials_cache: cache, ..Options::default() }).await;
     assert_eq!(h.post("order-svc", GRANT).await.status, 200);
-    h.creds.source().set_unavailable(true);
+    h.store.set_unavailable(true);
     tokio::time::sleep(Duration::from_millis(120)).await; // past the TTL: the next read must go to the store
     let reads_before = h.store_reads();
     let r = h.post("order-svc", GRANT).await;
@@ -58,7 +58,7 @@ async fn credential_store_down_with_a_cached_value_still_serves() {
 #[tokio::test]
 async fn credential_store_down_and_cold_is_503() {
     let h = Harness::start().await;
-    h.creds.source().set_unavailable(true);
+    h.store.set_unavailable(true);
     let r = h.post("limited-svc", GRANT).await;
     assert_error(&r, 503, "temporarily_unavailable");
     assert!(retry_after(&r) >= 1);
@@ -73,7 +73,7 @@ async fn credential_store_down_and_cold_is_503() {
 #[tokio::test]
 async fn missing_credentials_are_a_502() {
     let h = Harness::start().await;
-    h.creds.source().remove("orders");
+    h.store.remove("orders");
     assert_error(&h.post("order-svc", GRANT).await, 502, "server_error");
     assert_eq!(h.standin.token_requests(), 0);
 }

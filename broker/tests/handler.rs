@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use http::Method;
 use support::*;
-use tb_broker::metrics::names;
+use tb_broker::metric_names as names;
 use tb_shared::ids::CallerId;
 
 const GRANT: &str = "grant_type=client_credentials";

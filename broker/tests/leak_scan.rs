@@ -117,9 +117,9 @@ async fn no_secret_token_or_authorization_value_in_logs_metrics_bodies_or_panics
         with(&h, |h| h.quotas.set_unavailable(true));
         push(call(&h, request(Some("order-svc"), GRANT)).await);
         with(&h, |h| h.quotas.set_unavailable(false));
-        with(&h, |h| h.creds.source().set_unavailable(true));
+        with(&h, |h| h.store.set_unavailable(true));
         push(call(&h, request(Some("reuse-svc"), "grant_type=client_credentials&scope=api%2Fread")).await);
-        with(&h, |h| h.creds.source().set_unavailable(false));
+        with(&h, |h| h.store.set_unavailable(false));
         // Cognito slow, then down until the breaker opens, then back.
         with(&h, |h| h.standin.faults().set_delay(Duration::from_secs(3)));
         push(call(&h, request(Some("order-svc"), GRANT)).await);
@@ -156,7 +156,7 @@ async fn no_secret_token_or_authorization_value_in_logs_metrics_bodies_or_panics
         secrets.assert_absent("an error body", &r.body);
     }
     secrets.assert_absent("panic messages", &panics.contents());
-    let creds = tb_broker::credentials::CredentialSource::get(h.creds.source(), "orders").await;
+    let creds = tb_broker::CredentialSource::get(&*h.store, "orders").await;
     secrets.assert_absent("Debug of credentials", &format!("{creds:?}"));
     for line in log_text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("every log line is JSON");

@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use tb_authorizer::decision::{Authorizer, Decision, DecisionCacheConfig, DenyReason, Presented};
-use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
-use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
+use tb_authorizer::{build, Config, Decision, Deps, DenyReason, Presented, Trust, TrustSources};
+use tb_authorizer::{FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
+use tb_shared::clock::Clock;
+use tb_shared::env::Env;
+use tb_shared::telemetry::MetricsSink;
 use tb_shared::policy::{Caller, Identity, Policy, PolicyError};
-use tb_shared::sources::{FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
 
 /// Exit code of `policy explain` when the decision is Allow.
 pub const EXIT_ALLOW: i32 = 0;
@@ -123,48 +124,47 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
         return Err(ExplainError::Input("give --cert or --jwt".into()));
     }
 
-    let certs = match (&cert_pem, &input.truststore) {
+    let trust = match (&cert_pem, &input.truststore) {
         (Some(_), None) => return Err(ExplainError::Input(
             "--truststore is required with --cert: the authorizer validates the chain before it identifies a caller"
                 .into(),
         )),
-        (_, Some(ts)) => {
-            let crls = input
-                .crl
-                .as_ref()
-                .map(|c| Arc::new(FileObjectSource::new(c)) as Arc<dyn tb_shared::sources::ObjectSource>);
-            let cfg = MtlsConfig { require_crl: crls.is_some(), ..MtlsConfig::default() };
-            let v = CertVerifier::new(Arc::new(FileObjectSource::new(ts)), crls, cfg);
-            v.refresh().await.map_err(|e| ExplainError::Input(format!("trust material: {e}")))?;
-            Some(Arc::new(v))
-        }
-        (None, None) => None,
+        (_, Some(ts)) => Trust::Sources(TrustSources {
+            truststore: Arc::new(FileObjectSource::new(ts)),
+            crls: input.crl.as_ref().map(|c| Arc::new(FileObjectSource::new(c)) as Arc<dyn tb_authorizer::ObjectSource>),
+        }),
+        // Only a JWT to explain: certificates play no part, whatever callers the policy has.
+        (None, None) => Trust::Ignored,
     };
 
-    let jwts = if token.is_some() && !policy.issuers().is_empty() {
-        let fetcher: Arc<dyn JwksFetcher> = match &input.jwks {
-            Some(p) => {
-                let doc = read(p)?;
-                let mem = MemoryJwksFetcher::default();
-                for i in policy.issuers() {
-                    mem.set(&i.jwks_url, doc.clone());
-                }
-                Arc::new(mem)
+    let jwks: Arc<dyn JwksFetcher> = match &input.jwks {
+        Some(p) => {
+            let doc = read(p)?;
+            let mem = MemoryJwksFetcher::default();
+            for i in policy.issuers() {
+                mem.set(&i.jwks_url, doc.clone());
             }
-            None => Arc::new(
-                HttpJwksFetcher::new(&JwksFetcherConfig::default())
-                    .map_err(|e| ExplainError::Input(format!("JWKS client: {e}")))?,
-            ),
-        };
-        Some(Arc::new(JwtVerifier::new(policy.clone(), fetcher, JwtConfig::default())))
-    } else {
-        None
+            Arc::new(mem)
+        }
+        None => Arc::new(
+            HttpJwksFetcher::new(&JwksFetcherConfig::default())
+                .map_err(|e| ExplainError::Input(format!("JWKS client: {e}")))?,
+        ),
     };
 
-    let authorizer = Authorizer::new(policy.clone(), certs, jwts, DecisionCacheConfig::default());
+    // The authorizer built as the Lambda builds it, with the clock stopped at `--at` so every time check (certificate
+    // validity, CRL freshness, JWT exp/nbf/iat) is made at that moment.
+    let policy_path = input.policy.display().to_string();
+    let cfg = Config::read(&Env::from_pairs([("POLICY_FILE", policy_path.as_str())]))
+        .map_err(|e| ExplainError::Input(e.to_string()))?;
     let now = input.at.unwrap_or_else(SystemTime::now);
+    let deps = Deps { trust, jwks, metrics: MetricsSink::to_writer("Explain", std::io::sink()), clock: Clock::fixed(now) };
+    let app = build(&cfg, deps).await.map_err(|e| match e {
+        tb_authorizer::InitError::Truststore(t) => ExplainError::Input(format!("trust material: {t}")),
+        other => ExplainError::Input(other.to_string()),
+    })?;
     let presented = Presented { client_cert_pem: cert_pem.as_deref(), bearer: token.as_deref() };
-    let (decision, _) = authorizer.decide(presented, now).await;
+    let (decision, _) = app.authorizer.decide(presented, app.clock.now()).await;
 
     let mut out = String::new();
     let _ = writeln!(out, "policy: {} (version {})", input.policy.display(), policy.version);
@@ -185,7 +185,7 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
         }
         Decision::Deny(d) => {
             let _ = writeln!(out, "decision: DENY (403 access_denied)");
-            let _ = writeln!(out, "reason: {} ({})", d.reason.as_str(), deny_text(d.reason));
+            let _ = writeln!(out, "reason: {} ({})", d.reason.code(), deny_text(d.reason));
             if let Some(c) = d.caller.as_ref().and_then(|id| policy.caller(id)) {
                 describe_caller(&mut out, c);
             }
@@ -195,9 +195,9 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
             let _ = writeln!(out, "decision: UNAUTHORIZED (401 invalid_client)");
             let detail = r.detail();
             if detail.is_empty() {
-                let _ = writeln!(out, "reason: {}", r.as_str());
+                let _ = writeln!(out, "reason: {}", r.code());
             } else {
-                let _ = writeln!(out, "reason: {}: {detail}", r.as_str());
+                let _ = writeln!(out, "reason: {}: {detail}", r.code());
             }
             EXIT_UNAUTHORIZED
         }

@@ -212,6 +212,22 @@ async fn a_caller_limited_to_three_a_day_gets_429_on_the_fourth(mode: Mode) {
     assert!(resp.headers().contains_key("retry-after"));
     let issued = s.standin().unwrap().tokens_issued();
     assert_eq!(issued, 3, "the fourth request reached Cognito");
+    if let Mode::Moto = mode {
+        // The stack's table is the deployed one: counters of ended windows expire by TTL on the broker's attribute.
+        let sdk = tb_devkit::moto::sdk_config().await;
+        let ttl = aws_sdk_dynamodb::Client::new(&sdk)
+            .describe_time_to_live()
+            .table_name(&s.aws_names().quota_table)
+            .send()
+            .await
+            .unwrap();
+        let d = ttl.time_to_live_description().expect("a TTL description");
+        assert_eq!(d.attribute_name(), Some(tb_broker::quota_table::TTL_ATTR));
+        assert!(matches!(
+            d.time_to_live_status(),
+            Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling)
+        ));
+    }
 }
 
 async fn a_second_request_inside_the_cache_ttl_does_not_call_the_authorizer(mode: Mode) {
@@ -348,4 +364,102 @@ fn gateway_responses_match_infra_template() {
         assert_eq!(default.trim_start().trim_start_matches("Default:").trim(), value, "{param}");
     }
     assert_eq!(d.authorizer_cache_ttl, Duration::ZERO);
+}
+
+/// The `Environment` block of `function` in the template: literal values as given, `!Ref`/`!If` values as `None`
+/// (the deployment parameter decides them).
+fn template_env(function: &str) -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let vars = &doc["Resources"][function]["Properties"]["Environment"]["Variables"];
+    let map = vars.as_mapping().unwrap_or_else(|| panic!("{function} has no Environment.Variables"));
+    map.iter()
+        .map(|(k, v)| {
+            let literal = match v {
+                serde_norway::Value::String(s) => Some(s.clone()),
+                _ => None,
+            };
+            (k.as_str().unwrap().to_owned(), literal)
+        })
+        .collect()
+}
+
+/// The local stack's configuration of each function is the deployed one: every variable the template sets to a
+/// literal is read to the same setting, and the rest are the functions' defaults, as in the template. (The stack once
+/// served stale credentials for 15 minutes where the Lambda allows an hour.)
+#[test]
+fn the_local_stack_configures_both_functions_as_the_template_does() {
+    let opts = DevOptions::default();
+    let policy = std::path::Path::new("/dev-state/policy.yaml");
+    for (function, stack_env) in [
+        ("AuthorizerFunction", brokerctl::devstack::authorizer_env(&opts, policy)),
+        ("BrokerFunction", brokerctl::devstack::broker_env(&opts, policy)),
+    ] {
+        // The template's literals, with the stack's values where the template defers to a parameter.
+        let mut deployed: Vec<(String, String)> = Vec::new();
+        for (var, literal) in template_env(function) {
+            match literal {
+                Some(v) => {
+                    if let Some((_, mine)) = stack_env.iter().find(|(k, _)| *k == var) {
+                        assert_eq!(mine, &v, "{function}: {var} differs from the template");
+                    }
+                    deployed.push((var, v));
+                }
+                None => {
+                    if let Some((_, mine)) = stack_env.iter().find(|(k, _)| *k == var) {
+                        deployed.push((var, mine.clone()));
+                    }
+                }
+            }
+        }
+        for (var, _) in &stack_env {
+            assert!(deployed.iter().any(|(k, _)| k == var), "{function}: the stack sets {var}, the template does not");
+        }
+        let stack = tb_shared::env::Env::from_pairs(stack_env.clone());
+        let template = tb_shared::env::Env::from_pairs(deployed);
+        let (a, b) = if function == "BrokerFunction" {
+            (
+                format!("{:?}", tb_broker::Config::read(&stack).unwrap()),
+                format!("{:?}", tb_broker::Config::read(&template).unwrap()),
+            )
+        } else {
+            (
+                format!("{:?}", tb_authorizer::Config::read(&stack).unwrap()),
+                format!("{:?}", tb_authorizer::Config::read(&template).unwrap()),
+            )
+        };
+        assert_eq!(a, b, "{function}: the local stack's configuration differs from the deployed one");
+    }
+    let broker = tb_broker::Config::read(&tb_shared::env::Env::from_pairs(brokerctl::devstack::broker_env(&opts, policy)))
+        .unwrap();
+    assert_eq!(broker.credentials_cache.max_stale, Duration::from_secs(3600));
+}
+
+/// Every metric the template's alarms and dashboards name (its `Mappings.Emf.Metric` table) is one the functions
+/// emit, under the same name; `GatewayThrottles` is the one the template derives from access logs itself.
+#[test]
+fn every_metric_the_template_names_is_emitted_by_a_function() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let metrics = doc["Mappings"]["Emf"]["Metric"].as_mapping().expect("Mappings.Emf.Metric");
+    assert!(metrics.len() >= 5, "the mapping is unexpectedly small");
+    for (key, value) in metrics {
+        let name = value.as_str().unwrap();
+        if key.as_str() == Some("GatewayThrottles") {
+            assert!(text.contains("GatewayThrottlesMetricFilter"), "GatewayThrottles needs its metric filter");
+            continue;
+        }
+        let emitted = tb_authorizer::metric_names::ALL.contains(&name) || tb_broker::metric_names::ALL.contains(&name);
+        assert!(emitted, "the template names metric {name}, which no function emits");
+    }
+    let dims = &doc["Mappings"]["Emf"]["Dimension"];
+    assert_eq!(dims["Authorizer"].as_str(), Some(tb_authorizer::METRICS_SERVICE));
+    assert_eq!(dims["Broker"].as_str(), Some(tb_broker::METRICS_SERVICE));
+}
+
+/// The test helpers create the quota table with the broker's own key and TTL attribute names.
+#[test]
+fn the_test_quota_table_uses_the_brokers_attribute_names() {
+    assert_eq!(tb_devkit::moto::QUOTA_KEY_ATTR, tb_broker::quota_table::KEY_ATTR);
+    assert_eq!(tb_devkit::moto::QUOTA_TTL_ATTR, tb_broker::quota_table::TTL_ATTR);
 }

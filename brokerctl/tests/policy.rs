@@ -100,6 +100,33 @@ async fn explain_checks_partner_jwts_with_a_given_jwks() {
     assert!(!x.report.contains(&token), "explain printed the token");
 }
 
+/// `--at` moves every time check, the JWT's included: a token valid now is explained as expired a year ahead and as
+/// not yet valid a day before it was issued.
+#[tokio::test]
+async fn explain_at_another_time_checks_the_jwt_times_then() {
+    let (_dir, s) = state("jwt-at");
+    let dir = s.paths.dir.clone();
+    std::fs::write(dir.join("jwks.json"), s.partner_jwks().unwrap().to_string()).unwrap();
+    std::fs::write(dir.join("ok.jwt"), s.partner_token().unwrap()).unwrap();
+    let base = ExplainInput {
+        truststore: None,
+        crl: None,
+        jwks: Some(dir.join("jwks.json")),
+        jwt: Some(dir.join("ok.jwt")),
+        ..input(&s)
+    };
+    let now = std::time::SystemTime::now();
+
+    let x = explain(&ExplainInput { at: Some(now), ..base.clone() }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    let x = explain(&ExplainInput { at: Some(now + Duration::from_secs(365 * 86_400)), ..base.clone() }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_UNAUTHORIZED, "{}", x.report);
+    assert!(x.report.contains("expired"), "{}", x.report);
+    let x = explain(&ExplainInput { at: Some(now - Duration::from_secs(86_400)), ..base }).await.unwrap();
+    assert_eq!(x.exit_code, EXIT_UNAUTHORIZED, "{}", x.report);
+    assert!(x.report.contains("not yet valid") || x.report.contains("future"), "{}", x.report);
+}
+
 #[tokio::test]
 async fn explain_needs_a_truststore_for_certificates() {
     let (_dir, s) = state("nots");

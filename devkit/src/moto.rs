@@ -37,10 +37,10 @@ pub const ENDPOINT_VAR: &str = "TB_MOTO_ENDPOINT";
 pub const REGION: &str = "us-east-1";
 
 /// The quota table's partition key attribute, as `docs/quota-table.md` lays the table out. It must equal
-/// `tb_broker::quota::dynamo::KEY_ATTR`; the broker's tests check that (this crate does not depend on the broker).
+/// `tb_broker::quota_table::KEY_ATTR`; the broker's tests check that (this crate does not depend on the broker).
 pub const QUOTA_KEY_ATTR: &str = "pk";
 
-/// The quota table's TTL attribute (`tb_broker::quota::dynamo::TTL_ATTR`, checked the same way).
+/// The quota table's TTL attribute (`tb_broker::quota_table::TTL_ATTR`, checked the same way).
 pub const QUOTA_TTL_ATTR: &str = "expires_at";
 
 /// The emulator's endpoint from [`ENDPOINT_VAR`], or why there is none: unset, empty, or not on loopback (tests
@@ -106,16 +106,22 @@ pub async fn create_quota_table(sdk: &SdkConfig, name: &str) {
 
 /// [`create_quota_table`] with a client the caller already has.
 pub async fn create_quota_table_with(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    try_create_quota_table(ddb, name).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`create_quota_table_with`] that reports a failure instead of panicking (the local stack uses it against any
+/// AWS-compatible endpoint).
+pub async fn try_create_quota_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), String> {
     let key = AttributeDefinition::builder()
         .attribute_name(QUOTA_KEY_ATTR)
         .attribute_type(ScalarAttributeType::S)
         .build()
-        .expect("a complete attribute definition");
+        .map_err(|e| e.to_string())?;
     let hash = KeySchemaElement::builder()
         .attribute_name(QUOTA_KEY_ATTR)
         .key_type(KeyType::Hash)
         .build()
-        .expect("a complete key schema element");
+        .map_err(|e| e.to_string())?;
     let created = ddb
         .create_table()
         .table_name(name)
@@ -133,28 +139,29 @@ pub async fn create_quota_table_with(ddb: &aws_sdk_dynamodb::Client, name: &str)
                 .table_name(name)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("describing the TTL of {name} in moto: {}", DisplayErrorContext(&e)));
+                .map_err(|e| format!("describing the TTL of {name}: {}", DisplayErrorContext(&e)))?;
             let on = described.time_to_live_description().is_some_and(|d| {
                 d.attribute_name() == Some(QUOTA_TTL_ATTR)
                     && matches!(d.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))
             });
             if on {
-                return;
+                return Ok(());
             }
         }
-        Err(e) => panic!("creating the quota table {name} in moto: {}", DisplayErrorContext(&e)),
+        Err(e) => return Err(format!("creating the quota table {name}: {}", DisplayErrorContext(&e))),
     }
     let ttl = TimeToLiveSpecification::builder()
         .attribute_name(QUOTA_TTL_ATTR)
         .enabled(true)
         .build()
-        .expect("a complete TTL specification");
+        .map_err(|e| e.to_string())?;
     ddb.update_time_to_live()
         .table_name(name)
         .time_to_live_specification(ttl)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("enabling TTL on {name} in moto: {}", DisplayErrorContext(&e)));
+        .map_err(|e| format!("enabling TTL on {name}: {}", DisplayErrorContext(&e)))?;
+    Ok(())
 }
 
 /// Creates the bucket `name` in the client's region; one that already exists is fine. Panics on any other failure.

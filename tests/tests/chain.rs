@@ -9,39 +9,22 @@ use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, Api
 use lambda_runtime::{Context, LambdaEvent};
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use tb_authorizer::decision::{Authorizer, DecisionCacheConfig};
-use tb_authorizer::handler::{handle_request, App};
-use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
-use tb_broker::credential_refresh::CredentialProvider;
-use tb_broker::credentials::{CacheConfig, CachedCredentials, ClientCredentials, MemoryCredentialSource};
-use tb_broker::quota::MemoryQuotaStore;
-use tb_broker::reuse::TokenReuse;
-use tb_broker::upstream::{Upstream, UpstreamSettings};
-use tb_broker::Broker;
+use tb_authorizer::{handle_request, MemoryJwksFetcher, MemoryObjectSource, Trust, TrustSources};
+use tb_broker::{ClientCredentials, MemoryCredentialSource, MemoryQuotaStore};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::fixtures::{reporting_policy, write_policy};
 use tb_devkit::pki::TestCa;
-use tb_shared::policy::Policy;
-use tb_shared::sources::MemoryObjectSource;
-use tb_shared::telemetry::{CallerIdHasher, CaptureWriter, MetricsSink};
-
-const POLICY: &str = r#"
-version: 1
-callers:
-  - id: reporting
-    identities: [{ type: san_dns, value: reporting.svc.example.internal }]
-    cognito_client: reporting
-    allowed_scopes: [customer-api/read]
-    default_scopes: [customer-api/read]
-    quotas: [{ per: day, limit: 3 }]
-    max_token_lifetime_seconds: 3600
-"#;
+use tb_shared::clock::Clock;
+use tb_shared::env::Env;
+use tb_shared::telemetry::{CaptureWriter, MetricsSink};
 
 const AUTH_EVENT: &str = include_str!("../../authorizer/tests/fixtures/request-mtls.json");
 
 #[tokio::test]
 async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
     // GIVEN both functions built from one policy, a trusted CA, a Cognito stand-in and embedded stores
-    let policy = Arc::new(Policy::from_bytes("chain.yaml", POLICY.as_bytes()).unwrap());
+    let policy = write_policy(&reporting_policy(3));
+    let policy_path = policy.path().to_str().unwrap();
     let ca = TestCa::root("Chain Root CA").unwrap();
     let now = SystemTime::now();
     let cert = ca
@@ -51,18 +34,19 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
         .validity(now - Duration::from_secs(60), now + Duration::from_secs(3600))
         .build()
         .unwrap();
-    let verifier = CertVerifier::new(
-        Arc::new(MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec())),
-        None,
-        MtlsConfig { refresh_interval: Duration::from_secs(60), require_crl: false },
-    );
-    verifier.refresh().await.unwrap();
     let metrics = CaptureWriter::default();
-    let authorizer = App {
-        authorizer: Authorizer::new(policy.clone(), Some(Arc::new(verifier)), None, DecisionCacheConfig::default()),
+    // Both functions built by their own builders from one set of variables, as the template sets them.
+    let authorizer_cfg = tb_authorizer::Config::read(&Env::from_pairs([("POLICY_FILE", policy_path)])).unwrap();
+    let authorizer_deps = tb_authorizer::Deps {
+        trust: Trust::Sources(TrustSources {
+            truststore: Arc::new(MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec())),
+            crls: None,
+        }),
+        jwks: Arc::new(MemoryJwksFetcher::default()),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
-        hasher: CallerIdHasher::plain(),
+        clock: Clock::system(),
     };
+    let authorizer = tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.unwrap();
 
     let client = StandinClient::with_random_secret("reporting-client-id", &["customer-api/read"]);
     let standin = CognitoStandin::start(StandinConfig::new(vec![client.clone()])).await.unwrap();
@@ -75,22 +59,19 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
             token_url: standin.token_url().parse().unwrap(),
         },
     );
-    let credentials: Arc<dyn CredentialProvider> = Arc::new(CachedCredentials::new(source, CacheConfig::default()));
-    let broker = Arc::new(Broker {
-        policy: policy.clone(),
+    let broker_cfg = tb_broker::Config::read(&Env::from_pairs([
+        ("POLICY_FILE", policy_path),
+        ("QUOTA_TABLE", "unused-in-memory"),
+        ("SSM_PREFIX", "/unused/in-memory"),
+    ]))
+    .unwrap();
+    let broker_deps = tb_broker::Deps {
         quotas: Arc::new(MemoryQuotaStore::new()),
-        credentials,
-        upstream: Upstream::new(UpstreamSettings {
-            connect_timeout: Duration::from_millis(500),
-            attempt_timeout: Duration::from_secs(2),
-            breaker_failure_threshold: 5,
-            breaker_open_for: Duration::from_secs(30),
-        })
-        .unwrap(),
-        reuse: TokenReuse::new(),
+        credentials: Arc::new(source),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
-        hasher: CallerIdHasher::plain(),
-    });
+        clock: Clock::system(),
+    };
+    let broker = tb_broker::build(&broker_cfg, broker_deps).unwrap();
 
     // WHEN the authorizer decides on the caller's certificate
     let auth_event: ApiGatewayCustomAuthorizerRequestTypeRequest =
@@ -117,7 +98,7 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
         "body": "grant_type=client_credentials", "isBase64Encoded": false
     }))
     .unwrap();
-    let reply = tb_broker::handle(LambdaEvent::new(proxy, Context::default()), broker).await.unwrap();
+    let reply = tb_broker::handle(&broker, LambdaEvent::new(proxy, Context::default())).await.unwrap();
 
     // THEN the broker grants the caller's default scope with a token issued for its app client
     assert_eq!(reply.status_code, 200, "{:?}", reply.body);

@@ -40,7 +40,7 @@ mod verifier;
 
 pub use identify::{identify, IdentifyError};
 pub use material::{load_crls, load_truststore, CrlSummary, TruststoreSummary};
-pub(crate) use pem::{pem_fingerprint, MAX_CLIENT_CERT_PEM_BYTES};
+pub use pem::{pem_fingerprint, MAX_CLIENT_CERT_PEM_BYTES};
 pub use verifier::{CertVerifier, VerifiedCert};
 
 use std::time::Duration;

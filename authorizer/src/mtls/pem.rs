@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 /// Largest `clientCertPem` accepted. A client certificate is 1-3 KiB; anything near this is an attack or a mistake,
 /// and the cap bounds the work done before any decoding.
-pub(crate) const MAX_CLIENT_CERT_PEM_BYTES: usize = 16 * 1024;
+pub const MAX_CLIENT_CERT_PEM_BYTES: usize = 16 * 1024;
 
 const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const CERT_END: &str = "-----END CERTIFICATE-----";
@@ -106,7 +106,7 @@ pub(crate) fn single_certificate_der(pem: &str) -> Result<Vec<u8>, PemProblem> {
 /// SHA-256 of the DER inside a single-certificate PEM, computed without parsing the certificate. It is the key of
 /// the handler's decision cache, looked up *before* verification so a warm decision costs one hash; `None` when the
 /// input is not exactly one well-formed CERTIFICATE block (such input is refused anyway, and never cached).
-pub(crate) fn pem_fingerprint(pem: &str) -> Option<[u8; 32]> {
+pub fn pem_fingerprint(pem: &str) -> Option<[u8; 32]> {
     let der = single_certificate_der(pem).ok()?;
     Some(Sha256::digest(&der).into())
 }

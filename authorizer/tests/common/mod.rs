@@ -7,16 +7,16 @@ pub use std::time::{Duration, SystemTime};
 
 pub use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest as RequestEvent;
 pub use serde_json::Value;
-pub use tb_authorizer::decision::{Authorizer, DecisionCacheConfig, Presented};
-pub use tb_authorizer::handler::{handle_request, App};
-pub use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
-pub use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
-pub use tb_authorizer::response::Unauthorized;
+pub use tb_authorizer::{build, handle_request, App, Config, Deps, Trust, TrustSources, Unauthorized};
+pub use tb_authorizer::{Authorizer, DecisionCacheConfig, Presented};
+pub use tb_authorizer::{CertVerifier, JwtConfig, JwtVerifier, MtlsConfig};
+pub use tb_shared::clock::Clock;
+pub use tb_shared::env::Env;
 pub use tb_devkit::jwt::{standard_claims, PartnerKey};
 pub use tb_devkit::pki::{IssuedCert, TestCa};
 pub use tb_shared::policy::Policy;
-pub use tb_shared::sources::{MemoryJwksFetcher, MemoryObjectSource};
-pub use tb_shared::telemetry::{CallerIdHasher, CaptureWriter, MetricsSink};
+pub use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
+pub use tb_shared::telemetry::{CaptureWriter, MetricsSink};
 
 pub const MTLS_EVENT: &str = include_str!("../fixtures/request-mtls.json");
 pub const JWT_EVENT: &str = include_str!("../fixtures/request-jwt.json");
@@ -99,27 +99,27 @@ issuers:
         pin = by_pin.cert_sha256_hex(),
         spki = by_spki.spki_sha256_hex()
     );
-    let policy = Arc::new(Policy::from_bytes("test.yaml", policy.as_bytes()).unwrap());
+    let policy_file = tb_devkit::fixtures::write_policy(&policy);
     let trust = MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec());
     let crls = MemoryObjectSource::new(ca.crl(&[], now - hours(1), now + hours(1)).unwrap().pem.into_bytes());
-    let verifier = CertVerifier::new(
-        Arc::new(trust.clone()),
-        Some(Arc::new(crls.clone())),
-        MtlsConfig { refresh_interval: Duration::ZERO, require_crl: true },
-    );
-    futures_block_on(verifier.refresh()).unwrap();
     let partner = PartnerKey::ec_p256("acme-1").unwrap();
     let jwks = MemoryJwksFetcher::default();
     jwks.set(JWKS_URL, partner.jwks().to_string().into_bytes());
-    let jwts = JwtVerifier::new(policy.clone(), Arc::new(jwks), JwtConfig::default());
-    let authorizer =
-        Authorizer::new(policy, Some(Arc::new(verifier)), Some(Arc::new(jwts)), DecisionCacheConfig::default());
     let metrics = CaptureWriter::default();
-    let app = App {
-        authorizer,
+    // Built the way the Lambda builds it: the same configuration reader and builder, in-memory adapters, and trust
+    // material re-read on every decision so a test's CRL change bites at once.
+    let cfg = Config::read(&Env::from_pairs([
+        ("POLICY_FILE", policy_file.path().to_str().unwrap()),
+        ("TRUST_REFRESH_SECONDS", "0"),
+    ]))
+    .unwrap();
+    let deps = Deps {
+        trust: Trust::Sources(TrustSources { truststore: Arc::new(trust.clone()), crls: Some(Arc::new(crls.clone())) }),
+        jwks: Arc::new(jwks),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
-        hasher: CallerIdHasher::plain(),
+        clock: Clock::system(),
     };
+    let app = block_on(build(&cfg, deps)).unwrap();
     World {
         ca,
         partner,
@@ -139,7 +139,8 @@ issuers:
     }
 }
 
-pub fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// Runs `f` to completion from synchronous test code inside a multi-threaded tokio test.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 

@@ -12,16 +12,13 @@ use http::{HeaderMap, Method};
 use lambda_runtime::{Context, LambdaEvent};
 use secrecy::SecretString;
 use serde_json::Value;
-use tb_broker::credentials::{CacheConfig, CachedCredentials, ClientCredentials, MemoryCredentialSource};
-use tb_broker::quota::MemoryQuotaStore;
-use tb_broker::reuse::TokenReuse;
-use tb_broker::upstream::{Upstream, UpstreamSettings};
-use tb_broker::{handle, Broker};
+use tb_broker::{build, handle, App, CacheConfig, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore};
+use tb_shared::clock::Clock;
+use tb_shared::env::Env;
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::context::{AuthMethod, CallerContext};
 use tb_shared::ids::CallerId;
-use tb_shared::policy::Policy;
-use tb_shared::telemetry::{CallerIdHasher, CaptureWriter, MetricsSink};
+use tb_shared::telemetry::{CaptureWriter, MetricsSink};
 
 /// The policy every test runs under. Each caller exists for one kind of scenario.
 pub const POLICY: &str = r#"
@@ -111,9 +108,10 @@ impl Default for Options {
 /// A running broker in front of a running stand-in.
 pub struct Harness {
     pub standin: CognitoStandin,
-    pub broker: Arc<Broker>,
+    pub broker: App,
     pub quotas: Arc<MemoryQuotaStore>,
-    pub creds: Arc<CachedCredentials<MemoryCredentialSource>>,
+    /// The credential store behind the broker's cache.
+    pub store: Arc<MemoryCredentialSource>,
     /// Every EMF line the broker wrote.
     pub emf: CaptureWriter,
     /// Every client secret ever configured (initial and rotated), for leak scans.
@@ -158,37 +156,34 @@ impl Harness {
             APP_CLIENTS.iter().map(|(_, id, scopes)| StandinClient::with_random_secret(*id, scopes)).collect();
         let secrets: Vec<String> = clients.iter().map(|c| c.client_secret.clone()).collect();
         let standin = CognitoStandin::start(StandinConfig::new(clients.clone())).await.unwrap();
-        let source = MemoryCredentialSource::new();
+        let store = Arc::new(MemoryCredentialSource::new());
         for ((app, _, _), c) in APP_CLIENTS.iter().zip(&clients) {
-            source.insert(app, creds_for(&standin, &c.client_id, &c.client_secret));
+            store.insert(app, creds_for(&standin, &c.client_id, &c.client_secret));
         }
-        let creds = Arc::new(CachedCredentials::new(source, opts.credentials_cache.clone()));
         let quotas = Arc::new(MemoryQuotaStore::new());
         let emf = CaptureWriter::default();
         let doc = POLICY.replace("HASH", if opts.hash_caller_ids { "true" } else { "false" });
-        let policy = Policy::from_bytes("test-policy.yaml", doc.as_bytes()).unwrap();
-        let hasher = if opts.hash_caller_ids {
-            CallerIdHasher::keyed(b"test-caller-hash-key-0123456789")
-        } else {
-            CallerIdHasher::plain()
-        };
-        let upstream = Upstream::new(UpstreamSettings {
-            connect_timeout: Duration::from_millis(500),
-            attempt_timeout: opts.attempt_timeout,
-            breaker_failure_threshold: opts.breaker_threshold,
-            breaker_open_for: opts.breaker_open,
-        })
+        let policy_file = tb_devkit::fixtures::write_policy(&doc);
+        // Built the way the Lambda builds it: the same configuration reader and builder, other adapters.
+        let mut cfg = Config::read(&Env::from_pairs([
+            ("POLICY_FILE", policy_file.path().to_str().unwrap()),
+            ("QUOTA_TABLE", "unused-in-memory"),
+            ("SSM_PREFIX", "/unused/in-memory"),
+            ("CALLER_HASH_KEY", "test-caller-hash-key-0123456789"),
+        ]))
         .unwrap();
-        let broker = Arc::new(Broker {
-            policy: Arc::new(policy),
+        cfg.upstream.attempt_timeout = opts.attempt_timeout;
+        cfg.upstream.breaker_failure_threshold = opts.breaker_threshold;
+        cfg.upstream.breaker_open_for = opts.breaker_open;
+        cfg.credentials_cache = opts.credentials_cache.clone();
+        let deps = Deps {
             quotas: quotas.clone(),
-            credentials: creds.clone(),
-            upstream,
-            reuse: TokenReuse::new(),
+            credentials: store.clone(),
             metrics: MetricsSink::to_writer("TokenBrokerTest", emf.clone()),
-            hasher,
-        });
-        Harness { standin, broker, quotas, creds, emf, secrets }
+            clock: Clock::system(),
+        };
+        let broker = build(&cfg, deps).unwrap();
+        Harness { standin, broker, quotas, store, emf, secrets }
     }
 
     /// A grant request from `caller` with `body`, through the real handler.
@@ -205,7 +200,7 @@ impl Harness {
         let mut ctx = Context::default();
         ctx.request_id = "lambda-req-1".into();
         ctx.deadline = deadline.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
-        let resp = handle(LambdaEvent::new(req, ctx), self.broker.clone()).await.unwrap();
+        let resp = handle(&self.broker, LambdaEvent::new(req, ctx)).await.unwrap();
         decode(resp)
     }
 
@@ -216,14 +211,14 @@ impl Harness {
         let secret = self.standin.rotate_secret(client_id).unwrap();
         self.secrets.push(secret.clone());
         if store_too {
-            self.creds.source().insert(app, creds_for(&self.standin, client_id, &secret));
+            self.store.insert(app, creds_for(&self.standin, client_id, &secret));
         }
         secret
     }
 
     /// How many times the credential store was read.
     pub fn store_reads(&self) -> usize {
-        self.creds.source().calls()
+        self.store.calls()
     }
 
     /// The captured EMF lines, parsed.

@@ -24,21 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tb_authorizer::decision::{Authorizer, DecisionCacheConfig};
-use tb_authorizer::jwt::{JwtConfig, JwtVerifier};
-use tb_authorizer::mtls::{CertVerifier, MtlsConfig};
-use tb_broker::credential_refresh::CredentialProvider;
-use tb_broker::credentials::{CacheConfig, CachedCredentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource};
-use tb_broker::quota::dynamo::{DynamoQuotaConfig, DynamoQuotaStore};
-use tb_broker::quota::memory::MemoryQuotaStore;
-use tb_broker::quota::QuotaStore;
-use tb_broker::reuse::TokenReuse;
-use tb_broker::upstream::{Upstream, UpstreamSettings};
-use tb_broker::Broker;
+use tb_authorizer::{FileObjectSource, HttpJwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource, Trust, TrustSources};
+use tb_broker::{MemoryCredentialSource, MemoryQuotaStore};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_shared::clock::Clock;
+use tb_shared::env::Env;
 use tb_shared::policy::Policy;
-use tb_shared::sources::{FileObjectSource, HttpJwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource};
-use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tb_shared::telemetry::MetricsSink;
 use tokio::task::JoinHandle;
 
 pub use gateway::{GatewaySettings, GatewayStats, IdentitySource};
@@ -129,9 +121,35 @@ enum CrlTarget {
     S3 { client: aws_sdk_s3::Client, bucket: String, key: String },
 }
 
-/// Truststore source, CRL source, quota store, credential provider, and where revocations are published.
-type Stores =
-    (Arc<dyn ObjectSource>, Arc<dyn ObjectSource>, Arc<dyn QuotaStore>, Arc<dyn CredentialProvider>, CrlTarget);
+/// The namespace of the stack's metrics (written to a sink: EMF lines would drown the console, and the functions'
+/// own tests cover them).
+const METRICS_NAMESPACE: &str = "TokenBrokerDev";
+
+/// The authorizer's environment in the local stack: the deployment template's `Environment` block with the stack's
+/// own values where the template takes a parameter. Everything else is the functions' default, as in the template.
+pub fn authorizer_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)> {
+    vec![
+        ("POLICY_FILE".into(), policy_path.display().to_string()),
+        ("TRUST_REFRESH_SECONDS".into(), opts.trust_refresh.as_secs().to_string()),
+        ("DECISION_CACHE_TTL_SECONDS".into(), opts.decision_cache_ttl.as_secs().to_string()),
+        ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
+    ]
+}
+
+/// The broker's environment in the local stack, like [`authorizer_env`]. With an emulator endpoint,
+/// [`DevOptions::aws_operation_timeout`] becomes `AWS_OPERATION_TIMEOUT_MS`.
+pub fn broker_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("POLICY_FILE".into(), policy_path.display().to_string()),
+        ("QUOTA_TABLE".into(), opts.aws_names.quota_table.clone()),
+        ("SSM_PREFIX".into(), opts.aws_names.ssm_prefix.clone()),
+        ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
+    ];
+    if let (Some(_), Some(t)) = (&opts.aws_endpoint, opts.aws_operation_timeout) {
+        env.push(("AWS_OPERATION_TIMEOUT_MS".into(), t.as_millis().to_string()));
+    }
+    env
+}
 
 /// A running local stack. Dropping it stops every listener.
 pub struct DevStack {
@@ -145,6 +163,7 @@ pub struct DevStack {
     stats: Arc<GatewayStats>,
     standin: Option<CognitoStandin>,
     crl_target: CrlTarget,
+    aws_names: AwsNames,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -215,81 +234,59 @@ impl DevStack {
             )
         };
 
-        // Stores: embedded, or on the AWS-compatible endpoint.
+        // Both functions built by their own builders from the environment the template would give them; only the
+        // adapters are the stack's: embedded stores, or the AWS-compatible endpoint.
+        let authorizer_cfg =
+            tb_authorizer::Config::read(&Env::from_pairs(authorizer_env(&opts, &policy_path))).map_err(setup("authorizer configuration"))?;
+        let broker_cfg =
+            tb_broker::Config::read(&Env::from_pairs(broker_env(&opts, &policy_path))).map_err(setup("broker configuration"))?;
+        let metrics = || MetricsSink::to_writer(METRICS_NAMESPACE, std::io::sink());
         let truststore_pem =
             std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
-        let (trust, crls, quotas, credentials, crl_target): Stores = match &opts.aws_endpoint {
+        let (trust, broker_deps, crl_target) = match &opts.aws_endpoint {
             None => {
                 let mem = MemoryCredentialSource::new();
                 for s in &secrets {
                     mem.insert_raw(&s.app_client, credential_json(s));
                 }
-                (
-                    Arc::new(FileObjectSource::new(state.paths.truststore())),
-                    Arc::new(FileObjectSource::new(state.paths.crl())),
-                    Arc::new(MemoryQuotaStore::new()),
-                    Arc::new(CachedCredentials::new(mem, CacheConfig::default())),
-                    CrlTarget::File,
-                )
+                let trust = TrustSources {
+                    truststore: Arc::new(FileObjectSource::new(state.paths.truststore())),
+                    crls: Some(Arc::new(FileObjectSource::new(state.paths.crl()))),
+                };
+                let deps = tb_broker::Deps {
+                    quotas: Arc::new(MemoryQuotaStore::new()),
+                    credentials: Arc::new(mem),
+                    metrics: metrics(),
+                    clock: Clock::system(),
+                };
+                (trust, deps, CrlTarget::File)
             }
             Some(endpoint) => {
                 let names = &opts.aws_names;
                 let sdk = crate::publish::sdk_config(Some(endpoint)).await;
                 let s3 = crate::publish::s3_client(&sdk, Some(endpoint));
                 prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
-                let mut ssm_config = SsmConfig::new(names.ssm_prefix.clone());
-                let mut quota_config = DynamoQuotaConfig::new(names.quota_table.clone());
-                if let Some(t) = opts.aws_operation_timeout {
-                    ssm_config.operation_timeout = t;
-                    quota_config.operation_timeout = t;
-                }
-                let ssm =
-                    SsmCredentialSource::from_sdk_config(&sdk, ssm_config).map_err(setup("SSM credential source"))?;
-                (
-                    Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
-                    Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")),
-                    Arc::new(DynamoQuotaStore::from_sdk_config(&sdk, quota_config)),
-                    Arc::new(CachedCredentials::new(ssm, CacheConfig::default())),
-                    CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() },
-                )
+                let trust = TrustSources {
+                    truststore: Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
+                    crls: Some(Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>),
+                };
+                let mut deps = tb_broker::Deps::from_aws(&broker_cfg, &sdk).map_err(setup("AWS adapters"))?;
+                deps.metrics = metrics();
+                (trust, deps, CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() })
             }
         };
-
-        // The authorizer, wired as its setup does, with the stack's sources.
-        let mtls_cfg = MtlsConfig { refresh_interval: opts.trust_refresh, require_crl: true };
-        let certs = CertVerifier::new(trust, Some(crls), mtls_cfg);
-        certs.refresh().await.map_err(setup("loading the truststore and CRL"))?;
-        let fetcher = HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(setup("JWKS client"))?;
-        let jwts = JwtVerifier::new(policy.clone(), Arc::new(fetcher), JwtConfig::default());
-        let authorizer = Authorizer::new(
-            policy.clone(),
-            Some(Arc::new(certs)),
-            Some(Arc::new(jwts)),
-            DecisionCacheConfig { ttl: opts.decision_cache_ttl, max_entries: 10_000 },
+        let authorizer_deps = tb_authorizer::Deps {
+            trust: Trust::Sources(trust),
+            jwks: Arc::new(HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(setup("JWKS client"))?),
+            metrics: metrics(),
+            clock: Clock::system(),
+        };
+        let authorizer_app = Arc::new(
+            tb_authorizer::build(&authorizer_cfg, authorizer_deps)
+                .await
+                .map_err(setup("building the authorizer"))?,
         );
-        // EMF metric lines would drown the console; the functions' own tests cover them.
-        let authorizer_app = Arc::new(tb_authorizer::handler::App {
-            authorizer,
-            metrics: MetricsSink::to_writer("TokenBrokerDev", std::io::sink()),
-            hasher: CallerIdHasher::plain(),
-        });
-
-        let upstream = Upstream::new(UpstreamSettings {
-            connect_timeout: Duration::from_millis(500),
-            attempt_timeout: Duration::from_secs(3),
-            breaker_failure_threshold: 5,
-            breaker_open_for: Duration::from_secs(30),
-        })
-        .map_err(setup("token endpoint client"))?;
-        let broker = Arc::new(Broker {
-            policy: policy.clone(),
-            quotas,
-            credentials,
-            upstream,
-            reuse: TokenReuse::new(),
-            metrics: MetricsSink::to_writer("TokenBrokerDev", std::io::sink()),
-            hasher: CallerIdHasher::plain(),
-        });
+        let broker = Arc::new(tb_broker::build(&broker_cfg, broker_deps).map_err(setup("building the broker"))?);
 
         let mut gw_settings = opts.gateway.clone();
         if gw_settings.usage_plan_keys.is_empty() {
@@ -348,6 +345,7 @@ impl DevStack {
             stats,
             standin,
             crl_target,
+            aws_names: opts.aws_names.clone(),
             tasks,
         })
     }
@@ -375,6 +373,11 @@ impl DevStack {
     /// The state directory.
     pub fn state(&self) -> &DevState {
         &self.state
+    }
+
+    /// The names of the table, parameters and bucket on the AWS-compatible endpoint (unused without one).
+    pub fn aws_names(&self) -> &AwsNames {
+        &self.aws_names
     }
 
     /// The Cognito stand-in, when it is used.
@@ -458,7 +461,6 @@ async fn prepare_aws(
     secrets: &[state::AppClientSecret],
     credential_json: &dyn Fn(&state::AppClientSecret) -> SecretString,
 ) -> Result<(), DevError> {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
     use secrecy::ExposeSecret as _;
     let ctx = |what: &'static str| move |e: String| DevError::Setup { what, reason: e };
     match s3.create_bucket().bucket(&names.bucket).send().await {
@@ -483,32 +485,9 @@ async fn prepare_aws(
             .await
             .map_err(|e| ctx("uploading trust material")(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
     }
+    // The table as the template and docs/quota-table.md define it, TTL included (counters of ended windows expire).
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
-    let created = ddb
-        .create_table()
-        .table_name(&names.quota_table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(tb_broker::quota::dynamo::KEY_ATTR)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(|e| ctx("quota table definition")(e.to_string()))?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(tb_broker::quota::dynamo::KEY_ATTR)
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(|e| ctx("quota table definition")(e.to_string()))?,
-        )
-        .send()
-        .await;
-    if let Err(e) = created {
-        if !e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) {
-            return Err(ctx("creating the quota table")(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()));
-        }
-    }
+    tb_devkit::moto::try_create_quota_table(&ddb, &names.quota_table).await.map_err(ctx("creating the quota table"))?;
     let ssm = aws_sdk_ssm::Client::new(sdk);
     for s in secrets {
         ssm.put_parameter()
