@@ -1,0 +1,217 @@
+//! The Lambda events API Gateway builds for the two functions, and the mapping of the broker's proxy response back
+//! to HTTP: the REQUEST authorizer event (with `requestContext.identity.clientCert` as API Gateway fills it), the
+//! proxy event with `requestContext.authorizer`, and the proxy response passed through to the client.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerRequestTypeRequestContext,
+    ApiGatewayCustomAuthorizerRequestTypeRequestIdentity,
+    ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCert,
+    ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCertValidity, ApiGatewayProxyRequest,
+    ApiGatewayProxyRequestContext, ApiGatewayProxyResponse, ApiGatewayRequestIdentity,
+};
+use aws_lambda_events::encodings::Body as LambdaBody;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use serde_json::Value;
+
+use super::{ConnInfo, HttpResponse, ACCOUNT_ID, API_ID};
+
+/// The resource and path of the only method.
+const TOKEN_PATH: &str = "/oauth2/token";
+/// The resource id of the token resource in both events.
+const RESOURCE_ID: &str = "tokres";
+
+/// `Mon DD HH:MM:SS YYYY GMT`, the form API Gateway uses for `clientCert.validity`.
+fn gmt(ts: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ts) {
+        Ok(t) => {
+            let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+                [usize::from(u8::from(t.month())) - 1];
+            format!("{month} {:>2} {:02}:{:02}:{:02} {} GMT", t.day(), t.hour(), t.minute(), t.second(), t.year())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// `clientCert` as API Gateway fills it: the PEM of the leaf and what it parsed from it.
+pub fn client_cert_identity(der: &[u8]) -> ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCert {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(chunk));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut cc = ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCert::default();
+    cc.client_cert_pem = Some(pem);
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
+        cc.subject_dn = Some(cert.subject().to_string());
+        cc.issuer_dn = Some(cert.issuer().to_string());
+        cc.serial_number = Some(cert.raw_serial_as_string());
+        let mut v = ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCertValidity::default();
+        v.not_before = Some(gmt(cert.validity().not_before.timestamp()));
+        v.not_after = Some(gmt(cert.validity().not_after.timestamp()));
+        cc.validity = v;
+    }
+    cc
+}
+
+fn headers_for_event(h: &HeaderMap) -> (HeaderMap, HeaderMap) {
+    // API Gateway's `headers` keeps the last value of a repeated header; `multiValueHeaders` keeps all.
+    let mut single = HeaderMap::new();
+    for (k, v) in h {
+        single.insert(k.clone(), v.clone());
+    }
+    (single, h.clone())
+}
+
+fn query_map(uri: &http::Uri) -> (aws_lambda_events::query_map::QueryMap, aws_lambda_events::query_map::QueryMap) {
+    let mut all: HashMap<String, Vec<String>> = HashMap::new();
+    if let Some(q) = uri.query() {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            all.entry(k.into_owned()).or_default().push(v.into_owned());
+        }
+    }
+    let single: HashMap<String, String> =
+        all.iter().filter_map(|(k, v)| v.last().map(|last| (k.clone(), last.clone()))).collect();
+    (single.into(), all.into())
+}
+
+/// The REQUEST authorizer event for `req` on `stage`.
+pub(super) fn authorizer_event(
+    stage: &str,
+    req: &http::Request<Bytes>,
+    conn: &ConnInfo,
+    rid: &str,
+    method_arn: &str,
+) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
+    let (headers, multi) = headers_for_event(req.headers());
+    let (q, mq) = query_map(req.uri());
+    let mut identity = ApiGatewayCustomAuthorizerRequestTypeRequestIdentity::default();
+    identity.source_ip = Some(conn.peer.ip().to_string());
+    identity.client_cert = conn.client_cert.as_ref().map(|der| client_cert_identity(der));
+    let mut ctx = ApiGatewayCustomAuthorizerRequestTypeRequestContext::default();
+    ctx.path = Some(format!("/{stage}{TOKEN_PATH}"));
+    ctx.account_id = Some(ACCOUNT_ID.into());
+    ctx.resource_id = Some(RESOURCE_ID.into());
+    ctx.stage = Some(stage.to_owned());
+    ctx.request_id = Some(rid.to_owned());
+    ctx.identity = Some(identity);
+    ctx.resource_path = Some(TOKEN_PATH.into());
+    ctx.http_method = Some(Method::POST);
+    ctx.apiid = Some(API_ID.into());
+    let mut ev = ApiGatewayCustomAuthorizerRequestTypeRequest::default();
+    ev.type_ = Some("REQUEST".into());
+    ev.method_arn = Some(method_arn.to_owned());
+    ev.resource = Some(TOKEN_PATH.into());
+    ev.path = Some(TOKEN_PATH.into());
+    ev.http_method = Some(Method::POST);
+    ev.headers = headers;
+    ev.multi_value_headers = multi;
+    ev.query_string_parameters = q;
+    ev.multi_value_query_string_parameters = mq;
+    ev.request_context = ctx;
+    ev
+}
+
+/// The proxy event for the broker: `req` on `stage`, with the authorizer's `answer` (its context and
+/// `principalId`) in `requestContext.authorizer`.
+pub(super) fn proxy_event(
+    stage: &str,
+    req: http::Request<Bytes>,
+    conn: &ConnInfo,
+    rid: &str,
+    answer: &Value,
+) -> ApiGatewayProxyRequest {
+    let (parts, body) = req.into_parts();
+    let (headers, multi) = headers_for_event(&parts.headers);
+    let (q, mq) = query_map(&parts.uri);
+    let mut identity = ApiGatewayRequestIdentity::default();
+    identity.source_ip = Some(conn.peer.ip().to_string());
+    identity.user_agent = parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut ctx = ApiGatewayProxyRequestContext::default();
+    ctx.account_id = Some(ACCOUNT_ID.into());
+    ctx.resource_id = Some(RESOURCE_ID.into());
+    ctx.stage = Some(stage.to_owned());
+    ctx.domain_name = parts.headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ctx.request_id = Some(rid.to_owned());
+    ctx.protocol = Some("HTTP/1.1".into());
+    ctx.identity = identity;
+    ctx.resource_path = Some(TOKEN_PATH.into());
+    ctx.path = Some(format!("/{stage}{TOKEN_PATH}"));
+    ctx.http_method = Method::POST;
+    ctx.apiid = Some(API_ID.into());
+    ctx.request_time_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    // API Gateway hands the authorizer's context on next to principalId and integrationLatency.
+    let mut fields: HashMap<String, Value> = match answer.get("context") {
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => HashMap::new(),
+    };
+    if let Some(p) = answer.get("principalId") {
+        fields.insert("principalId".into(), p.clone());
+    }
+    fields.insert("integrationLatency".into(), Value::from(0));
+    ctx.authorizer.fields = fields;
+
+    let mut ev = ApiGatewayProxyRequest::default();
+    ev.resource = Some(TOKEN_PATH.into());
+    ev.path = Some(TOKEN_PATH.into());
+    ev.http_method = Method::POST;
+    ev.headers = headers;
+    ev.multi_value_headers = multi;
+    ev.query_string_parameters = q;
+    ev.multi_value_query_string_parameters = mq;
+    ev.request_context = ctx;
+    // No binary media types on this API: the body arrives as text, or base64 when it is not UTF-8.
+    if !body.is_empty() {
+        match std::str::from_utf8(&body) {
+            Ok(s) => ev.body = Some(s.to_owned()),
+            Err(_) => {
+                ev.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+                ev.is_base64_encoded = true;
+            }
+        }
+    }
+    ev
+}
+
+/// The broker's proxy response as the client receives it (request id header set); `None` when the status code is
+/// not a valid HTTP status (API Gateway then answers 502).
+pub(super) fn proxy_response(out: ApiGatewayProxyResponse, rid: &str) -> Option<HttpResponse> {
+    let status = u16::try_from(out.status_code).ok().and_then(|s| StatusCode::from_u16(s).ok())?;
+    let body = match out.body {
+        Some(LambdaBody::Text(t)) if out.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD.decode(t.as_bytes()).unwrap_or_default()
+        }
+        Some(LambdaBody::Text(t)) => t.into_bytes(),
+        Some(LambdaBody::Binary(b)) => b,
+        _ => Vec::new(),
+    };
+    let mut resp = Response::new(http_body_util::Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (k, v) in &out.multi_value_headers {
+        h.append(k.clone(), v.clone());
+    }
+    for (k, v) in &out.headers {
+        h.insert(k.clone(), v.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-amzn-requestid", v);
+    }
+    Some(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_is_in_api_gateways_format() {
+        assert_eq!(gmt(1_559_046_602), "May 28 12:30:02 2019 GMT");
+    }
+}

@@ -1,0 +1,369 @@
+//! What API Gateway (REST, custom domain) does between the TLS handshake and the two Lambdas, in the order it does
+//! it, with the settings and gateway responses of `infra/template.yaml`:
+//!
+//! 1. route: only `POST /oauth2/token` exists; anything else is `MISSING_AUTHENTICATION_TOKEN` (404 here);
+//! 2. payload limit (10 MB): `REQUEST_TOO_LARGE`;
+//! 3. stage throttling (token bucket, rate + burst): `THROTTLED` 429, before any Lambda runs;
+//! 4. the REQUEST authorizer: identity sources (when caching is on, a missing one is a 401 without calling the
+//!    authorizer), the authorizer cache keyed on the identity-source values only (Allow and Deny are cached alike),
+//!    else the authorizer event with `requestContext.identity.clientCert` as API Gateway builds it;
+//!    `Unauthorized` → `UNAUTHORIZED` 401; the returned IAM policy evaluated against the method ARN (explicit Deny
+//!    wins, no matching Allow is a deny) → `ACCESS_DENIED` 403;
+//! 5. usage plans (when the method requires an API key, `apiKeySource: AUTHORIZER`): the authorizer's
+//!    `usageIdentifierKey` must be a key of the plan (`INVALID_API_KEY` 403), then the plan's per-key rate/burst
+//!    (`THROTTLED`) and daily quota (`QUOTA_EXCEEDED`);
+//! 6. the proxy event with `requestContext.authorizer` = the context + `principalId`, and the broker's answer
+//!    passed through.
+//!
+//! Counters ([`GatewayStats`]) let tests prove what did *not* run (the authorizer on a throttled request, on a
+//! cache hit).
+//!
+//! This module is the pipeline; [`events`] builds the two Lambda events and maps the broker's answer back, [`iam`]
+//! evaluates the authorizer's policy document, and `throttle` holds the token buckets and the usage plan's quota.
+
+mod events;
+mod iam;
+mod throttle;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Response};
+use serde_json::Value;
+use tb_authorizer::App as AuthorizerApp;
+use tb_broker::App as BrokerApp;
+
+pub use events::client_cert_identity;
+pub use iam::{arn_matches, policy_allows};
+use throttle::{Bucket, PlanLimits, PlanRefusal, UsagePlan};
+
+/// The AWS account id in the method ARN (any 12 digits; the authorizer only checks the form).
+pub const ACCOUNT_ID: &str = "123456789012";
+/// The REST API id in the method ARN.
+pub const API_ID: &str = "devlocal01";
+/// The region in the method ARN.
+pub const REGION: &str = "us-east-1";
+/// API Gateway's payload limit.
+pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+
+/// The gateway responses of `infra/template.yaml` (`x-amazon-apigateway-gateway-responses`); a test keeps these in
+/// step with the template.
+pub mod responses {
+    /// `UNAUTHORIZED` (401).
+    pub const UNAUTHORIZED: &str = r#"{"error":"invalid_client","error_description":"client authentication failed","request_id":"$context.requestId"}"#;
+    /// `ACCESS_DENIED` and `INVALID_API_KEY` (403).
+    pub const ACCESS_DENIED: &str = r#"{"error":"access_denied","error_description":"this client may not obtain tokens","request_id":"$context.requestId"}"#;
+    /// `THROTTLED` (429, Retry-After 1).
+    pub const THROTTLED: &str = r#"{"error":"temporarily_unavailable","error_description":"too many requests","request_id":"$context.requestId"}"#;
+    /// `QUOTA_EXCEEDED` (429, Retry-After 3600).
+    pub const QUOTA_EXCEEDED: &str = r#"{"error":"temporarily_unavailable","error_description":"the request quota for this client is exhausted","request_id":"$context.requestId"}"#;
+    /// `MISSING_AUTHENTICATION_TOKEN` (404): any other path or method.
+    pub const MISSING_AUTHENTICATION_TOKEN: &str = r#"{"error":"invalid_request","error_description":"the only endpoint is POST /oauth2/token","request_id":"$context.requestId"}"#;
+    /// `REQUEST_TOO_LARGE` (413).
+    pub const REQUEST_TOO_LARGE: &str = r#"{"error":"invalid_request","error_description":"the request body is too large","request_id":"$context.requestId"}"#;
+    /// `DEFAULT_5XX`.
+    pub const DEFAULT_5XX: &str = r#"{"error":"server_error","error_description":"the request could not be processed","request_id":"$context.requestId"}"#;
+}
+
+/// An identity source of the REQUEST authorizer (what API Gateway builds the cache key from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// `method.request.header.NAME` (case-insensitive).
+    Header(String),
+}
+
+/// The gateway's settings; the defaults are `infra/template.yaml`'s parameter defaults.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Stage name (`StageName`, default `v1`).
+    pub stage: String,
+    /// Stage steady-state rate, requests/s (`ThrottlingRateLimit`, 50).
+    pub stage_rate: f64,
+    /// Stage burst (`ThrottlingBurstLimit`, 100).
+    pub stage_burst: u32,
+    /// Whether the method requires an API key from the authorizer's `usageIdentifierKey` (`RequireUsagePlanKey`,
+    /// default false: stage throttling only).
+    pub require_usage_plan_key: bool,
+    /// Per-key rate of the usage plan (`UsagePlanRateLimit`, 10).
+    pub usage_plan_rate: f64,
+    /// Per-key burst (`UsagePlanBurstLimit`, 20).
+    pub usage_plan_burst: u32,
+    /// Per-key requests per day (`UsagePlanDailyQuota`, 10000).
+    pub usage_plan_daily_quota: u64,
+    /// The API keys attached to the usage plan (the policy's `usage_plan_key` values).
+    pub usage_plan_keys: Vec<String>,
+    /// `authorizerResultTtlInSeconds` (0 in the template: the gateway cache is off, see docs/runbooks/caching.md).
+    pub authorizer_cache_ttl: Duration,
+    /// The authorizer's identity sources (none in the template, which is only allowed with caching off).
+    pub identity_sources: Vec<IdentitySource>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            stage: "v1".into(),
+            stage_rate: 50.0,
+            stage_burst: 100,
+            require_usage_plan_key: false,
+            usage_plan_rate: 10.0,
+            usage_plan_burst: 20,
+            usage_plan_daily_quota: 10_000,
+            usage_plan_keys: Vec::new(),
+            authorizer_cache_ttl: Duration::ZERO,
+            identity_sources: Vec::new(),
+        }
+    }
+}
+
+/// What the gateway did, for tests and the stack's status line.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    pub requests: AtomicU64,
+    pub authorizer_calls: AtomicU64,
+    pub authorizer_cache_hits: AtomicU64,
+    pub broker_calls: AtomicU64,
+    pub stage_throttled: AtomicU64,
+    pub usage_plan_throttled: AtomicU64,
+    pub quota_exceeded: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub denied: AtomicU64,
+}
+
+impl GatewayStats {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Reads one counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A cached authorizer answer: the JSON API Gateway received, and when it stops being served.
+struct CachedAnswer {
+    answer: Value,
+    until: Instant,
+}
+
+/// Which custom domain a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// The mutual-TLS domain (client certificate required at the handshake).
+    Mtls,
+    /// The partner domain (no client certificate).
+    Partner,
+}
+
+/// What the TLS layer learnt about one connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub domain: Domain,
+    /// The client's leaf certificate (DER), on the mTLS domain.
+    pub client_cert: Option<Arc<Vec<u8>>>,
+}
+
+/// The emulated gateway.
+pub struct Gateway {
+    settings: GatewaySettings,
+    authorizer: Arc<AuthorizerApp>,
+    broker: Arc<BrokerApp>,
+    stats: Arc<GatewayStats>,
+    stage_bucket: Mutex<Bucket>,
+    usage_plan: UsagePlan,
+    cache: Mutex<HashMap<Vec<String>, CachedAnswer>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+type HttpResponse = Response<http_body_util::Full<Bytes>>;
+
+use tb_shared::sync::lock;
+
+/// A request id in API Gateway's form (a UUID).
+fn request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// A gateway response: the template's body with `$context.requestId` filled in, `no-store` headers.
+fn gateway_response(status: u16, template: &str, request_id: &str, extra: &[(&str, &str)]) -> HttpResponse {
+    let body = template.replace("$context.requestId", request_id);
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .header("pragma", "no-cache")
+        .header("x-amzn-requestid", request_id);
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(http_body_util::Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(http_body_util::Full::new(Bytes::new())))
+}
+
+/// The `UNAUTHORIZED` gateway response.
+fn unauthorized(rid: &str) -> HttpResponse {
+    gateway_response(401, responses::UNAUTHORIZED, rid, &[("www-authenticate", "Bearer realm=\"token-broker\"")])
+}
+
+impl Gateway {
+    /// A gateway in front of the two handlers.
+    pub fn new(
+        settings: GatewaySettings,
+        authorizer: Arc<AuthorizerApp>,
+        broker: Arc<BrokerApp>,
+        stats: Arc<GatewayStats>,
+    ) -> Self {
+        let burst = settings.stage_burst;
+        Gateway {
+            settings,
+            authorizer,
+            broker,
+            stats,
+            stage_bucket: Mutex::new(Bucket::new(burst)),
+            usage_plan: UsagePlan::default(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The method ARN of the token method on this stage.
+    pub fn method_arn(&self) -> String {
+        format!("arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{}/POST/oauth2/token", self.settings.stage)
+    }
+
+    /// Handles one HTTP request that passed the TLS handshake.
+    pub async fn handle(&self, req: http::Request<Bytes>, conn: &ConnInfo) -> HttpResponse {
+        let rid = request_id();
+        GatewayStats::bump(&self.stats.requests);
+        let path = req.uri().path().to_owned();
+        if path != "/oauth2/token" || req.method() != Method::POST {
+            return gateway_response(404, responses::MISSING_AUTHENTICATION_TOKEN, &rid, &[]);
+        }
+        if req.body().len() > MAX_PAYLOAD {
+            return gateway_response(413, responses::REQUEST_TOO_LARGE, &rid, &[]);
+        }
+        let admitted =
+            lock(&self.stage_bucket).take(self.settings.stage_rate, self.settings.stage_burst, Instant::now());
+        if !admitted {
+            GatewayStats::bump(&self.stats.stage_throttled);
+            return gateway_response(429, responses::THROTTLED, &rid, &[("retry-after", "1")]);
+        }
+
+        let method_arn = self.method_arn();
+        let answer = match self.authorize(&req, conn, &rid, &method_arn).await {
+            Ok(a) => a,
+            Err(resp) => return resp,
+        };
+        if !policy_allows(&answer, &method_arn) {
+            GatewayStats::bump(&self.stats.denied);
+            return gateway_response(403, responses::ACCESS_DENIED, &rid, &[]);
+        }
+        if self.settings.require_usage_plan_key {
+            if let Err(resp) = self.usage_plan(&answer, &rid) {
+                return *resp;
+            }
+        }
+        self.integrate(req, conn, &rid, &answer).await
+    }
+
+    /// Identity sources, the authorizer cache, then the authorizer itself: its answer as JSON, or the 401.
+    async fn authorize(
+        &self,
+        req: &http::Request<Bytes>,
+        conn: &ConnInfo,
+        rid: &str,
+        method_arn: &str,
+    ) -> Result<Value, HttpResponse> {
+        let ttl = self.settings.authorizer_cache_ttl;
+        let mut key = Vec::new();
+        for src in &self.settings.identity_sources {
+            let IdentitySource::Header(name) = src;
+            match req.headers().get(name.as_str()).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+                Some(v) => key.push(v.to_owned()),
+                None => {
+                    // API Gateway answers 401 without calling the authorizer when an identity source is missing.
+                    GatewayStats::bump(&self.stats.unauthorized);
+                    return Err(unauthorized(rid));
+                }
+            }
+        }
+        let caching = !ttl.is_zero() && !key.is_empty();
+        if caching {
+            let now = Instant::now();
+            let mut cache = lock(&self.cache);
+            match cache.get(&key) {
+                Some(hit) if hit.until > now => {
+                    GatewayStats::bump(&self.stats.authorizer_cache_hits);
+                    return Ok(hit.answer.clone());
+                }
+                Some(_) => {
+                    cache.remove(&key);
+                }
+                None => {}
+            }
+        }
+
+        let event = events::authorizer_event(&self.settings.stage, req, conn, rid, method_arn);
+        GatewayStats::bump(&self.stats.authorizer_calls);
+        match tb_authorizer::handle_request(&self.authorizer, &event, SystemTime::now()).await {
+            Ok(resp) => {
+                let answer = serde_json::to_value(&resp).unwrap_or(Value::Null);
+                if caching {
+                    lock(&self.cache).insert(key, CachedAnswer { answer: answer.clone(), until: Instant::now() + ttl });
+                }
+                Ok(answer)
+            }
+            Err(_) => {
+                GatewayStats::bump(&self.stats.unauthorized);
+                Err(unauthorized(rid))
+            }
+        }
+    }
+
+    /// The usage plan: the authorizer's `usageIdentifierKey` must be a key of the plan, within its rate and quota.
+    fn usage_plan(&self, answer: &Value, rid: &str) -> Result<(), Box<HttpResponse>> {
+        let key = answer.get("usageIdentifierKey").and_then(Value::as_str).unwrap_or("");
+        if key.is_empty() || !self.settings.usage_plan_keys.iter().any(|k| k == key) {
+            GatewayStats::bump(&self.stats.denied);
+            return Err(Box::new(gateway_response(403, responses::ACCESS_DENIED, rid, &[])));
+        }
+        let limits = PlanLimits {
+            rate: self.settings.usage_plan_rate,
+            burst: self.settings.usage_plan_burst,
+            daily_quota: self.settings.usage_plan_daily_quota,
+        };
+        match self.usage_plan.admit(key, limits) {
+            Ok(()) => Ok(()),
+            Err(PlanRefusal::Throttled) => {
+                GatewayStats::bump(&self.stats.usage_plan_throttled);
+                Err(Box::new(gateway_response(429, responses::THROTTLED, rid, &[("retry-after", "1")])))
+            }
+            Err(PlanRefusal::QuotaExceeded) => {
+                GatewayStats::bump(&self.stats.quota_exceeded);
+                Err(Box::new(gateway_response(429, responses::QUOTA_EXCEEDED, rid, &[("retry-after", "3600")])))
+            }
+        }
+    }
+
+    /// The proxy integration: the broker's answer passed through, a 502 when the broker fails.
+    async fn integrate(&self, req: http::Request<Bytes>, conn: &ConnInfo, rid: &str, answer: &Value) -> HttpResponse {
+        let ev = events::proxy_event(&self.settings.stage, req, conn, rid, answer);
+        GatewayStats::bump(&self.stats.broker_calls);
+        let event = lambda_runtime::LambdaEvent::new(ev, lambda_runtime::Context::default());
+        match tb_broker::handle(&self.broker, event).await {
+            Ok(out) => events::proxy_response(out, rid)
+                .unwrap_or_else(|| gateway_response(502, responses::DEFAULT_5XX, rid, &[])),
+            Err(_) => gateway_response(502, responses::DEFAULT_5XX, rid, &[]),
+        }
+    }
+}
