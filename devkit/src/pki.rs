@@ -1,11 +1,12 @@
 //! NOT FOR PRODUCTION. A throw-away test PKI made at run time with rcgen: root and intermediate CAs, client
 //! certificates with every property the authorizer's attack suites need to vary (SANs, CN, validity window, EKU,
-//! CA flag, key type, serial, extra or duplicated extensions), CRLs (honest or signed with the wrong key) and PEM
-//! bundles.
+//! CA flag, key type, serial, extra or duplicated extensions), server certificates, CRLs (honest or signed with the
+//! wrong key) and PEM bundles.
 //!
 //! Nothing here is committed to the repository: every key and certificate is generated when a test, benchmark or the
 //! local stack starts, so nothing expires in the tree and no private key is ever checked in. The keys live in
-//! process memory only and are handed out as PEM for the local stack's curl commands.
+//! process memory and are handed out as PEM; the local stack keeps its CA in its (git-ignored) state directory and
+//! reloads it with [`TestCa::from_pem`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), tb_devkit::pki::PkiError> {
@@ -17,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -87,10 +89,13 @@ impl std::fmt::Debug for TestCa {
     }
 }
 
-fn ca_params(cn: &str, path_len: Option<u8>) -> CertificateParams {
+/// The organisation of every CA made by [`TestCa::root`] and [`TestCa::intermediate`].
+const TEST_ORG: &str = "token-broker test PKI (NOT FOR PRODUCTION)";
+
+fn ca_params(organization: &str, cn: &str, path_len: Option<u8>) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "token-broker test PKI (NOT FOR PRODUCTION)");
+    dn.push(DnType::OrganizationName, organization);
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(match path_len {
@@ -114,16 +119,47 @@ impl TestCa {
 
     /// A self-signed root CA with the given key type.
     pub fn root_with(cn: &str, kind: KeyKind) -> Result<TestCa, PkiError> {
-        let mut params = ca_params(cn, None);
+        Self::self_signed(ca_params(TEST_ORG, cn, None), kind)
+    }
+
+    /// A self-signed root CA (ECDSA P-256) with its own subject organisation and path-length constraint (`Some(0)`:
+    /// it may issue only leaves), e.g. a CA whose subject says which tool made it.
+    pub fn root_for(organization: &str, cn: &str, path_len: Option<u8>) -> Result<TestCa, PkiError> {
+        Self::self_signed(ca_params(organization, cn, path_len), KeyKind::EcdsaP256)
+    }
+
+    fn self_signed(mut params: CertificateParams, kind: KeyKind) -> Result<TestCa, PkiError> {
         params.use_authority_key_identifier_extension = false;
         let key = kind.generate()?;
         let cert = params.self_signed(&key)?;
         Ok(TestCa { pem: cert.pem(), der: cert.der().clone(), params, key, parents_pem: Vec::new() })
     }
 
+    /// A CA reloaded from its certificate and private key (PKCS#8 PEM, as [`TestCa::key_pem`] writes it), e.g. one
+    /// kept on disk between runs. Certificates and CRLs it signs name exactly the certificate's subject and carry its
+    /// subject key identifier, so they chain to the persisted certificate. The CAs above it are not known:
+    /// [`TestCa::chain_bundle_pem`] is this certificate alone.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<TestCa, PkiError> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|e| PkiError::Invalid(format!("CA certificate PEM: {e}")))?;
+        if block.label != "CERTIFICATE" {
+            return Err(PkiError::Invalid(format!("CA certificate PEM is a {} block", block.label)));
+        }
+        let key = KeyPair::from_pem(key_pem)?;
+        let params = {
+            let cert = block.parse_x509().map_err(|e| PkiError::Invalid(format!("CA certificate: {e}")))?;
+            if cert.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
+                return Err(PkiError::Invalid("the private key does not belong to the CA certificate".into()));
+            }
+            params_of_ca(&cert)?
+        };
+        let der = CertificateDer::from(block.contents);
+        Ok(TestCa { pem: cert_pem.to_owned(), der, params, key, parents_pem: Vec::new() })
+    }
+
     /// An intermediate CA signed by this one (path length 0: it may issue only leaves).
     pub fn intermediate(&self, cn: &str) -> Result<TestCa, PkiError> {
-        let params = ca_params(cn, Some(0));
+        let params = ca_params(TEST_ORG, cn, Some(0));
         let key = KeyKind::EcdsaP256.generate()?;
         let cert = params.signed_by(&key, &self.issuer())?;
         let mut parents_pem = vec![self.pem.clone()];
@@ -137,6 +173,8 @@ impl TestCa {
         let mut params = self.params.clone();
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
         params.use_authority_key_identifier_extension = false;
+        // A reloaded CA carries its certificate's key identifier; the lookalike's is derived from its own key.
+        params.key_identifier_method = KeyIdMethod::Sha256;
         let key = KeyKind::EcdsaP256.generate()?;
         let cert = params.self_signed(&key)?;
         Ok(TestCa { pem: cert.pem(), der: cert.der().clone(), params, key, parents_pem: Vec::new() })
@@ -179,6 +217,13 @@ impl TestCa {
         ClientCertBuilder::new(Some(self))
     }
 
+    /// Starts a TLS server certificate signed by this CA: the defaults of [`TestCa::issue_client`] with EKU
+    /// serverAuth instead of clientAuth; name the server with [`ClientCertBuilder::san_dns`] and
+    /// [`ClientCertBuilder::san_ip`].
+    pub fn issue_server(&self) -> ClientCertBuilder<'_> {
+        ClientCertBuilder::new(Some(self)).client_auth(false)
+    }
+
     /// A CRL from this CA listing `revoked` serials (raw big-endian bytes as in [`IssuedCert::serial`]).
     pub fn crl(
         &self,
@@ -200,6 +245,73 @@ impl TestCa {
         let other = KeyKind::EcdsaP256.generate()?;
         sign_crl(&Issuer::from_params(&self.params, &other), revoked, this_update, next_update)
     }
+}
+
+/// The parameters an issuer needs, read back from a CA certificate: subject DN (attribute order and string types
+/// kept, so issued certificates and CRLs name the issuer byte for byte), basic constraints, key usages, the
+/// subject key identifier (reused as the authority key identifier of what it signs), validity and serial.
+fn params_of_ca(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<CertificateParams, PkiError> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    use x509_parser::extensions::ParsedExtension;
+
+    let bad = |what: &str| PkiError::Invalid(format!("CA certificate: {what}"));
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter() {
+        let mut attrs = rdn.iter();
+        let (Some(attr), None) = (attrs.next(), attrs.next()) else {
+            return Err(bad("multi-valued or empty RDN in the subject"));
+        };
+        let oid: Vec<u64> = attr.attr_type().iter().ok_or_else(|| bad("subject attribute OID"))?.collect();
+        let data = attr.attr_value().data;
+        let text = || std::str::from_utf8(data).map_err(|_| bad("subject attribute is not text"));
+        let value = match attr.attr_value().header.tag() {
+            Tag::Utf8String => rcgen::DnValue::Utf8String(text()?.to_owned()),
+            Tag::PrintableString => rcgen::DnValue::PrintableString(text()?.try_into()?),
+            Tag::Ia5String => rcgen::DnValue::Ia5String(text()?.try_into()?),
+            Tag::T61String => rcgen::DnValue::TeletexString(text()?.try_into()?),
+            Tag::BmpString => rcgen::DnValue::BmpString(rcgen::string::BmpString::from_utf16be(data.to_vec())?),
+            Tag::UniversalString => {
+                rcgen::DnValue::UniversalString(rcgen::string::UniversalString::from_utf32be(data.to_vec())?)
+            }
+            _ => return Err(bad("unsupported string type in the subject")),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = match cert.basic_constraints().map_err(|_| bad("basicConstraints"))? {
+        Some(bc) if bc.value.ca => match bc.value.path_len_constraint {
+            None => IsCa::Ca(BasicConstraints::Unconstrained),
+            Some(n) => IsCa::Ca(BasicConstraints::Constrained(u8::try_from(n).map_err(|_| bad("path length"))?)),
+        },
+        _ => return Err(bad("not a CA (basicConstraints CA=true required)")),
+    };
+    if let Some(ku) = cert.key_usage().map_err(|_| bad("keyUsage"))? {
+        let ku = ku.value;
+        let flags = [
+            (ku.digital_signature(), KeyUsagePurpose::DigitalSignature),
+            (ku.non_repudiation(), KeyUsagePurpose::ContentCommitment),
+            (ku.key_encipherment(), KeyUsagePurpose::KeyEncipherment),
+            (ku.data_encipherment(), KeyUsagePurpose::DataEncipherment),
+            (ku.key_agreement(), KeyUsagePurpose::KeyAgreement),
+            (ku.key_cert_sign(), KeyUsagePurpose::KeyCertSign),
+            (ku.crl_sign(), KeyUsagePurpose::CrlSign),
+            (ku.encipher_only(), KeyUsagePurpose::EncipherOnly),
+            (ku.decipher_only(), KeyUsagePurpose::DecipherOnly),
+        ];
+        params.key_usages = flags.into_iter().filter(|(set, _)| *set).map(|(_, usage)| usage).collect();
+    }
+    for ext in cert.extensions() {
+        if let ParsedExtension::SubjectKeyIdentifier(ski) = ext.parsed_extension() {
+            params.key_identifier_method = KeyIdMethod::PreSpecified(ski.0.to_vec());
+        }
+    }
+    params.not_before = cert.validity().not_before.to_datetime();
+    params.not_after = cert.validity().not_after.to_datetime();
+    params.serial_number = Some(SerialNumber::from_slice(cert.raw_serial()));
+    params.use_authority_key_identifier_extension = cert.subject().as_raw() != cert.issuer().as_raw();
+    Ok(params)
 }
 
 fn dn_value_string(v: &rcgen::DnValue) -> String {
@@ -293,6 +405,7 @@ pub struct ClientCertBuilder<'a> {
     extra_dn: Vec<(DnType, String)>,
     san_uris: Vec<String>,
     san_dns: Vec<String>,
+    san_ips: Vec<IpAddr>,
     not_before: SystemTime,
     not_after: SystemTime,
     ekus: Vec<ExtendedKeyUsagePurpose>,
@@ -318,6 +431,7 @@ impl<'a> ClientCertBuilder<'a> {
             extra_dn: Vec::new(),
             san_uris: Vec::new(),
             san_dns: Vec::new(),
+            san_ips: Vec::new(),
             not_before: now - Duration::from_secs(3600),
             not_after: now + Duration::from_secs(86_400),
             ekus: vec![ExtendedKeyUsagePurpose::ClientAuth],
@@ -339,6 +453,10 @@ impl<'a> ClientCertBuilder<'a> {
         self.cn = None;
         self
     }
+    /// Adds an organisation (O) to the subject, before the CN.
+    pub fn organization(self, organization: impl Into<String>) -> Self {
+        self.subject_attr(DnType::OrganizationName, organization)
+    }
     /// Adds a subject attribute besides the CN (e.g. `DnType::OrganizationName`).
     pub fn subject_attr(mut self, ty: DnType, value: impl Into<String>) -> Self {
         self.extra_dn.push((ty, value.into()));
@@ -352,6 +470,11 @@ impl<'a> ClientCertBuilder<'a> {
     /// Adds a DNS SAN.
     pub fn san_dns(mut self, name: impl Into<String>) -> Self {
         self.san_dns.push(name.into());
+        self
+    }
+    /// Adds an IP address SAN (e.g. 127.0.0.1 for a server on loopback).
+    pub fn san_ip(mut self, ip: impl Into<IpAddr>) -> Self {
+        self.san_ips.push(ip.into());
         self
     }
     /// Sets the validity window.
@@ -427,6 +550,7 @@ impl<'a> ClientCertBuilder<'a> {
                 d.as_str().try_into().map_err(|_| PkiError::Invalid(format!("DNS SAN {d:?}")))?,
             ));
         }
+        sans.extend(self.san_ips.iter().map(|ip| SanType::IpAddress(*ip)));
         params.subject_alt_names = sans;
         params.not_before = OffsetDateTime::from(self.not_before);
         params.not_after = OffsetDateTime::from(self.not_after);
@@ -534,6 +658,61 @@ mod tests {
         let b = root.issue_client().key_pem(a.key_pem.clone()).build().unwrap();
         assert_eq!(a.spki_sha256, b.spki_sha256);
         assert_ne!(a.cert_sha256, b.cert_sha256);
+    }
+
+    #[test]
+    fn a_reloaded_ca_signs_what_chains_to_its_certificate() {
+        use std::sync::Arc;
+
+        use rustls_pki_types::{CertificateRevocationListDer, UnixTime};
+        use x509_parser::prelude::FromDer;
+
+        let org = "reload test (NOT FOR PRODUCTION)";
+        let ca = TestCa::root_for(org, "Reload Root", Some(0)).unwrap();
+        let again = TestCa::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
+        assert_eq!(again.cert_der(), ca.cert_der());
+        assert_eq!(again.common_name(), "Reload Root");
+        let (_, ca_cert) = x509_parser::certificate::X509Certificate::from_der(ca.cert_der()).unwrap();
+        assert_eq!(ca_cert.basic_constraints().unwrap().unwrap().value.path_len_constraint, Some(0));
+
+        let server = again
+            .issue_server()
+            .organization(org)
+            .cn("localhost")
+            .san_dns("localhost")
+            .san_ip([127, 0, 0, 1])
+            .build()
+            .unwrap();
+        let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(&server.der).unwrap();
+        assert_eq!(leaf.issuer().as_raw(), ca_cert.subject().as_raw());
+        assert_eq!(leaf.subject_alternative_name().unwrap().unwrap().value.general_names.len(), 2);
+        let eku = leaf.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth);
+
+        // webpki, trusting only the original certificate, accepts a client certificate of the reloaded CA and
+        // refuses it once the reloaded CA's CRL lists it.
+        let client = again.issue_client().san_uri("spiffe://x/reloaded").build().unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.cert_der().to_vec())).unwrap();
+        let roots = Arc::new(roots);
+        let verify = |crls: Vec<CertificateRevocationListDer<'static>>| {
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(crls)
+                .build()
+                .unwrap()
+                .verify_client_cert(&CertificateDer::from(client.der.clone()), &[], UnixTime::now())
+                .map(|_| ())
+        };
+        verify(Vec::new()).unwrap();
+        let now = SystemTime::now();
+        let crl = again.crl(&[&client.serial], now, now + Duration::from_secs(60)).unwrap();
+        let refused = verify(vec![CertificateRevocationListDer::from(crl.der.clone())]).unwrap_err();
+        assert!(format!("{refused:?}").contains("Revoked"), "{refused:?}");
+
+        let other = TestCa::root("Other").unwrap();
+        assert!(TestCa::from_pem(ca.cert_pem(), &other.key_pem()).is_err(), "a key of another CA is refused");
+        assert!(TestCa::from_pem(&client.pem, &client.key_pem).is_err(), "a leaf is not a CA");
     }
 
     #[test]

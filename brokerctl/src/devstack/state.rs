@@ -6,17 +6,15 @@
 //! rewritten at each start: the CRL (re-signed so it never goes stale; revoked serials are kept in `revoked.txt`),
 //! the policy (its JWKS URL names the port the partner JWKS server got) and the sample partner JWT (partner tokens
 //! live five minutes). Everything here is for development only and says so in its subject names.
+//!
+//! The certificates, keys and CRLs are made by the test PKI of `tb_devkit::pki`; the CA is reloaded from `ca.pem`
+//! and `ca.key` at every start.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
-    SerialNumber,
-};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use tb_devkit::pki::{KeyKind, TestCa};
 
 /// The organisation on every development certificate: nobody should mistake these for real ones.
 const DEV_ORG: &str = "token-broker local stack (NOT FOR PRODUCTION)";
@@ -34,6 +32,7 @@ pub const PARTNER_KID: &str = "acme-dev-1";
 pub const PARTNER_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// How long each CRL written at start is valid; the stack re-signs it at every start and every revocation.
 const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// One example client: its name (file stem), its URI or DNS SAN, and the caller it belongs to (None: trusted but
 /// unregistered, the certificate that shows a 403).
@@ -172,7 +171,7 @@ impl std::fmt::Debug for AppClientSecret {
 pub struct DevState {
     pub paths: StatePaths,
     pub ca_cert_pem: String,
-    ca_key: KeyPair,
+    ca: TestCa,
     pub server_cert_pem: String,
     pub server_key_pem: String,
     pub partner_key_pem: String,
@@ -185,28 +184,6 @@ impl std::fmt::Debug for DevState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DevState").field("dir", &self.paths.dir).field("created", &self.created).finish()
     }
-}
-
-fn dn(cn: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, DEV_ORG);
-    dn.push(DnType::CommonName, cn);
-    dn
-}
-
-fn ca_params() -> CertificateParams {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = dn(CA_CN);
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    p.key_identifier_method = KeyIdMethod::Sha256;
-    p
-}
-
-fn random_serial() -> SerialNumber {
-    let mut s: [u8; 16] = rand::random();
-    s[0] = (s[0] & 0x7f) | 0x01;
-    SerialNumber::from_slice(&s)
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
@@ -248,14 +225,16 @@ impl DevState {
         if created {
             Self::create(&paths)?;
         }
-        let ca_key_pem = read(&paths.ca_key())?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)
-            .map_err(|e| StateError::Corrupt { path: paths.ca_key().display().to_string(), reason: e.to_string() })?;
+        let ca_cert_pem = read(&paths.ca_cert())?;
+        let ca = TestCa::from_pem(&ca_cert_pem, &read(&paths.ca_key())?).map_err(|e| StateError::Corrupt {
+            path: format!("{} and {}", paths.ca_cert().display(), paths.ca_key().display()),
+            reason: e.to_string(),
+        })?;
         let secrets: Vec<AppClientSecret> = serde_json::from_str(&read(&paths.secrets())?)
             .map_err(|e| StateError::Corrupt { path: paths.secrets().display().to_string(), reason: e.to_string() })?;
         Ok(DevState {
-            ca_cert_pem: read(&paths.ca_cert())?,
-            ca_key,
+            ca_cert_pem,
+            ca,
             server_cert_pem: read(&paths.server_cert())?,
             server_key_pem: read(&paths.server_key())?,
             partner_key_pem: read(&paths.partner_key())?,
@@ -267,54 +246,38 @@ impl DevState {
 
     fn create(paths: &StatePaths) -> Result<(), StateError> {
         std::fs::create_dir_all(&paths.dir).map_err(io(&paths.dir))?;
-        let now = OffsetDateTime::now_utc();
-        let ca_key = KeyPair::generate().map_err(pki)?;
-        let mut ca = ca_params();
-        ca.not_before = now - time::Duration::days(1);
-        ca.not_after = now + time::Duration::days(3650);
-        ca.serial_number = Some(random_serial());
-        let ca_cert = ca.self_signed(&ca_key).map_err(pki)?;
-        let issuer = Issuer::from_params(&ca, &ca_key);
+        let now = SystemTime::now();
+        let ca = TestCa::root_for(DEV_ORG, CA_CN, Some(0)).map_err(pki)?;
 
         // The HTTPS server certificate for both listeners and the resource server: localhost and 127.0.0.1.
-        let server_key = KeyPair::generate().map_err(pki)?;
-        let mut sp = CertificateParams::default();
-        sp.distinguished_name = dn("localhost");
-        sp.subject_alt_names = vec![
-            SanType::DnsName("localhost".try_into().map_err(pki)?),
-            SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
-        ];
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        sp.not_before = now - time::Duration::days(1);
-        sp.not_after = now + time::Duration::days(825);
-        sp.serial_number = Some(random_serial());
-        sp.use_authority_key_identifier_extension = true;
-        let server = sp.signed_by(&server_key, &issuer).map_err(pki)?;
+        let server = ca
+            .issue_server()
+            .organization(DEV_ORG)
+            .cn("localhost")
+            .san_dns("localhost")
+            .san_ip([127, 0, 0, 1])
+            .validity(now - DAY, now + 825 * DAY)
+            .build()
+            .map_err(pki)?;
 
         for c in CLIENTS {
-            let key = KeyPair::generate().map_err(pki)?;
-            let mut p = CertificateParams::default();
-            p.distinguished_name = dn(c.name);
-            let mut sans = Vec::new();
+            let mut b = ca
+                .issue_client()
+                .organization(DEV_ORG)
+                .cn(c.name)
+                .validity(now - Duration::from_secs(3600), now + 365 * DAY);
             if let Some(u) = c.san_uri {
-                sans.push(SanType::URI(u.try_into().map_err(pki)?));
+                b = b.san_uri(u);
             }
             if let Some(d) = c.san_dns {
-                sans.push(SanType::DnsName(d.try_into().map_err(pki)?));
+                b = b.san_dns(d);
             }
-            p.subject_alt_names = sans;
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            p.not_before = now - time::Duration::hours(1);
-            p.not_after = now + time::Duration::days(365);
-            p.serial_number = Some(random_serial());
-            p.use_authority_key_identifier_extension = true;
-            let cert = p.signed_by(&key, &issuer).map_err(pki)?;
-            write_public(&paths.client_cert(c.name), cert.pem().as_bytes())?;
-            write_private(&paths.client_key(c.name), key.serialize_pem().as_bytes())?;
+            let cert = b.build().map_err(pki)?;
+            write_public(&paths.client_cert(c.name), cert.pem.as_bytes())?;
+            write_private(&paths.client_key(c.name), cert.key_pem.as_bytes())?;
         }
 
-        let partner = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(pki)?;
+        let partner = KeyKind::EcdsaP256.generate().map_err(pki)?;
         write_private(&paths.partner_key(), partner.serialize_pem().as_bytes())?;
 
         let secrets: Vec<AppClientSecret> = APP_CLIENTS
@@ -328,13 +291,13 @@ impl DevState {
         let secrets_json = serde_json::to_vec_pretty(&secrets).map_err(pki)?;
         write_private(&paths.secrets(), &secrets_json)?;
 
-        write_public(&paths.ca_cert(), ca_cert.pem().as_bytes())?;
-        write_public(&paths.truststore(), ca_cert.pem().as_bytes())?;
-        write_public(&paths.server_cert(), server.pem().as_bytes())?;
-        write_private(&paths.server_key(), server_key.serialize_pem().as_bytes())?;
+        write_public(&paths.ca_cert(), ca.cert_pem().as_bytes())?;
+        write_public(&paths.truststore(), ca.cert_pem().as_bytes())?;
+        write_public(&paths.server_cert(), server.pem.as_bytes())?;
+        write_private(&paths.server_key(), server.key_pem.as_bytes())?;
         write_public(&paths.revoked(), b"")?;
         // The CA key last: its presence marks a complete state directory.
-        write_private(&paths.ca_key(), ca_key.serialize_pem().as_bytes())?;
+        write_private(&paths.ca_key(), ca.key_pem().as_bytes())?;
         Ok(())
     }
 
@@ -360,26 +323,10 @@ impl DevState {
     /// Signs a CRL listing the revoked serials, valid from now for a week, and returns it as PEM.
     pub fn sign_crl(&self) -> Result<String, StateError> {
         let revoked = self.revoked_serials()?;
-        let issuer = Issuer::new(ca_params(), &self.ca_key);
-        let now = OffsetDateTime::now_utc();
-        let params = CertificateRevocationListParams {
-            this_update: now - time::Duration::minutes(1),
-            next_update: now + time::Duration::try_from(CRL_VALIDITY).map_err(pki)?,
-            crl_number: random_serial(),
-            issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(s),
-                    revocation_time: now - time::Duration::minutes(1),
-                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let crl = params.signed_by(&issuer).map_err(pki)?;
-        crl.pem().map_err(pki)
+        let serials: Vec<&[u8]> = revoked.iter().map(Vec::as_slice).collect();
+        let now = SystemTime::now();
+        let crl = self.ca.crl(&serials, now - Duration::from_secs(60), now + CRL_VALIDITY).map_err(pki)?;
+        Ok(crl.pem)
     }
 
     /// Writes the CRL file from `revoked.txt`.

@@ -39,15 +39,8 @@ fn gmt(ts: i64) -> String {
 
 /// `clientCert` as API Gateway fills it: the PEM of the leaf and what it parsed from it.
 pub fn client_cert_identity(der: &[u8]) -> ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCert {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(chunk));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
     let mut cc = ApiGatewayCustomAuthorizerRequestTypeRequestIdentityClientCert::default();
-    cc.client_cert_pem = Some(pem);
+    cc.client_cert_pem = Some(tb_devkit::pki::to_pem("CERTIFICATE", der));
     if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
         cc.subject_dn = Some(cert.subject().to_string());
         cc.issuer_dn = Some(cert.issuer().to_string());
