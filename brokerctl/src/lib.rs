@@ -4,11 +4,14 @@
 //! - [`truststore`]: `truststore check` and `truststore diff` for the mTLS CA bundle.
 //! - [`publish`]: `truststore publish` to a versioned S3 object and the custom domain's pinned version.
 //! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process.
-//!
-//! The binary (`src/main.rs`) only parses arguments and maps results to output and exit codes, so every command
-//! is testable as a library call.
+//! - [`cli`]: one clap `Args` type per command with its `run`, answering an [`Exit`] code; the binary
+//!   (`src/main.rs`) only parses, runs and exits, so every command is testable as a library call.
 
+pub mod cli;
 pub mod devstack;
+pub mod exit;
 pub mod policy;
 pub mod publish;
 pub mod truststore;
+
+pub use exit::Exit;

@@ -5,7 +5,7 @@
 //! that use weak keys or signatures, or that have expired; the authorizer additionally matches CRLs to CAs by subject
 //! DN, so two CAs with one subject make revocation ambiguous. A bad bundle published to the custom domain locks every
 //! caller out at the TLS handshake, so these checks run before `publish` and in CI, and their exit codes are made
-//! for scripts: [`EXIT_OK`], [`EXIT_WARNINGS`], [`EXIT_ERRORS`].
+//! for scripts: [`Exit::Ok`], [`Exit::Findings`] (warnings only), [`Exit::Error`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -16,12 +16,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 use x509_parser::public_key::PublicKey;
 
-/// No findings.
-pub const EXIT_OK: i32 = 0;
-/// Only warnings (e.g. a CA expiring soon): publishable, but someone should look.
-pub const EXIT_WARNINGS: i32 = 1;
-/// At least one error: do not publish (also used when the bundle cannot be read at all).
-pub const EXIT_ERRORS: i32 = 2;
+use crate::exit::Exit;
 
 /// API Gateway's limit on a truststore chain (root included).
 pub const MAX_CHAIN_DEPTH: usize = 4;
@@ -72,12 +67,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// [`EXIT_ERRORS`] if any error, [`EXIT_WARNINGS`] if only warnings, else [`EXIT_OK`].
-    pub fn exit_code(&self) -> i32 {
+    /// [`Exit::Error`] if any error (do not publish), [`Exit::Findings`] if only warnings (publishable, but someone
+    /// should look), else [`Exit::Ok`].
+    pub fn exit_code(&self) -> Exit {
         match self.findings.iter().map(|f| f.severity).max() {
-            Some(Severity::Error) => EXIT_ERRORS,
-            Some(Severity::Warning) => EXIT_WARNINGS,
-            None => EXIT_OK,
+            Some(Severity::Error) => Exit::Error,
+            Some(Severity::Warning) => Exit::Findings,
+            None => Exit::Ok,
         }
     }
 
@@ -127,8 +123,8 @@ impl Report {
         let errors = self.errors().count();
         let warnings = self.findings.len() - errors;
         let verdict = match self.exit_code() {
-            EXIT_OK => "OK",
-            EXIT_WARNINGS => "OK with warnings",
+            Exit::Ok => "OK",
+            Exit::Findings => "OK with warnings",
             _ => "NOT PUBLISHABLE",
         };
         let _ = writeln!(out, "result: {verdict} ({errors} error(s), {warnings} warning(s))");
@@ -450,12 +446,12 @@ pub struct Diff {
 }
 
 impl Diff {
-    /// `diff(1)`'s convention: 0 identical, 1 different.
-    pub fn exit_code(&self) -> i32 {
+    /// `diff(1)`'s convention: [`Exit::Ok`] (0) identical, [`Exit::Findings`] (1) different.
+    pub fn exit_code(&self) -> Exit {
         if self.added.is_empty() && self.removed.is_empty() {
-            0
+            Exit::Ok
         } else {
-            1
+            Exit::Findings
         }
     }
 

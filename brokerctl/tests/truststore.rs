@@ -4,7 +4,8 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use brokerctl::truststore::{check_bundle, diff_bundles, CheckOptions, EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS};
+use brokerctl::truststore::{check_bundle, diff_bundles, CheckOptions};
+use brokerctl::Exit;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PublicKeyData, SignatureAlgorithm,
@@ -67,7 +68,7 @@ fn a_clean_two_level_bundle_passes() {
     let i = child(&r, "Issuing A", true);
     let report = check_bundle(&bundle(&[&r, &i]), &opts());
     assert_eq!(report.findings, vec![], "{}", report.render("b"));
-    assert_eq!(report.exit_code(), EXIT_OK);
+    assert_eq!(report.exit_code(), Exit::Ok);
     assert_eq!(report.certs.len(), 2);
     assert_eq!(report.certs[1].depth, Some(2));
 }
@@ -77,7 +78,7 @@ fn expired_ca_is_an_error() {
     let r = root_valid("Old Root", (-400, -2));
     let report = check_bundle(&bundle(&[&r]), &opts());
     assert!(report.has("expired"), "{}", report.render("b"));
-    assert_eq!(report.exit_code(), EXIT_ERRORS);
+    assert_eq!(report.exit_code(), Exit::Error);
 }
 
 #[test]
@@ -85,9 +86,9 @@ fn expiring_soon_is_only_a_warning() {
     let r = root_valid("Short Root", (-1, 10));
     let report = check_bundle(&bundle(&[&r]), &opts());
     assert!(report.has("expires_soon"), "{}", report.render("b"));
-    assert_eq!(report.exit_code(), EXIT_WARNINGS);
+    assert_eq!(report.exit_code(), Exit::Findings);
     let far = CheckOptions { expiry_warning: Duration::from_secs(86_400), now: SystemTime::now() };
-    assert_eq!(check_bundle(&bundle(&[&r]), &far).exit_code(), EXIT_OK);
+    assert_eq!(check_bundle(&bundle(&[&r]), &far).exit_code(), Exit::Ok);
 }
 
 #[test]
@@ -97,7 +98,7 @@ fn a_leaf_in_the_truststore_is_an_error() {
     let report = check_bundle(&bundle(&[&r, &leaf]), &opts());
     assert!(report.has("not_ca"), "{}", report.render("b"));
     assert_eq!(report.findings.iter().find(|f| f.code == "not_ca").and_then(|f| f.cert), Some(2));
-    assert_eq!(report.exit_code(), EXIT_ERRORS);
+    assert_eq!(report.exit_code(), Exit::Error);
 }
 
 #[test]
@@ -112,7 +113,7 @@ fn a_chain_deeper_than_four_is_an_error() {
     let five = check_bundle(&bundle(&[&r, &i1, &i2, &i3, &i4]), &opts());
     assert!(five.has("chain_too_deep"), "{}", five.render("b"));
     assert_eq!(five.certs[4].depth, Some(5));
-    assert_eq!(five.exit_code(), EXIT_ERRORS);
+    assert_eq!(five.exit_code(), Exit::Error);
 }
 
 #[test]
@@ -121,11 +122,11 @@ fn two_cas_with_one_subject_is_an_error_and_a_repeated_certificate_a_warning() {
     let b = root("Same Name");
     let report = check_bundle(&bundle(&[&a, &b]), &opts());
     assert!(report.has("duplicate_subject"), "{}", report.render("b"));
-    assert_eq!(report.exit_code(), EXIT_ERRORS);
+    assert_eq!(report.exit_code(), Exit::Error);
 
     let again = check_bundle(&bundle(&[&a, &a]), &opts());
     assert!(again.has("duplicate_certificate") && !again.has("duplicate_subject"), "{}", again.render("b"));
-    assert_eq!(again.exit_code(), EXIT_WARNINGS);
+    assert_eq!(again.exit_code(), Exit::Findings);
 }
 
 /// An RSA-1024 public key. rcgen (on aws-lc-rs) cannot generate RSA keys under 2048 bits, so the weak key is a
@@ -163,7 +164,7 @@ fn a_weak_rsa_key_is_an_error() {
     assert_eq!(f.cert, Some(2));
     assert!(f.message.contains("1024"), "{}", f.message);
     assert_eq!(report.certs[1].key, "RSA-1024");
-    assert_eq!(report.exit_code(), EXIT_ERRORS);
+    assert_eq!(report.exit_code(), Exit::Error);
 }
 
 #[test]
@@ -172,7 +173,7 @@ fn missing_issuer_and_garbage_are_errors() {
     let i = child(&r, "Orphan", true);
     let report = check_bundle(&bundle(&[&i]), &opts());
     assert!(report.has("issuer_missing"), "{}", report.render("b"));
-    assert_eq!(check_bundle(b"not a bundle", &opts()).exit_code(), EXIT_ERRORS);
+    assert_eq!(check_bundle(b"not a bundle", &opts()).exit_code(), Exit::Error);
     assert!(check_bundle(r.key.serialize_pem().as_bytes(), &opts()).has("not_a_certificate"));
 }
 
@@ -192,8 +193,8 @@ fn diff_lists_added_and_removed_by_fingerprint() {
     assert_eq!(d.added[0].sha256, fp_c);
     let text = d.render();
     assert!(text.contains(&format!("+ {fp_c}")), "{text}");
-    assert_eq!(d.exit_code(), 1);
-    assert_eq!(diff_bundles(&bundle(&[&a]), &bundle(&[&a])).unwrap().exit_code(), 0);
+    assert_eq!(d.exit_code(), Exit::Findings);
+    assert_eq!(diff_bundles(&bundle(&[&a]), &bundle(&[&a])).unwrap().exit_code(), Exit::Ok);
 }
 
 fn brokerctl(args: &[&str]) -> (i32, String) {
@@ -220,6 +221,7 @@ fn the_binary_exits_0_1_2_and_64() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("expired") && text.contains("NOT PUBLISHABLE"), "{text}");
     assert_eq!(brokerctl(&["truststore", "check"]).0, 64);
+    assert_eq!(brokerctl(&["truststore", "check", &dir.path().join("missing.pem").display().to_string()]).0, 2);
     let (code, text) = brokerctl(&["truststore", "diff", &g, &s]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("1 added, 1 removed"), "{text}");
