@@ -3,11 +3,14 @@
 //! - [`policy`]: `policy check` (the functions' own loader) and `policy explain` (the authorizer's own decision).
 //! - [`truststore`]: `truststore check` and `truststore diff` for the mTLS CA bundle.
 //! - [`publish`]: `truststore publish` to a versioned S3 object and the custom domain's pinned version.
-//! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process.
+//! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process. Built with
+//!   the default `dev` feature only, because it links the development stand-ins of `tb_devkit`: an operator build
+//!   (`cargo build --release -p brokerctl --no-default-features`) has the policy and truststore commands alone.
 //! - [`cli`]: one clap `Args` type per command with its `run`, answering an [`Exit`] code; the binary
 //!   (`src/main.rs`) only parses, runs and exits, so every command is testable as a library call.
 
 pub mod cli;
+#[cfg(feature = "dev")]
 pub mod devstack;
 pub mod exit;
 pub mod policy;

@@ -1,4 +1,4 @@
-//! `brokerctl dev`: the local stack, and its `token` and `revoke` helpers.
+//! `brokerctl dev`: the local stack, and its `token` and `revoke` helpers (built with the `dev` feature only).
 
 use std::path::PathBuf;
 use std::time::Duration;

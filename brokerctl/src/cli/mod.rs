@@ -1,6 +1,7 @@
 //! The command line: one clap `Args` type per subcommand, each with `run`, which does the work through the library
 //! and answers with an [`Exit`] code or a [`CliError`]. `main.rs` only parses, runs and exits.
 
+#[cfg(feature = "dev")]
 mod dev;
 mod policy;
 mod truststore;
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::Exit;
 
+#[cfg(feature = "dev")]
 pub use dev::{DevAction, DevArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicyExplainArgs};
 pub use truststore::{TruststoreCheckArgs, TruststoreCommand, TruststoreDiffArgs, TruststorePublishArgs};
@@ -60,6 +62,7 @@ pub enum Command {
     Truststore(TruststoreCommand),
     /// Run the whole chain locally: mTLS and partner listeners, API Gateway's behaviour, the authorizer and broker
     /// handlers, a Cognito stand-in and a sample resource server. NOT FOR PRODUCTION.
+    #[cfg(feature = "dev")]
     Dev(DevArgs),
 }
 
@@ -69,6 +72,7 @@ impl Cli {
         match self.command {
             Command::Policy(c) => c.run().await,
             Command::Truststore(c) => c.run().await,
+            #[cfg(feature = "dev")]
             Command::Dev(c) => c.run().await,
         }
     }
