@@ -6,6 +6,10 @@
 //! DN, so two CAs with one subject make revocation ambiguous. A bad bundle published to the custom domain locks every
 //! caller out at the TLS handshake, so these checks run before `publish` and in CI, and their exit codes are made
 //! for scripts: [`Exit::Ok`], [`Exit::Findings`] (warnings only), [`Exit::Error`].
+//!
+//! The bundle is first loaded with the authorizer's own loader ([`tb_authorizer::load_truststore`]): a bundle the
+//! authorizer would refuse (e.g. PEM that a lenient parser reads but the authorizer's strict reader does not) is an
+//! error, `refused_by_authorizer`, whatever the other checks find.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -259,13 +263,26 @@ fn key_strength(cert: &X509Certificate<'_>) -> (String, Option<String>) {
     }
 }
 
-/// Checks a PEM bundle.
+/// The finding when the authorizer's own loader refuses the bundle: the authorizer would keep its last good
+/// truststore (or, at a cold start, refuse every certificate), so the bundle must not be published.
+fn authorizer_finding(bytes: &[u8]) -> Option<Finding> {
+    let reason = tb_authorizer::load_truststore(bytes).err()?;
+    Some(Finding {
+        severity: Severity::Error,
+        cert: None,
+        code: "refused_by_authorizer",
+        message: format!("the authorizer would not load this bundle: {reason}"),
+    })
+}
+
+/// Checks a PEM bundle: first with the authorizer's own loader, then certificate by certificate.
 pub fn check_bundle(bytes: &[u8], opts: &CheckOptions) -> Report {
+    let refused = authorizer_finding(bytes);
     let ders = match read_pem_certs(bytes) {
         Ok(d) => d,
-        Err(findings) => return Report { certs: Vec::new(), findings },
+        Err(findings) => return Report { certs: Vec::new(), findings: refused.into_iter().chain(findings).collect() },
     };
-    let mut report = Report::default();
+    let mut report = Report { certs: Vec::new(), findings: refused.into_iter().collect() };
     let mut parsed: Vec<(usize, X509Certificate<'_>)> = Vec::new();
     for (i, der) in ders.iter().enumerate() {
         match x509_parser::parse_x509_certificate(der) {

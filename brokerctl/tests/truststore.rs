@@ -197,6 +197,44 @@ fn diff_lists_added_and_removed_by_fingerprint() {
     assert_eq!(diff_bundles(&bundle(&[&a]), &bundle(&[&a])).unwrap().exit_code(), Exit::Ok);
 }
 
+/// `pem` with its END line replaced: x509-parser's PEM reader takes any END line as the end of a block, the
+/// authorizer's reader requires the block's own label.
+fn with_end_label(pem: &str, label: &str) -> String {
+    pem.replace("-----END CERTIFICATE-----", &format!("-----END {label}-----"))
+}
+
+#[test]
+fn a_bundle_the_authorizer_refuses_is_an_error() {
+    let r = root("Root F");
+    let i = child(&r, "Issuing F", true);
+    let clean = bundle(&[&r, &i]);
+    assert_eq!(check_bundle(&clean, &opts()).exit_code(), Exit::Ok);
+
+    // The second block ends with another label: every certificate still parses for x509-parser, but the authorizer
+    // finds no END line for the block and would keep its old truststore.
+    let damaged = format!("{}{}", r.pem, with_end_label(&i.pem, "X509 CERTIFICATE"));
+    assert!(x509_parser::pem::Pem::iter_from_buffer(damaged.as_bytes()).all(|b| b.is_ok()));
+    let report = check_bundle(damaged.as_bytes(), &opts());
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.code == "refused_by_authorizer")
+        .unwrap_or_else(|| panic!("{}", report.render("b")));
+    assert!(f.message.contains("no END line"), "{}", f.message);
+    assert_eq!(report.exit_code(), Exit::Error);
+    assert!(report.render("b").contains("NOT PUBLISHABLE"));
+
+    // More certificates than the authorizer loads.
+    let many: Vec<Ca> = (0..=AUTHORIZER_MAX_CERTS).map(|n| root(&format!("Root {n}"))).collect();
+    let refs: Vec<&Ca> = many.iter().collect();
+    let report = check_bundle(&bundle(&refs), &opts());
+    assert!(report.has("refused_by_authorizer"), "{}", report.render("b"));
+    assert_eq!(report.exit_code(), Exit::Error);
+}
+
+/// The most certificates the authorizer loads from a truststore.
+const AUTHORIZER_MAX_CERTS: usize = 200;
+
 fn brokerctl(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_brokerctl")).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -221,6 +259,11 @@ fn the_binary_exits_0_1_2_and_64() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("expired") && text.contains("NOT PUBLISHABLE"), "{text}");
     assert_eq!(brokerctl(&["truststore", "check"]).0, 64);
+    let damaged = dir.path().join("damaged.pem");
+    std::fs::write(&damaged, with_end_label(&good.pem, "X509 CERTIFICATE")).unwrap();
+    let (code, text) = brokerctl(&["truststore", "check", &damaged.display().to_string()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("refused_by_authorizer") && text.contains("NOT PUBLISHABLE"), "{text}");
     assert_eq!(brokerctl(&["truststore", "check", &dir.path().join("missing.pem").display().to_string()]).0, 2);
     let (code, text) = brokerctl(&["truststore", "diff", &g, &s]);
     assert_eq!(code, 1, "{text}");
