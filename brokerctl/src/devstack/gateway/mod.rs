@@ -29,13 +29,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Response};
 use serde_json::Value;
 use tb_authorizer::App as AuthorizerApp;
 use tb_broker::App as BrokerApp;
+use tb_shared::sync::lock;
 
 pub use events::client_cert_identity;
 pub use iam::{arn_matches, policy_allows};
@@ -186,8 +187,6 @@ impl std::fmt::Debug for Gateway {
 
 type HttpResponse = Response<http_body_util::Full<Bytes>>;
 
-use tb_shared::sync::lock;
-
 /// A request id in API Gateway's form (a UUID).
 fn request_id() -> String {
     let b: [u8; 16] = rand::random();
@@ -315,7 +314,7 @@ impl Gateway {
 
         let event = events::authorizer_event(&self.settings.stage, req, conn, rid, method_arn);
         GatewayStats::bump(&self.stats.authorizer_calls);
-        match tb_authorizer::handle_request(&self.authorizer, &event, SystemTime::now()).await {
+        match tb_authorizer::handle_request(&self.authorizer, &event, self.authorizer.clock.now()).await {
             Ok(resp) => {
                 let answer = serde_json::to_value(&resp).unwrap_or(Value::Null);
                 if caching {

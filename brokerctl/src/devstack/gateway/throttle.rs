@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::lock;
+use tb_shared::sync::lock;
 
 /// A token bucket: `rate` tokens/s up to `burst`.
 #[derive(Debug)]
