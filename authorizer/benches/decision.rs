@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tb_authorizer::{build, Authorizer, Config, Deps, Presented, Trust, TrustSources};
+use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
 use tb_devkit::jwt::{standard_claims, PartnerKey};
 use tb_devkit::pki::{KeyKind, TestCa};
-use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
 use tb_shared::clock::Clock;
 use tb_shared::env::Env;
 use tb_shared::telemetry::MetricsSink;

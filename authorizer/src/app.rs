@@ -108,9 +108,10 @@ impl Deps {
             })
         };
         let trust = match &cfg.truststore {
-            Some(loc) => {
-                Trust::Sources(TrustSources { truststore: source(loc)?, crls: cfg.crls.as_ref().map(&source).transpose()? })
-            }
+            Some(loc) => Trust::Sources(TrustSources {
+                truststore: source(loc)?,
+                crls: cfg.crls.as_ref().map(&source).transpose()?,
+            }),
             None => Trust::None,
         };
         let jwks = HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(|e| InitError::Jwks(e.to_string()))?;

@@ -38,6 +38,6 @@ pub use mtls::{
 };
 pub use response::{respond, token_resource_arn, AuthorizerResponse, Unauthorized};
 pub use sources::{
-    Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher,
-    MemoryObjectSource, ObjectSource, S3ObjectSource, SourceError,
+    Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher, MemoryObjectSource,
+    ObjectSource, S3ObjectSource, SourceError,
 };

@@ -20,6 +20,5 @@ pub mod names {
     pub const AUTHORIZER_ERRORS: &str = "AuthorizerErrors";
 
     /// Every name above, for the test that checks the template against the code.
-    pub const ALL: &[&str] =
-        &[ALLOWS, DENIALS, UNAUTHORIZED, DECISION_CACHE_HITS, DECISION_LATENCY, AUTHORIZER_ERRORS];
+    pub const ALL: &[&str] = &[ALLOWS, DENIALS, UNAUTHORIZED, DECISION_CACHE_HITS, DECISION_LATENCY, AUTHORIZER_ERRORS];
 }

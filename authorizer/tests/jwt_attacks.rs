@@ -12,10 +12,10 @@ use jsonwebtoken::Algorithm;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use tb_authorizer::{HttpJwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
 use tb_authorizer::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
 use tb_devkit::jwt::{jwks, now, sign_hs256, standard_claims, unsigned, JwksServer, PartnerKey};
 use tb_shared::policy::{IdentityKey, Policy};
-use tb_authorizer::{HttpJwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
 
 const ISS_A: &str = "https://idp.a.example";
 const ISS_B: &str = "https://idp.b.example";

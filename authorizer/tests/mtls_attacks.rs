@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 
 use fixture::*;
 use proptest::prelude::*;
-use tb_authorizer::mtls::{
+use tb_authorizer::MemoryObjectSource;
+use tb_authorizer::{
     identify, pem_fingerprint, CertError, CertVerifier, IdentifyError, MtlsConfig, VerifiedCert,
     MAX_CLIENT_CERT_PEM_BYTES,
 };
 use tb_devkit::pki::{self_signed_client, to_pem, KeyKind, TestCa};
-use tb_shared::sources::MemoryObjectSource;
 
 fn now() -> SystemTime {
     SystemTime::now()

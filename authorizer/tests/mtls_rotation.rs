@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fixture::*;
-use tb_authorizer::mtls::{CertError, CertVerifier, MtlsConfig, MtlsError};
+use tb_authorizer::{CertError, CertVerifier, MtlsConfig, MtlsError};
+use tb_authorizer::{MemoryObjectSource, ObjectSource, S3ObjectSource};
 use tb_devkit::pki::{pem_bundle, TestCa};
 use tb_shared::policy::Policy;
-use tb_shared::sources::{MemoryObjectSource, ObjectSource, S3ObjectSource};
 
 /// Where the test writes the two objects, as an operator would.
 enum Store {

@@ -10,7 +10,9 @@ use tb_shared::policy::Policy;
 use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
 
 use crate::config::Config;
-use crate::credentials::{CachedCredentials, CredentialError, CredentialSource, Credentials, SsmConfig, SsmCredentialSource};
+use crate::credentials::{
+    CachedCredentials, CredentialError, CredentialSource, Credentials, SsmConfig, SsmCredentialSource,
+};
 use crate::quota::{DynamoQuotaConfig, DynamoQuotaStore, QuotaStore};
 use crate::reuse::TokenReuse;
 use crate::upstream::Upstream;

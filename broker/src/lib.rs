@@ -29,15 +29,14 @@ mod upstream;
 pub use app::{build, App, Deps, InitError};
 pub use config::Config;
 pub use credentials::{
-    parse_parameter, CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource,
-    Credentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource,
+    parse_parameter, CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource, Credentials,
+    MemoryCredentialSource, SsmConfig, SsmCredentialSource,
 };
 pub use error::BrokerError;
 pub use handler::handle;
 pub use metrics::{names as metric_names, SERVICE as METRICS_SERVICE};
 pub use quota::{
-    Charge, ChargedCounter, DynamoQuotaConfig, DynamoQuotaStore, MemoryQuotaStore, QuotaError, QuotaOutcome,
-    QuotaStore,
+    Charge, ChargedCounter, DynamoQuotaConfig, DynamoQuotaStore, MemoryQuotaStore, QuotaError, QuotaOutcome, QuotaStore,
 };
 pub use reuse::TokenReuse;
 pub use upstream::{Upstream, UpstreamSettings};

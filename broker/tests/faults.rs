@@ -6,8 +6,8 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::*;
-use tb_broker::CacheConfig;
 use tb_broker::metric_names as names;
+use tb_broker::CacheConfig;
 use tb_devkit::cognito::ThrottleStyle;
 
 const GRANT: &str = "grant_type=client_credentials";

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use common_moto::*;
-use tb_broker::quota::dynamo::{counter_key, COUNT_ATTR, KEY_ATTR, TTL_ATTR};
-use tb_broker::quota::{
-    Charge, ChargedCounter, DynamoQuotaConfig, DynamoQuotaStore, QuotaError, QuotaOutcome, QuotaStore,
-};
+use tb_broker::quota_table::{counter_key, COUNT_ATTR, KEY_ATTR, TTL_ATTR};
+use tb_broker::{Charge, ChargedCounter, DynamoQuotaConfig, DynamoQuotaStore, QuotaError, QuotaOutcome, QuotaStore};
 use tb_shared::ids::CallerId;
 use tb_shared::policy::QuotaWindow;
 

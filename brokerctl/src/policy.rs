@@ -13,12 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use tb_authorizer::{build, Config, Decision, Deps, DenyReason, Presented, Trust, TrustSources};
+use tb_authorizer::{build, Config, Decision, DenyReason, Deps, Presented, Trust, TrustSources};
 use tb_authorizer::{FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
 use tb_shared::clock::Clock;
 use tb_shared::env::Env;
-use tb_shared::telemetry::MetricsSink;
 use tb_shared::policy::{Caller, Identity, Policy, PolicyError};
+use tb_shared::telemetry::MetricsSink;
 
 /// Exit code of `policy explain` when the decision is Allow.
 pub const EXIT_ALLOW: i32 = 0;
@@ -131,7 +131,10 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
         )),
         (_, Some(ts)) => Trust::Sources(TrustSources {
             truststore: Arc::new(FileObjectSource::new(ts)),
-            crls: input.crl.as_ref().map(|c| Arc::new(FileObjectSource::new(c)) as Arc<dyn tb_authorizer::ObjectSource>),
+            crls: input
+                .crl
+                .as_ref()
+                .map(|c| Arc::new(FileObjectSource::new(c)) as Arc<dyn tb_authorizer::ObjectSource>),
         }),
         // Only a JWT to explain: certificates play no part, whatever callers the policy has.
         (None, None) => Trust::Ignored,
@@ -158,7 +161,8 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
     let cfg = Config::read(&Env::from_pairs([("POLICY_FILE", policy_path.as_str())]))
         .map_err(|e| ExplainError::Input(e.to_string()))?;
     let now = input.at.unwrap_or_else(SystemTime::now);
-    let deps = Deps { trust, jwks, metrics: MetricsSink::to_writer("Explain", std::io::sink()), clock: Clock::fixed(now) };
+    let deps =
+        Deps { trust, jwks, metrics: MetricsSink::to_writer("Explain", std::io::sink()), clock: Clock::fixed(now) };
     let app = build(&cfg, deps).await.map_err(|e| match e {
         tb_authorizer::InitError::Truststore(t) => ExplainError::Input(format!("trust material: {t}")),
         other => ExplainError::Input(other.to_string()),

@@ -225,7 +225,10 @@ async fn a_caller_limited_to_three_a_day_gets_429_on_the_fourth(mode: Mode) {
         assert_eq!(d.attribute_name(), Some(tb_broker::quota_table::TTL_ATTR));
         assert!(matches!(
             d.time_to_live_status(),
-            Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling)
+            Some(
+                aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled
+                    | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling
+            )
         ));
     }
 }
@@ -430,8 +433,9 @@ fn the_local_stack_configures_both_functions_as_the_template_does() {
         };
         assert_eq!(a, b, "{function}: the local stack's configuration differs from the deployed one");
     }
-    let broker = tb_broker::Config::read(&tb_shared::env::Env::from_pairs(brokerctl::devstack::broker_env(&opts, policy)))
-        .unwrap();
+    let broker =
+        tb_broker::Config::read(&tb_shared::env::Env::from_pairs(brokerctl::devstack::broker_env(&opts, policy)))
+            .unwrap();
     assert_eq!(broker.credentials_cache.max_stale, Duration::from_secs(3600));
 }
 

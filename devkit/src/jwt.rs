@@ -239,7 +239,7 @@ impl JwksServer {
 
     /// Replaces the served document (a partner's key rotation).
     pub fn set_doc(&self, doc: Value) {
-        *self.doc.write().unwrap_or_else(|p| p.into_inner()) = doc;
+        *tb_shared::sync::write(&self.doc) = doc;
     }
 
     /// Starts a server on 127.0.0.1 with an ephemeral port; it runs until the handle is aborted or the runtime
@@ -254,7 +254,7 @@ impl JwksServer {
             let (r, d) = (r.clone(), d.clone());
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
-                let body = d.read().unwrap_or_else(|p| p.into_inner()).to_string();
+                let body = tb_shared::sync::read(&d).to_string();
                 ([(http::header::CONTENT_TYPE, "application/json")], body)
             }
         });

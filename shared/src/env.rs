@@ -97,7 +97,12 @@ impl<'a> Env<'a> {
     }
 
     /// A duration in whole seconds (`range` in seconds).
-    pub fn seconds(&self, var: &'static str, default: u64, range: RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+    pub fn seconds(
+        &self,
+        var: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
         self.number(var, default, range).map(Duration::from_secs)
     }
 

@@ -68,7 +68,7 @@ impl IssuerKeys {
 
     /// The current key set, if one was ever fetched.
     pub(crate) fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        tb_shared::sync::read(&self.current).clone()
     }
 
     fn generation(&self) -> u64 {
@@ -130,7 +130,7 @@ impl IssuerKeys {
         };
         st.last_failed = false;
         tracing::info!(issuer = %self.issuer, keys = keys.entries.len(), usable = keys.usable(), "JWKS fetched");
-        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let mut cur = tb_shared::sync::write(&self.current);
         let generation = cur.as_ref().map_or(0, |s| s.generation) + 1;
         *cur = Some(Arc::new(Snapshot { keys, fetched_at: Instant::now(), generation }));
         Refetch::Updated

@@ -24,17 +24,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sources::JwksFetcher;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tb_shared::policy::{JwtAlgorithm, Policy};
-use crate::sources::JwksFetcher;
 
 use cache::{IssuerKeys, Refetch, Snapshot};
 use claims::ClaimRules;
 use jwks::{jwt_alg, Selection};
-
 
 /// Settings of the verifier that are not per issuer.
 #[derive(Debug, Clone)]
@@ -191,7 +190,6 @@ impl JwtVerifier {
         }
         JwtVerifier { issuers, fetcher, cfg }
     }
-
 
     /// Verifies a compact JWS (the part after `Bearer `) at time `now` and returns who it identifies.
     pub async fn verify(&self, token: &str, now: SystemTime) -> Result<VerifiedJwt, JwtError> {

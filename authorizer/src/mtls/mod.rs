@@ -127,7 +127,6 @@ impl CertError {
     pub fn is_revoked(&self) -> bool {
         matches!(self, CertError::Revoked)
     }
-
 }
 
 /// Why loading trust material failed. The verifier keeps serving the last good material after such a failure.

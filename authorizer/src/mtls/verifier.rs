@@ -2,9 +2,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::sources::{Fetched, ObjectSource};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
-use crate::sources::{Fetched, ObjectSource};
 use webpki::{
     CertRevocationList, ExpirationPolicy, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
@@ -95,10 +95,6 @@ impl std::fmt::Debug for CertVerifier {
     }
 }
 
-fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
 impl CertVerifier {
     /// A verifier with no material yet; call [`CertVerifier::refresh`] at cold start. Without a CRL source,
     /// revocation is not checked (warned about here, once).
@@ -128,7 +124,7 @@ impl CertVerifier {
     }
 
     fn snapshot(&self) -> Arc<Material> {
-        Arc::clone(&read_lock(&self.material))
+        Arc::clone(&tb_shared::sync::read(&self.material))
     }
 
     /// Monotonic counter bumped on every change of trust material (and once when a CRL goes stale), so a decision
@@ -265,7 +261,7 @@ impl CertVerifier {
             crl_etag = next.crl_etag.as_deref().unwrap_or(""),
             "mTLS trust material loaded"
         );
-        *self.material.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        *tb_shared::sync::write(&self.material) = Arc::new(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
         (true, first_err)
     }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use tb_shared::http::{read_capped, BodyError};
+
 use super::{JwksFetcher, SourceError};
 
 /// Largest JWKS document accepted; real ones are a few KiB.
@@ -68,17 +70,11 @@ impl JwksFetcher for HttpJwksFetcher {
         if !resp.status().is_success() {
             return Err(SourceError::Unavailable(format!("status {}", resp.status().as_u16())));
         }
-        if resp.content_length().unwrap_or(0) > MAX_JWKS_BYTES as u64 {
-            return Err(SourceError::TooLarge(MAX_JWKS_BYTES));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| SourceError::Unavailable(classify(&e)))? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(SourceError::TooLarge(MAX_JWKS_BYTES));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_capped(&mut resp, MAX_JWKS_BYTES).await.map_err(|e| match e {
+            BodyError::TooLarge => SourceError::TooLarge(MAX_JWKS_BYTES),
+            BodyError::Timeout => SourceError::Unavailable("timeout".into()),
+            BodyError::Io => SourceError::Unavailable("request failed".into()),
+        })
     }
 }
 
@@ -119,7 +115,7 @@ impl MemoryJwksFetcher {
         self.lock().fetches
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryJwks> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        tb_shared::sync::lock(&self.inner)
     }
 }
 

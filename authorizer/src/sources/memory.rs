@@ -28,26 +28,26 @@ impl MemoryObjectSource {
 
     /// Replaces the content, as an operator's upload would.
     pub fn set(&self, body: impl Into<Vec<u8>>) {
-        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = tb_shared::sync::lock(&self.inner);
         st.body = Some(body.into());
         st.generation += 1;
     }
 
     /// Makes every fetch fail until called again with `false`, to simulate an outage.
     pub fn set_unavailable(&self, fail: bool) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).fail = fail;
+        tb_shared::sync::lock(&self.inner).fail = fail;
     }
 
     /// How many fetches were made.
     pub fn fetches(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).fetches
+        tb_shared::sync::lock(&self.inner).fetches
     }
 }
 
 #[async_trait]
 impl ObjectSource for MemoryObjectSource {
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, SourceError> {
-        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = tb_shared::sync::lock(&self.inner);
         st.fetches += 1;
         if st.fail {
             return Err(SourceError::Unavailable("simulated outage".into()));

@@ -52,7 +52,7 @@ impl ObjectSource for S3ObjectSource {
             }
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 304 => return Ok(Fetched::Unchanged),
             Err(SdkError::ResponseError(e)) if e.raw().status().as_u16() == 304 => return Ok(Fetched::Unchanged),
-            Err(e) => return Err(SourceError::Unavailable(short_sdk_error(&e))),
+            Err(e) => return Err(SourceError::Unavailable(tb_shared::aws::describe(&e))),
         };
         if out.content_length().unwrap_or(0) > MAX_OBJECT_BYTES as i64 {
             return Err(SourceError::TooLarge(MAX_OBJECT_BYTES));
@@ -74,17 +74,5 @@ impl ObjectSource for S3ObjectSource {
             Some(v) => format!("s3://{}/{} (version {v})", self.bucket, self.key),
             None => format!("s3://{}/{}", self.bucket, self.key),
         }
-    }
-}
-
-/// A one-line description of an SDK error without request details.
-fn short_sdk_error<E: std::error::Error, R>(e: &SdkError<E, R>) -> String {
-    match e {
-        SdkError::ConstructionFailure(_) => "request construction failed".into(),
-        SdkError::TimeoutError(_) => "timeout".into(),
-        SdkError::DispatchFailure(_) => "dispatch failure (network)".into(),
-        SdkError::ResponseError(_) => "unreadable response".into(),
-        SdkError::ServiceError(se) => format!("service error: {}", se.err()),
-        _ => "unknown SDK error".into(),
     }
 }

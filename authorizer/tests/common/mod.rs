@@ -10,12 +10,12 @@ pub use serde_json::Value;
 pub use tb_authorizer::{build, handle_request, App, Config, Deps, Trust, TrustSources, Unauthorized};
 pub use tb_authorizer::{Authorizer, DecisionCacheConfig, Presented};
 pub use tb_authorizer::{CertVerifier, JwtConfig, JwtVerifier, MtlsConfig};
-pub use tb_shared::clock::Clock;
-pub use tb_shared::env::Env;
+pub use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
 pub use tb_devkit::jwt::{standard_claims, PartnerKey};
 pub use tb_devkit::pki::{IssuedCert, TestCa};
+pub use tb_shared::clock::Clock;
+pub use tb_shared::env::Env;
 pub use tb_shared::policy::Policy;
-pub use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
 pub use tb_shared::telemetry::{CaptureWriter, MetricsSink};
 
 pub const MTLS_EVENT: &str = include_str!("../fixtures/request-mtls.json");

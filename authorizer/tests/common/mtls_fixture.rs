@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tb_authorizer::mtls::{identify, CertError, CertVerifier, IdentifyError, MtlsConfig};
+use tb_authorizer::MemoryObjectSource;
+use tb_authorizer::{identify, CertError, CertVerifier, IdentifyError, MtlsConfig};
 use tb_devkit::pki::{pem_bundle, IssuedCert, TestCa, TestCrl};
 use tb_shared::policy::Policy;
-use tb_shared::sources::MemoryObjectSource;
 
 pub const ROOT_CN: &str = "Token Broker Test Root CA";
 pub const INTER_CN: &str = "Token Broker Test Issuing CA";
@@ -28,7 +28,7 @@ pub enum Outcome {
     Unauthorized,
 }
 
-pub fn outcome_of(verified: &Result<tb_authorizer::mtls::VerifiedCert, CertError>, policy: &Policy) -> Outcome {
+pub fn outcome_of(verified: &Result<tb_authorizer::VerifiedCert, CertError>, policy: &Policy) -> Outcome {
     match verified {
         Err(e) if e.is_revoked() => Outcome::Deny,
         Err(_) => Outcome::Unauthorized,
@@ -99,7 +99,7 @@ impl Fixture {
         Fixture { root, inter, pinned_cert, pinned_key, policy, truststore, crls, verifier }
     }
 
-    pub fn verify(&self, pem: &str) -> Result<tb_authorizer::mtls::VerifiedCert, CertError> {
+    pub fn verify(&self, pem: &str) -> Result<tb_authorizer::VerifiedCert, CertError> {
         self.verifier.verify_pem(pem, SystemTime::now())
     }
 

@@ -98,8 +98,6 @@ impl<S: CredentialSource> CachedCredentials<S> {
         &self.source
     }
 
-
-
     /// The broker's refresh after Cognito answered `invalid_client` to `rejected`: refetches only if the cache
     /// still holds those very credentials. When a burst of requests all fail with the old secret, the first one
     /// refetches and the rest get the new value without another source call.
@@ -160,11 +158,7 @@ impl<S: CredentialSource> CachedCredentials<S> {
                             "credential source unavailable; serving the last good credentials"
                         );
                         let serve_for = self.config.retry_after_failure.min(deadline - now);
-                        return Ok(Arc::new(Entry {
-                            creds: good.creds.clone(),
-                            stale: true,
-                            serve_for,
-                        }));
+                        return Ok(Arc::new(Entry { creds: good.creds.clone(), stale: true, serve_for }));
                     }
                 }
                 Err(CredentialError::Unavailable(reason))
@@ -320,7 +314,6 @@ mod tests {
         assert_eq!(secret(&c.get("orders").await.unwrap()), "rotated-secret");
     }
 
-
     #[tokio::test]
     async fn refresh_during_outage_fails_rather_than_returning_the_rejected_value() {
         let c = cache(CacheConfig::default());
@@ -330,5 +323,4 @@ mod tests {
         // Plain gets still get the old value for the stale period: better than certain failure.
         assert_eq!(secret(&c.get("orders").await.unwrap()), "first-secret");
     }
-
 }

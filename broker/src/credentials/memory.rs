@@ -59,7 +59,7 @@ impl MemoryCredentialSource {
 
     /// Makes every read take this long before answering.
     pub fn set_delay(&self, delay: Duration) {
-        *self.delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
+        *tb_shared::sync::lock(&self.delay) = delay;
     }
 
     /// Reads made so far (successful or not).
@@ -69,7 +69,7 @@ impl MemoryCredentialSource {
 
     fn lock_entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stored>> {
         // Entries are replaced whole, so a poisoned map is still consistent.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        tb_shared::sync::lock(&self.entries)
     }
 }
 
@@ -77,7 +77,7 @@ impl MemoryCredentialSource {
 impl CredentialSource for MemoryCredentialSource {
     async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let delay = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
+        let delay = *tb_shared::sync::lock(&self.delay);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_ssm::config::timeout::TimeoutConfig;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 use aws_sdk_ssm::types::ParameterType;
@@ -52,13 +51,7 @@ pub struct SsmCredentialSource {
 /// The SSM client configuration the source wants: the shared SDK config with the operation timeout applied (each
 /// attempt gets half, so one stalled attempt still leaves room for a retry).
 pub(crate) fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_ssm::Config {
-    let attempt = operation_timeout / 2;
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(attempt.min(Duration::from_secs(1)))
-        .operation_attempt_timeout(attempt)
-        .operation_timeout(operation_timeout)
-        .build();
-    aws_sdk_ssm::config::Builder::from(sdk).timeout_config(timeouts).build()
+    aws_sdk_ssm::config::Builder::from(sdk).timeout_config(tb_shared::aws::timeouts(operation_timeout)).build()
 }
 
 /// Checks the prefix at cold start so a misconfiguration fails the deployment, not every request.
@@ -123,7 +116,7 @@ impl CredentialSource for SsmCredentialSource {
                     }
                 });
             }
-            Err(e) => return Err(CredentialError::Unavailable(sdk_error_kind(&e))),
+            Err(e) => return Err(CredentialError::Unavailable(format!("SSM: {}", tb_shared::aws::describe(&e)))),
         };
         let param = out.parameter().ok_or(CredentialError::NotFound)?;
         if param.r#type() != Some(&ParameterType::SecureString) {
@@ -132,18 +125,4 @@ impl CredentialSource for SsmCredentialSource {
         let value = SecretString::from(param.value().unwrap_or_default().to_owned());
         parse_parameter(&value)
     }
-}
-
-/// An SDK failure by kind only: enough to tell a timeout from a refused connection in the logs.
-fn sdk_error_kind<E, R>(e: &SdkError<E, R>) -> String {
-    match e {
-        SdkError::TimeoutError(_) => "SSM call timed out",
-        SdkError::DispatchFailure(d) if d.is_timeout() => "SSM connect timed out",
-        SdkError::DispatchFailure(d) if d.is_io() => "SSM connection failed",
-        SdkError::DispatchFailure(_) => "SSM request could not be sent",
-        SdkError::ResponseError(_) => "SSM response unreadable",
-        SdkError::ConstructionFailure(_) => "SSM request could not be built",
-        _ => "SSM call failed",
-    }
-    .to_owned()
 }

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
@@ -78,21 +77,10 @@ pub struct DynamoQuotaStore {
     config: DynamoQuotaConfig,
 }
 
-/// The SDK timeouts for a total budget: each attempt gets half, so one stalled attempt still leaves room for a
-/// retry; connecting gets at most one second (a refused or black-holed endpoint should not use the whole budget).
-pub(crate) fn timeouts(total: Duration) -> TimeoutConfig {
-    let attempt = total / 2;
-    TimeoutConfig::builder()
-        .connect_timeout(attempt.min(Duration::from_secs(1)))
-        .operation_attempt_timeout(attempt)
-        .operation_timeout(total)
-        .build()
-}
-
 /// The DynamoDB client configuration the store wants: the shared SDK config (region, credentials, endpoint) with
 /// the operation timeout applied.
 pub(crate) fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_dynamodb::Config {
-    aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(timeouts(operation_timeout)).build()
+    aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(tb_shared::aws::timeouts(operation_timeout)).build()
 }
 
 /// The partition key of one counter.
@@ -265,20 +253,9 @@ fn granted<'a>(caller: &CallerId, spans: impl IntoIterator<Item = (&'a QuotaWind
     QuotaOutcome::Granted(Charge { caller: caller.clone(), counters })
 }
 
-/// Describes an SDK failure by kind and error code only: enough to tell a timeout from a permissions problem in the
-/// logs, with no request contents.
+/// An SDK failure as an outage of the quota store, described without request contents.
 fn unavailable<E: ProvideErrorMetadata, R>(what: &str, e: &SdkError<E, R>) -> QuotaError {
-    let kind = match e {
-        SdkError::TimeoutError(_) => "timed out".to_owned(),
-        SdkError::DispatchFailure(d) if d.is_timeout() => "timed out connecting".to_owned(),
-        SdkError::DispatchFailure(d) if d.is_io() => "connection failed".to_owned(),
-        SdkError::DispatchFailure(_) => "request could not be sent".to_owned(),
-        SdkError::ResponseError(_) => "unreadable response".to_owned(),
-        SdkError::ServiceError(s) => format!("service error {}", s.err().code().unwrap_or("unknown")),
-        SdkError::ConstructionFailure(_) => "request could not be built".to_owned(),
-        _ => "unknown SDK error".to_owned(),
-    };
-    QuotaError::Unavailable(format!("{what}: {kind}"))
+    QuotaError::Unavailable(format!("{what}: {}", tb_shared::aws::describe(e)))
 }
 
 fn unavailable_service(what: &str, code: Option<&str>) -> QuotaError {

@@ -57,7 +57,7 @@ impl MemoryQuotaStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a counter half-updated (each update is one integer store), so
         // a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        tb_shared::sync::lock(&self.state)
     }
 
     fn check_up(&self) -> Result<(), QuotaError> {

@@ -43,7 +43,7 @@ impl CircuitBreaker {
 
     /// Asks to make an attempt. `Err(retry_after)` when the breaker is open (or a probe is already in flight).
     pub(crate) fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Duration> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = tb_shared::sync::lock(&self.state);
         match *st {
             State::Closed { .. } => {}
             State::Open { until } if now >= until => *st = State::HalfOpen,
@@ -56,11 +56,11 @@ impl CircuitBreaker {
 
     /// Whether requests currently fail fast (for logs and tests).
     pub(crate) fn is_open(&self, now: Instant) -> bool {
-        matches!(*self.state.lock().unwrap_or_else(|p| p.into_inner()), State::Open { until } if now < until)
+        matches!(*tb_shared::sync::lock(&self.state), State::Open { until } if now < until)
     }
 
     fn record(&self, ok: bool, now: Instant) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = tb_shared::sync::lock(&self.state);
         *st = match (*st, ok) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.threshold => {

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tb_shared::http::{read_capped, BodyError};
 use tb_shared::ids::ScopeSet;
 
 use crate::credentials::ClientCredentials;
@@ -203,11 +204,11 @@ impl Upstream {
             Err(_) => return Attempt::Retryable("upstream_connect_failed"),
         };
         let status = resp.status();
-        let body = match read_bounded(&mut resp).await {
+        let body = match read_capped(&mut resp, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
-            Err(ReadError::Timeout) => return Attempt::Retryable("upstream_timeout"),
-            Err(ReadError::Io) => return Attempt::Retryable("upstream_connect_failed"),
-            Err(ReadError::TooLarge) => return Attempt::Done(Err(UpstreamError::BadResponse("response too large"))),
+            Err(BodyError::Timeout) => return Attempt::Retryable("upstream_timeout"),
+            Err(BodyError::Io) => return Attempt::Retryable("upstream_connect_failed"),
+            Err(BodyError::TooLarge) => return Attempt::Done(Err(UpstreamError::BadResponse("response too large"))),
         };
         if status.is_server_error() {
             return Attempt::Retryable("upstream_5xx");
@@ -229,32 +230,6 @@ fn basic_authorization(creds: &ClientCredentials) -> String {
     let secret: String = form_urlencoded::byte_serialize(creds.client_secret.expose_secret().as_bytes()).collect();
     let joined = format!("{id}:{secret}");
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(joined))
-}
-
-enum ReadError {
-    Timeout,
-    Io,
-    TooLarge,
-}
-
-async fn read_bounded(resp: &mut reqwest::Response) -> Result<Vec<u8>, ReadError> {
-    if resp.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
-        return Err(ReadError::TooLarge);
-    }
-    let mut out = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if out.len() + c.len() > MAX_RESPONSE_BYTES {
-                    return Err(ReadError::TooLarge);
-                }
-                out.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) if e.is_timeout() => return Err(ReadError::Timeout),
-            Err(_) => return Err(ReadError::Io),
-        }
-    }
 }
 
 #[derive(Deserialize)]

@@ -12,11 +12,13 @@ use http::{HeaderMap, Method};
 use lambda_runtime::{Context, LambdaEvent};
 use secrecy::SecretString;
 use serde_json::Value;
-use tb_broker::{build, handle, App, CacheConfig, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore};
-use tb_shared::clock::Clock;
-use tb_shared::env::Env;
+use tb_broker::{
+    build, handle, App, CacheConfig, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore,
+};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_shared::clock::Clock;
 use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::env::Env;
 use tb_shared::ids::CallerId;
 use tb_shared::telemetry::{CaptureWriter, MetricsSink};
 

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tb_authorizer::{FileObjectSource, HttpJwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource, Trust, TrustSources};
+use tb_authorizer::{
+    FileObjectSource, HttpJwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource, Trust, TrustSources,
+};
 use tb_broker::{MemoryCredentialSource, MemoryQuotaStore};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
@@ -236,10 +238,10 @@ impl DevStack {
 
         // Both functions built by their own builders from the environment the template would give them; only the
         // adapters are the stack's: embedded stores, or the AWS-compatible endpoint.
-        let authorizer_cfg =
-            tb_authorizer::Config::read(&Env::from_pairs(authorizer_env(&opts, &policy_path))).map_err(setup("authorizer configuration"))?;
-        let broker_cfg =
-            tb_broker::Config::read(&Env::from_pairs(broker_env(&opts, &policy_path))).map_err(setup("broker configuration"))?;
+        let authorizer_cfg = tb_authorizer::Config::read(&Env::from_pairs(authorizer_env(&opts, &policy_path)))
+            .map_err(setup("authorizer configuration"))?;
+        let broker_cfg = tb_broker::Config::read(&Env::from_pairs(broker_env(&opts, &policy_path)))
+            .map_err(setup("broker configuration"))?;
         let metrics = || MetricsSink::to_writer(METRICS_NAMESPACE, std::io::sink());
         let truststore_pem =
             std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
@@ -268,7 +270,9 @@ impl DevStack {
                 prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
                 let trust = TrustSources {
                     truststore: Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
-                    crls: Some(Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>),
+                    crls: Some(
+                        Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>
+                    ),
                 };
                 let mut deps = tb_broker::Deps::from_aws(&broker_cfg, &sdk).map_err(setup("AWS adapters"))?;
                 deps.metrics = metrics();
@@ -282,9 +286,7 @@ impl DevStack {
             clock: Clock::system(),
         };
         let authorizer_app = Arc::new(
-            tb_authorizer::build(&authorizer_cfg, authorizer_deps)
-                .await
-                .map_err(setup("building the authorizer"))?,
+            tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,
         );
         let broker = Arc::new(tb_broker::build(&broker_cfg, broker_deps).map_err(setup("building the broker"))?);
 

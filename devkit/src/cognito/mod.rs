@@ -47,7 +47,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -180,10 +180,7 @@ struct Shared {
     invalid_client_status: http::StatusCode,
 }
 
-/// Locks a mutex, recovering from poisoning: a panicking test thread must not turn every later request into a panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use tb_shared::sync::lock;
 
 /// A running stand-in. Dropping it stops the server; [`CognitoStandin::shutdown`] stops it gracefully.
 pub struct CognitoStandin {
@@ -366,12 +363,12 @@ impl CognitoStandin {
 
     /// The public keys as served at [`CognitoStandin::jwks_url`].
     pub fn jwks(&self) -> JwkSet {
-        self.shared.keys.read().unwrap_or_else(|p| p.into_inner()).jwks()
+        tb_shared::sync::read(&self.shared.keys).jwks()
     }
 
     /// The `kid` that signs new tokens.
     pub fn current_kid(&self) -> String {
-        self.shared.keys.read().unwrap_or_else(|p| p.into_inner()).current_kid().to_owned()
+        tb_shared::sync::read(&self.shared.keys).current_kid().to_owned()
     }
 
     /// Generates a new signing key and signs new tokens with it; old keys stay in the JWKS so tokens already issued
@@ -379,7 +376,7 @@ impl CognitoStandin {
     pub async fn rotate_signing_key(&self) -> std::io::Result<String> {
         let key = keys::SigningKey::generate().await?;
         let kid = key.kid().to_owned();
-        self.shared.keys.write().unwrap_or_else(|p| p.into_inner()).push(key);
+        tb_shared::sync::write(&self.shared.keys).push(key);
         Ok(kid)
     }
 

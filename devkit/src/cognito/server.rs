@@ -240,7 +240,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         jti: random_uuid(),
         client_id: client_id.clone(),
     };
-    let signed = shared.keys.read().unwrap_or_else(|p| p.into_inner()).current().sign(&claims);
+    let signed = tb_shared::sync::read(&shared.keys).current().sign(&claims);
     let access_token = match signed {
         Ok(t) => t,
         Err(e) => {
@@ -257,7 +257,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
 }
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
-    let set = shared.keys.read().unwrap_or_else(|p| p.into_inner()).jwks();
+    let set = tb_shared::sync::read(&shared.keys).jwks();
     Json(set).into_response()
 }
 

@@ -110,7 +110,7 @@ struct State {
 impl State {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         // A panic while holding this lock can only come from this module's own bookkeeping; the data stays usable.
-        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+        tb_shared::sync::lock(&self.queues)
     }
 }
 

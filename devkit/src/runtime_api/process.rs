@@ -184,7 +184,7 @@ impl FunctionProcess {
 
     /// Everything the function printed so far (stdout and stderr interleaved by line).
     pub fn output(&self) -> String {
-        self.output.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+        tb_shared::sync::lock(&self.output).join("\n")
     }
 
     /// Whether it has exited, without waiting.
@@ -228,7 +228,7 @@ fn capture(stream: impl Read + Send + 'static, into: Arc<StdMutex<Vec<String>>>)
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            into.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            tb_shared::sync::lock(&into).push(line);
         }
     })
 }
