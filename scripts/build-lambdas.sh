@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds both Lambda functions for provided.al2023 on arm64 and writes the deployable zips the SAM template points at:
-#   infra/build/authorizer.zip   bootstrap (bin `authorizer`, package token-broker-authorizer) + policy.yaml
-#   infra/build/broker.zip       bootstrap (bin `broker`, package token-broker-broker)         + policy.yaml
+#   infra/build/authorizer.zip   bootstrap (bin `authorizer`, package tb-authorizer) + policy.yaml
+#   infra/build/broker.zip       bootstrap (bin `broker`, package tb-broker)         + policy.yaml
 #
 #   scripts/build-lambdas.sh [--policy path/to/policy.yaml]
 #

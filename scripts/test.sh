@@ -26,7 +26,7 @@ else
   echo "== cargo build --release (the Lambda binaries the runtime tests run)"
   # The directory comes from cargo's own report of what it built, so a target dir or target triple set in a cargo
   # config cannot leave the tests running an older binary from somewhere else.
-  bin_dirs="$(cargo build --release --quiet -p token-broker-authorizer -p token-broker-broker --bins \
+  bin_dirs="$(cargo build --release --quiet -p tb-authorizer -p tb-broker --bins \
     --message-format=json-render-diagnostics | python3 -c '
 import json, os, sys
 for line in sys.stdin:

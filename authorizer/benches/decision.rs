@@ -1,7 +1,7 @@
 //! One warm authorizer decision, for the mTLS path and the JWT path, with the decision cache off (full
 //! verification: PEM parse, chain, CRL, identity rules / JWS signature, claims) and on (a repeat request).
 //!
-//! Run: `cargo bench -p token-broker-authorizer --bench decision`
+//! Run: `cargo bench -p tb-authorizer --bench decision`
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -4,8 +4,8 @@
 //!
 //! ```sh
 //! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target
-//! cargo build --release -p token-broker-authorizer --bins
-//! cargo run --release -p token-broker-authorizer --example authorizer_lambda_process -- --runs 20 --invocations 200
+//! cargo build --release -p tb-authorizer --bins
+//! cargo run --release -p tb-authorizer --example authorizer_lambda_process -- --runs 20 --invocations 200
 //! ```
 //!
 //! The function gets what it gets in Lambda: a policy file, the truststore and a CRL (as files here, from S3 in
@@ -24,7 +24,7 @@ use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binar
 use tb_devkit::pki::{ClientCertBuilder, IssuedCert, TestCa};
 use tb_devkit::runtime_api::Outcome;
 
-const USAGE: &str = "usage: cargo run --release -p token-broker-authorizer --example authorizer_lambda_process -- \
+const USAGE: &str = "usage: cargo run --release -p tb-authorizer --example authorizer_lambda_process -- \
                      [--runs N (20)] [--invocations N (200)] [--certs N (20)]";
 const MTLS_EVENT: &str = include_str!("../tests/fixtures/request-mtls.json");
 const JWT_EVENT: &str = include_str!("../tests/fixtures/request-jwt.json");
@@ -117,7 +117,7 @@ fn check(ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
 #[tokio::main]
 async fn main() {
     let args = BenchArgs::from_env_args(USAGE, &[("certs", 20)]);
-    let bin = release_binary("authorizer", "token-broker-authorizer");
+    let bin = release_binary("authorizer", "tb-authorizer");
     let load_before = load_average();
 
     // A test PKI: the callers' certificates, one of nobody in the policy, one revoked (listed in the CRL).

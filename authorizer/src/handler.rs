@@ -45,6 +45,7 @@ pub async fn handle_request(
                 auth_method = a.context.auth_method.as_str(),
                 credential = %a.context.credential_fingerprint,
                 cache_hit = info.cache_hit,
+                trust_refreshed = info.trust_refreshed,
                 "caller allowed"
             );
             m.put(names::ALLOWS, Unit::Count, 1.0);
@@ -59,6 +60,7 @@ pub async fn handle_request(
                 caller = %caller,
                 credential = %d.fingerprint,
                 cache_hit = info.cache_hit,
+                trust_refreshed = info.trust_refreshed,
                 "caller denied"
             );
             m.put(names::DENIALS, Unit::Count, 1.0).property("reason", d.reason.code());

@@ -1,7 +1,7 @@
 //! Rotation of the truststore and CRL objects: after the verifier's refresh, decisions follow the new objects (a
 //! newly revoked certificate is refused, a certificate from a newly added CA accepted, one from a removed CA
 //! refused), and a broken upload or an outage keeps the last good material. Runs against in-memory sources and
-//! against S3 in moto (`scripts/with-moto.sh cargo test -p token-broker-authorizer --test mtls_rotation`).
+//! against S3 in moto (`scripts/with-moto.sh cargo test -p tb-authorizer --test mtls_rotation`).
 
 #[path = "common/mtls_fixture.rs"]
 mod fixture;
@@ -122,7 +122,7 @@ async fn rotation_with_memory_sources() {
 
 #[tokio::test]
 async fn rotation_with_s3_in_moto() {
-    // Needs moto's S3: run through `scripts/with-moto.sh cargo test -p token-broker-authorizer --test mtls_rotation`.
+    // Needs moto's S3: run through `scripts/with-moto.sh cargo test -p tb-authorizer --test mtls_rotation`.
     let client = tb_devkit::moto::s3_client(&tb_devkit::moto::sdk_config().await);
     let bucket = tb_devkit::moto::unique("tb-mtls-rotation");
     tb_devkit::moto::create_bucket(&client, &bucket).await;

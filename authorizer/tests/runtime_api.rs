@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+use tb_devkit::fixtures::{temp_dir, write_file};
 use tb_devkit::pki::{IssuedCert, TestCa};
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
@@ -22,18 +23,6 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn function_bin() -> PathBuf {
     function_binary("authorizer", env!("CARGO_BIN_EXE_authorizer"))
-}
-
-/// A temporary directory (removed when dropped) holding the function's files.
-fn temp_dir(tag: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("tb-rt-{tag}-")).tempdir().unwrap()
-}
-
-/// Writes `contents` to `name` in `dir`; returns the path, for the function's environment.
-fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
-    let p = dir.path().join(name);
-    std::fs::write(&p, contents).unwrap();
-    p.to_string_lossy().into_owned()
 }
 
 const POLICY: &str = r#"version: 1

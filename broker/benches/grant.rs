@@ -8,7 +8,7 @@
 //!   HTTP round trip over a pooled keep-alive connection to the Cognito stand-in on loopback, which also signs an
 //!   RS256 JWT per request. Reported separately; it is dominated by the stand-in, not the handler.
 //!
-//! Run: `cargo bench -p token-broker-broker --bench grant`
+//! Run: `cargo bench -p tb-broker --bench grant`
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -4,9 +4,9 @@
 //!
 //! ```sh
 //! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target
-//! cargo build --release -p token-broker-broker --bins
+//! cargo build --release -p tb-broker --bins
 //! scripts/with-moto.sh \
-//!   cargo run --release -p token-broker-broker --example broker_lambda_process -- --runs 20 --invocations 200
+//!   cargo run --release -p tb-broker --example broker_lambda_process -- --runs 20 --invocations 200
 //! ```
 //!
 //! Every invocation is a real grant with token reuse off: the quota charged in DynamoDB (moto, from
@@ -26,8 +26,7 @@ use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binar
 use tb_devkit::moto::{self, unique};
 use tb_devkit::runtime_api::Outcome;
 
-const USAGE: &str =
-    "usage: scripts/with-moto.sh cargo run --release -p token-broker-broker --example broker_lambda_process -- \
+const USAGE: &str = "usage: scripts/with-moto.sh cargo run --release -p tb-broker --example broker_lambda_process -- \
                      [--runs N (20)] [--invocations N (200)]";
 /// The region `lambda_env` gives the function; the tables and parameters are made in the same one in moto.
 const REGION: &str = "eu-west-1";
@@ -81,7 +80,7 @@ fn check(_ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
 #[tokio::main]
 async fn main() {
     let args = BenchArgs::from_env_args(USAGE, &[]);
-    let bin = release_binary("broker", "token-broker-broker");
+    let bin = release_binary("broker", "tb-broker");
     let endpoint = moto_endpoint();
     let load_before = load_average();
 

@@ -2,7 +2,7 @@
 //! in DynamoDB and credentials in SSM, both served by moto, and Cognito's token endpoint by the stand-in over real
 //! HTTP.
 //!
-//! Needs moto: `scripts/with-moto.sh cargo test -p token-broker-broker --test broker_moto`. Without
+//! Needs moto: `scripts/with-moto.sh cargo test -p tb-broker --test broker_moto`. Without
 //! `TB_MOTO_ENDPOINT` the test fails and says so; it is never skipped. moto runs one request at a time there
 //! (scripts/moto_server.py), which the quota count below relies on.
 

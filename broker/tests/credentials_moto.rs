@@ -1,5 +1,5 @@
 //! The SSM credential source, behind the cache, against moto's emulator. Run with
-//! `scripts/with-moto.sh cargo test -p token-broker-broker --test credentials_moto`.
+//! `scripts/with-moto.sh cargo test -p tb-broker --test credentials_moto`.
 
 mod common_moto;
 

@@ -1,5 +1,5 @@
 //! The DynamoDB quota store against moto's emulator. Run with
-//! `scripts/with-moto.sh cargo test -p token-broker-broker --test quota_moto`.
+//! `scripts/with-moto.sh cargo test -p tb-broker --test quota_moto`.
 
 mod common_moto;
 

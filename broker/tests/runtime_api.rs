@@ -4,7 +4,7 @@
 //! `/runtime/init/error` and the process exits: never a hang.
 //!
 //! Run through the emulator script (never skipped: without moto the token test fails and says so):
-//! `scripts/with-moto.sh cargo test -p token-broker-broker --test runtime_api`.
+//! `scripts/with-moto.sh cargo test -p tb-broker --test runtime_api`.
 //!
 //! The binary is `$TB_LAMBDA_BIN_DIR/broker`, the release build, when `scripts/test.sh` runs the tests; else this
 //! package's debug build (`tb_devkit::runtime_api::function_binary`).
@@ -18,6 +18,7 @@ use common_moto::{create_quota_table, unique};
 use serde_json::{json, Value};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_devkit::events::ProxyRequestBuilder;
+use tb_devkit::fixtures::{temp_dir, write_file};
 use tb_devkit::moto;
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
@@ -42,18 +43,6 @@ callers:
 
 fn function_bin() -> PathBuf {
     function_binary("broker", env!("CARGO_BIN_EXE_broker"))
-}
-
-/// A temporary directory (removed when dropped) holding the function's files.
-fn temp_dir(tag: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("tb-rt-{tag}-")).tempdir().unwrap()
-}
-
-/// Writes `contents` to `name` in `dir`; returns the path, for the function's environment.
-fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
-    let p = dir.path().join(name);
-    std::fs::write(&p, contents).unwrap();
-    p.to_string_lossy().into_owned()
 }
 
 /// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `order-processing`.

@@ -60,13 +60,4 @@ mod tests {
         assert_eq!(Exit::from_code(5), None);
         assert_eq!(Exit::from_code(-1), None);
     }
-
-    #[test]
-    fn policy_explain_codes_are_the_policy_modules() {
-        use crate::policy::{EXIT_ALLOW, EXIT_DENY, EXIT_ERROR, EXIT_UNAUTHORIZED};
-        assert_eq!(Exit::from_code(EXIT_ALLOW), Some(Exit::Ok));
-        assert_eq!(Exit::from_code(EXIT_DENY), Some(Exit::Deny));
-        assert_eq!(Exit::from_code(EXIT_UNAUTHORIZED), Some(Exit::Unauthorized));
-        assert_eq!(Exit::from_code(EXIT_ERROR), Some(Exit::Error));
-    }
 }

@@ -20,14 +20,7 @@ use tb_shared::env::Env;
 use tb_shared::policy::{Caller, Identity, Policy, PolicyError};
 use tb_shared::telemetry::MetricsSink;
 
-/// Exit code of `policy explain` when the decision is Allow.
-pub const EXIT_ALLOW: i32 = 0;
-/// Exit code when the input could not be used at all (unreadable file, invalid policy, missing truststore).
-pub const EXIT_ERROR: i32 = 2;
-/// Exit code when the authorizer would answer an explicit Deny (HTTP 403).
-pub const EXIT_DENY: i32 = 3;
-/// Exit code when the authorizer would answer `Unauthorized` (HTTP 401).
-pub const EXIT_UNAUTHORIZED: i32 = 4;
+use crate::Exit;
 
 /// Validates a policy file with the functions' own loader and summarises it.
 pub fn check(path: &Path) -> Result<String, PolicyError> {
@@ -88,7 +81,7 @@ pub struct ExplainInput {
 #[derive(Debug, Clone)]
 pub struct Explanation {
     pub report: String,
-    pub exit_code: i32,
+    pub exit_code: Exit,
 }
 
 /// Why explain could not decide at all.
@@ -185,7 +178,7 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
             if let Some(c) = policy.caller(&a.context.caller_id) {
                 describe_caller(&mut out, c);
             }
-            EXIT_ALLOW
+            Exit::Ok
         }
         Decision::Deny(d) => {
             let _ = writeln!(out, "decision: DENY (403 access_denied)");
@@ -193,7 +186,7 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
             if let Some(c) = d.caller.as_ref().and_then(|id| policy.caller(id)) {
                 describe_caller(&mut out, c);
             }
-            EXIT_DENY
+            Exit::Deny
         }
         Decision::Unauthorized(r) => {
             let _ = writeln!(out, "decision: UNAUTHORIZED (401 invalid_client)");
@@ -203,7 +196,7 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
             } else {
                 let _ = writeln!(out, "reason: {}: {detail}", r.code());
             }
-            EXIT_UNAUTHORIZED
+            Exit::Unauthorized
         }
     };
     Ok(Explanation { report: out, exit_code })

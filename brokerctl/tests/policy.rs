@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use brokerctl::devstack::DevState;
-use brokerctl::policy::{explain, ExplainInput, EXIT_ALLOW, EXIT_DENY, EXIT_UNAUTHORIZED};
+use brokerctl::policy::{explain, ExplainInput};
+use brokerctl::Exit;
 
 /// A directory removed when the returned guard drops.
 fn tempdir(tag: &str) -> tempfile::TempDir {
@@ -38,7 +39,7 @@ fn input(s: &DevState) -> ExplainInput {
 async fn explain_names_the_caller_its_scopes_and_quotas() {
     let (_dir, s) = state("allow");
     let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("reporting")), ..input(&s) }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Ok, "{}", x.report);
     for needle in [
         "decision: ALLOW",
         "caller: reporting",
@@ -57,20 +58,20 @@ async fn explain_names_the_caller_its_scopes_and_quotas() {
 async fn explain_says_why_a_certificate_is_denied() {
     let (_dir, s) = state("deny");
     let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("stranger")), ..input(&s) }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_DENY, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Deny, "{}", x.report);
     assert!(x.report.contains("reason: unknown_caller"), "{}", x.report);
     assert!(x.report.contains("san uri: spiffe://example.internal/ns/misc/sa/stranger"), "{}", x.report);
 
     s.revoke("order-processing").unwrap();
     let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("order-processing")), ..input(&s) }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_DENY, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Deny, "{}", x.report);
     assert!(x.report.contains("revoked_certificate"), "{}", x.report);
 
     // Without the CRL the authorizer does not check revocation: explain reports what production would do.
     let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("order-processing")), crl: None, ..input(&s) })
         .await
         .unwrap();
-    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Ok, "{}", x.report);
 }
 
 #[tokio::test]
@@ -90,11 +91,11 @@ async fn explain_checks_partner_jwts_with_a_given_jwks() {
     let base = ExplainInput { truststore: None, crl: None, jwks: Some(dir.join("jwks.json")), ..input(&s) };
 
     let x = explain(&ExplainInput { jwt: Some(dir.join("ok.jwt")), ..base.clone() }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Ok, "{}", x.report);
     assert!(x.report.contains("caller: partner-acme") && x.report.contains("auth method: jwt"), "{}", x.report);
 
     let x = explain(&ExplainInput { jwt: Some(dir.join("old.jwt")), ..base }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_UNAUTHORIZED, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Unauthorized, "{}", x.report);
     assert!(x.report.contains("invalid_jwt") && x.report.contains("expired"), "{}", x.report);
     let token = std::fs::read_to_string(dir.join("old.jwt")).unwrap();
     assert!(!x.report.contains(&token), "explain printed the token");
@@ -118,12 +119,12 @@ async fn explain_at_another_time_checks_the_jwt_times_then() {
     let now = std::time::SystemTime::now();
 
     let x = explain(&ExplainInput { at: Some(now), ..base.clone() }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_ALLOW, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Ok, "{}", x.report);
     let x = explain(&ExplainInput { at: Some(now + Duration::from_secs(365 * 86_400)), ..base.clone() }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_UNAUTHORIZED, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Unauthorized, "{}", x.report);
     assert!(x.report.contains("expired"), "{}", x.report);
     let x = explain(&ExplainInput { at: Some(now - Duration::from_secs(86_400)), ..base }).await.unwrap();
-    assert_eq!(x.exit_code, EXIT_UNAUTHORIZED, "{}", x.report);
+    assert_eq!(x.exit_code, Exit::Unauthorized, "{}", x.report);
     assert!(x.report.contains("not yet valid") || x.report.contains("future"), "{}", x.report);
 }
 

@@ -60,6 +60,19 @@ pub fn write_policy(yaml: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// A new temporary directory named after `tag`, removed when the returned handle drops. Panics if it cannot.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("tb-{tag}-")).tempdir().expect("a temporary directory can be created")
+}
+
+/// Writes `contents` to `name` in `dir` and returns the path as a string, for a function's environment. Panics if it
+/// cannot.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, contents).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+    p.to_string_lossy().into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

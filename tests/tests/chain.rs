@@ -112,3 +112,46 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
     assert_eq!(claims.client_id, "reporting-client-id");
     assert_eq!(standin.token_requests(), 1);
 }
+
+/// The variables the template passes to both functions are read by the same rules: one map through both
+/// configurations is accepted or refused alike, naming the same variable. (The authorizer once took a hash key of any
+/// length, an empty `CALLER_HASH_KEY` as a key, and a default policy path.)
+#[test]
+fn both_functions_read_the_shared_variables_alike() {
+    let base = [("POLICY_FILE", "/var/task/policy.yaml"), ("QUOTA_TABLE", "q"), ("SSM_PREFIX", "/tb/cognito")];
+    let read = |extra: &[(&'static str, &'static str)]| {
+        let mut vars: Vec<(&str, &str)> = base.to_vec();
+        vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        vars.extend_from_slice(extra);
+        let a = tb_authorizer::Config::read(&Env::from_pairs(vars.clone())).map(|c| format!("{:?}", c.caller_hash_key));
+        let b = tb_broker::Config::read(&Env::from_pairs(vars)).map(|c| format!("{:?}", c.caller_hash_key));
+        (a.map_err(|e| e.var), b.map_err(|e| e.var))
+    };
+    type Case<'a> = (&'a [(&'a str, &'a str)], Result<(), &'a str>);
+    let cases: &[Case] = &[
+        (&[], Ok(())),
+        (&[("CALLER_HASH_KEY", "")], Ok(())),
+        (&[("CALLER_HASH_KEY", "  ")], Err("CALLER_HASH_KEY")),
+        (&[("CALLER_HASH_KEY", "fifteen-bytes!!")], Err("CALLER_HASH_KEY")),
+        (&[("CALLER_HASH_KEY", "sixteen-bytes!!!")], Ok(())),
+        (&[("POLICY_FILE", "")], Err("POLICY_FILE")),
+        (&[("POLICY_FILE", "   ")], Err("POLICY_FILE")),
+        (&[("METRICS_NAMESPACE", "")], Ok(())),
+        (&[("METRICS_NAMESPACE", "a:b")], Err("METRICS_NAMESPACE")),
+        (&[("METRICS_NAMESPACE", "Team Tokens")], Ok(())),
+    ];
+    for (extra, expected) in cases {
+        let (a, b) = read(extra);
+        assert_eq!(a.is_ok(), b.is_ok(), "{extra:?}: authorizer {a:?}, broker {b:?}");
+        match expected {
+            Ok(()) => assert!(a.is_ok(), "{extra:?}: {a:?}"),
+            Err(var) => {
+                assert_eq!(a.clone().unwrap_err(), *var, "{extra:?}");
+                assert_eq!(b.clone().unwrap_err(), *var, "{extra:?}");
+            }
+        }
+        if let (Ok(ka), Ok(kb)) = (&a, &b) {
+            assert_eq!(ka, kb, "{extra:?}: the two functions hold different keys");
+        }
+    }
+}

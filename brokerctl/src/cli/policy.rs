@@ -73,6 +73,6 @@ impl PolicyExplainArgs {
         let input = policy::ExplainInput { policy, cert, jwt, truststore, crl, jwks, at: None };
         let x = policy::explain(&input).await.map_err(|e| CliError::failed(e.to_string()))?;
         print!("{}", x.report);
-        Ok(Exit::from_code(x.exit_code).unwrap_or(Exit::Error))
+        Ok(x.exit_code)
     }
 }

@@ -1,4 +1,4 @@
-//! A sample resource server (seeds 002 and 003): what a service behind the tokens does with them. `GET /customers`
+//! A sample resource server: what a service behind the tokens does with them. `GET /customers`
 //! needs `customer-api/read`, `DELETE /customers/{id}` needs `customer-api/admin`; tokens are checked against the
 //! token issuer's JWKS, fetched over HTTP like a real resource server would (and re-fetched once when a token names
 //! an unknown key). Answers follow RFC 6750: 401 `invalid_token` without a valid token, 403 `insufficient_scope`.

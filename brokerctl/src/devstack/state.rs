@@ -45,7 +45,7 @@ pub struct ExampleClient {
     pub describe: &'static str,
 }
 
-/// Seed 003's two services, plus a certificate no caller owns.
+/// The example order-processing and reporting services, plus a certificate no caller owns.
 pub const CLIENTS: [ExampleClient; 3] = [
     ExampleClient {
         name: "order-processing",
@@ -415,7 +415,7 @@ version: 1
 settings:
   hash_caller_ids: false
 callers:
-  # Seed 003's order-processing service: read, write and admin, recognised by its SPIFFE URI SAN.
+  # The example order-processing service: read, write and admin, recognised by its SPIFFE URI SAN.
   - id: order-processing
     identities:
       - type: san_uri
@@ -428,7 +428,7 @@ callers:
       - {{ per: day, limit: 100000000 }}
     max_token_lifetime_seconds: 3600
     usage_plan_key: dev-usage-plan-key-order-processing
-  # Seed 003's reporting service: read only, recognised by a DNS SAN, 3 grants a day.
+  # The example reporting service: read only, recognised by a DNS SAN, 3 grants a day.
   - id: reporting
     identities:
       - type: san_dns
