@@ -217,9 +217,9 @@ impl Authorizer {
     }
 
     /// Refreshes trust material when due and drops every cached decision if it changed.
-    async fn refresh_trust(&self) -> bool {
+    async fn refresh_trust(&self, now: SystemTime) -> bool {
         let Some(certs) = &self.certs else { return false };
-        match certs.refresh_if_due().await {
+        match certs.refresh_if_due(now).await {
             Ok(true) => {
                 self.cache.invalidate_all();
                 tracing::info!(
@@ -239,7 +239,7 @@ impl Authorizer {
 
     /// Decides on the presented credentials.
     pub async fn decide(&self, presented: Presented<'_>, now: SystemTime) -> (Decision, DecisionInfo) {
-        let trust_refreshed = self.refresh_trust().await;
+        let trust_refreshed = self.refresh_trust(now).await;
         let info = |cache_hit| DecisionInfo { cache_hit, trust_refreshed };
 
         let cert_fp = match presented.client_cert_pem {

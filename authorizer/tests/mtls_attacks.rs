@@ -155,7 +155,7 @@ async fn crl_going_stale_while_source_is_down_still_denies() {
     fx.crls.set_unavailable(true);
     fx.truststore.set_unavailable(true);
     // the failed refresh keeps the last good material and is not an error for the caller
-    assert_eq!(fx.verifier.refresh_if_due().await, Ok(false));
+    assert_eq!(fx.verifier.refresh_if_due(SystemTime::now()).await, Ok(false));
     assert_eq!(fx.outcome(&leaf.pem), Outcome::Allow("orders".into()));
     // past the fixture CRLs' nextUpdate (one hour), the same material refuses
     let later = now() + hours(2);
@@ -443,7 +443,7 @@ async fn no_trust_material_is_unauthorized() {
     let cfg = MtlsConfig { refresh_interval: Duration::ZERO, ..MtlsConfig::default() };
     let v = CertVerifier::new(Arc::new(ts.clone()), None, cfg);
     assert!(v.refresh().await.is_err());
-    assert!(v.refresh_if_due().await.is_err(), "no truststore ever loaded is an error for the caller");
+    assert!(v.refresh_if_due(SystemTime::now()).await.is_err(), "no truststore ever loaded is an error for the caller");
     let root = TestCa::root(ROOT_CN).unwrap();
     let leaf = root.issue_client().build().unwrap();
     assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::NoTrustMaterial));

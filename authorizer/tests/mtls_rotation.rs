@@ -83,13 +83,13 @@ async fn rotation_scenario(store: Store) {
     assert_eq!(v.verify_pem(&b1.pem, SystemTime::now()).err(), Some(CertError::UntrustedIssuer));
 
     // nothing changed: a conditional fetch, no new generation
-    assert_eq!(v.refresh_if_due().await, Ok(false));
+    assert_eq!(v.refresh_if_due(SystemTime::now()).await, Ok(false));
     assert_eq!(v.generation(), g0);
 
     // add CA B, revoke a1
     store.put(TRUSTSTORE_KEY, pem_bundle(&[ca_a.cert_pem(), ca_b.cert_pem()])).await;
     store.put(CRL_KEY, pem_bundle(&[&fresh_crl(&ca_a, &[&a1.serial]).pem, &fresh_crl(&ca_b, &[]).pem])).await;
-    assert_eq!(v.refresh_if_due().await, Ok(true), "changed material must be reported");
+    assert_eq!(v.refresh_if_due(SystemTime::now()).await, Ok(true), "changed material must be reported");
     assert!(v.generation() > g0);
     assert_eq!(v.verify_pem(&a1.pem, SystemTime::now()).err(), Some(CertError::Revoked));
     assert_eq!(outcome(&v, &policy, &a1.pem), Outcome::Deny);
@@ -99,7 +99,7 @@ async fn rotation_scenario(store: Store) {
     // remove CA A
     store.put(TRUSTSTORE_KEY, ca_b.cert_pem().to_owned()).await;
     store.put(CRL_KEY, fresh_crl(&ca_b, &[]).pem).await;
-    assert_eq!(v.refresh_if_due().await, Ok(true));
+    assert_eq!(v.refresh_if_due(SystemTime::now()).await, Ok(true));
     assert_eq!(v.verify_pem(&a2.pem, SystemTime::now()).err(), Some(CertError::UntrustedIssuer));
     assert_eq!(outcome(&v, &policy, &a2.pem), Outcome::Unauthorized);
     assert_eq!(outcome(&v, &policy, &b1.pem), Outcome::Allow("reporting".into()));
@@ -107,7 +107,7 @@ async fn rotation_scenario(store: Store) {
     // a broken upload is refused and the last good truststore stays in use
     let g = v.generation();
     store.put(TRUSTSTORE_KEY, "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".into()).await;
-    assert_eq!(v.refresh_if_due().await, Ok(false));
+    assert_eq!(v.refresh_if_due(SystemTime::now()).await, Ok(false));
     assert!(matches!(v.refresh().await, Err(MtlsError::TruststoreInvalid(_))));
     assert_eq!(v.generation(), g);
     assert_eq!(outcome(&v, &policy, &b1.pem), Outcome::Allow("reporting".into()));
@@ -140,7 +140,7 @@ async fn refresh_waits_for_the_interval() {
     let fetches = ts.fetches();
     ts.set(pem_bundle(&[ca_a.cert_pem(), ca_b.cert_pem()]));
     // within the 60 s interval: no fetch, old material
-    assert_eq!(v.refresh_if_due().await, Ok(false));
+    assert_eq!(v.refresh_if_due(SystemTime::now()).await, Ok(false));
     assert_eq!(ts.fetches(), fetches);
     assert_eq!(v.verify_pem(&b1.pem, SystemTime::now()).err(), Some(CertError::UntrustedIssuer));
     // an explicit refresh picks it up at once

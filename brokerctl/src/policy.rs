@@ -151,8 +151,13 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
     // The authorizer built as the Lambda builds it, with the clock stopped at `--at` so every time check (certificate
     // validity, CRL freshness, JWT exp/nbf/iat) is made at that moment.
     let policy_path = input.policy.display().to_string();
-    let cfg = Config::read(&Env::from_pairs([("POLICY_FILE", policy_path.as_str())]))
-        .map_err(|e| ExplainError::Input(e.to_string()))?;
+    // A policy that hashes caller ids needs a key to build; explain's report names callers in clear, so any key
+    // of the required length does.
+    let cfg = Config::read(&Env::from_pairs([
+        ("POLICY_FILE", policy_path.as_str()),
+        ("CALLER_HASH_KEY", "policy-explain-caller-hash-key"),
+    ]))
+    .map_err(|e| ExplainError::Input(e.to_string()))?;
     let now = input.at.unwrap_or_else(SystemTime::now);
     let deps =
         Deps { trust, jwks, metrics: MetricsSink::to_writer("Explain", std::io::sink()), clock: Clock::fixed(now) };

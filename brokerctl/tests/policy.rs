@@ -191,4 +191,30 @@ fn explain_exit_codes_from_the_binary() {
     };
     assert_eq!(run("order-processing").0, 0);
     assert_eq!(run("stranger").0, 3);
+    // --at moves the decision in time: ten years ahead the certificate has expired (401), and a time that does
+    // not parse is a usage error.
+    let at = |when: &str| {
+        let mut a = args("order-processing");
+        a.extend(["--at".to_owned(), when.to_owned()]);
+        brokerctl(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(at("+1h").0, 0);
+    let (code, text, _) = at("+3650d");
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("expired"), "{text}");
+    let far = humantime::format_rfc3339(std::time::SystemTime::now() + std::time::Duration::from_secs(3650 * 86_400));
+    assert_eq!(at(&far.to_string()).0, 4);
+    assert_eq!(at("next tuesday").0, 64);
+}
+
+/// A policy that hashes caller ids in logs is explained like any other (the report names the caller in clear).
+#[tokio::test]
+async fn explain_works_on_a_policy_that_hashes_caller_ids() {
+    let (_dir, s) = state("hashing");
+    let text = std::fs::read_to_string(s.paths.policy()).unwrap();
+    assert!(text.contains("hash_caller_ids: false"), "the generated policy changed");
+    std::fs::write(s.paths.policy(), text.replace("hash_caller_ids: false", "hash_caller_ids: true")).unwrap();
+    let x = explain(&ExplainInput { cert: Some(s.paths.client_cert("reporting")), ..input(&s) }).await.unwrap();
+    assert_eq!(x.exit_code, Exit::Ok, "{}", x.report);
+    assert!(x.report.contains("caller: reporting"), "{}", x.report);
 }

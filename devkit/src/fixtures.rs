@@ -1,5 +1,5 @@
 //! NOT FOR PRODUCTION. Policy documents the tests, examples and benchmarks share, so a change to the policy format
-//! is made once, and helpers that write them where a function binary or `BrokerConfig` reads them (`POLICY_FILE`).
+//! is made once, and helpers that write them where a function binary or a `Config` reads them (`POLICY_FILE`).
 //!
 //! ```
 //! use tb_devkit::fixtures::{reporting_policy, write_policy};

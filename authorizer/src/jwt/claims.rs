@@ -1,8 +1,10 @@
 //! The registered-claim checks, done by this crate on the claims that came out of the signature check.
 //!
-//! jsonwebtoken's `Validation` checks iss, aud, exp and nbf too (configured in `JwtVerifier::new`), but it skips
-//! `iat`, accepts `iss` as an array, and reports a wrongly-typed required claim as "missing" in an order that
-//! depends on hash iteration. These checks run after it, in a fixed order, so every refusal has one exact reason.
+//! jsonwebtoken's `Validation` checks the signature, the presence of the registered claims, iss and aud (configured
+//! in `JwtVerifier::new`), but it skips `iat`, accepts `iss` as an array, reports a wrongly-typed required claim as
+//! "missing" in an order that depends on hash iteration, and would read the system clock. These checks run after it,
+//! in a fixed order and at the time the caller passes (the app's clock), so every refusal has one exact reason and
+//! `brokerctl policy explain --at` checks exp, nbf and iat at the time asked.
 
 use serde_json::{Map, Value};
 

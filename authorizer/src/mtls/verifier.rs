@@ -160,8 +160,9 @@ impl CertVerifier {
     /// Refreshes when `refresh_interval` has passed since the last attempt (a conditional fetch by ETag, so an
     /// unchanged object costs no body). Returns `true` when the material changed, or a CRL just went stale: the
     /// caller then clears its decision cache. A failed refresh keeps the last good material (logged as a warning)
-    /// and returns `Ok`; stale CRLs still deny. `Err` only when no truststore has ever loaded.
-    pub async fn refresh_if_due(&self) -> Result<bool, MtlsError> {
+    /// and returns `Ok`; stale CRLs still deny. `Err` only when no truststore has ever loaded. `now` is the time
+    /// CRL freshness is judged at (the app's clock).
+    pub async fn refresh_if_due(&self, now: SystemTime) -> Result<bool, MtlsError> {
         if !self.due() {
             return Ok(false);
         }
@@ -172,7 +173,7 @@ impl CertVerifier {
             return Ok(false);
         }
         let (changed, err) = self.refresh_locked().await;
-        let went_stale = self.signal_stale(SystemTime::now());
+        let went_stale = self.signal_stale(now);
         match err {
             Some(e) if !self.is_ready() => Err(e),
             _ => Ok(changed || went_stale),

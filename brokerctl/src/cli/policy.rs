@@ -1,6 +1,7 @@
 //! `brokerctl policy check | explain`.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 
@@ -63,14 +64,31 @@ pub struct PolicyExplainArgs {
     /// A JWKS document to use instead of fetching the issuer's jwks_url.
     #[arg(long)]
     jwks: Option<PathBuf>,
+    /// Decide at this time instead of now: an RFC 3339 time (2027-01-31T00:00:00Z) or an offset from now (+30d,
+    /// -2h). Every time check moves with it: certificate validity, CRL freshness, JWT exp, nbf and iat.
+    #[arg(long, value_parser = parse_at, allow_hyphen_values = true)]
+    at: Option<SystemTime>,
+}
+
+/// `--at`: an RFC 3339 time, or `+DURATION` / `-DURATION` from now (humantime's units: s, m, h, d, w, ...).
+fn parse_at(s: &str) -> Result<SystemTime, String> {
+    let offset = |d: &str| humantime::parse_duration(d).map_err(|e| format!("{s:?}: {e}"));
+    if let Some(d) = s.strip_prefix('+') {
+        return SystemTime::now().checked_add(offset(d)?).ok_or_else(|| format!("{s:?} is too far ahead"));
+    }
+    if let Some(d) = s.strip_prefix('-') {
+        return SystemTime::now().checked_sub(offset(d)?).ok_or_else(|| format!("{s:?} is too far back"));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time (2027-01-31T00:00:00Z) nor an offset (+30d, -2h)"))
 }
 
 impl PolicyExplainArgs {
     /// Prints the explanation; the exit code is the decision's ([`Exit::Ok`], [`Exit::Deny`],
     /// [`Exit::Unauthorized`]).
     pub async fn run(self) -> CliResult {
-        let PolicyExplainArgs { policy, cert, jwt, truststore, crl, jwks } = self;
-        let input = policy::ExplainInput { policy, cert, jwt, truststore, crl, jwks, at: None };
+        let PolicyExplainArgs { policy, cert, jwt, truststore, crl, jwks, at } = self;
+        let input = policy::ExplainInput { policy, cert, jwt, truststore, crl, jwks, at };
         let x = policy::explain(&input).await.map_err(|e| CliError::failed(e.to_string()))?;
         print!("{}", x.report);
         Ok(x.exit_code)

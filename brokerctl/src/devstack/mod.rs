@@ -127,6 +127,10 @@ enum CrlTarget {
 /// own tests cover them).
 const METRICS_NAMESPACE: &str = "TokenBrokerDev";
 
+/// The local stack's caller-hash key: fixed, so its logs hash a caller id the same way on every run, and only
+/// used when a policy given with `--policy` sets `hash_caller_ids` (the template passes the deployment's own key).
+const DEV_CALLER_HASH_KEY: &str = "token-broker-local-stack-caller-hash-key";
+
 /// The authorizer's environment in the local stack: the deployment template's `Environment` block with the stack's
 /// own values where the template takes a parameter. Everything else is the functions' default, as in the template.
 pub fn authorizer_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)> {
@@ -135,6 +139,7 @@ pub fn authorizer_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, Str
         ("TRUST_REFRESH_SECONDS".into(), opts.trust_refresh.as_secs().to_string()),
         ("DECISION_CACHE_TTL_SECONDS".into(), opts.decision_cache_ttl.as_secs().to_string()),
         ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
+        ("CALLER_HASH_KEY".into(), DEV_CALLER_HASH_KEY.into()),
     ]
 }
 
@@ -146,6 +151,7 @@ pub fn broker_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)
         ("QUOTA_TABLE".into(), opts.aws_names.quota_table.clone()),
         ("SSM_PREFIX".into(), opts.aws_names.ssm_prefix.clone()),
         ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
+        ("CALLER_HASH_KEY".into(), DEV_CALLER_HASH_KEY.into()),
     ];
     if let (Some(_), Some(t)) = (&opts.aws_endpoint, opts.aws_operation_timeout) {
         env.push(("AWS_OPERATION_TIMEOUT_MS".into(), t.as_millis().to_string()));
