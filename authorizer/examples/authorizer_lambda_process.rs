@@ -18,7 +18,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
 use tb_devkit::jwt::{standard_claims, JwksServer, PartnerKey};
 use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
 use tb_devkit::pki::{ClientCertBuilder, IssuedCert, TestCa};
@@ -26,8 +25,6 @@ use tb_devkit::runtime_api::Outcome;
 
 const USAGE: &str = "usage: cargo run --release -p tb-authorizer --example authorizer_lambda_process -- \
                      [--runs N (20)] [--invocations N (200)] [--certs N (20)]";
-const MTLS_EVENT: &str = include_str!("../tests/fixtures/request-mtls.json");
-const JWT_EVENT: &str = include_str!("../tests/fixtures/request-jwt.json");
 const ISSUER: &str = "https://idp.bench.example";
 const PARTNER_SUBJECT: &str = "bench-partner-sync";
 const AUDIENCE: &str = "token-broker";
@@ -72,20 +69,9 @@ fn policy(certs: usize, jwks_url: &str) -> String {
     p
 }
 
-fn mtls_event(pem: &str) -> Value {
-    let json = MTLS_EVENT.replace("__PEM__", &pem.replace('\n', "\\n"));
-    serde_json::from_str(&json).expect("the mTLS fixture is JSON")
-}
-
-fn jwt_event(token: &str) -> Value {
-    serde_json::from_str(&JWT_EVENT.replace("__TOKEN__", token)).expect("the JWT fixture is JSON")
-}
-
-fn no_credentials_event() -> Value {
-    let mut e = mtls_event("");
-    e["requestContext"]["identity"]["clientCert"] = Value::Null;
-    e
-}
+use tb_devkit::events::{
+    authorizer_jwt as jwt_event, authorizer_mtls as mtls_event, authorizer_no_credentials as no_credentials_event,
+};
 
 /// The effect of the policy statement the authorizer answered with.
 fn effect(outcome: &Outcome) -> Result<&str, String> {

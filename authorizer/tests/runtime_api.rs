@@ -13,7 +13,6 @@ use tb_devkit::fixtures::{temp_dir, write_file};
 use tb_devkit::pki::{IssuedCert, TestCa};
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
-const MTLS_EVENT: &str = include_str!("fixtures/request-mtls.json");
 const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
 const REPORTING_DNS: &str = "reporting.svc.example.internal";
 const API_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5";
@@ -78,16 +77,7 @@ async fn world() -> World {
     World { _dir: dir, api, function, orders, reporting, stranger, revoked }
 }
 
-fn mtls_event(pem: &str) -> Value {
-    let json = MTLS_EVENT.replace("__PEM__", &pem.replace('\n', "\\n"));
-    serde_json::from_str(&json).unwrap()
-}
-
-fn no_credentials_event() -> Value {
-    let mut e = mtls_event("");
-    e["requestContext"]["identity"]["clientCert"] = Value::Null;
-    e
-}
+use tb_devkit::events::{authorizer_mtls as mtls_event, authorizer_no_credentials as no_credentials_event};
 
 async fn invoke(w: &World, event: &Value) -> Outcome {
     match w.api.invoke(event, INVOKE_TIMEOUT).await {

@@ -6,6 +6,11 @@
 //! headers, the request id, no authorizer context at all); [`lambda_event`] wraps an event with a Lambda deadline
 //! for an in-process handler call.
 //!
+//! The REQUEST authorizer events come from two JSON fixtures in `devkit/fixtures/` (API Gateway's documented shape,
+//! with the certificate PEM or the token left as a placeholder): [`authorizer_mtls`], [`authorizer_jwt`] and
+//! [`authorizer_no_credentials`] fill them in, as JSON for a process under the Runtime API emulator or typed (the
+//! `_event` variants) for an in-process handler call.
+//!
 //! ```
 //! use tb_devkit::events::{proxy_request, ProxyRequestBuilder};
 //! use tb_shared::context::{AuthMethod, CallerContext};
@@ -22,6 +27,8 @@
 //! ```
 
 use std::collections::HashMap;
+
+use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyRequestContext, ApiGatewayRequestIdentity};
@@ -31,6 +38,42 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use tb_shared::context::{AuthMethod, CallerContext};
 use tb_shared::ids::CallerId;
+
+/// API Gateway's REQUEST authorizer event for `POST /oauth2/token` on the mTLS domain, with `__PEM__` where the
+/// client certificate's PEM goes.
+pub const AUTHORIZER_MTLS_FIXTURE: &str = include_str!("../fixtures/authorizer-request-mtls.json");
+/// The same for the partner domain, with `Authorization: Bearer __TOKEN__`.
+pub const AUTHORIZER_JWT_FIXTURE: &str = include_str!("../fixtures/authorizer-request-jwt.json");
+
+/// The REQUEST authorizer event (JSON) for a caller presenting the client certificate `pem`.
+pub fn authorizer_mtls(pem: &str) -> Value {
+    let json = AUTHORIZER_MTLS_FIXTURE.replace("__PEM__", &pem.replace('\n', "\\n"));
+    serde_json::from_str(&json).expect("the mTLS fixture is JSON")
+}
+
+/// The REQUEST authorizer event (JSON) for a partner presenting `token` as a bearer token.
+pub fn authorizer_jwt(token: &str) -> Value {
+    let json = serde_json::to_string(token).expect("a string serialises");
+    let json = AUTHORIZER_JWT_FIXTURE.replace("\"Bearer __TOKEN__\"", &format!("\"Bearer {}", &json[1..]));
+    serde_json::from_str(&json).expect("the JWT fixture is JSON")
+}
+
+/// The REQUEST authorizer event (JSON) of a request with no client certificate and no token.
+pub fn authorizer_no_credentials() -> Value {
+    let mut e = authorizer_mtls("");
+    e["requestContext"]["identity"]["clientCert"] = Value::Null;
+    e
+}
+
+/// [`authorizer_mtls`], typed.
+pub fn authorizer_mtls_event(pem: &str) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
+    serde_json::from_value(authorizer_mtls(pem)).expect("the mTLS fixture is an authorizer event")
+}
+
+/// [`authorizer_jwt`], typed.
+pub fn authorizer_jwt_event(token: &str) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
+    serde_json::from_value(authorizer_jwt(token)).expect("the JWT fixture is an authorizer event")
+}
 
 /// The broker's one route.
 pub const TOKEN_PATH: &str = "/oauth2/token";

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyRequest};
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use lambda_runtime::{Context, LambdaEvent};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -17,8 +17,6 @@ use tb_devkit::pki::TestCa;
 use tb_shared::clock::Clock;
 use tb_shared::env::Env;
 use tb_shared::telemetry::{CaptureWriter, MetricsSink};
-
-const AUTH_EVENT: &str = include_str!("../../authorizer/tests/fixtures/request-mtls.json");
 
 #[tokio::test]
 async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
@@ -74,8 +72,7 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
     let broker = tb_broker::build(&broker_cfg, broker_deps).unwrap();
 
     // WHEN the authorizer decides on the caller's certificate
-    let auth_event: ApiGatewayCustomAuthorizerRequestTypeRequest =
-        serde_json::from_str(&AUTH_EVENT.replace("__PEM__", &cert.pem.replace('\n', "\\n"))).unwrap();
+    let auth_event = tb_devkit::events::authorizer_mtls_event(&cert.pem);
     let answer = serde_json::to_value(handle_request(&authorizer, &auth_event, now).await.unwrap()).unwrap();
     assert_eq!(answer["policyDocument"]["Statement"][0]["Effect"], "Allow");
 

@@ -18,8 +18,7 @@ pub use tb_shared::env::Env;
 pub use tb_shared::policy::Policy;
 pub use tb_shared::telemetry::{CaptureWriter, MetricsSink};
 
-pub const MTLS_EVENT: &str = include_str!("../fixtures/request-mtls.json");
-pub const JWT_EVENT: &str = include_str!("../fixtures/request-jwt.json");
+pub use tb_devkit::events::AUTHORIZER_JWT_FIXTURE as JWT_EVENT;
 
 pub const JWKS_URL: &str = "https://idp.acme.example/.well-known/jwks.json";
 
@@ -151,8 +150,7 @@ impl World {
 }
 
 pub fn mtls_event(pem: &str) -> RequestEvent {
-    let json = MTLS_EVENT.replace("__PEM__", &pem.replace('\n', "\\n"));
-    serde_json::from_str(&json).unwrap()
+    tb_devkit::events::authorizer_mtls_event(pem)
 }
 
 pub fn event_with_arn(pem: &str, arn: &str) -> RequestEvent {
@@ -179,7 +177,7 @@ pub fn arn_matches(pattern: &str, arn: &str) -> bool {
 }
 
 pub fn jwt_event(token: &str) -> RequestEvent {
-    serde_json::from_str(&JWT_EVENT.replace("__TOKEN__", token)).unwrap()
+    tb_devkit::events::authorizer_jwt_event(token)
 }
 
 impl World {
