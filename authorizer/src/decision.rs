@@ -144,7 +144,7 @@ impl UnauthorizedReason {
 }
 
 /// Largest bearer token hashed for the cache key; larger ones are refused before any work.
-pub const MAX_BEARER_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_BEARER_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum CacheKey {

@@ -7,7 +7,7 @@
 //! - [`handle`] / [`handle_request`]: one event in, the answer out, with its log line and metrics;
 //! - [`Authorizer::decide`]: presented credentials to a [`Decision`], with the decision cache;
 //! - the certificate path ([`CertVerifier`], [`identify`]) and the JWT path ([`JwtVerifier`]);
-//! - [`respond`]: a decision to the response API Gateway expects;
+//! - `response`: a decision to the [`AuthorizerResponse`] API Gateway expects (or [`Unauthorized`]);
 //! - the adapters for trust material ([`ObjectSource`]: S3, file, memory) and partner keys ([`JwksFetcher`]:
 //!   HTTPS, memory).
 
@@ -27,7 +27,6 @@ pub use app::{build, App, Deps, InitError, Trust, TrustSources};
 pub use config::{Config, ObjectLocation};
 pub use decision::{
     Allow, Authorizer, Decision, DecisionCacheConfig, DecisionInfo, Deny, DenyReason, Presented, UnauthorizedReason,
-    MAX_BEARER_BYTES,
 };
 pub use handler::{handle, handle_request};
 pub use jwt::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
@@ -36,7 +35,7 @@ pub use mtls::{
     identify, load_crls, load_truststore, pem_fingerprint, CertError, CertVerifier, CrlSummary, IdentifyError,
     MtlsConfig, MtlsError, TruststoreSummary, VerifiedCert, MAX_CLIENT_CERT_PEM_BYTES,
 };
-pub use response::{respond, token_resource_arn, AuthorizerResponse, Unauthorized};
+pub use response::{AuthorizerResponse, PolicyDocument, Statement, Unauthorized};
 pub use sources::{
     Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher, MemoryObjectSource,
     ObjectSource, S3ObjectSource, SourceError,

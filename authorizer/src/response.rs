@@ -40,7 +40,9 @@ pub struct AuthorizerResponse {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PolicyDocument {
+    /// IAM policy language version (`2012-10-17`).
     pub version: &'static str,
+    /// One statement: Allow or Deny `execute-api:Invoke`.
     pub statement: Vec<Statement>,
 }
 
@@ -48,8 +50,11 @@ pub struct PolicyDocument {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Statement {
+    /// `execute-api:Invoke`.
     pub action: &'static str,
+    /// `Allow` or `Deny`.
     pub effect: &'static str,
+    /// The token method's ARN on every stage of the API (a cached policy must hold for each).
     pub resource: Vec<String>,
 }
 
@@ -69,7 +74,7 @@ impl From<Unauthorized> for lambda_runtime::Diagnostic {
 /// `methodArn` looks like `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{VERB}/{path}`. The answer
 /// allows `arn:aws:execute-api:{region}:{account}:{apiId}/*/POST/oauth2/token`: a cached Allow then stays valid when
 /// API Gateway reuses it for another stage, and never covers another method or path.
-pub fn token_resource_arn(method_arn: &str) -> Option<String> {
+pub(crate) fn token_resource_arn(method_arn: &str) -> Option<String> {
     let mut parts = method_arn.splitn(6, ':');
     let (arn, partition, service, region, account, rest) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -85,7 +90,7 @@ pub fn token_resource_arn(method_arn: &str) -> Option<String> {
 }
 
 /// Maps a decision to the authorizer's answer. The single place where decisions become responses.
-pub fn respond(decision: &Decision, method_arn: &str) -> Result<AuthorizerResponse, Unauthorized> {
+pub(crate) fn respond(decision: &Decision, method_arn: &str) -> Result<AuthorizerResponse, Unauthorized> {
     let resource = token_resource_arn(method_arn).ok_or(Unauthorized)?;
     match decision {
         Decision::Allow(allow) => Ok(AuthorizerResponse {

@@ -29,7 +29,7 @@ mod upstream;
 pub use app::{build, App, Deps, InitError};
 pub use config::Config;
 pub use credentials::{
-    parse_parameter, CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource, Credentials,
+    CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource, Credentials,
     MemoryCredentialSource, SsmConfig, SsmCredentialSource,
 };
 pub use error::BrokerError;

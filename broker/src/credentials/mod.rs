@@ -83,7 +83,7 @@ const MAX_SECRET_LEN: usize = 1024;
 ///
 /// Every error message is built from fixed text and key names only, never from serde's messages: those quote the
 /// offending value, and the value here holds the client secret.
-pub fn parse_parameter(value: &SecretString) -> Result<ClientCredentials, CredentialError> {
+pub(crate) fn parse_parameter(value: &SecretString) -> Result<ClientCredentials, CredentialError> {
     let malformed = |m: &str| CredentialError::Malformed(m.to_owned());
     let json: Value = serde_json::from_str(value.expose_secret()).map_err(|e| {
         CredentialError::Malformed(format!("not valid JSON (line {}, column {})", e.line(), e.column()))
