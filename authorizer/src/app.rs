@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
 use tb_shared::clock::Clock;
 use tb_shared::policy::Policy;
 use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
@@ -128,11 +127,8 @@ impl Deps {
 /// material fails rather than refusing every caller), and prepares the JWT verifier and the decision cache.
 pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Arc::new(Policy::load(&cfg.policy_file)?);
-    let hasher = match (&cfg.caller_hash_key, policy.hash_caller_ids) {
-        (_, false) => CallerIdHasher::plain(),
-        (Some(k), true) => CallerIdHasher::keyed(k.expose_secret().as_bytes()),
-        (None, true) => return Err(InitError::MissingHashKey),
-    };
+    let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
+        .ok_or(InitError::MissingHashKey)?;
 
     let certs = match deps.trust {
         Trust::Sources(TrustSources { truststore, crls }) => {

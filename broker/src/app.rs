@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
 use tb_shared::clock::Clock;
 use tb_shared::policy::Policy;
 use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
@@ -90,11 +89,8 @@ impl Deps {
 /// the upstream client.
 pub fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Policy::load(&cfg.policy_file)?;
-    let hasher = match (&cfg.caller_hash_key, policy.hash_caller_ids) {
-        (_, false) => CallerIdHasher::plain(),
-        (Some(key), true) => CallerIdHasher::keyed(key.expose_secret().as_bytes()),
-        (None, true) => return Err(InitError::MissingHashKey),
-    };
+    let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
+        .ok_or(InitError::MissingHashKey)?;
     Ok(App {
         policy: Arc::new(policy),
         quotas: deps.quotas,

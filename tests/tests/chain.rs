@@ -152,3 +152,32 @@ fn both_functions_read_the_shared_variables_alike() {
         }
     }
 }
+
+/// A policy that hashes caller ids in logs stops both functions at build time when no key is configured, rather
+/// than logging ids in clear.
+#[tokio::test]
+async fn both_builders_refuse_a_hashing_policy_without_a_key() {
+    let yaml = reporting_policy(3).replace("version: 1\n", "version: 1\nsettings:\n  hash_caller_ids: true\n");
+    let policy = write_policy(&yaml);
+    let path = policy.path().to_str().unwrap();
+    let cfg = tb_authorizer::Config::read(&Env::from_pairs([("POLICY_FILE", path)])).unwrap();
+    let deps = tb_authorizer::Deps {
+        trust: Trust::Ignored,
+        jwks: Arc::new(MemoryJwksFetcher::default()),
+        metrics: MetricsSink::to_writer("T", std::io::sink()),
+        clock: Clock::system(),
+    };
+    let err = tb_authorizer::build(&cfg, deps).await.unwrap_err();
+    assert!(matches!(err, tb_authorizer::InitError::MissingHashKey), "{err}");
+
+    let env = [("POLICY_FILE", path), ("QUOTA_TABLE", "q"), ("SSM_PREFIX", "/tb/cognito")];
+    let cfg = tb_broker::Config::read(&Env::from_pairs(env)).unwrap();
+    let deps = tb_broker::Deps {
+        quotas: Arc::new(MemoryQuotaStore::new()),
+        credentials: Arc::new(MemoryCredentialSource::new()),
+        metrics: MetricsSink::to_writer("T", std::io::sink()),
+        clock: Clock::system(),
+    };
+    let err = tb_broker::build(&cfg, deps).err().expect("refused");
+    assert!(matches!(err, tb_broker::InitError::MissingHashKey), "{err}");
+}

@@ -25,6 +25,16 @@ impl CallerIdHasher {
     pub fn keyed(key: &[u8]) -> Self {
         CallerIdHasher { key: Some(key.to_vec()) }
     }
+    /// What a policy asks for: plain ids, or (with `hash_caller_ids`) ids hashed with `key`. `None` when the policy
+    /// asks for hashing and there is no key: both functions refuse to start then, rather than log ids in clear.
+    pub fn for_policy(hash_caller_ids: bool, key: Option<&secrecy::SecretString>) -> Option<Self> {
+        use secrecy::ExposeSecret as _;
+        match (hash_caller_ids, key) {
+            (false, _) => Some(Self::plain()),
+            (true, Some(k)) => Some(Self::keyed(k.expose_secret().as_bytes())),
+            (true, None) => None,
+        }
+    }
     /// The loggable form of `id`.
     pub fn display(&self, id: &CallerId) -> String {
         match &self.key {
@@ -56,5 +66,16 @@ mod tests {
         assert_eq!(shown, h.display(&id));
         assert_ne!(shown, CallerIdHasher::keyed(b"k2").display(&id));
         assert!(!format!("{h:?}").contains("k1"));
+    }
+
+    #[test]
+    fn the_policy_decides_and_hashing_without_a_key_is_refused() {
+        let id = CallerId::try_from("order-processing").unwrap();
+        let key = secrecy::SecretString::from("sixteen-bytes!!!".to_owned());
+        assert_eq!(CallerIdHasher::for_policy(false, Some(&key)).unwrap().display(&id), "order-processing");
+        assert_eq!(CallerIdHasher::for_policy(false, None).unwrap().display(&id), "order-processing");
+        let hashed = CallerIdHasher::for_policy(true, Some(&key)).unwrap().display(&id);
+        assert_eq!(hashed, CallerIdHasher::keyed(b"sixteen-bytes!!!").display(&id));
+        assert!(CallerIdHasher::for_policy(true, None).is_none());
     }
 }
