@@ -6,9 +6,11 @@
 //! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process. Built with
 //!   the default `dev` feature only, because it links the development stand-ins of `tb_devkit`: an operator build
 //!   (`cargo build --release -p brokerctl --no-default-features`) has the policy and truststore commands alone.
+//! - [`aws`]: the SDK configuration of the commands that talk to AWS (or an emulator).
 //! - [`cli`]: one clap `Args` type per command with its `run`, answering an [`Exit`] code; the binary
 //!   (`src/main.rs`) only parses, runs and exits, so every command is testable as a library call.
 
+pub mod aws;
 pub mod cli;
 #[cfg(feature = "dev")]
 pub mod devstack;

@@ -53,26 +53,6 @@ fn aws<E: std::error::Error>(step: &'static str) -> impl FnOnce(E) -> PublishErr
     }
 }
 
-/// Loads the SDK configuration, pointed at `endpoint` when given.
-pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(e) = endpoint {
-        // An emulator serves every region; without one configured the SDK would refuse to sign at all.
-        let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
-        loader = loader.endpoint_url(e).region(region);
-    }
-    loader.load().await
-}
-
-/// An S3 client; path-style addressing when an endpoint is given (emulators do not serve bucket subdomains).
-pub fn s3_client(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_s3::Client {
-    let mut b = aws_sdk_s3::config::Builder::from(sdk);
-    if endpoint.is_some() {
-        b = b.force_path_style(true);
-    }
-    aws_sdk_s3::Client::from_conf(b.build())
-}
-
 /// Runs the whole publish.
 pub async fn publish(input: &PublishInput) -> Result<PublishOutcome, PublishError> {
     let check = check_bundle(&input.bundle, &CheckOptions::default());
@@ -80,8 +60,8 @@ pub async fn publish(input: &PublishInput) -> Result<PublishOutcome, PublishErro
         return Err(PublishError::CheckFailed(check));
     }
 
-    let sdk = sdk_config(input.endpoint.as_deref()).await;
-    let s3 = s3_client(&sdk, input.endpoint.as_deref());
+    let sdk = crate::aws::sdk_config(input.endpoint.as_deref()).await;
+    let s3 = crate::aws::s3_client(&sdk, input.endpoint.as_deref());
     let apigw_endpoint = input.apigateway_endpoint.as_deref().or(input.endpoint.as_deref());
     let mut agw_conf = aws_sdk_apigateway::config::Builder::from(&sdk);
     if let Some(e) = apigw_endpoint {

@@ -271,8 +271,8 @@ impl DevStack {
             }
             Some(endpoint) => {
                 let names = &opts.aws_names;
-                let sdk = crate::publish::sdk_config(Some(endpoint)).await;
-                let s3 = crate::publish::s3_client(&sdk, Some(endpoint));
+                let sdk = crate::aws::sdk_config(Some(endpoint)).await;
+                let s3 = crate::aws::s3_client(&sdk, Some(endpoint));
                 prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
                 let trust = TrustSources {
                     truststore: Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
