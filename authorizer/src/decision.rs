@@ -328,7 +328,11 @@ impl Authorizer {
                 Ok(j) => j,
                 Err(e) => return (Decision::Unauthorized(UnauthorizedReason::InvalidJwt(e.to_string())), None),
             };
-            let exp = UNIX_EPOCH + Duration::from_secs(jwt.expires_at);
+            // `claims` bounds every time it accepts, so this cannot overflow; if it could, the token is refused
+            // rather than the process panicking.
+            let Some(exp) = UNIX_EPOCH.checked_add(Duration::from_secs(jwt.expires_at)) else {
+                return (Decision::Unauthorized(UnauthorizedReason::InvalidJwt("exp out of range".into())), None);
+            };
             valid_until = Some(valid_until.map_or(exp, |v| v.min(exp)));
             if fingerprint.is_empty() {
                 fingerprint = hex::encode(&jwt.token_sha256[..8]);

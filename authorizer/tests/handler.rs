@@ -183,3 +183,21 @@ async fn certificate_and_jwt_of_different_callers_are_denied() {
     e.request_context.identity = mtls.request_context.identity;
     assert_eq!(answer(&w, &e).await, Err(Unauthorized));
 }
+
+/// A partner-signed token whose `exp` (or another time) is a number no clock can hold is refused with 401, never a
+/// panic: 2^63, u64::MAX and 10^15 seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_token_with_an_out_of_range_time_is_unauthorized_not_a_panic() {
+    let w = world();
+    for claim in ["exp", "iat", "nbf"] {
+        for value in
+            [serde_json::json!(1u64 << 63), serde_json::json!(u64::MAX), serde_json::json!(1_000_000_000_000_000u64)]
+        {
+            let mut claims = standard_claims("https://idp.acme.example", "acme-billing-sync", "token-broker");
+            claims[claim] = value.clone();
+            let token = w.partner.token(&claims).unwrap();
+            let answer = answer(&w, &jwt_event(&token)).await;
+            assert!(answer.is_err(), "{claim} = {value}: {answer:?}");
+        }
+    }
+}

@@ -38,6 +38,10 @@ enum Round {
 
 /// A NumericDate (RFC 7519 §2): a non-negative JSON number. Fractions are rounded in the direction that makes the
 /// token less valid (`exp` down, `nbf`/`iat` up). Strings, negatives, and other types are refused.
+/// Largest accepted NumericDate (exclusive), in seconds: about 31 million years, far beyond any real token and well
+/// inside what `SystemTime` can represent, so every accepted time converts without overflow.
+const MAX_NUMERIC_DATE: u64 = 1_000_000_000_000_000;
+
 fn numeric_date(claims: &Map<String, Value>, name: &'static str, round: Round) -> Result<u64, JwtError> {
     let n = match claims.get(name) {
         None => return Err(JwtError::MissingClaim(name)),
@@ -45,10 +49,12 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str, round: Round) -
         Some(_) => return Err(JwtError::InvalidClaim(name)),
     };
     if let Some(u) = n.as_u64() {
-        return Ok(u);
+        // The same bound as for fractional values: a time no clock can hold (2^63 seconds) is a malformed claim,
+        // not a token that never expires.
+        return if u < MAX_NUMERIC_DATE { Ok(u) } else { Err(JwtError::InvalidClaim(name)) };
     }
     match n.as_f64() {
-        Some(f) if (0.0..1.0e15).contains(&f) => {
+        Some(f) if (0.0..MAX_NUMERIC_DATE as f64).contains(&f) => {
             let r = match round {
                 Round::Down => f.floor(),
                 Round::Up => f.ceil(),
