@@ -102,12 +102,17 @@ pub(crate) fn check(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -
     }
 
     let exp = numeric_date(claims, "exp", Round::Down)?;
-    let nbf = numeric_date(claims, "nbf", Round::Up)?;
+    // `nbf` is optional (RFC 7519 §4.1.5) and the access tokens of Cognito, Okta, Auth0 and Keycloak carry none:
+    // checked when present, never required.
+    let nbf = match claims.get("nbf") {
+        None => None,
+        Some(_) => Some(numeric_date(claims, "nbf", Round::Up)?),
+    };
     let iat = numeric_date(claims, "iat", Round::Up)?;
     if exp.saturating_add(rules.leeway) < now {
         return Err(JwtError::Expired);
     }
-    if nbf > now.saturating_add(rules.leeway) {
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(rules.leeway)) {
         return Err(JwtError::NotYetValid);
     }
     if iat > now.saturating_add(rules.leeway) {
@@ -182,8 +187,8 @@ mod tests {
             (Box::new(|m| drop(m.insert("exp".into(), json!((NOW + 60).to_string())))), InvalidClaim("exp")),
             (Box::new(|m| drop(m.insert("exp".into(), json!(-1)))), InvalidClaim("exp")),
             (Box::new(|m| drop(m.insert("exp".into(), json!(NOW - 31)))), Expired),
-            (Box::new(|m| drop(m.remove("nbf"))), MissingClaim("nbf")),
             (Box::new(|m| drop(m.insert("nbf".into(), json!(NOW + 31)))), NotYetValid),
+            (Box::new(|m| drop(m.insert("nbf".into(), json!("soon")))), InvalidClaim("nbf")),
             (Box::new(|m| drop(m.remove("iat"))), MissingClaim("iat")),
             (Box::new(|m| drop(m.insert("iat".into(), json!(true)))), InvalidClaim("iat")),
             (Box::new(|m| drop(m.insert("iat".into(), json!(NOW + 31)))), IssuedInFuture),
@@ -195,5 +200,11 @@ mod tests {
         for (i, (edit, want)) in cases.into_iter().enumerate() {
             assert_eq!(run(edit), Err(want.clone()), "case {i}: {want}");
         }
+    }
+
+    #[test]
+    fn nbf_is_optional_but_checked_when_present() {
+        assert!(run(|m| drop(m.remove("nbf"))).is_ok(), "a token without nbf is valid");
+        assert_eq!(run(|m| drop(m.insert("nbf".into(), json!(NOW + 31)))).unwrap_err(), JwtError::NotYetValid);
     }
 }

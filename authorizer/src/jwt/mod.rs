@@ -8,9 +8,9 @@
 //! 4. the header's `alg` must be one of that issuer's configured asymmetric algorithms;
 //! 5. a key from the issuer's JWKS whose `kid`, `kty`/curve, `alg`, `use` and `key_ops` fit (see [`jwks`]);
 //!    without a `kid` the issuer must have exactly one fitting key;
-//! 6. jsonwebtoken checks the signature and iss/aud/exp/nbf (all required);
-//! 7. this module re-checks iss, aud, exp, nbf and iat, the maximum age and the subject claim on the verified
-//!    claims.
+//! 6. jsonwebtoken checks the signature, the presence of iss, aud, exp and iat, and iss/aud;
+//! 7. this module re-checks iss and aud, checks exp, iat and (when present: it is optional, and most IdPs' access
+//!    tokens carry none) nbf at the app's clock, the maximum age and the subject claim on the verified claims.
 //!
 //! Nothing here logs the token, the Authorization header or claim values other than the issuer; errors carry
 //! fixed texts only.
@@ -165,7 +165,7 @@ impl JwtVerifier {
                 let mut v = Validation::new(jwt_alg(alg));
                 // jsonwebtoken checks the signature, presence, aud and iss here. Times (exp, nbf, iat) are checked
                 // in `claims` against the injected clock: jsonwebtoken would read the system clock.
-                v.set_required_spec_claims(&["iss", "aud", "exp", "nbf", "iat"]);
+                v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
                 v.validate_exp = false;
                 v.validate_nbf = false;
                 v.validate_aud = true;
