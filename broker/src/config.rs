@@ -58,8 +58,11 @@ impl Config {
 
     /// Reads from any [`Env`] (the local stack and tests pass a map).
     pub fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let connect = env.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 500, 50..=30_000)?;
-        let attempt = env.millis("UPSTREAM_TIMEOUT_MS", 3000, 100..=60_000)?;
+        // Defaults come from the adapters' own `Default`s, so a value is written once.
+        let (cache, upstream) = (CacheConfig::default(), UpstreamSettings::default());
+        let ms = |d: Duration| d.as_millis() as u64;
+        let connect = env.millis("UPSTREAM_CONNECT_TIMEOUT_MS", ms(upstream.connect_timeout), 50..=30_000)?;
+        let attempt = env.millis("UPSTREAM_TIMEOUT_MS", ms(upstream.attempt_timeout), 100..=60_000)?;
         if connect > attempt {
             return Err(ConfigError::new("UPSTREAM_CONNECT_TIMEOUT_MS", "must not exceed UPSTREAM_TIMEOUT_MS"));
         }
@@ -68,16 +71,24 @@ impl Config {
             quota_table: env.required("QUOTA_TABLE")?,
             ssm_prefix: env.required("SSM_PREFIX")?.trim_end_matches('/').to_owned(),
             credentials_cache: CacheConfig {
-                ttl: env.seconds("CREDENTIALS_TTL_SECONDS", 300, 1..=86_400)?,
-                max_stale: env.seconds("CREDENTIALS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
-                ..CacheConfig::default()
+                ttl: env.seconds("CREDENTIALS_TTL_SECONDS", cache.ttl.as_secs(), 1..=86_400)?,
+                max_stale: env.seconds("CREDENTIALS_MAX_STALE_SECONDS", cache.max_stale.as_secs(), 0..=86_400)?,
+                ..cache
             },
-            aws_operation_timeout: env.millis("AWS_OPERATION_TIMEOUT_MS", 1500, 100..=30_000)?,
+            aws_operation_timeout: env.millis(
+                "AWS_OPERATION_TIMEOUT_MS",
+                ms(tb_shared::aws::DEFAULT_OPERATION_TIMEOUT),
+                100..=30_000,
+            )?,
             upstream: UpstreamSettings {
                 connect_timeout: connect,
                 attempt_timeout: attempt,
-                breaker_failure_threshold: env.number("BREAKER_FAILURE_THRESHOLD", 5, 1..=1000)? as u32,
-                breaker_open_for: env.seconds("BREAKER_OPEN_SECONDS", 30, 1..=3600)?,
+                breaker_failure_threshold: env.number(
+                    "BREAKER_FAILURE_THRESHOLD",
+                    u64::from(upstream.breaker_failure_threshold),
+                    1..=1000,
+                )? as u32,
+                breaker_open_for: env.seconds("BREAKER_OPEN_SECONDS", upstream.breaker_open_for.as_secs(), 1..=3600)?,
             },
             metrics_namespace: env.metrics_namespace()?,
             caller_hash_key: env.caller_hash_key()?,

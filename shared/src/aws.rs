@@ -7,6 +7,10 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+/// Default budget of one SDK operation, retries included: short enough that a slow dependency becomes a quick,
+/// classified failure inside a Lambda's time, long enough for a retry after one stalled attempt.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
+
 /// SDK timeouts for a total budget per operation: each attempt gets half, so one stalled attempt still leaves room
 /// for a retry; connecting gets at most one second (a refused or black-holed endpoint should not use the whole
 /// budget).

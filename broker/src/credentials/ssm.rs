@@ -20,8 +20,6 @@ use secrecy::SecretString;
 
 use super::{parse_parameter, ClientCredentials, CredentialError, CredentialSource};
 
-/// Default total time for one SSM call, retries included.
-pub(crate) const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Longest app-client name accepted as the last path segment.
 const MAX_APP_CLIENT_LEN: usize = 128;
 
@@ -37,7 +35,7 @@ pub struct SsmConfig {
 impl SsmConfig {
     /// A prefix with the default timeout.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), operation_timeout: DEFAULT_OPERATION_TIMEOUT }
+        Self { prefix: prefix.into(), operation_timeout: tb_shared::aws::DEFAULT_OPERATION_TIMEOUT }
     }
 }
 

@@ -45,8 +45,6 @@ pub const COUNT_ATTR: &str = "grants";
 /// TTL attribute (number, epoch seconds). Enable TTL on the table with this attribute name.
 pub const TTL_ATTR: &str = "expires_at";
 
-/// Default total time for one DynamoDB operation, retries included.
-pub(crate) const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Default time a counter is kept after its window ended (for operators looking at recent usage).
 pub(crate) const DEFAULT_TTL_MARGIN: Duration = Duration::from_secs(3_600);
 /// Attempts of a multi-window transaction cancelled only by `TransactionConflict`.
@@ -66,7 +64,11 @@ pub struct DynamoQuotaConfig {
 impl DynamoQuotaConfig {
     /// The defaults: 1.5 s per operation, counters kept one hour past their window.
     pub fn new(table: impl Into<String>) -> Self {
-        Self { table: table.into(), operation_timeout: DEFAULT_OPERATION_TIMEOUT, ttl_margin: DEFAULT_TTL_MARGIN }
+        Self {
+            table: table.into(),
+            operation_timeout: tb_shared::aws::DEFAULT_OPERATION_TIMEOUT,
+            ttl_margin: DEFAULT_TTL_MARGIN,
+        }
     }
 }
 
