@@ -27,11 +27,13 @@ callers:
     cognito_client: order-processing
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: partner
     identities: [{{ type: jwt, issuer: "https://idp.partner.example", subject: partner-sync }}]
     cognito_client: partner
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
 issuers:
   - issuer: https://idp.partner.example
     jwks_url: {JWKS_URL}

@@ -55,7 +55,7 @@ fn policy(certs: usize, jwks_url: &str) -> String {
         p.push_str(&format!(
             "  - id: bench-client-{i:02}\n    identities: [{{ type: san_uri, value: \"{}\" }}]\n    \
              cognito_client: bench-client-{i:02}\n    allowed_scopes: [customer-api/read]\n    \
-             max_token_lifetime_seconds: 3600\n",
+             max_token_lifetime_seconds: 3600\n    quotas: unlimited\n",
             client_uri(i)
         ));
     }
@@ -63,7 +63,7 @@ fn policy(certs: usize, jwks_url: &str) -> String {
         "  - id: bench-partner\n    \
          identities: [{{ type: jwt, issuer: \"{ISSUER}\", subject: {PARTNER_SUBJECT} }}]\n    \
          cognito_client: bench-partner\n    allowed_scopes: [customer-api/read]\n    \
-         max_token_lifetime_seconds: 900\nissuers:\n  - issuer: {ISSUER}\n    jwks_url: {jwks_url}\n    \
+         max_token_lifetime_seconds: 900\n    quotas: unlimited\nissuers:\n  - issuer: {ISSUER}\n    jwks_url: {jwks_url}\n    \
          audiences: [{AUDIENCE}]\n    algorithms: [RS256]\n    max_token_age_seconds: 300\n"
     ));
     p

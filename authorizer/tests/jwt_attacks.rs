@@ -37,11 +37,13 @@ callers:
     cognito_client: partner-a
     allowed_scopes: [api/read]
     max_token_lifetime_seconds: 900
+    quotas: unlimited
   - id: partner-b
     identities: [{{ type: jwt, issuer: "{ISS_B}", subject: "{SUB_B}" }}]
     cognito_client: partner-b
     allowed_scopes: [api/read]
     max_token_lifetime_seconds: 900
+    quotas: unlimited
 issuers:
   - issuer: "{ISS_A}"
     jwks_url: "{jwks_a}"

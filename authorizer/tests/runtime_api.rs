@@ -31,11 +31,13 @@ callers:
     cognito_client: order-processing
     allowed_scopes: [customer-api/read, customer-api/write]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: reporting
     identities: [{ type: san_dns, value: reporting.svc.example.internal }]
     cognito_client: reporting
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
     usage_plan_key: reporting-usage-plan-key-0001
 "#;
 

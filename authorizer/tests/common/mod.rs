@@ -56,38 +56,45 @@ callers:
     cognito_client: order-processing
     allowed_scopes: [customer-api/read, customer-api/write, customer-api/admin]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: reporting
     identities: [{{ type: san_dns, value: reporting.svc.example.internal }}]
     cognito_client: reporting
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
     usage_plan_key: reporting-usage-plan-key-0001
   - id: legacy-batch
     identities: [{{ type: subject_cn, cn: legacy-batch, issuer_cn: Dev Root CA }}]
     cognito_client: legacy
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: pinned
     identities: [{{ type: cert_sha256, value: "{pin}" }}]
     cognito_client: pinned
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: spki-pinned
     identities: [{{ type: spki_sha256, value: "{spki}" }}]
     cognito_client: spki
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: retired
     enabled: false
     identities: [{{ type: san_uri, value: "spiffe://example.internal/retired" }}]
     cognito_client: retired
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 3600
+    quotas: unlimited
   - id: partner-acme
     identities: [{{ type: jwt, issuer: "https://idp.acme.example", subject: acme-billing-sync }}]
     cognito_client: partner-acme
     allowed_scopes: [customer-api/read]
     max_token_lifetime_seconds: 900
+    quotas: unlimited
 issuers:
   - issuer: https://idp.acme.example
     jwks_url: {JWKS_URL}

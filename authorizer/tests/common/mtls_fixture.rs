@@ -64,7 +64,7 @@ pub struct Fixture {
 pub fn policy_yaml(pinned_cert_hex: &str, pinned_key_hex: &str) -> String {
     let caller = |id: &str, identity: &str| {
         format!(
-            "  - id: {id}\n    identities: [{identity}]\n    cognito_client: {id}\n    allowed_scopes: [api/read]\n    max_token_lifetime_seconds: 3600\n"
+            "  - id: {id}\n    identities: [{identity}]\n    cognito_client: {id}\n    allowed_scopes: [api/read]\n    max_token_lifetime_seconds: 3600\n    quotas: unlimited\n"
         )
     };
     let mut doc = String::from("version: 1\ncallers:\n");

@@ -32,6 +32,8 @@ pub struct Policy {
     pub version: String,
     /// Whether logs carry a keyed hash of the caller id instead of the id itself.
     pub hash_caller_ids: bool,
+    /// The weakest client-certificate key accepted (`settings.min_rsa_key_bits`, `settings.min_ec_key_bits`).
+    pub key_floor: KeyFloor,
     callers: Vec<Caller>,
     by_id: HashMap<CallerId, usize>,
     by_identity: HashMap<IdentityKey, usize>,
@@ -55,7 +57,8 @@ pub struct Caller {
     pub allowed_scopes: ScopeSet,
     /// The scopes granted when a request names none (empty: such a request is refused); within `allowed_scopes`.
     pub default_scopes: ScopeSet,
-    /// Grant limits: a grant counts against every window at once and is refused if any is full. Empty: no limit.
+    /// Grant limits: a grant counts against every window at once and is refused if any is full. Empty only when
+    /// the document says `quotas: unlimited` in so many words; an absent `quotas` is a load error.
     pub quotas: Vec<QuotaWindow>,
     /// Longest access-token lifetime this caller may receive. Cognito's own validity is set per app client; a
     /// longer token from upstream is refused (see the broker's docs).
@@ -98,8 +101,12 @@ pub enum Identity {
     SubjectCn {
         /// The certificate's subject CN, exactly.
         cn: String,
-        /// The issuing CA's CN, so a same-named certificate from another CA does not match.
+        /// The CN of the CA certificate that issued it in the verified chain, so a same-named certificate from
+        /// another CA does not match.
         issuer_cn: String,
+        /// SHA-256 of that CA certificate's SubjectPublicKeyInfo, lowercase hex: binds the issuer by key, for
+        /// truststores where two CAs share a CN.
+        issuer_spki_sha256: Option<String>,
     },
     /// SHA-256 of the whole DER certificate, lowercase hex.
     CertSha256(String),
@@ -147,7 +154,7 @@ impl Identity {
         match self {
             Identity::SanUri(v) => IdentityKey::SanUri(v.clone()),
             Identity::SanDns(v) => IdentityKey::SanDns(v.to_ascii_lowercase()),
-            Identity::SubjectCn { cn, issuer_cn } => {
+            Identity::SubjectCn { cn, issuer_cn, .. } => {
                 IdentityKey::SubjectCn { cn: cn.clone(), issuer_cn: issuer_cn.clone() }
             }
             Identity::CertSha256(v) => IdentityKey::CertSha256(v.to_ascii_lowercase()),
@@ -185,6 +192,32 @@ pub struct JwtIssuer {
     pub leeway: Duration,
     /// Claim whose value identifies the partner (default `sub`).
     pub subject_claim: String,
+    /// Claim that must name one of `audiences` (default `aud`). Amazon Cognito access tokens carry no `aud`; their
+    /// `client_id` plays that part, so a Cognito partner is registered with `audience_claim: client_id`.
+    pub audience_claim: String,
+    /// Claims that must be present, beyond the ones always required (`iss`, `exp`, `iat`, the audience claim and
+    /// the subject claim), for operators who want, say, `nbf` or `jti` on every token.
+    pub required_claims: Vec<String>,
+}
+
+/// The weakest leaf key a client certificate may have. Below it the certificate is an unusable credential (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFloor {
+    /// Smallest RSA modulus, in bits (at least 2048).
+    pub min_rsa_bits: u32,
+    /// Smallest elliptic-curve size, in bits: 256 (P-256; Ed25519 counts as 256), 384 or 521.
+    pub min_ec_bits: u32,
+}
+
+impl KeyFloor {
+    /// RSA-2048 and P-256: the floor of current CA/Browser Forum and NIST guidance. A policy can only raise it.
+    pub const DEFAULT: KeyFloor = KeyFloor { min_rsa_bits: 2048, min_ec_bits: 256 };
+}
+
+impl Default for KeyFloor {
+    fn default() -> Self {
+        KeyFloor::DEFAULT
+    }
 }
 
 /// The asymmetric JWS algorithms a partner issuer may be configured with. HMAC and `none` are not representable.

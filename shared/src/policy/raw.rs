@@ -20,6 +20,10 @@ pub(super) struct RawPolicy {
 pub(super) struct RawSettings {
     #[serde(default)]
     pub hash_caller_ids: bool,
+    #[serde(default)]
+    pub min_rsa_key_bits: Option<u32>,
+    #[serde(default)]
+    pub min_ec_key_bits: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,8 +37,10 @@ pub(super) struct RawCaller {
     pub allowed_scopes: Vec<String>,
     #[serde(default)]
     pub default_scopes: Vec<String>,
+    /// Required: a list of windows, or the word `unlimited`. Absent is an error, so a forgotten quota cannot
+    /// silently mean "no limit".
     #[serde(default)]
-    pub quotas: Vec<RawQuota>,
+    pub quotas: Option<RawQuotas>,
     pub max_token_lifetime_seconds: u64,
     #[serde(default)]
     pub token_reuse: bool,
@@ -49,13 +55,33 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
 pub(super) enum RawIdentity {
-    SanUri { value: String },
-    SanDns { value: String },
-    SubjectCn { cn: String, issuer_cn: String },
-    CertSha256 { value: String },
-    SpkiSha256 { value: String },
-    Jwt { issuer: String, subject: String },
+    SanUri {
+        value: String,
+    },
+    SanDns {
+        value: String,
+    },
+    SubjectCn {
+        cn: String,
+        issuer_cn: String,
+        #[serde(default)]
+        issuer_spki_sha256: Option<String>,
+    },
+    CertSha256 {
+        value: String,
+    },
+    SpkiSha256 {
+        value: String,
+    },
+    Jwt {
+        issuer: String,
+        subject: String,
+    },
 }
+
+/// `quotas:` is either a list of windows or the single word `unlimited`. Kept as a YAML value here and read in
+/// validation, so a typo inside a window still gets the parser's own message (an untagged enum would lose it).
+pub(super) type RawQuotas = serde_norway::Value;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +103,10 @@ pub(super) struct RawIssuer {
     pub leeway_seconds: u64,
     #[serde(default)]
     pub subject_claim: Option<String>,
+    #[serde(default)]
+    pub audience_claim: Option<String>,
+    #[serde(default)]
+    pub required_claims: Vec<String>,
 }
 
 fn default_leeway() -> u64 {

@@ -10,7 +10,18 @@ fn err(doc: &str) -> String {
     load(doc).expect_err("must be refused").to_string()
 }
 
+/// A complete caller entry; every test that needs a valid caller starts from it.
 const BASE_CALLER: &str = r#"
+  - id: a
+    identities: [{ type: san_uri, value: "spiffe://x/a" }]
+    cognito_client: a
+    allowed_scopes: [s/read]
+    max_token_lifetime_seconds: 3600
+    quotas: unlimited
+"#;
+
+/// [`BASE_CALLER`] without its `quotas`, for the tests about that field.
+const CALLER_WITHOUT_QUOTAS: &str = r#"
   - id: a
     identities: [{ type: san_uri, value: "spiffe://x/a" }]
     cognito_client: a
@@ -79,7 +90,7 @@ fn identity_mapped_to_two_callers_is_refused() {
 
 #[test]
 fn san_dns_identities_collide_case_insensitively() {
-    let doc = "version: 1\ncallers:\n  - id: a\n    identities: [{ type: san_dns, value: Svc.Example }]\n    cognito_client: a\n    allowed_scopes: [s]\n    max_token_lifetime_seconds: 3600\n  - id: b\n    identities: [{ type: san_dns, value: svc.example }]\n    cognito_client: b\n    allowed_scopes: [s]\n    max_token_lifetime_seconds: 3600\n";
+    let doc = "version: 1\ncallers:\n  - id: a\n    identities: [{ type: san_dns, value: Svc.Example }]\n    cognito_client: a\n    allowed_scopes: [s]\n    max_token_lifetime_seconds: 3600\n    quotas: unlimited\n  - id: b\n    identities: [{ type: san_dns, value: svc.example }]\n    cognito_client: b\n    allowed_scopes: [s]\n    max_token_lifetime_seconds: 3600\n    quotas: unlimited\n";
     assert!(err(doc).contains("already mapped"));
 }
 
@@ -96,10 +107,10 @@ fn field_errors_name_caller_and_field() {
         ("    quotas: [{ per: fortnight, limit: 1 }]\n", "quotas.per"),
         ("    quotas: [{ per: day, limit: 0 }]\n", "quotas.limit"),
         ("    quotas: [{ per: day, limit: 1 }, { per: 86400s, limit: 2 }]\n", "quotas.per"),
-        ("    usage_plan_key: short\n", "usage_plan_key"),
+        ("    quotas: unlimited\n    usage_plan_key: short\n", "usage_plan_key"),
     ];
     for (extra, field) in cases {
-        let e = err(&format!("version: 1\ncallers:{BASE_CALLER}{extra}"));
+        let e = err(&format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}{extra}"));
         assert!(e.contains("caller \"a\"") && e.contains(field), "{field}: {e}");
     }
     let e = err(&BASE_CALLER.replace("3600", "10").replace("\n  - id", "version: 1\ncallers:\n  - id"));
@@ -159,4 +170,108 @@ fn usage_plan_key_is_hidden_from_debug() {
     assert!(!dbg.contains("reporting-usage-plan-key-0001"), "{dbg}");
     let reporting = p.caller(&CallerId::try_from("reporting").unwrap()).unwrap();
     assert_eq!(reporting.usage_plan_key.as_ref().unwrap().expose(), "reporting-usage-plan-key-0001");
+}
+
+#[test]
+fn a_caller_without_quotas_is_refused_naming_the_field() {
+    let e = err(&format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}"));
+    assert!(e.contains("caller \"a\"") && e.contains("quotas") && e.contains("unlimited"), "{e}");
+    let e = err(&format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}    quotas: []\n"));
+    assert!(e.contains("quotas") && e.contains("empty"), "{e}");
+    for word in ["Unlimited", "none", "0", "{ per: day, limit: 1 }"] {
+        let e = err(&format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}    quotas: {word}\n"));
+        assert!(e.contains("caller \"a\"") && e.contains("quotas"), "{word}: {e}");
+    }
+}
+
+#[test]
+fn unlimited_quotas_must_be_written_and_mean_no_window() {
+    let p = load(&format!("version: 1\ncallers:{BASE_CALLER}")).unwrap();
+    assert!(p.callers()[0].quotas.is_empty());
+    let p =
+        load(&format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}    quotas: [{{ per: hour, limit: 5 }}]\n")).unwrap();
+    assert_eq!(
+        p.callers()[0].quotas,
+        vec![QuotaWindow { name: "hour".into(), length: Duration::from_secs(3600), limit: 5 }]
+    );
+}
+
+#[test]
+fn a_typo_inside_a_quota_window_keeps_the_parsers_message() {
+    let e = err(&format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}    quotas: [{{ per: day, limt: 1 }}]\n"));
+    assert!(e.contains("quotas") && e.contains("limt"), "{e}");
+}
+
+const ISSUER_DOC: &str = "version: 1\nissuers:\n  - issuer: https://i\n    jwks_url: https://i/jwks\n    audiences: [a]\n    algorithms: [RS256]\n    max_token_age_seconds: 300\n";
+
+#[test]
+fn issuer_claim_settings_default_to_aud_and_nothing_extra() {
+    let p = load(ISSUER_DOC).unwrap();
+    let i = p.issuer("https://i").unwrap();
+    assert_eq!(i.audience_claim, "aud");
+    assert!(i.required_claims.is_empty());
+    let p = load(&format!("{ISSUER_DOC}    audience_claim: client_id\n    required_claims: [nbf, jti]\n")).unwrap();
+    let i = p.issuer("https://i").unwrap();
+    assert_eq!(i.audience_claim, "client_id");
+    assert_eq!(i.required_claims, vec!["nbf".to_owned(), "jti".to_owned()]);
+}
+
+#[test]
+fn issuer_claim_settings_refuse_nonsense() {
+    for (extra, field) in [
+        ("    audience_claim: \"\"\n", "audience_claim"),
+        ("    audience_claim: exp\n", "audience_claim"),
+        ("    audience_claim: sub\n", "audience_claim"),
+        ("    audience_claim: \"a b\"\n", "audience_claim"),
+        ("    required_claims: [jti, jti]\n", "required_claims"),
+        ("    required_claims: [\"\"]\n", "required_claims"),
+    ] {
+        let e = err(&format!("{ISSUER_DOC}{extra}"));
+        assert!(e.contains("issuer \"https://i\"") && e.contains(field), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn the_key_floor_defaults_to_rsa_2048_and_p256_and_can_only_be_raised() {
+    assert_eq!(load("version: 1\n").unwrap().key_floor, KeyFloor { min_rsa_bits: 2048, min_ec_bits: 256 });
+    let p = load("version: 1\nsettings:\n  min_rsa_key_bits: 3072\n  min_ec_key_bits: 384\n").unwrap();
+    assert_eq!(p.key_floor, KeyFloor { min_rsa_bits: 3072, min_ec_bits: 384 });
+    for (doc, field) in [
+        ("settings:\n  min_rsa_key_bits: 1024\n", "settings.min_rsa_key_bits"),
+        ("settings:\n  min_rsa_key_bits: 100000\n", "settings.min_rsa_key_bits"),
+        ("settings:\n  min_ec_key_bits: 224\n", "settings.min_ec_key_bits"),
+        ("settings:\n  min_ec_key_bits: 300\n", "settings.min_ec_key_bits"),
+    ] {
+        let e = err(&format!("version: 1\n{doc}"));
+        assert!(e.contains(field), "{doc}: {e}");
+    }
+}
+
+#[test]
+fn subject_cn_may_pin_its_issuer_key() {
+    let with = |extra: &str| {
+        format!(
+            "version: 1\ncallers:{}",
+            BASE_CALLER.replace(
+                "{ type: san_uri, value: \"spiffe://x/a\" }",
+                &format!("{{ type: subject_cn, cn: svc, issuer_cn: \"Example CA\"{extra} }}"),
+            )
+        )
+    };
+    let p = load(&with("")).unwrap();
+    assert_eq!(
+        p.callers()[0].identities,
+        vec![Identity::SubjectCn { cn: "svc".into(), issuer_cn: "Example CA".into(), issuer_spki_sha256: None }]
+    );
+    let hex = "AB".repeat(32);
+    let p = load(&with(&format!(", issuer_spki_sha256: {hex}"))).unwrap();
+    assert_eq!(
+        p.callers()[0].identities,
+        vec![Identity::SubjectCn {
+            cn: "svc".into(),
+            issuer_cn: "Example CA".into(),
+            issuer_spki_sha256: Some(hex.to_ascii_lowercase())
+        }]
+    );
+    assert!(err(&with(", issuer_spki_sha256: abcd")).contains("identities.subject_cn.issuer_spki_sha256"));
 }

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::raw::{RawCaller, RawIdentity, RawIssuer, RawPolicy};
-use super::{Caller, Identity, JwtAlgorithm, JwtIssuer, Policy, QuotaWindow, UsagePlanKey};
+use super::raw::{RawCaller, RawIdentity, RawIssuer, RawPolicy, RawQuota, RawSettings};
+use super::{Caller, Identity, JwtAlgorithm, JwtIssuer, KeyFloor, Policy, QuotaWindow, UsagePlanKey};
 use crate::ids::{CallerId, Scope, ScopeSet};
 
 /// The only document version this build understands.
@@ -151,7 +151,16 @@ pub(super) fn build(file: &str, raw: RawPolicy, version: String) -> Result<Polic
         callers.push(caller);
     }
 
-    Ok(Policy { version, hash_caller_ids: raw.settings.hash_caller_ids, callers, by_id, by_identity, issuers })
+    let key_floor = build_key_floor(file, &raw.settings)?;
+    Ok(Policy {
+        version,
+        hash_caller_ids: raw.settings.hash_caller_ids,
+        key_floor,
+        callers,
+        by_id,
+        by_identity,
+        issuers,
+    })
 }
 
 fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Result<Caller, PolicyError> {
@@ -186,8 +195,31 @@ fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Resu
         return Err(ctx.caller(name, "default_scopes", format!("{:?} is not in allowed_scopes", outside.as_str())));
     }
 
-    let mut quotas: Vec<QuotaWindow> = Vec::with_capacity(rc.quotas.len());
-    for q in rc.quotas {
+    let raw_quotas = match rc.quotas {
+        None => {
+            return Err(ctx.caller(
+                name,
+                "quotas",
+                "required: list at least one window, or write `quotas: unlimited` to grant without limit",
+            ))
+        }
+        Some(serde_norway::Value::String(word)) if word == "unlimited" => Vec::new(),
+        Some(serde_norway::Value::Sequence(seq)) if seq.is_empty() => {
+            return Err(ctx.caller(
+                name,
+                "quotas",
+                "an empty list is not a limit: list at least one window, or write `quotas: unlimited`",
+            ))
+        }
+        Some(v @ serde_norway::Value::Sequence(_)) => {
+            serde_norway::from_value::<Vec<RawQuota>>(v).map_err(|e| ctx.caller(name, "quotas", e.to_string()))?
+        }
+        Some(_) => {
+            return Err(ctx.caller(name, "quotas", "expected a list of windows or the word `unlimited`"));
+        }
+    };
+    let mut quotas: Vec<QuotaWindow> = Vec::with_capacity(raw_quotas.len());
+    for q in raw_quotas {
         let (wname, secs) = parse_window(&q.per).ok_or_else(|| {
             ctx.caller(
                 name,
@@ -267,10 +299,12 @@ fn build_identity(
             }
             Identity::SanDns(value.to_ascii_lowercase())
         }
-        RawIdentity::SubjectCn { cn, issuer_cn } => {
+        RawIdentity::SubjectCn { cn, issuer_cn, issuer_spki_sha256 } => {
             nonempty("identities.subject_cn.cn", &cn)?;
             nonempty("identities.subject_cn.issuer_cn", &issuer_cn)?;
-            Identity::SubjectCn { cn, issuer_cn }
+            let issuer_spki_sha256 =
+                issuer_spki_sha256.map(|v| sha("identities.subject_cn.issuer_spki_sha256", &v)).transpose()?;
+            Identity::SubjectCn { cn, issuer_cn, issuer_spki_sha256 }
         }
         RawIdentity::CertSha256 { value } => Identity::CertSha256(sha("identities.cert_sha256", &value)?),
         RawIdentity::SpkiSha256 { value } => Identity::SpkiSha256(sha("identities.spki_sha256", &value)?),
@@ -354,6 +388,27 @@ fn build_issuer(ctx: &Ctx<'_>, ri: RawIssuer) -> Result<JwtIssuer, PolicyError> 
     if subject_claim.is_empty() || subject_claim.len() > 128 {
         return Err(ctx.issuer(&name, "subject_claim", "must be 1-128 characters"));
     }
+    let audience_claim = ri.audience_claim.unwrap_or_else(|| "aud".to_owned());
+    if !claim_name_ok(&audience_claim) {
+        return Err(ctx.issuer(&name, "audience_claim", "must be 1-128 characters, no spaces"));
+    }
+    if matches!(audience_claim.as_str(), "iss" | "exp" | "iat" | "nbf") || audience_claim == subject_claim {
+        return Err(ctx.issuer(
+            &name,
+            "audience_claim",
+            format!("{audience_claim:?} cannot name the audience (it is a time, the issuer or the subject claim)"),
+        ));
+    }
+    let mut required_claims: Vec<String> = Vec::with_capacity(ri.required_claims.len());
+    for c in ri.required_claims {
+        if !claim_name_ok(&c) {
+            return Err(ctx.issuer(&name, "required_claims", format!("{c:?}: must be 1-128 characters, no spaces")));
+        }
+        if required_claims.contains(&c) {
+            return Err(ctx.issuer(&name, "required_claims", format!("{c:?} is listed twice")));
+        }
+        required_claims.push(c);
+    }
     Ok(JwtIssuer {
         issuer: ri.issuer,
         jwks_url: ri.jwks_url,
@@ -362,5 +417,30 @@ fn build_issuer(ctx: &Ctx<'_>, ri: RawIssuer) -> Result<JwtIssuer, PolicyError> 
         max_token_age: Duration::from_secs(ri.max_token_age_seconds),
         leeway: Duration::from_secs(ri.leeway_seconds),
         subject_claim,
+        audience_claim,
+        required_claims,
     })
+}
+
+/// A JSON member name as a policy may write it: non-empty, bounded, printable, no whitespace.
+fn claim_name_ok(c: &str) -> bool {
+    !c.is_empty() && c.len() <= 128 && c.chars().all(|ch| !ch.is_whitespace() && !ch.is_control())
+}
+
+/// The weakest leaf key the authorizer accepts. The defaults are the floor; a policy may only raise it.
+fn build_key_floor(file: &str, s: &RawSettings) -> Result<KeyFloor, PolicyError> {
+    let err = |field: &str, reason: &str| PolicyError::Document {
+        file: file.to_owned(),
+        field: format!("settings.{field}"),
+        reason: reason.to_owned(),
+    };
+    let min_rsa_bits = s.min_rsa_key_bits.unwrap_or(KeyFloor::DEFAULT.min_rsa_bits);
+    if !(KeyFloor::DEFAULT.min_rsa_bits..=16_384).contains(&min_rsa_bits) {
+        return Err(err("min_rsa_key_bits", "must be 2048..=16384 (2048 is the floor; it can only be raised)"));
+    }
+    let min_ec_bits = s.min_ec_key_bits.unwrap_or(KeyFloor::DEFAULT.min_ec_bits);
+    if !matches!(min_ec_bits, 256 | 384 | 521) {
+        return Err(err("min_ec_key_bits", "must be 256, 384 or 521 (the curve sizes P-256, P-384, P-521)"));
+    }
+    Ok(KeyFloor { min_rsa_bits, min_ec_bits })
 }
