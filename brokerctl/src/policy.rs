@@ -44,6 +44,15 @@ pub fn check(path: &Path) -> Result<String, PolicyError> {
             kinds.join(", "),
             c.allowed_scopes.to_param()
         );
+        if c.quotas.is_empty() {
+            // Loading accepts it because the document says so in words; it is still worth a second look, since one
+            // unlimited caller can spend the account-wide Cognito budget every other caller shares.
+            let _ = writeln!(
+                out,
+                "  warning: caller {} has quotas: unlimited; it can spend Cognito's account-wide request budget alone",
+                c.id
+            );
+        }
     }
     Ok(out)
 }
@@ -222,7 +231,7 @@ fn describe_caller(out: &mut String, c: &Caller) {
     let _ = writeln!(out, "allowed scopes: {}", c.allowed_scopes.to_param());
     let _ = writeln!(out, "default scopes: {}", c.default_scopes.to_param());
     let quotas: Vec<String> = c.quotas.iter().map(|q| format!("{} per {}", q.limit, q.name)).collect();
-    let _ = writeln!(out, "quotas: {}", if quotas.is_empty() { "none".to_owned() } else { quotas.join(", ") });
+    let _ = writeln!(out, "quotas: {}", if quotas.is_empty() { "unlimited".to_owned() } else { quotas.join(", ") });
     let _ = writeln!(out, "max token lifetime: {} s", c.max_token_lifetime.as_secs());
     let _ = writeln!(out, "token reuse: {}", if c.token_reuse { "on" } else { "off" });
     let _ = writeln!(out, "cognito app client: {}", c.cognito_client);

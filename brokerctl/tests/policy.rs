@@ -218,3 +218,26 @@ async fn explain_works_on_a_policy_that_hashes_caller_ids() {
     assert_eq!(x.exit_code, Exit::Ok, "{}", x.report);
     assert!(x.report.contains("caller: reporting"), "{}", x.report);
 }
+
+#[test]
+fn check_warns_about_an_unlimited_caller_and_refuses_a_missing_quota() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/policy.example.yaml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let reporting_quota = "    quotas:\n      - { per: day, limit: 3 }\n";
+    assert!(text.contains(reporting_quota), "example policy changed shape");
+    let dir = tempdir("unlimited");
+
+    let unlimited = dir.path().join("unlimited.yaml");
+    std::fs::write(&unlimited, text.replacen(reporting_quota, "    quotas: unlimited\n", 1)).unwrap();
+    let (code, out, err) = brokerctl(&["policy", "check", unlimited.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("warning: caller reporting has quotas: unlimited"), "{out}");
+    let (_, out, _) = brokerctl(&["policy", "check", example]);
+    assert!(!out.contains("warning"), "the example has no unlimited caller: {out}");
+
+    let missing = dir.path().join("missing.yaml");
+    std::fs::write(&missing, text.replacen(reporting_quota, "", 1)).unwrap();
+    let (code, _, err) = brokerctl(&["policy", "check", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("\"reporting\"") && err.contains("quotas") && err.contains("unlimited"), "{err}");
+}
