@@ -12,6 +12,8 @@
 //! | `DECISION_CACHE_TTL_SECONDS` | longest reuse of a decision (0..3600) | 60 |
 //! | `DECISION_CACHE_MAX_ENTRIES` | size bound of the decision cache (1..1000000) | 10000 |
 //! | `JWKS_REFETCH_COOLDOWN_SECONDS` | least time between two JWKS fetches caused by unknown `kid`s (0..3600) | 60 |
+//! | `JWKS_MAX_AGE_SECONDS` | age at which a partner's keys are re-fetched, so a withdrawn key stops verifying (60..86400) | 3600 |
+//! | `JWKS_MAX_STALE_SECONDS` | how long past that age keys still verify while every refresh fails; then the partner's tokens are refused (0..86400) | 3600 |
 //! | `CALLER_HASH_KEY` | key for hashed caller ids in logs, when the policy asks for hashing (≥ 16 bytes) | none |
 //! | `METRICS_NAMESPACE` | CloudWatch namespace of EMF metrics | `TokenBroker` |
 //! | `LOG_LEVEL` | `error`, `warn`, `info`, `debug` (`trace` is lowered to `debug`) | `info` |
@@ -21,6 +23,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tb_shared::env::{ConfigError, Env};
+
+use crate::jwt::JwtConfig;
 
 /// Where an object (truststore, CRLs) comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,10 @@ pub struct Config {
     pub decision_cache_max_entries: u64,
     /// Least time between two JWKS fetches caused by unknown `kid`s.
     pub jwks_refetch_cooldown: Duration,
+    /// Age at which a partner's keys are re-fetched.
+    pub jwks_max_age: Duration,
+    /// How long past `jwks_max_age` keys whose refresh keeps failing still verify.
+    pub jwks_max_stale: Duration,
     /// Key for hashed caller ids in logs.
     pub caller_hash_key: Option<SecretString>,
     /// CloudWatch namespace of the metrics.
@@ -89,9 +97,29 @@ impl Config {
             decision_cache_ttl: env.seconds("DECISION_CACHE_TTL_SECONDS", 60, 0..=3600)?,
             decision_cache_max_entries: env.number("DECISION_CACHE_MAX_ENTRIES", 10_000, 1..=1_000_000)?,
             jwks_refetch_cooldown: env.seconds("JWKS_REFETCH_COOLDOWN_SECONDS", 60, 0..=3600)?,
+            // At least a minute: every warm instance re-fetches each partner's JWKS once per this period, and a
+            // shorter one would turn the fleet into load on the partner's endpoint.
+            jwks_max_age: env.seconds("JWKS_MAX_AGE_SECONDS", 3600, 60..=86_400)?,
+            // The default rides out a partner's JWKS outage of up to an hour (beyond the hour of normal key age)
+            // and caps how long a key the partner withdrew can keep verifying while its endpoint cannot be
+            // reached (by accident or by an attacker's doing) at two hours in all. 0 refuses as soon as a due
+            // refresh has failed.
+            jwks_max_stale: env.seconds("JWKS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
             caller_hash_key: env.caller_hash_key()?,
             metrics_namespace: env.metrics_namespace()?,
         })
+    }
+}
+
+impl Config {
+    /// The JWT verifier's settings from this configuration (the token size cap is not configurable).
+    pub fn jwt_config(&self) -> JwtConfig {
+        JwtConfig {
+            unknown_kid_cooldown: self.jwks_refetch_cooldown,
+            jwks_max_age: self.jwks_max_age,
+            jwks_max_stale: self.jwks_max_stale,
+            ..JwtConfig::default()
+        }
     }
 }
 
@@ -130,5 +158,51 @@ mod tests {
         assert_eq!(cfg(&[("CRL_URI", "https://x/crl")]).unwrap_err().var, "CRL_URI");
         assert_eq!(cfg(&[("DECISION_CACHE_MAX_ENTRIES", "0")]).unwrap_err().var, "DECISION_CACHE_MAX_ENTRIES");
         assert_eq!(Config::read(&Env::from_pairs::<&str, &str>([])).unwrap_err().var, "POLICY_FILE");
+    }
+
+    #[test]
+    fn jwks_ages_have_defaults_and_ranges() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!((c.jwks_max_age, c.jwks_max_stale), (Duration::from_secs(3600), Duration::from_secs(3600)));
+        let j = c.jwt_config();
+        assert_eq!((j.jwks_max_age, j.jwks_max_stale), (c.jwks_max_age, c.jwks_max_stale));
+        assert_eq!(j.unknown_kid_cooldown, Duration::from_secs(60));
+        assert_eq!(j.max_token_bytes, JwtConfig::default().max_token_bytes);
+
+        let c = cfg(&[
+            ("JWKS_MAX_AGE_SECONDS", "60"),
+            ("JWKS_MAX_STALE_SECONDS", "0"),
+            ("JWKS_REFETCH_COOLDOWN_SECONDS", "5"),
+        ])
+        .unwrap();
+        let j = c.jwt_config();
+        assert_eq!((j.jwks_max_age, j.jwks_max_stale), (Duration::from_secs(60), Duration::ZERO));
+        assert_eq!(j.unknown_kid_cooldown, Duration::from_secs(5));
+        assert_eq!(cfg(&[("JWKS_MAX_AGE_SECONDS", "86400"), ("JWKS_MAX_STALE_SECONDS", "86400")]).map(|_| ()), Ok(()));
+
+        for (var, value) in [
+            ("JWKS_MAX_AGE_SECONDS", "59"),
+            ("JWKS_MAX_AGE_SECONDS", "86401"),
+            ("JWKS_MAX_AGE_SECONDS", "1h"),
+            ("JWKS_MAX_STALE_SECONDS", "86401"),
+            ("JWKS_MAX_STALE_SECONDS", "-1"),
+        ] {
+            let e = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+            assert!(!e.to_string().contains(value), "the error names the rule, not the value");
+        }
+    }
+
+    #[test]
+    fn caller_hash_key_shorter_than_the_floor_is_refused() {
+        let fifteen = "k".repeat(tb_shared::env::MIN_HASH_KEY_BYTES - 1);
+        let sixteen = "k".repeat(tb_shared::env::MIN_HASH_KEY_BYTES);
+        let mut pairs = vec![("POLICY_FILE".to_owned(), "/p.yaml".to_owned())];
+        pairs.push(("CALLER_HASH_KEY".to_owned(), fifteen.clone()));
+        let e = Config::read(&Env::from_pairs(pairs.clone())).unwrap_err();
+        assert_eq!(e.var, "CALLER_HASH_KEY");
+        assert!(!e.to_string().contains(&fifteen), "the error never shows the key");
+        pairs[1].1 = sixteen;
+        assert!(Config::read(&Env::from_pairs(pairs)).unwrap().caller_hash_key.is_some());
     }
 }

@@ -1,13 +1,23 @@
 //! The decision: from the credentials on a request to Allow (with the caller context), Deny or Unauthorized.
 //!
 //! Decisions are cached in-process (moka), keyed by what was verified: the SHA-256 of the certificate's DER and/or
-//! of the JWT. An entry never outlives the credential (certificate `notAfter`, token `exp`) nor the configured TTL,
-//! and the whole cache is dropped when the truststore or CRLs change, so a rotation or a revocation takes effect on
-//! the next refresh. Because the key is the credential itself, the gateway's own cache can be off for mTLS callers
-//! (see docs/design.md, "Caching", and docs/runbooks/caching.md) at little cost.
+//! of the JWT. An entry ends at the earliest of: the configured TTL, the token's `exp`, its `iat` + the issuer's
+//! maximum age, the time the issuer's keys are due for a refresh, the certificate's `notAfter` and the earliest
+//! nextUpdate of the loaded CRLs. Each of those is a moment from which a fresh verification could answer
+//! differently, so a cached Allow never outlives one of them. The end is checked at the decision's own time (the
+//! app's clock), not only by the cache's timer.
+//!
+//! The whole cache is dropped when the truststore or CRLs change, so a rotation or a revocation takes effect on the
+//! next refresh; an entry is also stamped with the generations of the trust material and of the partners' key sets
+//! read *before* its verification began. A decision whose material changed while it was being verified is not
+//! inserted, and an entry whose generations no longer match is not served: a check-then-insert race cannot put an
+//! Allow verified under old material back into a cache a revocation or a key withdrawal just cleared.
+//!
+//! Because the key is the credential itself, the gateway's own cache can be off for mTLS callers (see
+//! docs/design.md, "Caching", and docs/runbooks/caching.md) at little cost.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
 use moka::Expiry;
@@ -157,6 +167,17 @@ enum CacheKey {
 struct Cached {
     decision: Decision,
     ttl: Duration,
+    /// Not served at or after this time of the app's clock (moka's timer runs on the machine's clock).
+    valid_until: SystemTime,
+    /// The material the decision was verified under.
+    generations: Generations,
+}
+
+/// Generations of the material a decision rests on: certificate trust material and partners' key sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generations {
+    certs: u64,
+    jwts: u64,
 }
 
 struct PerEntryExpiry;
@@ -216,6 +237,13 @@ impl Authorizer {
         &self.policy
     }
 
+    fn generations(&self) -> Generations {
+        Generations {
+            certs: self.certs.as_ref().map_or(0, |c| c.generation()),
+            jwts: self.jwts.as_ref().map_or(0, |j| j.generation()),
+        }
+    }
+
     /// Refreshes trust material when due and drops every cached decision if it changed.
     async fn refresh_trust(&self, now: SystemTime) -> bool {
         let Some(certs) = &self.certs else { return false };
@@ -265,17 +293,24 @@ impl Authorizer {
             (None, Some(j)) => CacheKey::Jwt(j),
             (None, None) => return (Decision::Unauthorized(UnauthorizedReason::NoCredential), info(false)),
         };
+        // Read before the lookup and before verifying: whatever changes from here on makes this decision one
+        // made under older material.
+        let generations = self.generations();
         if let Some(hit) = self.cache.get(&key).await {
-            return (hit.decision, info(true));
+            if hit.generations == generations && now < hit.valid_until {
+                return (hit.decision, info(true));
+            }
+            self.cache.invalidate(&key).await;
         }
 
         let (decision, valid_until) = self.verify(presented, cert_fp, now).await;
-        if !matches!(decision, Decision::Unauthorized(_)) {
-            // Unauthorized answers are not cached: they may come from a transient JWKS or truststore outage.
+        // Unauthorized answers are not cached: they may come from a transient JWKS or truststore outage.
+        if !matches!(decision, Decision::Unauthorized(_)) && self.generations() == generations {
             let left = valid_until.and_then(|t| t.duration_since(now).ok()).unwrap_or(Duration::ZERO);
             let ttl = left.min(self.cache_ttl);
-            if !ttl.is_zero() {
-                self.cache.insert(key, Cached { decision: decision.clone(), ttl }).await;
+            if let Some(valid_until) = now.checked_add(ttl).filter(|_| !ttl.is_zero()) {
+                let cached = Cached { decision: decision.clone(), ttl, valid_until, generations };
+                self.cache.insert(key, cached).await;
             }
         }
         (decision, info(false))
@@ -301,11 +336,17 @@ impl Authorizer {
                 Err(e) if e.is_revoked() => {
                     // Issued by our CA but revoked: an explicit Deny. The owner is not looked up: identity rules only ever run
                     // on a certificate that passed every check.
-                    return (self.deny(None, DenyReason::RevokedCertificate, &fingerprint), Some(now + self.cache_ttl));
+                    return (
+                        self.deny(None, DenyReason::RevokedCertificate, &fingerprint),
+                        now.checked_add(self.cache_ttl),
+                    );
                 }
                 Err(e) => return (Decision::Unauthorized(UnauthorizedReason::InvalidCertificate(e.to_string())), None),
             };
-            valid_until = Some(cert.not_after);
+            // From the earliest CRL nextUpdate on, the verifier refuses the chain until fresh CRLs arrive (and with a
+            // long refresh interval none may be fetched before then): a cached Allow must end there too.
+            let crl_fresh_until = certs.crls_fresh_until();
+            valid_until = Some(crl_fresh_until.map_or(cert.not_after, |t| t.min(cert.not_after)));
             match mtls::identify(&cert, &self.policy) {
                 Ok(c) => cert_caller = Some(c),
                 Err(e) => {
@@ -328,12 +369,9 @@ impl Authorizer {
                 Ok(j) => j,
                 Err(e) => return (Decision::Unauthorized(UnauthorizedReason::InvalidJwt(e.to_string())), None),
             };
-            // `claims` bounds every time it accepts, so this cannot overflow; if it could, the token is refused
-            // rather than the process panicking.
-            let Some(exp) = UNIX_EPOCH.checked_add(Duration::from_secs(jwt.expires_at)) else {
-                return (Decision::Unauthorized(UnauthorizedReason::InvalidJwt("exp out of range".into())), None);
-            };
-            valid_until = Some(valid_until.map_or(exp, |v| v.min(exp)));
+            // Not only `exp`: the age limit and the issuer's key refresh end a reuse too (see `VerifiedJwt`).
+            let jwt_until = jwt.valid_until;
+            valid_until = Some(valid_until.map_or(jwt_until, |v| v.min(jwt_until)));
             if fingerprint.is_empty() {
                 fingerprint = hex::encode(&jwt.token_sha256[..8]);
             }

@@ -6,10 +6,14 @@
 //! - concurrent misses share one fetch: the first takes the issuer's fetch lock, the others wait for it and then
 //!   look again at the new key set instead of fetching themselves;
 //! - a failed fetch never removes keys: known keys keep verifying while the endpoint is down, and a key set older
-//!   than `jwks_max_age` is refreshed in the background of one request (others keep using the current set).
+//!   than `jwks_max_age` is refreshed in the background of one request (others keep using the current set). How
+//!   long a set that can no longer be refreshed may still be used is the verifier's rule (`jwks_max_stale`).
 //!
-//! A successful fetch replaces the whole set, so a key the partner withdrew stops being accepted.
+//! A successful fetch replaces the whole set, so a key the partner withdrew stops being accepted. When the new set
+//! differs from the one it replaces, the verifier-wide change counter moves, so that decisions cached under the old
+//! keys are dropped instead of outliving a withdrawn key.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +47,8 @@ pub(crate) struct IssuerKeys {
     jwks_url: String,
     current: RwLock<Option<Arc<Snapshot>>>,
     fetch: Mutex<FetchState>,
+    /// Shared by every issuer of one verifier; bumped when a fetch replaces a key set with a different one.
+    changes: Arc<AtomicU64>,
 }
 
 /// How a refetch attempt ended.
@@ -57,12 +63,13 @@ pub(crate) enum Refetch {
 }
 
 impl IssuerKeys {
-    pub(crate) fn new(issuer: &str, jwks_url: &str) -> Self {
+    pub(crate) fn new(issuer: &str, jwks_url: &str, changes: Arc<AtomicU64>) -> Self {
         IssuerKeys {
             issuer: issuer.to_owned(),
             jwks_url: jwks_url.to_owned(),
             current: RwLock::new(None),
             fetch: Mutex::new(FetchState::default()),
+            changes,
         }
     }
 
@@ -132,6 +139,11 @@ impl IssuerKeys {
         tracing::info!(issuer = %self.issuer, keys = keys.entries.len(), usable = keys.usable(), "JWKS fetched");
         let mut cur = tb_shared::sync::write(&self.current);
         let generation = cur.as_ref().map_or(0, |s| s.generation) + 1;
+        // The first set replaces nothing a decision could rest on; a different later set may withdraw a key.
+        if cur.as_ref().is_some_and(|s| s.keys.fingerprint != keys.fingerprint) {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(issuer = %self.issuer, "JWKS changed; decisions cached under the previous keys are dropped");
+        }
         *cur = Some(Arc::new(Snapshot { keys, fetched_at: Instant::now(), generation }));
         Refetch::Updated
     }

@@ -1,10 +1,12 @@
 //! The registered-claim checks, done by this crate on the claims that came out of the signature check.
 //!
-//! jsonwebtoken's `Validation` checks the signature, the presence of the registered claims, iss and aud (configured
-//! in `JwtVerifier::new`), but it skips `iat`, accepts `iss` as an array, reports a wrongly-typed required claim as
-//! "missing" in an order that depends on hash iteration, and would read the system clock. These checks run after it,
-//! in a fixed order and at the time the caller passes (the app's clock), so every refusal has one exact reason and
-//! `brokerctl policy explain --at` checks exp, nbf and iat at the time asked.
+//! jsonwebtoken's `Validation` checks the signature, the presence of the registered claims, iss and (when the
+//! issuer's audience claim is `aud`) aud, configured in `JwtVerifier::new`; but it skips `iat`, knows no other
+//! audience claim (Cognito access tokens carry `client_id` and no `aud`) and no operator-required claims, accepts
+//! `iss` as an array, reports a wrongly-typed required claim as "missing" in an order that depends on hash
+//! iteration, and would read the system clock. These checks run after it, in a fixed order and at the time the
+//! caller passes (the app's clock), so every refusal has one exact reason and `brokerctl policy explain --at` checks
+//! exp, nbf and iat at the time asked.
 
 use serde_json::{Map, Value};
 
@@ -15,7 +17,11 @@ use super::JwtError;
 pub(crate) struct ClaimRules {
     pub issuer: String,
     pub audiences: Vec<String>,
+    /// The claim that must name one of `audiences`: `aud`, or e.g. `client_id` for Cognito access tokens.
+    pub audience_claim: String,
     pub subject_claim: String,
+    /// Claims that must be present beyond iss, exp, iat, the audience claim and the subject claim.
+    pub required_claims: Vec<String>,
     pub leeway: u64,
     pub max_age: u64,
 }
@@ -25,6 +31,9 @@ pub(crate) struct ClaimRules {
 pub(crate) struct Checked {
     pub subject: String,
     pub expires_at: u64,
+    /// The last second at which this token still passes every time check made here without leeway: the earlier
+    /// of `exp` and `iat` + the maximum age. A decision reused past it would let a token outlive its age limit.
+    pub usable_until: u64,
 }
 
 /// Longest subject value accepted; it becomes part of a policy lookup key and of logs.
@@ -75,31 +84,7 @@ pub(crate) fn check(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -
         Some(_) => return Err(JwtError::InvalidClaim("iss")),
     }
 
-    let accepted = |a: &str| rules.audiences.iter().any(|x| x == a);
-    match claims.get("aud") {
-        None => return Err(JwtError::MissingClaim("aud")),
-        Some(Value::String(a)) => {
-            if !accepted(a) {
-                return Err(JwtError::WrongAudience);
-            }
-        }
-        Some(Value::Array(list)) => {
-            if list.is_empty() || list.len() > 32 {
-                return Err(JwtError::InvalidClaim("aud"));
-            }
-            let mut any = false;
-            for v in list {
-                let Value::String(a) = v else {
-                    return Err(JwtError::InvalidClaim("aud"));
-                };
-                any |= accepted(a);
-            }
-            if !any {
-                return Err(JwtError::WrongAudience);
-            }
-        }
-        Some(_) => return Err(JwtError::InvalidClaim("aud")),
-    }
+    check_audience(claims, rules)?;
 
     let exp = numeric_date(claims, "exp", Round::Down)?;
     // `nbf` is optional (RFC 7519 §4.1.5) and the access tokens of Cognito, Okta, Auth0 and Keycloak carry none:
@@ -128,7 +113,57 @@ pub(crate) fn check(claims: &Map<String, Value>, rules: &ClaimRules, now: u64) -
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SUBJECT_LEN => s.clone(),
         Some(_) => return Err(JwtError::InvalidClaim("subject")),
     };
-    Ok(Checked { subject, expires_at: exp })
+    // Presence only: what a required claim must hold is not configured. A JSON null is no value, so it does not
+    // count as present.
+    if let Some(name) = rules.required_claims.iter().find(|c| claims.get(c.as_str()).is_none_or(Value::is_null)) {
+        return Err(JwtError::MissingRequiredClaim(name.clone()));
+    }
+    Ok(Checked { subject, expires_at: exp, usable_until: exp.min(iat.saturating_add(rules.max_age)) })
+}
+
+/// Most entries of an `aud` array looked at; real tokens name one to three audiences.
+const MAX_AUDIENCES: usize = 32;
+
+/// The audience check. `aud` may be a string or a non-empty array of strings, one of which must be accepted
+/// (RFC 7519 §4.1.3). Any other configured audience claim (Cognito's `client_id`) must be a string. With such a
+/// claim configured, an `aud` the token carries anyway must still name an accepted audience: RFC 7519 says a
+/// recipient that does not find itself in a present `aud` must reject the token.
+fn check_audience(claims: &Map<String, Value>, rules: &ClaimRules) -> Result<(), JwtError> {
+    let accepted = |a: &str| rules.audiences.iter().any(|x| x == a);
+    if rules.audience_claim != "aud" {
+        match claims.get(&rules.audience_claim) {
+            None => return Err(JwtError::MissingClaim("audience")),
+            Some(Value::String(a)) if accepted(a) => {}
+            Some(Value::String(_)) => return Err(JwtError::WrongAudience),
+            Some(_) => return Err(JwtError::InvalidClaim("audience")),
+        }
+        if !claims.contains_key("aud") {
+            return Ok(());
+        }
+    }
+    match claims.get("aud") {
+        None => Err(JwtError::MissingClaim("aud")),
+        Some(Value::String(a)) if accepted(a) => Ok(()),
+        Some(Value::String(_)) => Err(JwtError::WrongAudience),
+        Some(Value::Array(list)) => {
+            if list.is_empty() || list.len() > MAX_AUDIENCES {
+                return Err(JwtError::InvalidClaim("aud"));
+            }
+            let mut any = false;
+            for v in list {
+                let Value::String(a) = v else {
+                    return Err(JwtError::InvalidClaim("aud"));
+                };
+                any |= accepted(a);
+            }
+            if any {
+                Ok(())
+            } else {
+                Err(JwtError::WrongAudience)
+            }
+        }
+        Some(_) => Err(JwtError::InvalidClaim("aud")),
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +177,9 @@ mod tests {
         ClaimRules {
             issuer: "https://idp".into(),
             audiences: vec!["api".into(), "api2".into()],
+            audience_claim: "aud".into(),
             subject_claim: "sub".into(),
+            required_claims: Vec::new(),
             leeway: 30,
             max_age: 300,
         }
@@ -160,7 +197,8 @@ mod tests {
 
     #[test]
     fn good_claims_pass() {
-        assert_eq!(run(|_| {}).unwrap(), Checked { subject: "s".into(), expires_at: NOW + 60 });
+        // iat + max_age (NOW + 290) is later than exp: exp bounds the reuse.
+        assert_eq!(run(|_| {}).unwrap(), Checked { subject: "s".into(), expires_at: NOW + 60, usable_until: NOW + 60 });
         assert!(run(|m| drop(m.insert("aud".into(), json!(["x", "api2"])))).is_ok());
         assert!(run(|m| drop(m.insert("exp".into(), json!((NOW + 60) as f64 + 0.5)))).is_ok());
         // Inside the leeway.
@@ -200,6 +238,64 @@ mod tests {
         for (i, (edit, want)) in cases.into_iter().enumerate() {
             assert_eq!(run(edit), Err(want.clone()), "case {i}: {want}");
         }
+    }
+
+    #[test]
+    fn usable_until_is_the_earlier_of_exp_and_the_age_limit() {
+        let c = run(|m| drop(m.insert("exp".into(), json!(NOW + 3600)))).unwrap();
+        assert_eq!((c.expires_at, c.usable_until), (NOW + 3600, NOW - 10 + 300));
+    }
+
+    fn with_rules(rules: &ClaimRules, edit: impl FnOnce(&mut Map<String, Value>)) -> Result<Checked, JwtError> {
+        let Value::Object(mut m) = base() else { unreachable!() };
+        edit(&mut m);
+        check(&m, rules, NOW)
+    }
+
+    #[test]
+    fn another_audience_claim_must_be_a_string_naming_us() {
+        use JwtError::*;
+        let r = ClaimRules { audience_claim: "client_id".into(), ..rules() };
+        let cognito = |m: &mut Map<String, Value>| {
+            m.remove("aud");
+            m.insert("client_id".into(), json!("api2"));
+        };
+        assert!(with_rules(&r, cognito).is_ok());
+        let cases: Vec<(Box<dyn FnOnce(&mut Map<String, Value>)>, JwtError)> = vec![
+            (Box::new(|m| drop(m.remove("aud"))), MissingClaim("audience")),
+            (Box::new(|m| drop(m.insert("client_id".into(), json!("other")))), WrongAudience),
+            (Box::new(|m| drop(m.insert("client_id".into(), json!(["api"])))), InvalidClaim("audience")),
+            (Box::new(|m| drop(m.insert("client_id".into(), json!(null)))), InvalidClaim("audience")),
+            // An aud next to it must still name us.
+            (
+                Box::new(|m| {
+                    m.insert("client_id".into(), json!("api"));
+                    m.insert("aud".into(), json!("someone-else"));
+                }),
+                WrongAudience,
+            ),
+        ];
+        for (i, (edit, want)) in cases.into_iter().enumerate() {
+            assert_eq!(with_rules(&r, edit), Err(want.clone()), "case {i}: {want}");
+        }
+        let both = |m: &mut Map<String, Value>| drop(m.insert("client_id".into(), json!("api2")));
+        assert!(with_rules(&r, both).is_ok(), "client_id and aud both naming us");
+    }
+
+    #[test]
+    fn required_claims_must_be_present() {
+        let r = ClaimRules { required_claims: vec!["nbf".into(), "jti".into()], ..rules() };
+        assert_eq!(with_rules(&r, |_| {}), Err(JwtError::MissingRequiredClaim("jti".into())));
+        assert!(with_rules(&r, |m| drop(m.insert("jti".into(), json!("j1")))).is_ok());
+        let no_nbf = |m: &mut Map<String, Value>| {
+            m.insert("jti".into(), json!("j1"));
+            m.remove("nbf");
+        };
+        assert_eq!(with_rules(&r, no_nbf), Err(JwtError::MissingRequiredClaim("nbf".into())));
+        assert_eq!(
+            with_rules(&r, |m| drop(m.insert("jti".into(), json!(null)))),
+            Err(JwtError::MissingRequiredClaim("jti".into()))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tb_shared::policy::JwtAlgorithm;
 
 /// Smallest RSA modulus accepted from a partner's JWKS (RFC 7518 §3.3 requires 2048 bits).
@@ -72,6 +73,9 @@ impl UsableKey {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct KeySet {
     pub entries: Vec<JwksEntry>,
+    /// SHA-256 over the entries' JSON, independent of their order in the document: two fetches with the same
+    /// fingerprint hold the same keys, so a refresh that returns them again need not drop cached decisions.
+    pub fingerprint: [u8; 32],
 }
 
 /// What key selection found for a token.
@@ -229,6 +233,14 @@ pub(crate) fn parse_jwks(doc: &[u8]) -> Result<KeySet, JwksError> {
     let v: serde_json::Value = serde_json::from_slice(doc).map_err(|_| JwksError::NotAJwks)?;
     let keys = v.get("keys").and_then(|k| k.as_array()).ok_or(JwksError::NotAJwks)?;
     let mut entries = Vec::new();
+    let mut texts: Vec<String> = keys.iter().take(MAX_KEYS).map(|k| k.to_string()).collect();
+    texts.sort_unstable();
+    let mut digest = Sha256::new();
+    for t in &texts {
+        // Length-prefixed, so no two different lists hash the same input.
+        digest.update((t.len() as u64).to_be_bytes());
+        digest.update(t.as_bytes());
+    }
     for k in keys.iter().take(MAX_KEYS) {
         let Ok(raw) = serde_json::from_value::<RawJwk>(k.clone()) else {
             // Not even the common fields parse: remember the kid if there is a string one.
@@ -238,7 +250,7 @@ pub(crate) fn parse_jwks(doc: &[u8]) -> Result<KeySet, JwksError> {
         };
         entries.push(JwksEntry { key: usable_key(&raw), kid: raw.kid });
     }
-    Ok(KeySet { entries })
+    Ok(KeySet { entries, fingerprint: digest.finalize().into() })
 }
 
 /// The jsonwebtoken algorithm for a policy algorithm.
@@ -310,6 +322,16 @@ mod tests {
         let enc = a.replace(r#""kid":"r""#, r#""kid":"e","use":"enc""#);
         a.push(' ');
         assert!(matches!(set(&[a, enc]).select(JwtAlgorithm::RS256, None), Selection::Keys(k) if k.len() == 1));
+    }
+
+    #[test]
+    fn fingerprint_follows_the_keys_not_their_order() {
+        let a = rsa_jwk("");
+        let b = a.replace(r#""kid":"r""#, r#""kid":"r2""#);
+        let ab = set(&[a.clone(), b.clone()]).fingerprint;
+        assert_eq!(ab, set(&[b.clone(), a.clone()]).fingerprint);
+        assert_ne!(ab, set(&[a.clone()]).fingerprint);
+        assert_ne!(set(&[a]).fingerprint, set(&[b]).fingerprint);
     }
 
     #[test]

@@ -8,9 +8,17 @@
 //! 4. the header's `alg` must be one of that issuer's configured asymmetric algorithms;
 //! 5. a key from the issuer's JWKS whose `kid`, `kty`/curve, `alg`, `use` and `key_ops` fit (see [`jwks`]);
 //!    without a `kid` the issuer must have exactly one fitting key;
-//! 6. jsonwebtoken checks the signature, the presence of iss, aud, exp and iat, and iss/aud;
-//! 7. this module re-checks iss and aud, checks exp, iat and (when present: it is optional, and most IdPs' access
-//!    tokens carry none) nbf at the app's clock, the maximum age and the subject claim on the verified claims.
+//! 6. jsonwebtoken checks the signature, the presence of iss, exp and iat, iss, and (when the issuer's audience
+//!    claim is `aud`) the presence and value of aud;
+//! 7. this module re-checks iss and the audience claim (`aud`, or another such as Cognito's `client_id`), checks
+//!    exp, iat and (when present: it is optional, and most IdPs' access tokens carry none) nbf at the app's clock,
+//!    the maximum age, the subject claim and the issuer's required claims on the verified claims.
+//!
+//! Member names must be unique in the header and the payload (a duplicate is `Malformed`), so this module,
+//! jsonwebtoken and any other reader of the token see the same claims.
+//!
+//! A successful verification also says how long a decision resting on it may be reused ([`VerifiedJwt::valid_until`])
+//! and [`JwtVerifier::generation`] tells a cache when any issuer's key set changed.
 //!
 //! Nothing here logs the token, the Authorization header or claim values other than the issuer; errors carry
 //! fixed texts only.
@@ -21,8 +29,9 @@ mod jwks;
 mod token;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::sources::JwksFetcher;
 use jsonwebtoken::errors::ErrorKind;
@@ -46,8 +55,13 @@ pub struct JwtConfig {
     /// partner's endpoint. A partner's key rotation is picked up within this time.
     pub unknown_kid_cooldown: Duration,
     /// Known keys are re-fetched once they are this old, so a key the partner withdrew stops verifying without a
-    /// token ever naming an unknown `kid`. A failed refresh keeps the old keys.
+    /// token ever naming an unknown `kid`. A failed refresh keeps the old keys, for at most `jwks_max_stale`.
     pub jwks_max_age: Duration,
+    /// How long past `jwks_max_age` keys whose refresh keeps failing still verify. Riding out a partner's JWKS
+    /// outage keeps its callers working, but without a bound an endpoint that stays unreachable (or is made so)
+    /// would keep a key the partner withdrew valid for ever; past `jwks_max_age + jwks_max_stale` the issuer's tokens
+    /// are refused ([`JwtError::KeysUnavailable`]) until a fetch succeeds.
+    pub jwks_max_stale: Duration,
 }
 
 impl Default for JwtConfig {
@@ -56,6 +70,7 @@ impl Default for JwtConfig {
             max_token_bytes: 8192,
             unknown_kid_cooldown: Duration::from_secs(60),
             jwks_max_age: Duration::from_secs(3600),
+            jwks_max_stale: Duration::from_secs(3600),
         }
     }
 }
@@ -89,10 +104,16 @@ pub enum JwtError {
     KeysUnavailable,
     #[error("signature does not verify")]
     BadSignature,
-    /// The claim's name (the configured subject claim is reported as `subject`).
+    /// The claim's name (the configured subject claim is reported as `subject`, an audience claim other than `aud`
+    /// as `audience`).
     #[error("required claim {0} missing")]
     MissingClaim(&'static str),
-    /// The claim's name (the configured subject claim is reported as `subject`).
+    /// One of the issuer's `required_claims` is absent (or null); carries the claim's name from the policy, never a
+    /// value.
+    #[error("required claim {0} missing")]
+    MissingRequiredClaim(String),
+    /// The claim's name (the configured subject claim is reported as `subject`, an audience claim other than `aud`
+    /// as `audience`).
     #[error("claim {0} has the wrong type or form")]
     InvalidClaim(&'static str),
     #[error("iss does not match")]
@@ -119,8 +140,12 @@ pub struct VerifiedJwt {
     /// SHA-256 of the token bytes: the decision cache's key, so a cached decision is only reused for exactly
     /// this token.
     pub token_sha256: [u8; 32],
-    /// The token's `exp` (Unix seconds): no cached decision may outlive it.
+    /// The token's `exp` (Unix seconds).
     pub expires_at: u64,
+    /// Until when a decision resting on this verification may be reused: the earliest of `exp`, `iat` + the issuer's
+    /// maximum token age, and the time the issuer's keys are due for a refresh (so a key withdrawn at that refresh
+    /// is not kept alive by a cached decision). At or after it the token must be verified again.
+    pub valid_until: SystemTime,
 }
 
 /// One configured issuer, with everything prepared at construction.
@@ -137,6 +162,8 @@ pub struct JwtVerifier {
     issuers: HashMap<String, IssuerEntry>,
     fetcher: Arc<dyn JwksFetcher>,
     cfg: JwtConfig,
+    /// Bumped whenever a fetch replaces an issuer's key set with a different one (see [`JwtVerifier::generation`]).
+    key_changes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -157,38 +184,55 @@ impl JwtVerifier {
     /// Prepares a verifier for every issuer of `policy`. No network call happens here: each issuer's JWKS is
     /// fetched on the first token that names it, so a partner's outage cannot fail a cold start.
     pub fn new(policy: Arc<Policy>, fetcher: Arc<dyn JwksFetcher>, cfg: JwtConfig) -> Self {
+        let key_changes = Arc::new(AtomicU64::new(0));
         let mut issuers = HashMap::new();
         for iss in policy.issuers() {
             let leeway = iss.leeway.as_secs();
+            // jsonwebtoken knows `aud` only: with another audience claim it neither requires nor checks `aud`, and
+            // `claims` checks the configured claim (and any `aud` present) itself.
+            let aud_is_standard = iss.audience_claim == "aud";
             let mut validations = HashMap::new();
             for &alg in &iss.algorithms {
                 let mut v = Validation::new(jwt_alg(alg));
                 // jsonwebtoken checks the signature, presence, aud and iss here. Times (exp, nbf, iat) are checked
                 // in `claims` against the injected clock: jsonwebtoken would read the system clock.
-                v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+                if aud_is_standard {
+                    v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+                    v.set_audience(&iss.audiences);
+                } else {
+                    v.set_required_spec_claims(&["iss", "exp", "iat"]);
+                }
+                v.validate_aud = aud_is_standard;
                 v.validate_exp = false;
                 v.validate_nbf = false;
-                v.validate_aud = true;
                 v.leeway = leeway;
                 v.set_issuer(&[iss.issuer.as_str()]);
-                v.set_audience(&iss.audiences);
                 validations.insert(alg, v);
             }
             let entry = IssuerEntry {
                 rules: ClaimRules {
                     issuer: iss.issuer.clone(),
                     audiences: iss.audiences.clone(),
+                    audience_claim: iss.audience_claim.clone(),
                     subject_claim: iss.subject_claim.clone(),
+                    required_claims: iss.required_claims.clone(),
                     leeway,
                     max_age: iss.max_token_age.as_secs(),
                 },
                 algorithms: iss.algorithms.clone(),
                 validations,
-                keys: IssuerKeys::new(&iss.issuer, &iss.jwks_url),
+                keys: IssuerKeys::new(&iss.issuer, &iss.jwks_url, key_changes.clone()),
             };
             issuers.insert(iss.issuer.clone(), entry);
         }
-        JwtVerifier { issuers, fetcher, cfg }
+        JwtVerifier { issuers, fetcher, cfg, key_changes }
+    }
+
+    /// Moves whenever a refresh replaced an issuer's key set with a different one (the first fetch of an issuer
+    /// does not count: nothing verified before it). A decision cache compares it before and after a verification,
+    /// and on reuse, so a decision made under keys that were since withdrawn is never served.
+    pub fn generation(&self) -> u64 {
+        self.key_changes.load(Ordering::Acquire)
     }
 
     /// Verifies a compact JWS (the part after `Bearer `) at time `now` and returns who it identifies.
@@ -231,11 +275,18 @@ impl JwtVerifier {
             return Err(JwtError::BadSignature);
         };
         let checked = claims::check(&claims, &issuer.rules, unix_secs(now))?;
+        // `claims` bounds every time it accepts, so this cannot overflow; if it could, the token is refused rather
+        // than the process panicking.
+        let usable_until =
+            UNIX_EPOCH.checked_add(Duration::from_secs(checked.usable_until)).ok_or(JwtError::InvalidClaim("exp"))?;
+        let keys_due = (snap.fetched_at + self.cfg.jwks_max_age).saturating_duration_since(Instant::now());
+        let valid_until = now.checked_add(keys_due).map_or(usable_until, |due| usable_until.min(due));
         Ok(VerifiedJwt {
             issuer: issuer.rules.issuer.clone(),
             subject: checked.subject,
             token_sha256: Sha256::digest(token.as_bytes()).into(),
             expires_at: checked.expires_at,
+            valid_until,
         })
     }
 
@@ -266,6 +317,9 @@ impl JwtVerifier {
     }
 
     /// A key snapshot in which `select(alg, kid)` finds keys, refetching the JWKS where the rules allow it.
+    ///
+    /// Keys older than `jwks_max_age + jwks_max_stale` (every refresh since has failed) are not used at all: the
+    /// issuer's tokens get [`JwtError::KeysUnavailable`] until a fetch succeeds.
     async fn keys_for(
         &self,
         issuer: &IssuerEntry,
@@ -277,14 +331,17 @@ impl JwtVerifier {
         if let Some(s) = issuer.keys.snapshot() {
             issuer.keys.refresh_if_old(fetcher, &s, self.cfg.jwks_max_age, cooldown).await;
         }
+        let usable_for = self.cfg.jwks_max_age.saturating_add(self.cfg.jwks_max_stale);
         let mut refetched = false;
         loop {
-            let Some(snap) = issuer.keys.snapshot() else {
+            let current = issuer.keys.snapshot();
+            let Some(snap) = current.clone().filter(|s| s.fetched_at.elapsed() <= usable_for) else {
                 if refetched {
                     return Err(JwtError::KeysUnavailable);
                 }
                 refetched = true;
-                match issuer.keys.refetch_on_miss(fetcher, 0, cooldown).await {
+                let seen = current.map_or(0, |s| s.generation);
+                match issuer.keys.refetch_on_miss(fetcher, seen, cooldown).await {
                     Refetch::Updated => continue,
                     Refetch::CoolingDown | Refetch::Failed => return Err(JwtError::KeysUnavailable),
                 }

@@ -1,12 +1,13 @@
 //! Structural parsing of a compact JWS, before any key is touched.
 //!
-//! Everything here works on attacker-controlled bytes, so it only splits, base64url-decodes and JSON-parses, with
-//! no indexing that could panic. The result is *unverified*: it is used to pick the issuer configuration and the
+//! Everything here works on attacker-controlled bytes, so it only splits, base64url-decodes and JSON-parses (refusing
+//! duplicate member names), with no indexing that could panic. The result is *unverified*: it is used to pick the issuer configuration and the
 //! key, never as an identity. jsonwebtoken's `dangerous::` decoders are deliberately not used, so that the only
 //! claims this crate ever trusts come out of `jsonwebtoken::decode` after the signature check.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::JwtError;
@@ -27,11 +28,86 @@ fn is_b64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// Decodes one base64url segment into a JSON object.
+/// A JSON value in which no object names a member twice, at any depth.
+///
+/// RFC 7515 §4 and RFC 7519 §4 let a recipient either reject a header or claims set with duplicate member names or
+/// take the last one. `serde_json::Value` silently keeps the last, while other parsers (the partner's, a WAF's, a
+/// log pipeline's) may keep the first: two readers of one token could then disagree about its `alg`, `kid`, `iss` or
+/// `sub`. Refusing duplicates outright makes every reader see the same token. Member names are compared after JSON
+/// unescaping, so `"\u0069ss"` duplicates `"iss"`.
+struct UniqueMembers(Value);
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueMembers)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value without duplicate member names")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        // serde_json never yields a non-finite number from text; refuse rather than invent one if it did.
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(UniqueMembers(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if out.contains_key(&name) {
+                // The text names no member: it may be a claim an operator's log should not see.
+                return Err(de::Error::custom("duplicate member name"));
+            }
+            let UniqueMembers(v) = map.next_value()?;
+            out.insert(name, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Decodes one base64url segment into a JSON object whose member names are unique at every depth.
 fn decode_object(segment: &str) -> Result<Map<String, Value>, JwtError> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| JwtError::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
+    match serde_json::from_slice::<UniqueMembers>(&bytes) {
+        Ok(UniqueMembers(Value::Object(m))) => Ok(m),
         _ => Err(JwtError::Malformed),
     }
 }
@@ -120,6 +196,30 @@ mod tests {
         }
         let h = enc(r#"{"alg":"RS256","crit":[]}"#);
         assert_eq!(parse(&format!("{h}.{p}.c2ln")).unwrap_err(), JwtError::CritHeader);
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused_at_any_depth() {
+        let p = enc(r#"{"iss":"x"}"#);
+        let h = enc(r#"{"alg":"RS256"}"#);
+        for header in [
+            r#"{"alg":"RS256","alg":"RS256"}"#,
+            r#"{"alg":"none","alg":"RS256"}"#,
+            r#"{"alg":"RS256","kid":"a","kid":"b"}"#,
+            r#"{"alg":"RS256","\u0061lg":"ES256"}"#,
+            r#"{"alg":"RS256","x":{"y":1,"y":2}}"#,
+        ] {
+            assert_eq!(parse(&format!("{}.{p}.c2ln", enc(header))).unwrap_err(), JwtError::Malformed, "{header}");
+        }
+        for payload in
+            [r#"{"iss":"x","iss":"y"}"#, r#"{"iss":"x","\u0069ss":"y"}"#, r#"{"iss":"x","a":[{"b":1,"b":1}]}"#]
+        {
+            assert_eq!(parse(&format!("{h}.{}.c2ln", enc(payload))).unwrap_err(), JwtError::Malformed, "{payload}");
+        }
+        // Same names in different objects are not duplicates; values keep their types.
+        let ok = parse(&format!("{h}.{}.c2ln", enc(r#"{"iss":"x","a":{"iss":1.5,"n":null,"t":[true,-1]}}"#)));
+        let claims = ok.unwrap().claims;
+        assert_eq!(claims["a"], serde_json::json!({"iss":1.5,"n":null,"t":[true,-1]}));
     }
 
     proptest! {
