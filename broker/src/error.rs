@@ -72,7 +72,8 @@ pub enum BrokerError {
         /// What the caller is told to wait.
         retry_after: Duration,
     },
-    /// Cognito refused our own client credentials even after one refresh.
+    /// Cognito refused our own client credentials even after one refresh, or the credentials are held back
+    /// because Cognito refused them and the store still holds them.
     #[error("upstream refused our client credentials")]
     UpstreamInvalidClient,
     /// Cognito answered something we cannot pass on (bad shape, extra scopes, an error we did not expect).
@@ -140,6 +141,36 @@ impl BrokerError {
         }
     }
 
+    /// Whether a quota charge taken for this request is given back when it fails this way.
+    ///
+    /// Yes for outages that are nobody's doing and pass (the 503s after the charge: the credential store or Cognito
+    /// down, slow, throttling, the breaker open, no time left). No for failures that the same request would meet
+    /// again (the 502s: a secret Cognito refuses, a missing or malformed parameter, an answer the broker cannot use,
+    /// a token longer-lived than the caller may hold): refunding those would make every retry free, so a caller could
+    /// spend Cognito's account-wide rate and SSM's read rate without limit while its quota never moved. Keeping the
+    /// charge lets the quota bound how often a failing request reaches them. The other variants happen before any
+    /// charge and answer `false`.
+    pub(crate) fn refunds_charge(&self) -> bool {
+        match self {
+            BrokerError::CredentialsUnavailable | BrokerError::UpstreamUnavailable { .. } => true,
+            BrokerError::CredentialsMisconfigured
+            | BrokerError::UpstreamInvalidClient
+            | BrokerError::UpstreamBadResponse(_)
+            | BrokerError::TokenLifetimeTooLong => false,
+            BrokerError::MethodNotAllowed
+            | BrokerError::UnsupportedMediaType
+            | BrokerError::PayloadTooLarge
+            | BrokerError::InvalidRequest(_)
+            | BrokerError::UnsupportedGrantType
+            | BrokerError::InvalidScope(_)
+            | BrokerError::InvalidClient
+            | BrokerError::MissingContext(_)
+            | BrokerError::AccessDenied(_)
+            | BrokerError::QuotaExhausted { .. }
+            | BrokerError::QuotaUnavailable => false,
+        }
+    }
+
     /// A short, fixed, log- and metric-safe name for why the request was refused (the EMF `Reason` dimension).
     pub fn code(&self) -> &'static str {
         match self {
@@ -204,6 +235,22 @@ mod tests {
             for word in ["dynamo", "ssm", "cognito", "table", "parameter store", "amazoncognito"] {
                 assert!(!d.contains(word), "{e:?} names {word}");
             }
+        }
+    }
+
+    #[test]
+    fn only_passing_outages_refund_the_charge() {
+        assert!(BrokerError::CredentialsUnavailable.refunds_charge());
+        assert!(BrokerError::UpstreamUnavailable { reason: "upstream_5xx", retry_after: Duration::from_secs(2) }
+            .refunds_charge());
+        for e in [
+            BrokerError::CredentialsMisconfigured,
+            BrokerError::UpstreamInvalidClient,
+            BrokerError::UpstreamBadResponse("upstream refused the approved scopes"),
+            BrokerError::TokenLifetimeTooLong,
+        ] {
+            assert!(!e.refunds_charge(), "{e:?}");
+            assert_eq!(e.answer().status, 502, "{e:?}");
         }
     }
 

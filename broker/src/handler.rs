@@ -9,7 +9,11 @@
 //!    can never turn into a token (defence in depth, 403 `access_denied`).
 //! 3. Request grammar, then the body's `client_id` against the caller, then scopes. All before any quota or network.
 //! 4. Token reuse (when the caller has it on): a hit costs no quota, since quota meters Cognito grants.
-//! 5. Quota charge (fails closed), credentials, the Cognito call; any failure after the charge refunds it.
+//! 5. Quota charge (fails closed), credentials, the Cognito call. A failure after the charge refunds it only when it
+//!    is a passing outage (a 503: the credential store or Cognito down, slow or throttling, the breaker open); a
+//!    failure the same request would meet again (a 502: a refused secret, missing credentials, an unusable answer)
+//!    keeps it, so retrying a failing request is metered like any other attempt to reach Cognito
+//!    ([`BrokerError::refunds_charge`]). The refund gets only the time left before the Lambda's deadline.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +30,7 @@ use crate::app::App;
 use crate::credentials::CredentialError;
 use crate::error::{BrokerError, RETRY_AFTER_UPSTREAM};
 use crate::metrics::InvocationMetrics;
-use crate::quota::QuotaOutcome;
+use crate::quota::{Charge, QuotaError, QuotaOutcome};
 use crate::request;
 use crate::response;
 use crate::reuse::ReuseKey;
@@ -154,16 +158,42 @@ async fn process(
             Ok(grant)
         }
         Err(e) => {
-            // No token left the broker: give the quota back. A refund that fails costs the caller one grant, which
-            // is the safe direction.
-            match broker.quotas.refund(&charge).await {
-                Ok(()) => trace.quota = "refunded",
-                Err(re) => {
-                    trace.quota = "refund_failed";
-                    tracing::warn!(error = %re, "quota refund failed");
-                }
+            if e.refunds_charge() {
+                refund(broker, &charge, deadline, trace).await;
             }
             Err(e)
+        }
+    }
+}
+
+/// Time kept back from the Lambda deadline after a refund, to log, write the metrics and return the answer.
+const ANSWER_RESERVE: Duration = Duration::from_millis(100);
+
+/// Gives a charge back, within the time left before the deadline (less [`ANSWER_RESERVE`]); skipped when none is
+/// left. The attempts already ran up to shortly before the deadline, and the store's own budget (1.5 s per counter)
+/// would outlast it: the runtime would then kill the invocation and API Gateway answer an unshaped error. A refund
+/// that fails, is cut short or is skipped costs the caller one grant, which is the safe direction.
+async fn refund(broker: &App, charge: &Charge, deadline: Option<Instant>, trace: &mut Trace) {
+    let result = match deadline {
+        None => broker.quotas.refund(charge).await,
+        Some(d) => {
+            let left = d.checked_duration_since(Instant::now()).and_then(|l| l.checked_sub(ANSWER_RESERVE));
+            let Some(budget) = left.filter(|b| !b.is_zero()) else {
+                trace.quota = "refund_skipped";
+                tracing::warn!("quota refund skipped: no time left before the Lambda deadline");
+                return;
+            };
+            match tokio::time::timeout(budget, broker.quotas.refund(charge)).await {
+                Ok(r) => r,
+                Err(_) => Err(QuotaError::Unavailable("refund cut at the Lambda deadline".into())),
+            }
+        }
+    };
+    match result {
+        Ok(()) => trace.quota = "refunded",
+        Err(re) => {
+            trace.quota = "refund_failed";
+            tracing::warn!(error = %re, "quota refund failed");
         }
     }
 }
@@ -196,7 +226,7 @@ async fn obtain(
     trace: &mut Trace,
 ) -> Result<Grant, BrokerError> {
     let app = caller.cognito_client.as_str();
-    let mut creds = broker.credentials.get(app).await.map_err(credential_error)?;
+    let mut creds = broker.credentials.get(app).await.map_err(|e| credential_error(app, e, trace))?;
     let mut refreshed = false;
     let token = loop {
         let started = Instant::now();
@@ -209,7 +239,12 @@ async fn obtain(
                 tracing::warn!(app_client = app, "token endpoint refused our client secret; refreshing it once");
                 refreshed = true;
                 trace.metrics.credential_refreshes += 1;
-                creds = broker.credentials.refresh_rejected(app, &creds).await.map_err(credential_error)?;
+                creds = broker.credentials.refresh_rejected(app, &creds).await.map_err(|e| {
+                    if e == CredentialError::Refused {
+                        trace.metrics.upstream_errors += 1;
+                    }
+                    credential_error(app, e, trace)
+                })?;
             }
             Err(UpstreamError::InvalidClient) => {
                 trace.metrics.upstream_errors += 1;
@@ -248,8 +283,16 @@ async fn obtain(
     Ok(Grant { access_token: token.access_token, expires_in: token.expires_in, scope: token.scope })
 }
 
-fn credential_error(e: CredentialError) -> BrokerError {
+fn credential_error(app: &str, e: CredentialError, trace: &mut Trace) -> BrokerError {
     match e {
+        CredentialError::Refused => {
+            trace.metrics.invalid_client_alarm = true;
+            tracing::error!(
+                app_client = app,
+                "token endpoint refuses the client secret the credential store holds; not sending it again for now"
+            );
+            BrokerError::UpstreamInvalidClient
+        }
         CredentialError::Unavailable(_) => {
             tracing::warn!(error = %e, "credentials unavailable and none cached");
             BrokerError::CredentialsUnavailable

@@ -3,12 +3,19 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use async_trait::async_trait;
 use support::*;
 use tb_broker::metric_names as names;
-use tb_broker::CacheConfig;
+use tb_broker::{
+    CacheConfig, Charge, DynamoQuotaConfig, DynamoQuotaStore, MemoryQuotaStore, QuotaError, QuotaOutcome, QuotaStore,
+};
 use tb_devkit::cognito::ThrottleStyle;
+use tb_shared::ids::CallerId;
+use tb_shared::policy::QuotaWindow;
 
 const GRANT: &str = "grant_type=client_credentials";
 
@@ -212,8 +219,9 @@ async fn rotated_secret_causes_exactly_one_refetch() {
     assert_eq!(h.store_reads(), 2);
 }
 
-/// GIVEN Cognito's secret changed but the store still holds the old one THEN after one refetch Cognito still refuses:
-/// 502 server_error, the alarm metric, and no second refetch.
+/// GIVEN Cognito's secret changed but the store still holds the old one THEN the one refetch reads the refused secret
+/// again, so Cognito is not asked a second time: 502 server_error, the alarm metric, and the charge kept (asking
+/// again would fail the same way, so the attempt counts).
 #[tokio::test]
 async fn still_refused_after_refetch_is_502_with_alarm() {
     let mut h = Harness::start().await;
@@ -221,9 +229,123 @@ async fn still_refused_after_refetch_is_502_with_alarm() {
     let r = h.post("limited-svc", GRANT).await;
     assert_error(&r, 502, "server_error");
     assert_eq!(h.store_reads(), 2, "the first read and exactly one refetch");
-    assert_eq!(h.standin.token_requests(), 2);
+    assert_eq!(h.standin.token_requests(), 1, "the refetched secret is the refused one: not sent again");
     assert_eq!(h.metric_total(names::INVALID_CLIENT_ALARM), 1.0);
-    let caller = tb_shared::ids::CallerId::try_from("limited-svc").unwrap();
-    let day = h.broker.policy.caller(&caller).unwrap().quotas[0].clone();
-    assert_eq!(h.quotas.count(&caller, &day, SystemTime::now()), 0, "refunded");
+    assert_eq!(h.charged("limited-svc"), 1, "a refused secret is not refunded");
+}
+
+/// GIVEN the store holds a secret Cognito refuses and a caller allowed one grant a day WHEN it asks 100 times THEN
+/// the first answer is a 502 that keeps its charge and the other 99 are 429: one Cognito call and two store reads in
+/// all, however often the caller retries.
+#[tokio::test]
+async fn refused_secret_is_metered_so_retries_hit_the_quota() {
+    let mut h = Harness::start().await;
+    h.rotate("once", false);
+    let mut statuses = BTreeMap::new();
+    for _ in 0..100 {
+        *statuses.entry(h.post("once-svc", GRANT).await.status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, BTreeMap::from([(429, 99), (502, 1)]));
+    assert_eq!(h.standin.token_requests(), 1);
+    assert_eq!(h.store_reads(), 2);
+    assert_eq!(h.charged("once-svc"), 1);
+}
+
+/// GIVEN the store holds a secret Cognito refuses and a caller with plenty of quota WHEN it asks 100 times THEN every
+/// answer is a 502 but the refused secret is held back for `retry_after_failure`: one Cognito call and two store
+/// reads in all, and every attempt is charged. WHEN the operator then fixes the store THEN the broker picks the new
+/// secret up once the hold has passed, with one more store read.
+#[tokio::test]
+async fn refused_secret_is_held_back_then_a_fixed_store_is_picked_up() {
+    let hold = Duration::from_millis(1500);
+    let cache = CacheConfig { retry_after_failure: hold, ..CacheConfig::default() };
+    let mut h = Harness::with(Options { credentials_cache: cache, ..Options::default() }).await;
+    let right = h.rotate("orders", false);
+    let started = Instant::now();
+    for _ in 0..100 {
+        assert_error(&h.post("order-svc", GRANT).await, 502, "server_error");
+    }
+    assert!(
+        started.elapsed() < hold,
+        "the loop outlived the hold ({:?}); the counts below assume it",
+        started.elapsed()
+    );
+    assert_eq!(h.standin.token_requests(), 1, "the refused secret is not sent again while held");
+    assert_eq!(h.store_reads(), 2, "the first read and one refetch, not one per request");
+    assert_eq!(h.metric_total(names::INVALID_CLIENT_ALARM), 100.0);
+    assert_eq!(h.charged("order-svc"), 100, "refused attempts are not refunded");
+
+    h.store.insert("orders", creds_for(&h.standin, client_id_of("orders"), &right));
+    tokio::time::sleep(hold + Duration::from_millis(200)).await;
+    let r = h.post("order-svc", GRANT).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(h.store_reads(), 3);
+    assert_eq!(h.standin.token_requests(), 3, "the held secret tried once more, then the fixed one");
+    assert_eq!(h.post("order-svc", GRANT).await.status, 200);
+    assert_eq!(h.store_reads(), 3);
+}
+
+/// GIVEN a missing credentials parameter (an operator error) THEN each attempt keeps its charge and the store is not
+/// read again on every request.
+#[tokio::test]
+async fn missing_credentials_are_metered_and_not_reread_per_request() {
+    let h = Harness::start().await;
+    h.store.remove("limited");
+    for _ in 0..3 {
+        assert_error(&h.post("limited-svc", GRANT).await, 502, "server_error");
+    }
+    assert_error(&h.post("limited-svc", GRANT).await, 429, "temporarily_unavailable");
+    assert_eq!(h.charged("limited-svc"), 3);
+    assert_eq!(h.store_reads(), 1, "the missing parameter is remembered for retry_after_failure");
+    assert_eq!(h.standin.token_requests(), 0);
+}
+
+// ---------------------------------------------------------------- the refund and the deadline
+
+/// Charges in memory and refunds through DynamoDB at an endpoint that accepts connections and never answers.
+struct SilentRefunds {
+    charges: MemoryQuotaStore,
+    refunds: DynamoQuotaStore,
+}
+
+#[async_trait]
+impl QuotaStore for SilentRefunds {
+    async fn try_charge(
+        &self,
+        caller: &CallerId,
+        windows: &[QuotaWindow],
+        now: SystemTime,
+    ) -> Result<QuotaOutcome, QuotaError> {
+        self.charges.try_charge(caller, windows, now).await
+    }
+    async fn refund(&self, charge: &Charge) -> Result<(), QuotaError> {
+        self.refunds.refund(charge).await
+    }
+}
+
+/// GIVEN a Lambda with 3.6 s left, Cognito slower than that, and a quota table that stops answering after the
+/// charge THEN the refund gets only the time left before the deadline: the 503 comes back before it (the charge
+/// stays, the safe direction).
+#[tokio::test]
+async fn refund_is_cut_to_the_lambda_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let sdk = tb_devkit::moto::sdk_config_at(&endpoint, tb_devkit::moto::REGION).await;
+    let store = Arc::new(SilentRefunds {
+        charges: MemoryQuotaStore::new(),
+        refunds: DynamoQuotaStore::from_sdk_config(&sdk, DynamoQuotaConfig::new("quota")),
+    });
+    let h = Harness::with(Options { quota_store: Some(store.clone()), ..Options::default() }).await;
+    h.standin.faults().set_delay(Duration::from_secs(10));
+    let deadline = SystemTime::now() + Duration::from_millis(3600);
+    let started = Instant::now();
+    let r = h.send_with_deadline(request(Some("limited-svc"), GRANT), deadline).await;
+    let took = started.elapsed();
+    assert_error(&r, 503, "temporarily_unavailable");
+    assert!(SystemTime::now() < deadline, "answered after the deadline ({took:?})");
+    assert_eq!(h.standin.token_requests(), 1);
+    let who = CallerId::try_from("limited-svc").unwrap();
+    let day = h.broker.policy.caller(&who).unwrap().quotas[0].clone();
+    assert_eq!(store.charges.count(&who, &day, SystemTime::now()), 1, "the lost refund over-counts");
+    drop(listener);
 }

@@ -303,6 +303,44 @@ async fn spoofed_caller_ids_never_change_the_caller() {
     assert_eq!(h.standin.token_requests_for("orders-client"), 1);
 }
 
+/// GIVEN the event as the runtime hands it over (JSON) carrying another caller's client certificate in
+/// `requestContext.identity.clientCert` THEN the certificate changes nothing: the caller is the one in
+/// `requestContext.authorizer`, and without an authorizer context the request is a 500 like any other.
+#[tokio::test]
+async fn spoofed_client_certificate_in_the_identity_is_ignored() {
+    let h = Harness::start().await;
+    let ca = tb_devkit::pki::TestCa::root("Spoofing CA").unwrap();
+    let other = ca.issue_client().san_uri("spiffe://test/other-svc").cn("other-svc").build().unwrap();
+    let with_cert = |caller: Option<&str>, body: &str| -> aws_lambda_events::apigw::ApiGatewayProxyRequest {
+        let mut event = serde_json::to_value(request(caller, body)).unwrap();
+        event["requestContext"]["identity"]["clientCert"] = serde_json::json!({
+            "clientCertPem": other.pem,
+            "subjectDN": "CN=other-svc",
+            "issuerDN": "CN=Spoofing CA",
+            "serialNumber": "01",
+            "validity": { "notBefore": "Jan 1 00:00:00 2020 GMT", "notAfter": "Jan 1 00:00:00 2099 GMT" },
+        });
+        event["requestContext"]["identity"]["caller"] = serde_json::json!("other-svc");
+        serde_json::from_value(event).unwrap()
+    };
+
+    let r = h.send(with_cert(Some("order-svc"), GRANT)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["scope"], "api/read", "order-svc's default, not other-svc's api/admin");
+    assert_eq!(h.standin.verify_access_token(r.token()).unwrap().client_id, "orders-client");
+    assert_error(
+        &h.send(with_cert(Some("order-svc"), "grant_type=client_credentials&scope=api%2Fadmin")).await,
+        400,
+        "invalid_scope",
+    );
+
+    let r = h.send(with_cert(None, GRANT)).await;
+    assert_error(&r, 500, "server_error");
+    assert_eq!(h.standin.token_requests_for("others-client"), 0);
+    assert_eq!(h.standin.token_requests(), 1);
+    assert_eq!(h.metric_total(names::MISSING_CONTEXT_ALARM), 1.0);
+}
+
 /// GIVEN an event without any authorizer context, even one whose headers and body name a real caller THEN 500
 /// server_error, no upstream call, no credential read, and the missing-context alarm metric.
 #[tokio::test]
@@ -382,16 +420,152 @@ async fn failed_upstream_call_gives_its_count_back() {
 
 /// GIVEN a caller whose maximum token lifetime (600 s) is shorter than its app client's validity (3600 s) THEN the
 /// token is refused with 502 server_error and an alarm metric (a signed token cannot be shortened), and the charge
-/// is refunded.
+/// is kept: Cognito did issue a token, and every retry would make it issue another.
 #[tokio::test]
 async fn token_longer_than_the_callers_maximum_is_refused() {
     let h = Harness::start().await;
     let r = h.post("short-svc", GRANT).await;
     assert_error(&r, 502, "server_error");
     assert_eq!(h.metric_total(names::LIFETIME_ALARM), 1.0);
-    let caller = CallerId::try_from("short-svc").unwrap();
-    let day = h.broker.policy.caller(&caller).unwrap().quotas[0].clone();
-    assert_eq!(h.quotas.count(&caller, &day, SystemTime::now()), 0);
+    assert_eq!(h.charged("short-svc"), 1);
+}
+
+/// GIVEN two callers of one app client with token reuse on, one allowed 3600 s tokens and one 600 s THEN the
+/// short-lived caller is never handed the other's cached 3600 s token: while Cognito issues 3600 s tokens it gets
+/// 502; once the app client's validity is lowered to 600 s it gets a fresh token, which then also serves the
+/// long-lived caller (it fits that caller's maximum too).
+#[tokio::test]
+async fn shared_app_client_never_serves_a_cached_token_beyond_the_callers_maximum() {
+    let h = Harness::start().await;
+    let long = h.post("reuse-svc", GRANT).await;
+    assert_eq!((long.status, long.expires_in()), (200, 3600), "{}", long.body);
+
+    let refused = h.post("reuse-short-svc", GRANT).await;
+    assert_error(&refused, 502, "server_error");
+    assert_eq!(h.standin.token_requests(), 2, "the cached 3600 s token was not served; Cognito was asked");
+    assert_eq!(h.metric_total(names::REUSE_HITS), 0.0);
+
+    h.standin.upsert_client(
+        tb_devkit::cognito::StandinClient::new("reusers-client", h.secrets[2].clone(), &["api/read"])
+            .token_validity(Duration::from_secs(600)),
+    );
+    let short = h.post("reuse-short-svc", GRANT).await;
+    assert_eq!(short.status, 200, "{}", short.body);
+    assert_ne!(short.token(), long.token());
+    assert_eq!(short.expires_in(), 600);
+    assert_eq!(h.standin.token_requests(), 3);
+
+    let again = h.post("reuse-svc", GRANT).await;
+    assert_eq!(again.token(), short.token(), "the 600 s token fits the long-lived caller's maximum");
+    assert!(again.expires_in() < 600);
+    let short_again = h.post("reuse-short-svc", GRANT).await;
+    assert_eq!(short_again.token(), short.token());
+    assert!(short_again.expires_in() < 600);
+    assert_eq!(h.standin.token_requests(), 3);
+    assert_eq!(h.metric_total(names::REUSE_HITS), 2.0);
+}
+
+// ---------------------------------------------------------------- hostile upstream answers
+
+/// GIVEN a token endpoint that answers what no Cognito should (scopes beyond the request, wrong token type, bad
+/// expires_in, empty or oversized tokens, HTML, an oversized body, OAuth errors with text in them, a redirect to
+/// another server) THEN every answer is 502 server_error with a fixed description: none of the upstream's text
+/// reaches the caller, nothing is retried, a redirect is never followed (the Basic credentials stay where they
+/// were sent), and each attempt keeps its charge (the same configuration would fail the same way again).
+#[tokio::test]
+async fn hostile_upstream_answers_never_reach_the_caller() {
+    let h = Harness::start().await;
+    let upstream = CannedUpstream::start().await;
+    let elsewhere = CannedUpstream::start().await;
+    elsewhere.answer(Canned::json(200, r#"{"access_token":"x","token_type":"Bearer","expires_in":60}"#));
+    h.store.insert(
+        "hostile",
+        tb_broker::ClientCredentials {
+            client_id: "hostile-client".into(),
+            client_secret: secrecy::SecretString::from("hostile-secret-0123456789"),
+            token_url: upstream.token_url().parse().unwrap(),
+        },
+    );
+    const MARK: &str = "UPSTREAM-TEXT-MARK";
+    let token =
+        |fields: &str| format!(r#"{{"access_token":"{MARK}","token_type":"Bearer","expires_in":3600{fields}}}"#);
+    let cases: Vec<(&str, Canned)> = vec![
+        ("scope beyond the request", Canned::json(200, &token(r#","scope":"api/read api/write""#))),
+        ("scope malformed", Canned::json(200, &token(r#","scope":"api/read  api/write""#))),
+        (
+            "token type",
+            Canned::json(200, &format!(r#"{{"access_token":"{MARK}","token_type":"mac","expires_in":3600}}"#)),
+        ),
+        (
+            "expires_in string",
+            Canned::json(200, &format!(r#"{{"access_token":"{MARK}","token_type":"Bearer","expires_in":"3600"}}"#)),
+        ),
+        (
+            "expires_in zero",
+            Canned::json(200, &format!(r#"{{"access_token":"{MARK}","token_type":"Bearer","expires_in":0}}"#)),
+        ),
+        (
+            "expires_in negative",
+            Canned::json(200, &format!(r#"{{"access_token":"{MARK}","token_type":"Bearer","expires_in":-5}}"#)),
+        ),
+        ("empty token", Canned::json(200, r#"{"access_token":"","token_type":"Bearer","expires_in":3600}"#)),
+        (
+            "token of 17 KiB",
+            Canned::json(
+                200,
+                &format!(r#"{{"access_token":"{}","token_type":"Bearer","expires_in":3600}}"#, "a".repeat(17 * 1024)),
+            ),
+        ),
+        ("no token", Canned::json(200, r#"{"token_type":"Bearer","expires_in":3600}"#)),
+        (
+            "html",
+            Canned {
+                status: 200,
+                headers: vec![("content-type".into(), "text/html".into())],
+                body: format!("<html>{MARK}</html>").into_bytes(),
+            },
+        ),
+        ("body over 64 KiB", Canned::json(200, &token(&format!(r#","pad":"{}""#, "p".repeat(70 * 1024))))),
+        ("invalid_scope", Canned::json(400, &format!(r#"{{"error":"invalid_scope","error_description":"{MARK}"}}"#))),
+        (
+            "unauthorized_client",
+            Canned::json(400, &format!(r#"{{"error":"unauthorized_client","error_description":"{MARK}"}}"#)),
+        ),
+        ("invalid_grant", Canned::json(400, &format!(r#"{{"error":"invalid_grant","error_description":"{MARK}"}}"#))),
+        ("403", Canned::json(403, &format!(r#"{{"message":"{MARK}"}}"#))),
+        (
+            "redirect",
+            Canned {
+                status: 302,
+                headers: vec![("location".into(), elsewhere.token_url())],
+                body: MARK.as_bytes().to_vec(),
+            },
+        ),
+    ];
+    let n = cases.len();
+    for (name, canned) in cases {
+        upstream.answer(canned);
+        let r = h.post("hostile-svc", GRANT).await;
+        assert_eq!(r.outcome(), (502, "server_error"), "case {name:?}: {}", r.body);
+        assert_error(&r, 502, "server_error");
+        assert!(!r.body.contains(MARK), "case {name:?} leaked upstream text: {}", r.body);
+    }
+    assert_eq!(upstream.requests(), n, "one attempt per request: none of these is retried");
+    assert_eq!(elsewhere.requests(), 0, "a redirect is never followed");
+    assert_eq!(h.charged("hostile-svc"), n as u64, "an unusable answer is not refunded");
+    assert!(!h.broker.upstream.breaker_open(), "a working endpoint answering badly does not open the breaker");
+
+    // A usable token with members a caller must not see: only the four of a token response go out.
+    upstream.answer(Canned::json(
+        200,
+        &token(r#","scope":"api/read","refresh_token":"r","id_token":"i","issued_to":"internal-host.example""#),
+    ));
+    let r = h.post("hostile-svc", GRANT).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut keys: Vec<&String> = r.json.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["access_token", "expires_in", "scope", "token_type"]);
+    assert!(!r.body.contains("internal-host"));
 }
 
 // ---------------------------------------------------------------- token reuse

@@ -11,8 +11,17 @@
 //!   default), then requests fail
 //!   (the broker answers 503). While stale, the source is retried at most every `retry_after_failure`, so an outage
 //!   does not turn every request into a slow failing SSM call. `NotFound` and `Malformed` are answers, not outages:
-//!   a deleted or broken parameter is never papered over with an old value.
-//! - **Refresh on rotation**: when Cognito answers `invalid_client`, [`Credentials::refresh_rejected`] drops the cached value and fetches once; concurrent refreshes share that fetch.
+//!   a deleted or broken parameter is never papered over with an old value. They are remembered for
+//!   `retry_after_failure`, so a missing parameter costs one source call per interval, not one per request.
+//! - **Refresh on rotation**: when Cognito answers `invalid_client`, [`Credentials::refresh_rejected`] drops the
+//!   cached value and fetches once; concurrent refreshes share that fetch.
+//! - **Refused credentials are held back**: when that fetch returns the very credentials Cognito refused (the store
+//!   holds a wrong secret), they are remembered as refused for `retry_after_failure`. Meanwhile [`Credentials::get`]
+//!   and [`Credentials::refresh_rejected`] answer [`CredentialError::Refused`] without a source call, so the broker
+//!   sends Cognito nothing it knows will be refused: a caller retrying a failing request cannot turn each retry into
+//!   an SSM read and two Cognito calls (SSM's GetParameter rate and Cognito's 150 requests/s are shared by the whole
+//!   account). After the interval the cached value is tried once more, so a fix on either side (the store or the app
+//!   client) is picked up within `retry_after_failure`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +43,8 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// How long past its TTL the last good value may still be served while the source is unavailable.
     pub max_stale: Duration,
-    /// While serving stale, how often the source is tried again.
+    /// How often the source is tried again after a failure: while serving stale, after it answered that the
+    /// parameter is missing or malformed, and after it returned credentials Cognito had just refused.
     pub retry_after_failure: Duration,
     /// Most app clients held (there are a handful; the bound only guards against a bug).
     pub max_entries: u64,
@@ -74,12 +84,17 @@ impl Expiry<String, Arc<Entry>> for PerEntryExpiry {
     }
 }
 
-/// [`CredentialSource`] with a TTL cache, single flight, bounded stale serving and refresh on rotation.
+/// [`CredentialSource`] with a TTL cache, single flight, bounded stale serving, refresh on rotation and a hold on
+/// what the source answered wrongly.
 pub struct CachedCredentials<S> {
     source: S,
     config: CacheConfig,
     served: Cache<String, Arc<Entry>>,
     last_good: Cache<String, Arc<Good>>,
+    /// Credentials Cognito refused that the source, read again, still returned; kept for `retry_after_failure`.
+    refused: Cache<String, Arc<ClientCredentials>>,
+    /// `NotFound` or `Malformed` answers of the source; kept for `retry_after_failure`.
+    misconfigured: Cache<String, CredentialError>,
 }
 
 impl<S: CredentialSource> CachedCredentials<S> {
@@ -90,7 +105,10 @@ impl<S: CredentialSource> CachedCredentials<S> {
             .max_capacity(config.max_entries)
             .time_to_live(config.ttl.saturating_add(config.max_stale))
             .build();
-        Self { source, config, served, last_good }
+        let hold = config.retry_after_failure;
+        let refused = Cache::builder().max_capacity(config.max_entries).time_to_live(hold).build();
+        let misconfigured = Cache::builder().max_capacity(config.max_entries).time_to_live(hold).build();
+        Self { source, config, served, last_good, refused, misconfigured }
     }
 
     /// The wrapped source (tests count its calls).
@@ -100,14 +118,38 @@ impl<S: CredentialSource> CachedCredentials<S> {
 
     /// The broker's refresh after Cognito answered `invalid_client` to `rejected`: refetches only if the cache
     /// still holds those very credentials. When a burst of requests all fail with the old secret, the first one
-    /// refetches and the rest get the new value without another source call.
+    /// refetches and the rest get the new value without another source call. When the refetch returns `rejected`
+    /// again, they are held back as refused (see the module documentation) and the answer is
+    /// [`CredentialError::Refused`].
     pub(crate) async fn refresh_rejected(
         &self,
         app_client: &str,
         rejected: &ClientCredentials,
     ) -> Result<ClientCredentials, CredentialError> {
+        if self.is_refused(app_client, rejected).await {
+            // Already read again after this very refusal, and the store still held them. Another request may have
+            // loaded something newer since.
+            return match self.served.get(app_client).await {
+                Some(e) if !e.stale && !same(&e.creds, rejected) => Ok(e.creds.clone()),
+                _ => Err(CredentialError::Refused),
+            };
+        }
         self.drop_if(app_client, |e| e.stale || same(&e.creds, rejected)).await;
-        self.load_fresh(app_client).await
+        let fresh = self.load_fresh(app_client).await?;
+        if same(&fresh, rejected) {
+            tracing::warn!(
+                app_client,
+                hold_ms = self.config.retry_after_failure.as_millis() as u64,
+                "the credential store still holds the credentials the token endpoint refused; holding them back"
+            );
+            self.refused.insert(app_client.to_owned(), Arc::new(fresh)).await;
+            return Err(CredentialError::Refused);
+        }
+        Ok(fresh)
+    }
+
+    async fn is_refused(&self, app_client: &str, creds: &ClientCredentials) -> bool {
+        self.refused.get(app_client).await.is_some_and(|r| same(&r, creds))
     }
 
     /// Atomically (per key) removes the served entry when `pred` holds for it.
@@ -133,6 +175,9 @@ impl<S: CredentialSource> CachedCredentials<S> {
     }
 
     async fn cached(&self, app_client: &str) -> Result<Arc<Entry>, CredentialError> {
+        if let Some(e) = self.misconfigured.get(app_client).await {
+            return Err(e);
+        }
         self.served.try_get_with(app_client.to_owned(), self.load(app_client)).await.map_err(|e| (*e).clone())
     }
 
@@ -163,7 +208,10 @@ impl<S: CredentialSource> CachedCredentials<S> {
                 }
                 Err(CredentialError::Unavailable(reason))
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.misconfigured.insert(app_client.to_owned(), e.clone()).await;
+                Err(e)
+            }
         }
     }
 }
@@ -179,7 +227,11 @@ fn same(a: &ClientCredentials, b: &ClientCredentials) -> bool {
 #[async_trait]
 impl<S: CredentialSource> Credentials for CachedCredentials<S> {
     async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError> {
-        Ok(self.cached(app_client).await?.creds.clone())
+        let creds = self.cached(app_client).await?.creds.clone();
+        if self.is_refused(app_client, &creds).await {
+            return Err(CredentialError::Refused);
+        }
+        Ok(creds)
     }
     async fn refresh_rejected(
         &self,
@@ -289,7 +341,63 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(c.get("orders").await.unwrap_err(), CredentialError::NotFound);
         c.source().insert_raw("orders", SecretString::from("{not json".to_owned()));
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past retry_after_failure
         assert!(matches!(c.get("orders").await, Err(CredentialError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_missing_parameter_is_asked_again_only_after_retry_after_failure() {
+        let c = cache(short());
+        c.source().remove("orders");
+        for _ in 0..10 {
+            assert_eq!(c.get("orders").await.unwrap_err(), CredentialError::NotFound);
+        }
+        assert_eq!(c.source().calls(), 1);
+        c.source().insert("orders", creds("fixed-secret"));
+        assert_eq!(c.get("orders").await.unwrap_err(), CredentialError::NotFound, "still within the interval");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "fixed-secret");
+        assert_eq!(c.source().calls(), 2);
+    }
+
+    /// A long TTL and a short hold, so the hold is what expires.
+    fn hold(ttl: Duration, retry_after_failure: Duration) -> CacheConfig {
+        CacheConfig { ttl, retry_after_failure, ..CacheConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn refetch_returning_the_refused_credentials_holds_them_back() {
+        let c = cache(hold(Duration::from_secs(60), Duration::from_millis(800)));
+        let first = c.get("orders").await.unwrap();
+        assert_eq!(c.refresh_rejected("orders", &first).await.unwrap_err(), CredentialError::Refused);
+        assert_eq!(c.source().calls(), 2, "the first read and one refetch");
+        for _ in 0..10 {
+            assert_eq!(c.get("orders").await.unwrap_err(), CredentialError::Refused);
+            assert_eq!(c.refresh_rejected("orders", &first).await.unwrap_err(), CredentialError::Refused);
+        }
+        assert_eq!(c.source().calls(), 2, "held back: no source call");
+
+        // The operator fixes the store; after the hold the cached value is tried once more and, refused again,
+        // replaced by one refetch.
+        c.source().insert("orders", creds("fixed-secret"));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let retried = c.get("orders").await.unwrap();
+        assert_eq!(secret(&retried), "first-secret");
+        assert_eq!(secret(&c.refresh_rejected("orders", &retried).await.unwrap()), "fixed-secret");
+        assert_eq!(c.source().calls(), 3);
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "fixed-secret");
+    }
+
+    #[tokio::test]
+    async fn a_late_refusal_of_held_credentials_gets_what_the_store_holds_now() {
+        let c = cache(hold(Duration::from_millis(200), Duration::from_secs(60)));
+        let first = c.get("orders").await.unwrap();
+        assert_eq!(c.refresh_rejected("orders", &first).await.unwrap_err(), CredentialError::Refused);
+        c.source().insert("orders", creds("fixed-secret"));
+        tokio::time::sleep(Duration::from_millis(400)).await; // past the TTL: the next get reads the store
+        assert_eq!(secret(&c.get("orders").await.unwrap()), "fixed-secret", "new credentials are not held back");
+        assert_eq!(secret(&c.refresh_rejected("orders", &first).await.unwrap()), "fixed-secret");
+        assert_eq!(c.source().calls(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

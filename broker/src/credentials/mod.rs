@@ -42,6 +42,8 @@ pub enum CredentialError {
     NotFound,
     #[error("credential parameter is malformed: {0}")]
     Malformed(String),
+    #[error("the token endpoint refused these credentials and the store still holds them")]
+    Refused,
 }
 
 /// A credential store: reads an app client's credentials by the name the policy gives (`cognito_client`). SSM in
@@ -65,9 +67,13 @@ impl<T: CredentialSource + ?Sized> CredentialSource for std::sync::Arc<T> {
 #[async_trait]
 pub trait Credentials: Send + Sync {
     /// The app client's credentials, from the cache when fresh (or stale within bounds while the store is down).
+    /// [`CredentialError::Refused`] while the cached credentials are ones Cognito refused and the store, read again,
+    /// still held: sending them again would only be refused again.
     async fn get(&self, app_client: &str) -> Result<ClientCredentials, CredentialError>;
     /// Cognito refused `rejected`: read the app client's credentials from the store again. Refetches only if the
-    /// cache still holds `rejected`, so a burst of refusals costs one store read.
+    /// cache still holds `rejected`, so a burst of refusals costs one store read. When the store still holds
+    /// `rejected`, answers [`CredentialError::Refused`] and holds them back (see [`CacheConfig::retry_after_failure`]),
+    /// so a wrong secret in the store costs one store read and one Cognito call per hold, not per request.
     async fn refresh_rejected(
         &self,
         app_client: &str,

@@ -1,7 +1,9 @@
 //! Per-caller grant quotas over several fixed windows at once (e.g. per minute and per day).
 //!
 //! A grant is charged to every window of the caller in one atomic step: either every window had room and all are
-//! incremented, or none is. A failed upstream call refunds exactly what was charged.
+//! incremented, or none is. A request that then fails for a passing reason (an outage of the credential store or of
+//! Cognito) refunds exactly what was charged; one that would fail the same way again keeps it (see
+//! `BrokerError::refunds_charge`).
 //!
 //! Windows are fixed and aligned to the Unix epoch (a `day` window runs 00:00–24:00 UTC), so every broker instance
 //! computes the same counter key for the same moment without coordination, and a counter can be deleted by a TTL
@@ -74,7 +76,9 @@ pub trait QuotaStore: Send + Sync {
         now: SystemTime,
     ) -> Result<QuotaOutcome, QuotaError>;
 
-    /// Gives back a charge after the upstream call failed.
+    /// Gives back a charge after the request failed for a passing reason. The handler bounds the call by the
+    /// Lambda's deadline and drops it when time runs out, so an implementation must leave the counters sound if it
+    /// is cancelled at an await (a lost decrement only over-counts).
     async fn refund(&self, charge: &Charge) -> Result<(), QuotaError>;
 }
 

@@ -5,6 +5,11 @@
 //! attempts the breaker opens and requests fail at once; after `open_for` one probe is let through (half-open); its
 //! success closes the breaker, its failure opens it again.
 //!
+//! Only the endpoint's health counts. An answer that refuses the request (`invalid_client`, `invalid_scope`,
+//! `unauthorized_client`, an unusable body) is a success here: the breaker is shared by every app client, and one
+//! misconfigured app client must not stop the others' grants. What such answers cost is bounded elsewhere: they keep
+//! the caller's quota charge, and credentials Cognito refused are held back by the credential cache.
+//!
 //! State lives in a `std::sync::Mutex` held only for a few instructions, never across an await.
 
 use std::sync::Mutex;
@@ -72,7 +77,7 @@ impl CircuitBreaker {
 }
 
 impl Permit<'_> {
-    /// The attempt reached a working token endpoint (whatever it answered).
+    /// The attempt reached a working token endpoint (whatever it answered, refusals included).
     pub(crate) fn success(mut self) {
         self.recorded = true;
         self.breaker.record(true, Instant::now());

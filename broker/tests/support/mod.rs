@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tb_broker::{
     build, handle, App, CacheConfig, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore,
+    QuotaStore,
 };
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
@@ -40,18 +41,21 @@ callers:
     cognito_client: others
     allowed_scopes: [api/admin]
     default_scopes: [api/admin]
+    quotas: unlimited
     max_token_lifetime_seconds: 3600
   - id: reuse-svc
     identities: [{ type: san_uri, value: "spiffe://test/reuse-svc" }]
     cognito_client: reusers
     allowed_scopes: [api/read]
     default_scopes: [api/read]
+    quotas: unlimited
     max_token_lifetime_seconds: 3600
     token_reuse: true
   - id: nodefault-svc
     identities: [{ type: san_uri, value: "spiffe://test/nodefault-svc" }]
     cognito_client: orders
     allowed_scopes: [api/read]
+    quotas: unlimited
     max_token_lifetime_seconds: 3600
   - id: disabled-svc
     enabled: false
@@ -59,6 +63,7 @@ callers:
     cognito_client: orders
     allowed_scopes: [api/read]
     default_scopes: [api/read]
+    quotas: unlimited
     max_token_lifetime_seconds: 3600
   - id: limited-svc
     identities: [{ type: san_uri, value: "spiffe://test/limited-svc" }]
@@ -74,15 +79,39 @@ callers:
     default_scopes: [api/read]
     quotas: [{ per: day, limit: 10 }]
     max_token_lifetime_seconds: 600
+  - id: once-svc
+    identities: [{ type: san_uri, value: "spiffe://test/once-svc" }]
+    cognito_client: once
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: [{ per: day, limit: 1 }]
+    max_token_lifetime_seconds: 3600
+  - id: reuse-short-svc
+    identities: [{ type: san_uri, value: "spiffe://test/reuse-short-svc" }]
+    cognito_client: reusers
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 600
+    token_reuse: true
+  - id: hostile-svc
+    identities: [{ type: san_uri, value: "spiffe://test/hostile-svc" }]
+    cognito_client: hostile
+    allowed_scopes: [api/read, api/write]
+    default_scopes: [api/read]
+    quotas: [{ per: day, limit: 1000 }]
+    max_token_lifetime_seconds: 3600
 "#;
 
 /// App client name in the policy → (Cognito client id, scopes it may request at the stand-in).
-pub const APP_CLIENTS: [(&str, &str, &[&str]); 5] = [
+pub const APP_CLIENTS: [(&str, &str, &[&str]); 7] = [
     ("orders", "orders-client", &["api/read", "api/write"]),
     ("others", "others-client", &["api/admin"]),
     ("reusers", "reusers-client", &["api/read"]),
     ("limited", "limited-client", &["api/read"]),
     ("shortlived", "shortlived-client", &["api/read"]),
+    ("once", "once-client", &["api/read"]),
+    ("hostile", "hostile-client", &["api/read", "api/write"]),
 ];
 
 /// Knobs a fault test turns.
@@ -93,6 +122,8 @@ pub struct Options {
     pub breaker_open: Duration,
     pub credentials_cache: CacheConfig,
     pub hash_caller_ids: bool,
+    /// A quota store to use instead of the harness's in-memory one (whose counters then stay untouched).
+    pub quota_store: Option<Arc<dyn QuotaStore>>,
 }
 
 impl Default for Options {
@@ -103,6 +134,7 @@ impl Default for Options {
             breaker_open: Duration::from_secs(30),
             credentials_cache: CacheConfig::default(),
             hash_caller_ids: false,
+            quota_store: None,
         }
     }
 }
@@ -179,7 +211,7 @@ impl Harness {
         cfg.upstream.breaker_open_for = opts.breaker_open;
         cfg.credentials_cache = opts.credentials_cache.clone();
         let deps = Deps {
-            quotas: quotas.clone(),
+            quotas: opts.quota_store.clone().unwrap_or_else(|| quotas.clone()),
             credentials: store.clone(),
             metrics: MetricsSink::to_writer("TokenBrokerTest", emf.clone()),
             clock: Clock::system(),
@@ -216,6 +248,13 @@ impl Harness {
             self.store.insert(app, creds_for(&self.standin, client_id, &secret));
         }
         secret
+    }
+
+    /// The count of `caller`'s first quota window now.
+    pub fn charged(&self, caller: &str) -> u64 {
+        let id = CallerId::try_from(caller).unwrap();
+        let window = self.broker.policy.caller(&id).unwrap().quotas[0].clone();
+        self.quotas.count(&id, &window, SystemTime::now())
     }
 
     /// How many times the credential store was read.
@@ -306,4 +345,105 @@ pub fn assert_error(r: &Reply, status: i64, code: &str) {
 /// `Retry-After` as whole seconds; panics when absent.
 pub fn retry_after(r: &Reply) -> u64 {
     r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no Retry-After: {r:?}"))
+}
+
+/// One raw HTTP answer a [`CannedUpstream`] gives: status line code, extra header lines, body.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Canned {
+    pub fn json(status: u16, body: &str) -> Canned {
+        Canned {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// A token endpoint that answers whatever it is told to, byte for byte, over real HTTP on loopback: what a broken
+/// or hostile server in Cognito's place could send. Counts the requests it reads.
+pub struct CannedUpstream {
+    addr: std::net::SocketAddr,
+    answer: Arc<std::sync::Mutex<Canned>>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CannedUpstream {
+    pub async fn start() -> CannedUpstream {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(std::sync::Mutex::new(Canned::json(500, "{}")));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, n) = (answer.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (a, n) = (a.clone(), n.clone());
+                tokio::spawn(async move {
+                    // Read the head and a Content-Length body; the request's content does not matter here.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let canned = a.lock().unwrap().clone();
+                    let mut out = format!("HTTP/1.1 {} Canned\r\n", canned.status);
+                    for (k, v) in &canned.headers {
+                        out.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    out.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", canned.body.len()));
+                    let mut bytes = out.into_bytes();
+                    bytes.extend_from_slice(&canned.body);
+                    let _ = sock.write_all(&bytes).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        CannedUpstream { addr, answer, requests, task }
+    }
+
+    /// What every request gets from now on.
+    pub fn answer(&self, canned: Canned) {
+        *self.answer.lock().unwrap() = canned;
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://{}/oauth2/token", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CannedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
