@@ -3,8 +3,11 @@
 //! setting or a check added once applies everywhere. Everything that can fail does so here, once, with a message
 //! that names what is wrong; nothing is read from the environment per invocation.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use aws_config::SdkConfig;
 use tb_shared::clock::Clock;
 use tb_shared::policy::Policy;
 use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
@@ -12,8 +15,12 @@ use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
 use crate::config::{Config, ObjectLocation};
 use crate::decision::{Authorizer, DecisionCacheConfig};
 use crate::jwt::{JwtConfig, JwtVerifier};
-use crate::mtls::{CertVerifier, MtlsConfig};
-use crate::sources::{FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource};
+use crate::metrics::{self, outage};
+use crate::mtls::{load_crls, load_truststore, CertVerifier, MtlsConfig};
+use crate::sources::{
+    s3_client, Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, ObjectSource,
+    S3ObjectSource, SourceError, S3_OPERATION_TIMEOUT,
+};
 
 /// Everything a warm authorizer keeps between invocations.
 #[derive(Debug)]
@@ -26,6 +33,72 @@ pub struct App {
     pub hasher: CallerIdHasher,
     /// The time every check is made at.
     pub clock: Clock,
+    /// Failed reads of the trust material not yet reported as a metric.
+    trust_reads: Arc<TrustReads>,
+    /// Why the cold-start read of the trust material failed, if it did.
+    trust_load_error: Option<String>,
+}
+
+impl App {
+    /// Why the trust material could not be read at cold start (`None` when it was, or when certificates play no
+    /// part). The function starts anyway and refuses certificate callers until a refresh loads the material; a
+    /// tool that reads a truststore the operator named can treat this as an input error instead.
+    pub fn trust_load_error(&self) -> Option<&str> {
+        self.trust_load_error.as_deref()
+    }
+
+    /// How many reads of the truststore or CRL bundle failed since the last call, and resets the count: the
+    /// handler reports them as `AuthorizerErrors` with reason `trust_refresh_failed`.
+    pub(crate) fn take_trust_read_failures(&self) -> u64 {
+        self.trust_reads.failures.swap(0, Ordering::AcqRel)
+    }
+}
+
+/// Counts failed reads of the trust material. The verifier keeps its last good material (or fails closed) and logs
+/// a failed refresh, but the refresh runs inside whichever request found it due; counting here lets that request
+/// report the failure as a metric.
+#[derive(Debug, Default)]
+struct TrustReads {
+    failures: AtomicU64,
+}
+
+/// Which bundle a [`CountedSource`] holds, so it can tell a bundle the verifier will refuse.
+#[derive(Debug, Clone, Copy)]
+enum Bundle {
+    Truststore,
+    Crls,
+}
+
+/// An [`ObjectSource`] that counts failed reads: fetch errors, and changed bundles the verifier's own loaders
+/// ([`load_truststore`], [`load_crls`]) refuse. A change is rare, so parsing it once more here costs nothing that
+/// matters.
+struct CountedSource {
+    inner: Arc<dyn ObjectSource>,
+    bundle: Bundle,
+    reads: Arc<TrustReads>,
+}
+
+#[async_trait]
+impl ObjectSource for CountedSource {
+    async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, SourceError> {
+        let result = self.inner.fetch(etag).await;
+        let usable = match &result {
+            Err(_) => false,
+            Ok(Fetched::Unchanged) => true,
+            Ok(Fetched::Changed { body, .. }) => match self.bundle {
+                Bundle::Truststore => load_truststore(body).is_ok(),
+                Bundle::Crls => load_crls(body).is_ok(),
+            },
+        };
+        if !usable {
+            self.reads.failures.fetch_add(1, Ordering::AcqRel);
+        }
+        result
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 /// Why the function could not start.
@@ -43,7 +116,8 @@ pub enum InitError {
     /// Hashed caller ids need a key.
     #[error("the policy sets hash_caller_ids but CALLER_HASH_KEY is not set")]
     MissingHashKey,
-    /// The trust material could not be read or parsed.
+    /// The trust material's location cannot be used (an S3 URI without an object key). Material that cannot be
+    /// *read* does not stop the cold start: see [`build`].
     #[error("truststore: {0}")]
     Truststore(String),
     /// The JWKS HTTP client could not be built.
@@ -86,15 +160,24 @@ pub struct Deps {
 
 impl Deps {
     /// The production adapters: trust material from the configured S3 objects or files, JWKS over HTTPS, metrics to
-    /// stdout, the system clock.
+    /// stdout, the system clock. The AWS SDK configuration is loaded only when an object lives in S3.
     pub async fn from_config(cfg: &Config) -> Result<Deps, InitError> {
-        let needs_s3 = [&cfg.truststore, &cfg.crls].iter().any(|l| matches!(l, Some(ObjectLocation::S3 { .. })));
-        let s3 = if needs_s3 {
-            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            Some(aws_sdk_s3::Client::new(&shared))
+        let sdk = if needs_s3(cfg) {
+            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
         } else {
             None
         };
+        Self::with_sdk(cfg, sdk.as_ref())
+    }
+
+    /// The production adapters, with S3 reached through `sdk` (an emulator's endpoint, or one that never answers,
+    /// in tests). The S3 client gets [`S3_OPERATION_TIMEOUT`]: see [`s3_client`].
+    pub fn from_sdk_config(cfg: &Config, sdk: &SdkConfig) -> Result<Deps, InitError> {
+        Self::with_sdk(cfg, Some(sdk))
+    }
+
+    fn with_sdk(cfg: &Config, sdk: Option<&SdkConfig>) -> Result<Deps, InitError> {
+        let s3 = sdk.map(|sdk| s3_client(sdk, S3_OPERATION_TIMEOUT));
         let source = |loc: &ObjectLocation| -> Result<Arc<dyn ObjectSource>, InitError> {
             Ok(match loc {
                 ObjectLocation::File(p) => Arc::new(FileObjectSource::new(p)),
@@ -123,13 +206,26 @@ impl Deps {
     }
 }
 
-/// Builds the authorizer: loads the policy, loads the trust material once (a cold start with unreadable trust
-/// material fails rather than refusing every caller), and prepares the JWT verifier and the decision cache.
+fn needs_s3(cfg: &Config) -> bool {
+    [&cfg.truststore, &cfg.crls].iter().any(|l| matches!(l, Some(ObjectLocation::S3 { .. })))
+}
+
+/// Builds the authorizer: loads the policy, reads the trust material once, and prepares the JWT verifier and the
+/// decision cache.
+///
+/// Trust material that cannot be read (S3 unreachable or denied, an object missing, a bundle the loaders refuse) does
+/// not stop the cold start: partner (JWT) callers do not depend on it, and a function that fails its init would take
+/// them down with the certificate callers. The failure is logged and reported (`AuthorizerErrors`, reason
+/// `trust_refresh_failed`); certificate callers are refused with an outage reason (`no_trust_material`,
+/// `revocation_unknown`) until a refresh, every `TRUST_REFRESH_SECONDS`, loads the material. Configuration errors
+/// (a policy with certificate callers and no truststore configured) still stop the cold start.
 pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Arc::new(Policy::load(&cfg.policy_file)?);
     let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
         .ok_or(InitError::MissingHashKey)?;
 
+    let trust_reads = Arc::new(TrustReads::default());
+    let mut trust_load_error = None;
     let certs = match deps.trust {
         Trust::Sources(TrustSources { truststore, crls }) => {
             let mtls_cfg = MtlsConfig { refresh_interval: cfg.trust_refresh, require_crl: crls.is_some() };
@@ -138,8 +234,26 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
                 crls = %crls.as_ref().map(|c| c.describe()).unwrap_or_else(|| "none".into()),
                 "loading trust material"
             );
-            let verifier = CertVerifier::new(truststore, crls, mtls_cfg);
-            verifier.refresh().await.map_err(|e| InitError::Truststore(e.to_string()))?;
+            let counted = |inner: Arc<dyn ObjectSource>, bundle| -> Arc<dyn ObjectSource> {
+                Arc::new(CountedSource { inner, bundle, reads: trust_reads.clone() })
+            };
+            let verifier = CertVerifier::new(
+                counted(truststore, Bundle::Truststore),
+                crls.map(|c| counted(c, Bundle::Crls)),
+                mtls_cfg,
+            );
+            if let Err(e) = verifier.refresh().await {
+                tracing::error!(
+                    event = "trust_load_failed",
+                    error = %e,
+                    truststore_loaded = verifier.is_ready(),
+                    "trust material could not be read at cold start; certificate callers are refused until a \
+                     refresh loads it, partner callers are served"
+                );
+                trust_reads.failures.store(0, Ordering::Release);
+                metrics::authorizer_error(&deps.metrics, outage::TRUST_REFRESH_FAILED, None);
+                trust_load_error = Some(e.to_string());
+            }
             Some(Arc::new(verifier))
         }
         Trust::None if policy.has_certificate_callers() => return Err(InitError::NoTruststore),
@@ -165,5 +279,5 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
         jwts,
         DecisionCacheConfig { ttl: cfg.decision_cache_ttl, max_entries: cfg.decision_cache_max_entries },
     );
-    Ok(App { authorizer, metrics: deps.metrics, hasher, clock: deps.clock })
+    Ok(App { authorizer, metrics: deps.metrics, hasher, clock: deps.clock, trust_reads, trust_load_error })
 }

@@ -10,7 +10,7 @@ use tb_shared::telemetry::Unit;
 
 use crate::app::App;
 use crate::decision::{Decision, Presented, UnauthorizedReason};
-use crate::metrics::{names, SERVICE};
+use crate::metrics::{self, names, outage, SERVICE};
 use crate::response::{respond, AuthorizerResponse, Unauthorized};
 
 /// Handles one REQUEST authorizer event, at the time the app's clock gives.
@@ -33,6 +33,10 @@ pub async fn handle_request(
         Err(reason) => (Decision::Unauthorized(reason), Default::default()),
     };
 
+    let outage = match &decision {
+        Decision::Unauthorized(r) => metrics::outage_of(r),
+        _ => None,
+    };
     let mut m = app.metrics.start();
     m.dimension("Service", SERVICE).property("requestId", request_id);
     match &decision {
@@ -66,14 +70,25 @@ pub async fn handle_request(
             m.put(names::DENIALS, Unit::Count, 1.0).property("reason", d.reason.code());
         }
         Decision::Unauthorized(r) => {
-            tracing::warn!(
-                event = "decision",
-                request_id,
-                decision = "unauthorized",
-                reason = r.code(),
-                detail = r.detail(),
-                "credential missing or invalid"
-            );
+            match outage {
+                Some(outage) => tracing::error!(
+                    event = "decision",
+                    request_id,
+                    decision = "unauthorized",
+                    reason = r.code(),
+                    detail = r.detail(),
+                    outage,
+                    "the authorizer cannot decide; refusing"
+                ),
+                None => tracing::warn!(
+                    event = "decision",
+                    request_id,
+                    decision = "unauthorized",
+                    reason = r.code(),
+                    detail = r.detail(),
+                    "credential missing or invalid"
+                ),
+            }
             m.put(names::UNAUTHORIZED, Unit::Count, 1.0).property("reason", r.code());
         }
     }
@@ -83,10 +98,18 @@ pub async fn handle_request(
     m.put(names::DECISION_LATENCY, Unit::Microseconds, started.elapsed().as_micros() as f64);
     m.flush();
 
+    if let Some(outage) = outage {
+        metrics::authorizer_error(&app.metrics, outage, Some(request_id));
+    }
+    if app.take_trust_read_failures() > 0 {
+        // The refresh this request ran (or one since the last request) could not read the trust material.
+        metrics::authorizer_error(&app.metrics, outage::TRUST_REFRESH_FAILED, Some(request_id));
+    }
+
     let answer = respond(&decision, method_arn);
     if answer.is_err() && !matches!(decision, Decision::Unauthorized(_)) {
         tracing::error!(event = "bad_method_arn", request_id, "methodArn is not an execute-api ARN; refusing");
-        app.metrics.start().dimension("Service", SERVICE).put(names::AUTHORIZER_ERRORS, Unit::Count, 1.0).flush();
+        metrics::authorizer_error(&app.metrics, outage::BAD_METHOD_ARN, Some(request_id));
     }
     answer
 }

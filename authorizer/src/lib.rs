@@ -30,13 +30,13 @@ pub use decision::{
 };
 pub use handler::{handle, handle_request};
 pub use jwt::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
-pub use metrics::{names as metric_names, SERVICE as METRICS_SERVICE};
+pub use metrics::{names as metric_names, outage as outage_reasons, REASON_DIMENSION, SERVICE as METRICS_SERVICE};
 pub use mtls::{
     identify, load_crls, load_truststore, pem_fingerprint, CertError, CertVerifier, CrlSummary, IdentifyError,
     MtlsConfig, MtlsError, TruststoreSummary, VerifiedCert, MAX_CLIENT_CERT_PEM_BYTES,
 };
 pub use response::{AuthorizerResponse, PolicyDocument, Statement, Unauthorized};
 pub use sources::{
-    Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher, MemoryObjectSource,
-    ObjectSource, S3ObjectSource, SourceError,
+    s3_client, Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, MemoryJwksFetcher,
+    MemoryObjectSource, ObjectSource, S3ObjectSource, SourceError, S3_OPERATION_TIMEOUT,
 };

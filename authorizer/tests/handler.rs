@@ -113,10 +113,35 @@ async fn malformed_authorization_headers_are_unauthorized() {
         let e: RequestEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(answer(&w, &e).await, Err(Unauthorized), "{header}");
     }
-    // Two Authorization headers: refuse rather than pick one.
-    let mut e: RequestEvent = serde_json::from_str(JWT_EVENT).unwrap();
-    e.headers.append("authorization", "Bearer other".parse().unwrap());
-    assert_eq!(answer(&w, &e).await, Err(Unauthorized));
+}
+
+/// The REQUEST event of a partner request that carried two Authorization headers, as API Gateway (REST) builds it:
+/// `headers` holds one value per name (the last one), `multiValueHeaders` every value in order.
+fn two_authorization_headers(first: &str, second: &str) -> RequestEvent {
+    let mut e: Value = tb_devkit::events::authorizer_jwt(second);
+    e["multiValueHeaders"]["Authorization"] =
+        serde_json::json!([format!("Bearer {first}"), format!("Bearer {second}")]);
+    serde_json::from_value(e).unwrap()
+}
+
+/// Two Authorization headers are refused rather than one picked, whichever of them is valid: API Gateway hands the
+/// authorizer the last one in `headers`, and all of them in `multiValueHeaders`.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_authorization_headers_are_unauthorized_whichever_is_valid() {
+    let w = world();
+    let good = w.partner_token("acme-billing-sync");
+    let e = two_authorization_headers("other", &good);
+    assert_eq!(e.headers.get_all("authorization").iter().count(), 1, "headers keeps one value");
+    assert_eq!(answer(&w, &e).await, Err(Unauthorized), "the valid token last");
+    assert_eq!(
+        answer(&w, &two_authorization_headers(&good, "other")).await,
+        Err(Unauthorized),
+        "the valid token first"
+    );
+    assert_eq!(answer(&w, &two_authorization_headers(&good, &good)).await, Err(Unauthorized), "the same token twice");
+    // One Authorization header, as both maps carry it: the token is used.
+    let one = answer(&w, &jwt_event(&good)).await.unwrap();
+    assert_eq!(one["principalId"], "partner-acme");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -200,4 +225,165 @@ async fn a_signed_token_with_an_out_of_range_time_is_unauthorized_not_a_panic() 
             assert!(answer.is_err(), "{claim} = {value}: {answer:?}");
         }
     }
+}
+
+/// An outage of the authorizer's own dependencies is an `AuthorizerErrors` with its reason (the alarm's metric); an
+/// ordinary refusal of bad or missing credentials is not, although both are the same 401 to the caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn partner_keys_unavailable_is_an_authorizer_error_and_bad_credentials_are_not() {
+    let w = world();
+    let forged = PartnerKey::ec_p256("acme-1")
+        .unwrap()
+        .token(&standard_claims("https://idp.acme.example", "acme-billing-sync", "token-broker"))
+        .unwrap();
+    let now = SystemTime::now();
+    let expired = w.ca.issue_client().cn("order-processing").san_uri("spiffe://example.internal/order-processing");
+    let expired = expired.validity(now - hours(48), now - hours(24)).build().unwrap();
+    let foreign = TestCa::root("Dev Root CA").unwrap().issue_client().cn("order-processing").build().unwrap();
+
+    let mut no_credentials = mtls_event("x");
+    no_credentials.request_context.identity.as_mut().unwrap().client_cert = None;
+    let bad: Vec<(&str, RequestEvent)> = vec![
+        ("no credentials", no_credentials),
+        ("bad signature", jwt_event(&forged)),
+        ("not a JWT", jwt_event("not-a-token")),
+        (
+            "malformed Authorization",
+            serde_json::from_str(&JWT_EVENT.replace("Bearer __TOKEN__", "Basic eA==")).unwrap(),
+        ),
+        ("expired certificate", mtls_event(&expired.pem)),
+        ("foreign certificate", mtls_event(&foreign.pem)),
+        ("not a PEM", mtls_event("not a pem")),
+    ];
+    for (what, e) in &bad {
+        assert_eq!(answer(&w, e).await, Err(Unauthorized), "{what}");
+    }
+    assert_eq!(authorizer_errors(&w.metrics), Vec::<String>::new(), "bad credentials are not authorizer errors");
+    assert!(w.metrics.contents().contains("\"Unauthorized\":1.0"), "they are counted as Unauthorized");
+
+    // The partner's JWKS endpoint is down and no key is cached: a valid token cannot be checked.
+    let w = world();
+    w.jwks.set_down(true);
+    let good = w.partner_token("acme-billing-sync");
+    assert_eq!(answer(&w, &jwt_event(&good)).await, Err(Unauthorized));
+    assert_eq!(authorizer_errors(&w.metrics), ["keys_unavailable"]);
+    // Certificate callers are not affected.
+    assert!(answer(&w, &mtls_event(&w.cert("order-processing").pem)).await.is_ok());
+    assert_eq!(authorizer_errors(&w.metrics).len(), 1);
+}
+
+/// A CRL past its nextUpdate refuses certificates of its issuer as an outage (`stale_crl`), and so does revocation
+/// that cannot be known because the CRL bundle holds no CRL for the issuer (`revocation_unknown`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_or_missing_crl_is_an_authorizer_error() {
+    let w = world();
+    let pem = w.cert("order-processing").pem.clone();
+    let now = SystemTime::now();
+    w.crls.set(w.ca.crl(&[], now - hours(3), now - hours(1)).unwrap().pem.into_bytes());
+    assert_eq!(answer(&w, &mtls_event(&pem)).await, Err(Unauthorized));
+    assert_eq!(authorizer_errors(&w.metrics), ["stale_crl"]);
+    let other = TestCa::root("Other CA").unwrap();
+    w.crls.set(other.crl(&[], now - hours(1), now + hours(1)).unwrap().pem.into_bytes());
+    assert_eq!(answer(&w, &mtls_event(&pem)).await, Err(Unauthorized));
+    assert_eq!(authorizer_errors(&w.metrics), ["stale_crl", "revocation_unknown"]);
+}
+
+/// A truststore (or CRL bundle) that cannot be read at a refresh is reported (`trust_refresh_failed`) while the
+/// last good material keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_trust_refresh_is_an_authorizer_error_and_the_last_material_serves() {
+    let w = world();
+    let pem = w.cert("order-processing").pem.clone();
+    w.trust.set_unavailable(true);
+    assert!(answer(&w, &mtls_event(&pem)).await.is_ok());
+    assert_eq!(authorizer_errors(&w.metrics), ["trust_refresh_failed"]);
+    w.trust.set_unavailable(false);
+    // A bundle the loader refuses (a certificate where CRLs belong): the last good CRLs stay in use.
+    w.crls.set(w.ca.cert_pem().as_bytes().to_vec());
+    assert!(answer(&w, &mtls_event(&pem)).await.is_ok());
+    assert_eq!(authorizer_errors(&w.metrics), ["trust_refresh_failed", "trust_refresh_failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_method_arn_is_an_authorizer_error() {
+    let w = world();
+    let e = event_with_arn(&w.cert("order-processing").pem, "arn:aws:lambda:eu-west-1:123456789012:function:x");
+    assert_eq!(answer(&w, &e).await, Err(Unauthorized));
+    assert_eq!(authorizer_errors(&w.metrics), ["bad_method_arn"]);
+}
+
+/// The cold start reads the trust material once; when it cannot (here: the CRL bundle is missing), the function
+/// still starts: partner callers are served, certificate callers are refused as an outage until a refresh loads the
+/// material, and then they are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_crl_at_cold_start_refuses_certificates_only_until_a_refresh_loads_it() {
+    let missing = MemoryObjectSource::default();
+    let crls = missing.clone();
+    let w = world_with(&[("TRUST_REFRESH_SECONDS", "0")], move |_, s, mut deps| {
+        deps.trust = Trust::Sources(TrustSources { truststore: Arc::new(s.trust.clone()), crls: Some(Arc::new(crls)) });
+        deps
+    });
+    assert!(w.app.trust_load_error().is_some_and(|e| e.contains("CRL")), "{:?}", w.app.trust_load_error());
+    assert_eq!(authorizer_errors(&w.metrics), ["trust_refresh_failed"], "the cold start reports the failed read");
+    let pem = w.cert("order-processing").pem.clone();
+
+    let partner = answer(&w, &jwt_event(&w.partner_token("acme-billing-sync"))).await.unwrap();
+    assert_eq!(partner["principalId"], "partner-acme");
+    assert_eq!(answer(&w, &mtls_event(&pem)).await, Err(Unauthorized));
+    let errors = authorizer_errors(&w.metrics);
+    assert!(errors.contains(&"revocation_unknown".to_owned()), "{errors:?}");
+
+    let now = SystemTime::now();
+    missing.set(w.ca.crl(&[], now - hours(1), now + hours(1)).unwrap().pem.into_bytes());
+    let v = answer(&w, &mtls_event(&pem)).await.expect("served once a refresh loaded the CRL");
+    assert_eq!(v["principalId"], "order-processing");
+}
+
+/// The same when the truststore itself cannot be read at cold start: `no_trust_material` until a refresh loads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_truststore_at_cold_start_refuses_certificates_only_until_a_refresh_loads_it() {
+    let w = world_with(&[("TRUST_REFRESH_SECONDS", "0")], |_, s, deps| {
+        s.trust.set_unavailable(true);
+        deps
+    });
+    assert!(w.app.trust_load_error().is_some());
+    let pem = w.cert("order-processing").pem.clone();
+    assert_eq!(answer(&w, &mtls_event(&pem)).await, Err(Unauthorized));
+    assert!(authorizer_errors(&w.metrics).contains(&"no_trust_material".to_owned()));
+    assert!(answer(&w, &jwt_event(&w.partner_token("acme-billing-sync"))).await.is_ok());
+    w.trust.set_unavailable(false);
+    assert_eq!(answer(&w, &mtls_event(&pem)).await.unwrap()["principalId"], "order-processing");
+}
+
+/// An endpoint on loopback that accepts connections and never answers; it lives as long as the listener.
+fn silent_endpoint() -> (String, std::net::TcpListener) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (format!("http://127.0.0.1:{port}"), l)
+}
+
+/// Trust material in S3 that never answers holds the cold start for the S3 client's timeouts only (one second per
+/// object), not until Lambda's init timeout; the function then serves partners and refuses certificates.
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_material_on_a_silent_endpoint_does_not_hold_the_cold_start() {
+    let (endpoint, _listener) = silent_endpoint();
+    let env = [("TRUSTSTORE_URI", "s3://trust/truststore.pem"), ("CRL_URI", "s3://trust/crls.pem")];
+    let w = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || {
+            world_with(&env, move |cfg, _, deps| {
+                let sdk = block_on(tb_devkit::moto::sdk_config_at(&endpoint, "eu-west-1"));
+                let aws = Deps::from_sdk_config(cfg, &sdk).unwrap();
+                Deps { trust: aws.trust, ..deps }
+            })
+        }),
+    )
+    .await
+    .expect("the cold start hung on a silent S3 endpoint")
+    .unwrap();
+    assert!(w.built_in < Duration::from_secs(3), "the cold start took {:?}", w.built_in);
+    assert!(w.app.trust_load_error().is_some());
+    assert!(answer(&w, &jwt_event(&w.partner_token("acme-billing-sync"))).await.is_ok());
+    assert_eq!(answer(&w, &mtls_event(&w.cert("order-processing").pem)).await, Err(Unauthorized));
+    assert!(authorizer_errors(&w.metrics).contains(&"no_trust_material".to_owned()));
 }

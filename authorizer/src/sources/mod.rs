@@ -15,7 +15,7 @@ use async_trait::async_trait;
 pub use file::FileObjectSource;
 pub use jwks::{HttpJwksFetcher, JwksFetcherConfig, MemoryJwksFetcher};
 pub use memory::MemoryObjectSource;
-pub use s3::S3ObjectSource;
+pub use s3::{s3_client, S3ObjectSource, S3_OPERATION_TIMEOUT};
 
 /// Largest object accepted from a source: a truststore or CRL bundle is kilobytes; more is an error, not data.
 pub(crate) const MAX_OBJECT_BYTES: usize = 4 * 1024 * 1024;

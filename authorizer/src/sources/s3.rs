@@ -1,8 +1,28 @@
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_config::SdkConfig;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 
 use super::{Fetched, ObjectSource, SourceError, MAX_OBJECT_BYTES};
+
+/// Budget of one read of the truststore or CRL bundle, retries included. The bundles are kilobytes and S3 answers
+/// an unchanged one with a 304, so a second is plenty; it bounds both the cold start (two objects) and the request
+/// that happens to run a trust refresh while S3 is unreachable, well inside the authorizer's 5 s timeout.
+pub const S3_OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The S3 client trust material is read with: `sdk`'s region and credentials, and connect, read, attempt and
+/// operation timeouts from `operation_timeout` (`tb_shared::aws::timeouts`), because the SDK's defaults bound only
+/// the connection and a black-holed endpoint would otherwise hold a cold start or a request until Lambda's own
+/// timeout. An endpoint override (an emulator) is addressed path-style, the only style emulators serve.
+pub fn s3_client(sdk: &SdkConfig, operation_timeout: Duration) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .timeout_config(tb_shared::aws::timeouts(operation_timeout))
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
 
 /// An object in S3, fetched with `If-None-Match` so an unchanged truststore costs a 304 and no body.
 /// With `version_id` set, it reads exactly that version (pinned truststore); otherwise the latest.

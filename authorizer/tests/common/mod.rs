@@ -28,15 +28,33 @@ pub struct World {
     pub certs: Vec<(&'static str, IssuedCert)>,
     pub trust: MemoryObjectSource,
     pub crls: MemoryObjectSource,
+    /// The partner's JWKS endpoint (with its outage switch).
+    pub jwks: MemoryJwksFetcher,
     pub app: App,
     pub metrics: CaptureWriter,
+    /// How long `build` took.
+    pub built_in: Duration,
+}
+
+/// The world's in-memory trust sources, for a test that builds the authorizer with other ones.
+pub struct Sources {
+    pub trust: MemoryObjectSource,
+    pub crls: MemoryObjectSource,
 }
 
 pub fn hours(h: u64) -> Duration {
     Duration::from_secs(h * 3600)
 }
 
+/// The world the Lambda would see: in-memory trust material re-read on every decision so a test's CRL change bites
+/// at once.
 pub fn world() -> World {
+    world_with(&[("TRUST_REFRESH_SECONDS", "0")], |_, _, deps| deps)
+}
+
+/// The world built from `env` (added to `POLICY_FILE`), with the adapters `adapt` makes of the default in-memory
+/// ones (it sees the configuration read from `env` and the in-memory trust sources).
+pub fn world_with(env: &[(&str, &str)], adapt: impl FnOnce(&Config, &Sources, Deps) -> Deps) -> World {
     let ca = TestCa::root("Dev Root CA").unwrap();
     let now = SystemTime::now();
     let valid = |b: tb_devkit::pki::ClientCertBuilder<'_>| b.validity(now - hours(1), now + hours(24)).build().unwrap();
@@ -112,20 +130,20 @@ issuers:
     let jwks = MemoryJwksFetcher::default();
     jwks.set(JWKS_URL, partner.jwks().to_string().into_bytes());
     let metrics = CaptureWriter::default();
-    // Built the way the Lambda builds it: the same configuration reader and builder, in-memory adapters, and trust
-    // material re-read on every decision so a test's CRL change bites at once.
-    let cfg = Config::read(&Env::from_pairs([
-        ("POLICY_FILE", policy_file.path().to_str().unwrap()),
-        ("TRUST_REFRESH_SECONDS", "0"),
-    ]))
-    .unwrap();
+    // Built the way the Lambda builds it: the same configuration reader and builder, in-memory adapters.
+    let mut pairs = vec![("POLICY_FILE", policy_file.path().to_str().unwrap())];
+    pairs.extend_from_slice(env);
+    let cfg = Config::read(&Env::from_pairs(pairs)).unwrap();
     let deps = Deps {
         trust: Trust::Sources(TrustSources { truststore: Arc::new(trust.clone()), crls: Some(Arc::new(crls.clone())) }),
-        jwks: Arc::new(jwks),
+        jwks: Arc::new(jwks.clone()),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
         clock: Clock::system(),
     };
+    let deps = adapt(&cfg, &Sources { trust: trust.clone(), crls: crls.clone() }, deps);
+    let started = std::time::Instant::now();
     let app = block_on(build(&cfg, deps)).unwrap();
+    let built_in = started.elapsed();
     World {
         ca,
         partner,
@@ -140,8 +158,10 @@ issuers:
         ],
         trust,
         crls,
+        jwks,
         app,
         metrics,
+        built_in,
     }
 }
 
@@ -191,4 +211,34 @@ impl World {
     pub fn partner_token(&self, sub: &str) -> String {
         self.partner.token(&standard_claims("https://idp.acme.example", sub, "token-broker")).unwrap()
     }
+}
+
+/// The `AuthorizerErrors` the world's metrics hold: for each occurrence, the reason of its `Reason`-dimensioned
+/// line. Panics unless every occurrence also has its line with the `Service` dimension alone (the alarm's series).
+pub fn authorizer_errors(metrics: &CaptureWriter) -> Vec<String> {
+    authorizer_errors_in(&metrics.contents())
+}
+
+/// [`authorizer_errors`] of any text holding EMF lines among others (a function process's output).
+pub fn authorizer_errors_in(output: &str) -> Vec<String> {
+    let name = tb_authorizer::metric_names::AUTHORIZER_ERRORS;
+    let (mut total, mut reasons) = (0.0, Vec::new());
+    for line in output.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line.trim()) else { continue };
+        let Some(n) = v.get(name).and_then(Value::as_f64) else { continue };
+        let dims = &v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0];
+        assert_eq!(v["Service"], "authorizer", "{v}");
+        match v.get(tb_authorizer::REASON_DIMENSION).and_then(Value::as_str) {
+            Some(reason) => {
+                assert_eq!(dims, &serde_json::json!(["Reason", "Service"]), "{v}");
+                reasons.push(reason.to_owned());
+            }
+            None => {
+                assert_eq!(dims, &serde_json::json!(["Service"]), "{v}");
+                total += n;
+            }
+        }
+    }
+    assert_eq!(total as usize, reasons.len(), "every AuthorizerErrors counts once for the alarm and once by reason");
+    reasons
 }
