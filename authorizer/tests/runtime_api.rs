@@ -5,6 +5,8 @@
 //! The binary is `$TB_LAMBDA_BIN_DIR/authorizer`, the release build, when `scripts/test.sh` runs the tests; else this
 //! package's debug build (`tb_devkit::runtime_api::function_binary`).
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -53,6 +55,11 @@ struct World {
 
 /// A test PKI, the policy, truststore and CRL as files, and the function started against a fresh emulator.
 async fn world() -> World {
+    world_with_truststore(None).await
+}
+
+/// [`world`], with `truststore` as the truststore file's content instead of the CA's certificate.
+async fn world_with_truststore(truststore: Option<&str>) -> World {
     let dir = temp_dir("authorizer");
     let ca = TestCa::root("Dev Root CA").unwrap();
     let now = SystemTime::now();
@@ -69,7 +76,7 @@ async fn world() -> World {
     env.extend(
         [
             ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
-            ("TRUSTSTORE_URI", write_file(&dir, "truststore.pem", ca.cert_pem())),
+            ("TRUSTSTORE_URI", write_file(&dir, "truststore.pem", truststore.unwrap_or(ca.cert_pem()))),
             ("CRL_URI", write_file(&dir, "crls.pem", &crl.pem)),
             ("LOG_LEVEL", "info".to_owned()),
         ]
@@ -143,6 +150,79 @@ async fn request_events_are_answered_through_the_runtime_api() {
     assert_eq!(w.api.init_error(Duration::ZERO).await, None);
     let logs = w.function.output();
     assert!(!logs.contains("BEGIN CERTIFICATE"), "certificates must not be logged:\n{logs}");
+    w.function.kill();
+}
+
+/// The function's output once it holds `lines` EMF lines counting `Unauthorized` (stdout is read by another thread,
+/// a moment behind the invocation's answer).
+async fn output_after_unauthorized(w: &World, lines: usize) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = w.function.output();
+        let seen = out.lines().filter(|l| l.contains("\"Unauthorized\":1.0")).count();
+        if seen >= lines || std::time::Instant::now() >= until {
+            assert_eq!(seen, lines, "Unauthorized metric lines; output:\n{out}");
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn expect_unauthorized(w: &World, what: &str, event: &Value) {
+    match invoke(w, event).await {
+        Outcome::Error { error_message, .. } => assert_eq!(error_message, "Unauthorized", "{what}"),
+        other => panic!("{what}: expected the Unauthorized error, got {other:?}"),
+    }
+}
+
+/// Every 401 is a function error to Lambda, so the function's `Errors` metric cannot tell an outage from a caller
+/// without credentials; the EMF `AuthorizerErrors` the alarm reads can. A burst of requests without credentials or
+/// with bad ones leaves it at zero; a function whose truststore is unreadable starts anyway, and raises it for every
+/// certificate it cannot check.
+#[tokio::test(flavor = "multi_thread")]
+async fn authorizer_errors_count_outages_and_never_bad_credentials() {
+    let mut w = world().await;
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let foreign = TestCa::root("Dev Root CA").unwrap().issue_client().cn("order-processing").build().unwrap();
+    let expired = TestCa::root("Dev Root CA")
+        .unwrap()
+        .issue_client()
+        .san_uri(ORDERS_URI)
+        .validity(now - 48 * hour, now - 24 * hour)
+        .build()
+        .unwrap();
+    let mut basic = tb_devkit::events::authorizer_jwt("x");
+    basic["headers"]["Authorization"] = json!("Basic eDp5");
+    basic["multiValueHeaders"]["Authorization"] = json!(["Basic eDp5"]);
+    let mut burst: Vec<(&str, Value)> = (0..10).map(|_| ("no credentials", no_credentials_event())).collect();
+    burst.extend([
+        ("foreign certificate", mtls_event(&foreign.pem)),
+        ("expired certificate", mtls_event(&expired.pem)),
+        ("not a PEM", mtls_event("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")),
+        ("not a token", tb_devkit::events::authorizer_jwt("not.a.token")),
+        ("Basic credentials", basic),
+    ]);
+    for (what, event) in &burst {
+        expect_unauthorized(&w, what, event).await;
+    }
+    let out = output_after_unauthorized(&w, burst.len()).await;
+    assert_eq!(common::authorizer_errors_in(&out), Vec::<String>::new(), "bad credentials raised AuthorizerErrors");
+    w.function.kill();
+
+    // The truststore object holds no certificate the loader accepts: the cold start carries on (reported), and each
+    // certificate is refused for want of trust material, while requests without credentials still are not errors.
+    let mut w = world_with_truststore(Some("this is not a PEM bundle\n")).await;
+    for _ in 0..3 {
+        expect_unauthorized(&w, "valid certificate, no trust material", &mtls_event(&w.orders.pem)).await;
+    }
+    expect_unauthorized(&w, "no credentials", &no_credentials_event()).await;
+    let out = output_after_unauthorized(&w, 4).await;
+    assert_eq!(w.api.init_error(Duration::ZERO).await, None, "unreadable trust material must not fail the init");
+    let reasons = common::authorizer_errors_in(&out);
+    assert_eq!(reasons.iter().filter(|r| *r == "no_trust_material").count(), 3, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "trust_refresh_failed").count(), 1, "the cold start: {reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
     w.function.kill();
 }
 
