@@ -170,9 +170,10 @@ async fn process(
 const ANSWER_RESERVE: Duration = Duration::from_millis(100);
 
 /// Gives a charge back, within the time left before the deadline (less [`ANSWER_RESERVE`]); skipped when none is
-/// left. The attempts already ran up to shortly before the deadline, and the store's own budget (1.5 s per counter)
-/// would outlast it: the runtime would then kill the invocation and API Gateway answer an unshaped error. A refund
-/// that fails, is cut short or is skipped costs the caller one grant, which is the safe direction.
+/// left. The attempts already ran up to shortly before the deadline, and the store's own budget
+/// (`AWS_OPERATION_TIMEOUT_MS` per counter, 1.5 s by default) would outlast it: the runtime would then end the
+/// invocation and API Gateway answer an unshaped error. A refund that fails, is cut short or is skipped costs the
+/// caller one grant, which is the safe direction.
 async fn refund(broker: &App, charge: &Charge, deadline: Option<Instant>, trace: &mut Trace) {
     let result = match deadline {
         None => broker.quotas.refund(charge).await,
