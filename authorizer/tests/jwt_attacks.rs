@@ -24,6 +24,10 @@ const JWKS_B: &str = "https://idp.b.example/.well-known/jwks.json";
 const AUD: &str = "https://token-broker.test";
 const SUB_A: &str = "a-billing-sync";
 const SUB_B: &str = "b-client";
+/// Issuer C is shaped like Amazon Cognito: its access tokens carry the app client in `client_id` and no `aud`.
+const ISS_C: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Cpool";
+const JWKS_C: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Cpool/.well-known/jwks.json";
+const CLIENT_C: &str = "4c1ientc0gn1t0app1d";
 const LEEWAY: u64 = 5;
 const MAX_AGE: u64 = 300;
 
@@ -44,6 +48,12 @@ callers:
     allowed_scopes: [api/read]
     max_token_lifetime_seconds: 900
     quotas: unlimited
+  - id: partner-c
+    identities: [{{ type: jwt, issuer: "{ISS_C}", subject: "{CLIENT_C}" }}]
+    cognito_client: partner-c
+    allowed_scopes: [api/read]
+    max_token_lifetime_seconds: 900
+    quotas: unlimited
 issuers:
   - issuer: "{ISS_A}"
     jwks_url: "{jwks_a}"
@@ -58,6 +68,14 @@ issuers:
     max_token_age_seconds: {MAX_AGE}
     leeway_seconds: {LEEWAY}
     subject_claim: client_id
+  - issuer: "{ISS_C}"
+    jwks_url: "{JWKS_C}"
+    audiences: ["{CLIENT_C}"]
+    audience_claim: client_id
+    required_claims: [jti, token_use]
+    algorithms: [RS256]
+    max_token_age_seconds: {MAX_AGE}
+    leeway_seconds: {LEEWAY}
 "#
     )
 }
@@ -66,7 +84,8 @@ fn policy(jwks_a: &str, jwks_b: &str) -> Arc<Policy> {
     Arc::new(Policy::from_bytes("test.yaml", policy_yaml(jwks_a, jwks_b).as_bytes()).unwrap())
 }
 
-/// Issuer A publishes an RSA and an EC key; issuer B one RSA key (PS256 and RS256 allowed, subject in `client_id`).
+/// Issuer A publishes an RSA and an EC key; issuer B one RSA key (PS256 and RS256 allowed, subject in `client_id`);
+/// issuer C (Cognito-shaped) publishes A's RSA key, which saves generating another.
 struct Fx {
     policy: Arc<Policy>,
     fetcher: MemoryJwksFetcher,
@@ -90,6 +109,7 @@ impl Fx {
         let mut bj = b.jwk();
         bj.as_object_mut().unwrap().remove("alg");
         fetcher.set(JWKS_B, jwks([bj]).to_string());
+        fetcher.set(JWKS_C, rsa.jwks().to_string());
         let policy = policy(JWKS_A, JWKS_B);
         let verifier = Arc::new(JwtVerifier::new(policy.clone(), Arc::new(fetcher.clone()), cfg));
         Fx { policy, fetcher, verifier, rsa, ec, b }
@@ -449,6 +469,67 @@ async fn aud_of_the_wrong_type_is_refused() {
     }
 }
 
+/// A Cognito client-credentials access token: `client_id` names the app client, there is no `aud` and no `nbf`.
+fn claims_c() -> Value {
+    let n = now();
+    json!({
+        "sub": CLIENT_C,
+        "token_use": "access",
+        "scope": "api/read",
+        "auth_time": n,
+        "iss": ISS_C,
+        "exp": n + 3600,
+        "iat": n,
+        "version": 2,
+        "jti": "8a7c44f3-6d2e-4a4e-9d8a-3f1b0b7e2c11",
+        "client_id": CLIENT_C,
+    })
+}
+
+#[tokio::test]
+async fn an_issuer_whose_audience_claim_is_client_id_needs_no_aud() {
+    let fx = Fx::new();
+    let v = fx.verify(&fx.rsa.token(&claims_c()).unwrap()).await.unwrap();
+    assert_eq!((v.issuer.as_str(), v.subject.as_str()), (ISS_C, CLIENT_C));
+    // An aud that names us as well is fine.
+    assert!(fx.verify(&fx.rsa.token(&edit(claims_c(), set("aud", json!([CLIENT_C])))).unwrap()).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_configured_audience_claim_that_is_missing_wrong_or_not_a_string_is_refused() {
+    let fx = Fx::new();
+    let cases = [
+        (edit(claims_c(), del("client_id")), JwtError::MissingClaim("audience")),
+        (edit(claims_c(), set("client_id", json!("another-app-client"))), JwtError::WrongAudience),
+        (edit(claims_c(), set("client_id", json!(format!("{CLIENT_C} ")))), JwtError::WrongAudience),
+        (edit(claims_c(), set("client_id", json!([CLIENT_C]))), JwtError::InvalidClaim("audience")),
+        (edit(claims_c(), set("client_id", json!(7))), JwtError::InvalidClaim("audience")),
+        // The RFC 7519 rule for a present aud still holds: it must name us.
+        (edit(claims_c(), set("aud", json!("https://someone-else.example"))), JwtError::WrongAudience),
+        (edit(claims_c(), set("aud", json!(["https://someone-else.example"]))), JwtError::WrongAudience),
+        (edit(claims_c(), set("aud", json!(5))), JwtError::InvalidClaim("aud")),
+    ];
+    for (claims, want) in cases {
+        fx.refused(&fx.rsa.token(&claims).unwrap(), want).await;
+    }
+    // The audience claim is per issuer: A's tokens still need aud, whatever client_id says.
+    let a = edit(edit(claims_a(), del("aud")), set("client_id", json!(AUD)));
+    fx.refused(&fx.rsa.token(&a).unwrap(), JwtError::MissingClaim("aud")).await;
+}
+
+#[tokio::test]
+async fn required_claims_are_enforced_per_issuer() {
+    let fx = Fx::new();
+    for claim in ["jti", "token_use"] {
+        let want = JwtError::MissingRequiredClaim(claim.into());
+        fx.refused(&fx.rsa.token(&edit(claims_c(), del(claim))).unwrap(), want.clone()).await;
+        fx.refused(&fx.rsa.token(&edit(claims_c(), set(claim, Value::Null))).unwrap(), want).await;
+    }
+    // Issuer A requires neither.
+    let a = edit(edit(claims_a(), del("jti")), del("token_use"));
+    assert!(fx.verify(&fx.rsa.token(&a).unwrap()).await.is_ok());
+}
+
 #[tokio::test]
 async fn missing_time_claims_are_refused() {
     let fx = Fx::new();
@@ -528,6 +609,43 @@ async fn token_over_the_size_cap_is_refused_before_decoding() {
     let fits = padded((cap - base) * 3 / 4 - 8);
     assert!(fits.len() <= cap && fits.len() > cap - 64, "{}", fits.len());
     assert!(fx.verify(&fits).await.is_ok());
+}
+
+/// RFC 7515 §4 / RFC 7519 §4 let a recipient reject or take the last of duplicate member names; two readers taking
+/// different ones would disagree about the token. Every duplicate is refused, even with a valid signature over it.
+#[tokio::test]
+async fn duplicate_members_in_header_or_payload_are_malformed() {
+    let fx = Fx::new();
+    let n = now();
+    let header = r#"{"alg":"RS256","typ":"JWT","kid":"a-rsa-1"}"#;
+    let payload = |extra: &str| {
+        format!(r#"{{"iss":"{ISS_A}","sub":"{SUB_A}","aud":"{AUD}","iat":{n},"exp":{exp}{extra}}}"#, exp = n + 300)
+    };
+    let sign = |h: &str, p: &str| fx.rsa.sign_raw(Algorithm::RS256, h, p).unwrap();
+    // The fixture itself verifies.
+    assert!(fx.verify(&sign(header, &payload(""))).await.is_ok());
+
+    let headers = [
+        r#"{"alg":"RS256","typ":"JWT","kid":"a-rsa-1","alg":"RS256"}"#,
+        r#"{"alg":"none","typ":"JWT","kid":"a-rsa-1","alg":"RS256"}"#,
+        r#"{"alg":"RS256","typ":"JWT","kid":"a-rsa-1","kid":"a-ec-1"}"#,
+        r#"{"alg":"RS256","typ":"JWT","kid":"a-rsa-1","\u006bid":"a-rsa-1"}"#,
+    ];
+    for h in headers {
+        fx.refused(&sign(h, &payload("")), JwtError::Malformed).await;
+    }
+    let payloads = [
+        payload(&format!(r#","iss":"{ISS_B}""#)),
+        payload(&format!(r#","iss":"{ISS_A}""#)),
+        payload(&format!(r#","exp":{}"#, n + 86_400)),
+        payload(r#","aud":"https://other-audience.test""#),
+        payload(r#","sub":"someone-else""#),
+        payload(&format!(r#","\u0073ub":"{SUB_A}""#)),
+        payload(r#","act":{"sub":"x","sub":"y"}"#),
+    ];
+    for p in &payloads {
+        fx.refused(&sign(header, p), JwtError::Malformed).await;
+    }
 }
 
 #[tokio::test]
@@ -641,6 +759,35 @@ async fn jwks_endpoint_down_known_keys_still_verify() {
     cold.refused(&cold.rsa.token(&claims_a()).unwrap(), JwtError::KeysUnavailable).await;
     cold.refused(&cold.rsa.token(&claims_a()).unwrap(), JwtError::KeysUnavailable).await;
     assert_eq!(cold.fetcher.fetches(), 1, "the failed fetch is not retried inside the cooldown");
+}
+
+/// Riding out a JWKS outage has a bound: past `jwks_max_age + jwks_max_stale` with every refresh failing, the
+/// issuer's tokens are refused, so an endpoint that stays unreachable cannot keep a withdrawn key valid for ever.
+#[tokio::test]
+async fn keys_past_the_stale_window_are_refused_until_a_fetch_succeeds() {
+    let cfg = JwtConfig {
+        unknown_kid_cooldown: Duration::from_millis(100),
+        jwks_max_age: Duration::from_millis(200),
+        jwks_max_stale: Duration::from_millis(1000),
+        ..JwtConfig::default()
+    };
+    let fx = Fx::with(cfg);
+    let good = fx.rsa.token(&claims_a()).unwrap();
+    assert!(fx.verify(&good).await.is_ok());
+    fx.fetcher.set_down(true);
+    // Past the maximum age, inside the stale window: the refresh fails and the known keys still verify.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(fx.verify(&good).await.is_ok());
+    let attempts = fx.fetcher.fetches();
+    assert!(attempts >= 2, "a refresh was attempted");
+    // Past the window: refused, and the keys are not used again while the endpoint stays down.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    fx.refused(&good, JwtError::KeysUnavailable).await;
+    fx.refused(&fx.ec.token(&claims_a()).unwrap(), JwtError::KeysUnavailable).await;
+    // A fetch that succeeds again (after the cooldown) restores the issuer.
+    fx.fetcher.set_down(false);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(fx.verify(&good).await.is_ok());
 }
 
 #[tokio::test]

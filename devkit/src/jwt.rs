@@ -148,6 +148,15 @@ impl PartnerKey {
         Ok(format!("{input}.{sig}"))
     }
 
+    /// Signs header and payload given as raw JSON text with algorithm `alg`: for what a `Value` cannot hold, such as
+    /// a member name that occurs twice (`{"alg":"RS256","alg":"none"}`) or an escaped spelling of one.
+    pub fn sign_raw(&self, alg: Algorithm, header_json: &str, payload_json: &str) -> Result<String, DevJwtError> {
+        let input = signing_input(header_json.as_bytes(), payload_json.as_bytes());
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.encoding, alg)
+            .map_err(|e| DevJwtError::Sign(e.to_string()))?;
+        Ok(format!("{input}.{sig}"))
+    }
+
     /// A token with the default header and `claims`.
     pub fn token(&self, claims: &Value) -> Result<String, DevJwtError> {
         self.sign(claims, |_| {})
