@@ -421,6 +421,35 @@ def check_alarms(src, exp):
     assert '"5XXError"' in metrics and '"Errors"' in metrics and '"Throttles"' in metrics
 
 
+def alarm_metrics(alarm):
+    """(namespace, metric name, dimensions) of every metric an alarm reads: its one metric, or each MetricStat."""
+    p = props(alarm)
+    if "MetricName" in p:
+        yield p.get("Namespace"), p["MetricName"], p.get("Dimensions", [])
+    for m in p.get("Metrics", []):
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            yield metric.get("Namespace"), metric["MetricName"], metric.get("Dimensions", [])
+
+
+def check_authorizer_errors_alarm(src, exp):
+    """The authorizer alarm reads only the authorizer's own EMF AuthorizerErrors (its Service-only series), never the
+    function's AWS/Lambda Errors: API Gateway answers 401 only when the authorizer fails with "Unauthorized", so every
+    request without valid credentials is a Lambda error and the alarm would fire on unauthenticated traffic."""
+    emf = lambda *path: {"Fn::FindInMap": ["Emf", *path]}  # noqa: E731
+    alarm = exp["Resources"]["AuthorizerErrorsAlarm"]
+    assert list(alarm_metrics(alarm)) == [(
+        {"Ref": "MetricsNamespace"},
+        emf("Metric", "AuthorizerErrors"),
+        [{"Name": emf("Dimension", "Name"), "Value": emf("Dimension", "Authorizer")}],
+    )], f"AuthorizerErrorsAlarm reads {list(alarm_metrics(alarm))}"
+    authorizer = {"Name": "FunctionName", "Value": {"Ref": "AuthorizerFunction"}}
+    for name, a in resources(exp, "AWS::CloudWatch::Alarm").items():
+        for namespace, metric, dims in alarm_metrics(a):
+            raw_errors = namespace == "AWS/Lambda" and metric == "Errors" and authorizer in dims
+            assert not raw_errors, f"{name} reads the authorizer's Lambda Errors, which count every 401"
+
+
 def check_outputs(src, exp):
     outs = exp["Outputs"]
     assert sub_string(outs["MtlsTokenEndpoint"]["Value"]) == "https://${MtlsDomainName}/oauth2/token"
@@ -431,7 +460,7 @@ CHECKS = {f.__name__[len("check_"):]: f for f in [
     check_only_post_token, check_request_authorizer_safe_cache, check_execute_api_disabled, check_mtls_domain,
     check_tls_1_2, check_logging, check_throttling, check_invoke_permissions, check_broker_role,
     check_authorizer_role, check_quota_table, check_usage_plan, check_gateway_responses, check_functions,
-    check_truststore_bucket, check_alarms, check_outputs,
+    check_truststore_bucket, check_alarms, check_authorizer_errors_alarm, check_outputs,
 ]}
 
 
@@ -517,6 +546,21 @@ def _no_invalid_client_alarm(t):
     del t["Resources"]["UpstreamInvalidClientAlarm"]
 
 
+def _authorizer_alarm_on_lambda_errors(t):
+    """The alarm as it once was: the EMF metric plus the function's Lambda Errors, i.e. plus every 401."""
+    p = t["Resources"]["AuthorizerErrorsAlarm"]["Properties"]
+    emf = {k: p.pop(k) for k in ("Namespace", "MetricName", "Dimensions")}
+    p.pop("Statistic")
+    p.pop("Period")
+    p["Metrics"] = [
+        {"Id": "emf", "ReturnData": False, "MetricStat": {"Metric": emf, "Period": 60, "Stat": "Sum"}},
+        {"Id": "lambda", "ReturnData": False, "MetricStat": {"Metric": {
+            "Namespace": "AWS/Lambda", "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "AuthorizerFunction"}}]}, "Period": 60, "Stat": "Sum"}},
+        {"Id": "total", "Expression": "FILL(emf, 0) + FILL(lambda, 0)", "ReturnData": True},
+    ]
+
+
 def _no_partner_output(t):
     del t["Outputs"]["PartnerTokenEndpoint"]
 
@@ -538,6 +582,7 @@ MUTATIONS = {
     "functions": _x86,
     "truststore_bucket": _public_bucket,
     "alarms": _no_invalid_client_alarm,
+    "authorizer_errors_alarm": _authorizer_alarm_on_lambda_errors,
     "outputs": _no_partner_output,
 }
 
