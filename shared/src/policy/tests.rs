@@ -275,3 +275,182 @@ fn subject_cn_may_pin_its_issuer_key() {
     );
     assert!(err(&with(", issuer_spki_sha256: abcd")).contains("identities.subject_cn.issuer_spki_sha256"));
 }
+
+/// Every bounded field is accepted at its bound and refused one past it, so a limit cannot drift unseen.
+mod limits {
+    use super::*;
+
+    fn caller_with(field_line: &str) -> String {
+        let base = BASE_CALLER.replace("    max_token_lifetime_seconds: 3600\n", "");
+        format!("version: 1\ncallers:{base}{field_line}")
+    }
+
+    fn with_lifetime(line: &str) -> String {
+        format!("{}    max_token_lifetime_seconds: 3600\n", caller_with(line))
+    }
+
+    #[test]
+    fn cognito_client_is_1_to_128_characters() {
+        let doc = |name: &str| {
+            format!(
+                "version: 1\ncallers:{}",
+                BASE_CALLER.replace("cognito_client: a", &format!("cognito_client: \"{name}\""))
+            )
+        };
+        assert!(load(&doc(&"c".repeat(128))).is_ok());
+        assert!(err(&doc(&"c".repeat(129))).contains("cognito_client"));
+        assert!(err(&doc("")).contains("cognito_client"));
+    }
+
+    #[test]
+    fn a_quota_window_is_1s_to_366_days() {
+        let doc = |per: &str| {
+            format!("version: 1\ncallers:{CALLER_WITHOUT_QUOTAS}    quotas: [{{ per: {per}, limit: 1 }}]\n")
+        };
+        assert!(load(&doc("1s")).is_ok());
+        assert!(load(&doc("31622400s")).is_ok());
+        assert!(err(&doc("31622401s")).contains("quotas.per"));
+        assert!(err(&doc("0s")).contains("quotas.per"));
+    }
+
+    #[test]
+    fn token_lifetime_is_60_to_86400_seconds() {
+        for (secs, ok) in [(59, false), (60, true), (86_400, true), (86_401, false)] {
+            let doc = caller_with(&format!("    max_token_lifetime_seconds: {secs}\n"));
+            assert_eq!(load(&doc).is_ok(), ok, "{secs}");
+        }
+    }
+
+    #[test]
+    fn usage_plan_key_is_20_to_128_printable_characters() {
+        for (key, ok) in [
+            ("k".repeat(19), false),
+            ("k".repeat(20), true),
+            ("k".repeat(128), true),
+            ("k".repeat(129), false),
+            (format!("{} {}", "k".repeat(10), "k".repeat(10)), false),
+        ] {
+            let doc = with_lifetime(&format!("    usage_plan_key: \"{key}\"\n"));
+            assert_eq!(load(&doc).is_ok(), ok, "{} characters", key.len());
+        }
+    }
+
+    #[test]
+    fn identity_values_are_1_to_1024_characters() {
+        let doc = |cn: &str| {
+            format!(
+                "version: 1\ncallers:{}",
+                BASE_CALLER.replace(
+                    "{ type: san_uri, value: \"spiffe://x/a\" }",
+                    &format!("{{ type: subject_cn, cn: \"{cn}\", issuer_cn: CA }}")
+                )
+            )
+        };
+        assert!(load(&doc(&"n".repeat(1024))).is_ok());
+        assert!(err(&doc(&"n".repeat(1025))).contains("identities.subject_cn.cn"));
+        assert!(err(&doc("   ")).contains("identities.subject_cn.cn"));
+    }
+
+    fn issuer_doc(issuer: &str, extra: &str) -> String {
+        format!(
+            "version: 1\nissuers:\n  - issuer: \"{issuer}\"\n    jwks_url: https://i/jwks\n    audiences: [a]\n    algorithms: [RS256]\n    max_token_age_seconds: 300\n{extra}"
+        )
+    }
+
+    #[test]
+    fn issuer_string_is_1_to_1024_characters() {
+        assert!(load(&issuer_doc(&"i".repeat(1024), "")).is_ok());
+        assert!(err(&issuer_doc(&"i".repeat(1025), "")).contains("must be 1-1024"));
+        assert!(err(&issuer_doc("", "")).contains("must be 1-1024"));
+    }
+
+    #[test]
+    fn every_audience_must_be_non_empty() {
+        let doc = issuer_doc("https://i", "").replace("audiences: [a]", "audiences: [a, \"\"]");
+        assert!(err(&doc).contains("audiences"));
+        let doc = issuer_doc("https://i", "").replace("audiences: [a]", "audiences: []");
+        assert!(err(&doc).contains("audiences"));
+    }
+
+    #[test]
+    fn token_age_leeway_and_subject_claim_bounds() {
+        let age = |n: u64| {
+            issuer_doc("https://i", "").replace("max_token_age_seconds: 300", &format!("max_token_age_seconds: {n}"))
+        };
+        assert!(load(&age(1)).is_ok() && load(&age(86_400)).is_ok());
+        assert!(err(&age(0)).contains("max_token_age_seconds"));
+        assert!(err(&age(86_401)).contains("max_token_age_seconds"));
+        assert!(load(&issuer_doc("https://i", "    leeway_seconds: 300\n")).is_ok());
+        assert!(err(&issuer_doc("https://i", "    leeway_seconds: 301\n")).contains("leeway_seconds"));
+        let claim = |n: usize| issuer_doc("https://i", &format!("    subject_claim: \"{}\"\n", "c".repeat(n)));
+        assert!(load(&claim(128)).is_ok());
+        assert!(err(&claim(129)).contains("subject_claim"));
+        assert!(err(&claim(0)).contains("subject_claim"));
+        let claim = |n: usize| issuer_doc("https://i", &format!("    audience_claim: \"{}\"\n", "c".repeat(n)));
+        assert!(load(&claim(128)).is_ok());
+        assert!(err(&claim(129)).contains("audience_claim"));
+    }
+
+    #[test]
+    fn defaults_are_enabled_callers_and_thirty_seconds_of_leeway() {
+        let p = load(&format!("version: 1\ncallers:{BASE_CALLER}")).unwrap();
+        assert!(p.callers()[0].enabled);
+        let p = load(&issuer_doc("https://i", "")).unwrap();
+        assert_eq!(p.issuers().len(), 1);
+        assert_eq!(p.issuers()[0].leeway, Duration::from_secs(30));
+        assert_eq!(p.issuers()[0].subject_claim, "sub");
+    }
+
+    #[test]
+    fn a_policy_may_be_exactly_one_mebibyte_and_no_more() {
+        let head = format!("version: 1\ncallers:{BASE_CALLER}#");
+        let fill = |total: usize| format!("{head}{}", "x".repeat(total - head.len()));
+        assert!(load(&fill(MAX_POLICY_BYTES)).is_ok());
+        assert_eq!(MAX_POLICY_BYTES, 1024 * 1024);
+        let e = err(&fill(MAX_POLICY_BYTES + 1));
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn every_algorithm_name_round_trips_and_loads() {
+        let all = [
+            ("RS256", JwtAlgorithm::RS256),
+            ("RS384", JwtAlgorithm::RS384),
+            ("RS512", JwtAlgorithm::RS512),
+            ("PS256", JwtAlgorithm::PS256),
+            ("PS384", JwtAlgorithm::PS384),
+            ("PS512", JwtAlgorithm::PS512),
+            ("ES256", JwtAlgorithm::ES256),
+            ("ES384", JwtAlgorithm::ES384),
+            ("EdDSA", JwtAlgorithm::EdDSA),
+        ];
+        for (name, alg) in all {
+            assert_eq!(JwtAlgorithm::from_name(name), Some(alg), "{name}");
+            assert_eq!(alg.name(), name);
+            let doc = issuer_doc("https://i", "").replace("algorithms: [RS256]", &format!("algorithms: [{name}]"));
+            assert_eq!(load(&doc).unwrap().issuers()[0].algorithms, vec![alg]);
+        }
+    }
+
+    #[test]
+    fn certificate_callers_are_told_apart_from_partners() {
+        assert!(load(&format!("version: 1\ncallers:{BASE_CALLER}")).unwrap().has_certificate_callers());
+        let partner_only = format!(
+            "{}callers:{}",
+            issuer_doc("https://i", ""),
+            BASE_CALLER.replace(
+                "{ type: san_uri, value: \"spiffe://x/a\" }",
+                "{ type: jwt, issuer: \"https://i\", subject: s }"
+            )
+        );
+        assert!(!load(&partner_only).unwrap().has_certificate_callers());
+        assert!(!load("version: 1\n").unwrap().has_certificate_callers());
+    }
+
+    #[test]
+    fn usage_plan_key_debug_is_exactly_the_redaction() {
+        let p = load(EXAMPLE).unwrap();
+        let reporting = p.caller(&CallerId::try_from("reporting").unwrap()).unwrap();
+        assert_eq!(format!("{:?}", reporting.usage_plan_key.as_ref().unwrap()), "UsagePlanKey(<redacted>)");
+    }
+}
