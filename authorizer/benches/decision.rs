@@ -1,5 +1,8 @@
 //! One warm authorizer decision, for the mTLS path and the JWT path, with the decision cache off (full
-//! verification: PEM parse, chain, CRL, identity rules / JWS signature, claims) and on (a repeat request).
+//! verification: PEM parse, chain, CRL, identity rules / JWS signature, claims) and on (a repeat request), next to
+//! the floor a full decision cannot go below: one bare signature verification of the same kind (`baseline/*`), with
+//! the crypto provider webpki and jsonwebtoken use (aws-lc-rs), measured in the same run so the ratios hold on any
+//! machine.
 //!
 //! Run: `cargo bench -p tb-authorizer --bench decision`
 
@@ -70,7 +73,32 @@ fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &
     rt.block_on(build(&cfg, deps)).expect("authorizer").authorizer
 }
 
+/// One bare signature verification through webpki's own aws-lc-rs algorithm objects: key parsing and the
+/// verification itself, nothing else (no certificate, no JOSE). A full first-sight decision verifies one signature
+/// of this kind (the leaf's by its P-256 CA; the RS256 token's by an RSA-2048 key), so these are the floors the
+/// decision benches are compared with.
+fn baselines(c: &mut Criterion) {
+    use rcgen::{PublicKeyData, SigningKey};
+    use rustls_pki_types::SignatureVerificationAlgorithm;
+
+    let msg = vec![0x5au8; 400]; // about the size of a leaf's TBSCertificate or a JWS signing input
+    let cases: [(&str, tb_devkit::pki::KeyKind, &dyn SignatureVerificationAlgorithm); 2] = [
+        ("p256_verify", KeyKind::EcdsaP256, webpki::aws_lc_rs::ECDSA_P256_SHA256),
+        ("rsa2048_verify", KeyKind::Rsa2048, webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256),
+    ];
+    for (label, kind, alg) in cases {
+        let key = kind.generate().expect("key");
+        let sig = key.sign(&msg).expect("sign");
+        let public = key.der_bytes().to_vec();
+        alg.verify_signature(&public, &msg, &sig).expect("the baseline signature verifies");
+        c.bench_function(&format!("baseline/{label}"), |b| {
+            b.iter(|| alg.verify_signature(std::hint::black_box(&public), &msg, &sig))
+        });
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    baselines(c);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let now = SystemTime::now();
     let leaf_of = |ca: &TestCa| {
