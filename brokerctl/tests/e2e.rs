@@ -297,6 +297,73 @@ both!(
     a_certificate_revoked_by_a_crl_update_is_refused_after_the_refresh,
 );
 
+/// A client presenting `cert` (certificate and key PEM), trusting the dev CA.
+fn client_with(stack: &DevStack, cert: &tb_devkit::pki::IssuedCert) -> reqwest::Client {
+    let ca = std::fs::read(stack.state().paths.ca_cert()).unwrap();
+    let identity = reqwest::Identity::from_pem(format!("{}{}", cert.pem, cert.key_pem).as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .identity(identity)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The stack's own CA, to issue certificates the example clients do not have.
+fn dev_ca(stack: &DevStack) -> tb_devkit::pki::TestCa {
+    let p = &stack.state().paths;
+    let (cert, key) = (std::fs::read_to_string(p.ca_cert()).unwrap(), std::fs::read_to_string(p.ca_key()).unwrap());
+    tb_devkit::pki::TestCa::from_pem(&cert, &key).unwrap()
+}
+
+/// API Gateway's mTLS domain checks the chain only: an expired certificate of a trusted CA, or one without the
+/// clientAuth purpose, reaches the authorizer, which answers 401. A certificate of an unknown CA never gets past the
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_wrong_purpose_certificates_are_refused_by_the_authorizer_not_the_handshake() {
+    let s = start(Mode::Embedded, "leafchecks", |_| {}).await;
+    let ca = dev_ca(&s);
+    let orders = brokerctl::devstack::CLIENTS[0].san_uri.unwrap();
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let expired = ca.issue_client().cn("order-processing").san_uri(orders).validity(now - 30 * day, now - day);
+    let server_purpose = ca.issue_client().cn("order-processing").san_uri(orders).client_auth(false);
+    for (n, (what, cert)) in
+        [("expired", expired.build().unwrap()), ("serverAuth only", server_purpose.build().unwrap())]
+            .into_iter()
+            .enumerate()
+    {
+        let (st, body) = token_request(&client_with(&s, &cert), &s.mtls_url(), None, None).await;
+        assert_eq!((st, body["error"].as_str()), (401, Some("invalid_client")), "{what}: {body}");
+        assert_eq!(s.stats().authorizer_calls.load(Ordering::Relaxed), n as u64 + 1, "{what}: the authorizer decided");
+        assert_eq!(s.stats().broker_calls.load(Ordering::Relaxed), 0);
+    }
+    let lookalike = ca.lookalike().unwrap().issue_client().cn("order-processing").san_uri(orders).build().unwrap();
+    let r = client_with(&s, &lookalike)
+        .post(format!("{}/oauth2/token", s.mtls_url()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await;
+    assert!(r.is_err(), "a certificate of an unknown CA got through the handshake: {r:?}");
+    assert_eq!(s.stats().requests.load(Ordering::Relaxed), 2);
+}
+
+/// The broker runs with its function's deadline, as in Lambda: with Cognito hanging, it gives up before its timeout
+/// and answers itself, instead of being cut off by the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_answers_within_its_functions_deadline() {
+    let s = start(Mode::Embedded, "deadline", |o| o.gateway.broker_timeout = Duration::from_secs(3)).await;
+    s.standin().unwrap().faults().set_delay(Duration::from_secs(8));
+    let started = std::time::Instant::now();
+    let (st, body) = token_request(&client(&s, Some("order-processing")), &s.mtls_url(), None, None).await;
+    let took = started.elapsed();
+    // Without a deadline the broker would give Cognito two attempts of UPSTREAM_TIMEOUT_MS (3 s) each.
+    assert!(took < Duration::from_millis(3500), "the broker ran past its deadline: {took:?} ({st} {body})");
+    assert_ne!(st, 502, "the gateway cut the broker off: {body}");
+    assert!(st >= 500 && body["error"].is_string(), "{st} {body}");
+    assert_ne!(body["error_description"], "the request could not be processed", "the gateway's answer: {body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_plan_keys_and_quotas_apply_after_the_authorizer() {
     let s = start(Mode::Embedded, "plan", |o| {
@@ -367,6 +434,23 @@ fn gateway_responses_match_infra_template() {
         assert_eq!(default.trim_start().trim_start_matches("Default:").trim(), value, "{param}");
     }
     assert_eq!(d.authorizer_cache_ttl, Duration::ZERO);
+}
+
+/// The local gateway cuts each function where Lambda and API Gateway would with the template: the functions'
+/// `Timeout` (their Lambda deadline) and the integration's `timeoutInMillis`.
+#[test]
+fn the_local_stack_times_out_the_functions_as_the_template_does() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let timeout = |function: &str| doc["Resources"][function]["Properties"]["Timeout"].as_u64().unwrap();
+    let integration = doc["Resources"]["TokenApi"]["Properties"]["DefinitionBody"]["paths"]["/oauth2/token"]["post"]
+        ["x-amazon-apigateway-integration"]["timeoutInMillis"]
+        .as_u64()
+        .unwrap();
+    let d = brokerctl::devstack::GatewaySettings::default();
+    assert_eq!(d.authorizer_timeout, Duration::from_secs(timeout("AuthorizerFunction")));
+    assert_eq!(d.broker_timeout, Duration::from_secs(timeout("BrokerFunction")));
+    assert_eq!(d.integration_timeout, Duration::from_millis(integration));
 }
 
 /// The `Environment` block of `function` in the template: literal values as given, `!Ref`/`!If` values as `None`

@@ -1,6 +1,12 @@
 //! HTTPS listeners on loopback: rustls in front of hyper (HTTP/1.1, keep-alive), with the client certificate the
 //! handshake verified handed to the request handler, the way API Gateway's custom domain terminates mutual TLS and
 //! passes `clientCert` on.
+//!
+//! The mTLS listener checks a client certificate the way the custom domain does, no more: the chain must lead to a
+//! self-signed CA of the truststore (the other truststore CAs serve as intermediates), with signatures of algorithms
+//! rustls considers secure, and a self-signed or unknown-issuer leaf is refused at the handshake. The leaf's validity
+//! period and extended key usage are not the handshake's business: API Gateway lets an expired leaf, or one without
+//! the clientAuth purpose, through to the authorizer, which refuses it (401). See [`GatewayClientVerifier`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +18,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -55,8 +64,9 @@ fn key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("private key: {e}"))
 }
 
-/// TLS 1.2+ server config; with `client_roots`, a client certificate chaining to them is required (the mTLS
-/// custom domain), without it none is asked for (the partner domain).
+/// TLS 1.2+ server config; with `client_roots` (the truststore), a client certificate that
+/// [`GatewayClientVerifier`] accepts is required (the mTLS custom domain), without it none is asked for (the partner
+/// domain).
 pub fn server_config(
     cert_pem: &str,
     key_pem: &str,
@@ -66,21 +76,120 @@ pub fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = match client_roots {
-        Some(roots_pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in certs(roots_pem)? {
-                roots.add(c).map_err(|e| format!("truststore: {e}"))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| format!("client verifier: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
+        Some(truststore_pem) => {
+            builder.with_client_cert_verifier(Arc::new(GatewayClientVerifier::new(truststore_pem)?))
         }
         None => builder.with_no_client_auth(),
     };
     let mut cfg = builder.with_single_cert(certs(cert_pem)?, key(key_pem)?).map_err(|e| e.to_string())?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// The mTLS custom domain's check of a client certificate, on rustls's WebPKI verifier:
+///
+/// - only the truststore's self-signed CAs are trust anchors; its other CAs are offered as intermediates, so a leaf
+///   of an intermediate whose root is not in the truststore is refused (a truststore holds whole chains, and the
+///   authorizer builds the same anchors from it);
+/// - the chain is checked at a moment inside the leaf's validity period, so an expired or not-yet-valid leaf passes
+///   the handshake (API Gateway does not check it; the authorizer refuses it);
+/// - a leaf whose extended key usage lacks clientAuth is checked again for the serverAuth purpose, which rustls's
+///   verifier offers as its only alternative: a leaf naming serverAuth (a server certificate used as a client's)
+///   passes, as at API Gateway, and the authorizer refuses it. A leaf whose extended key usage names neither purpose
+///   is still refused at the handshake here, where API Gateway would pass it to the authorizer: rustls offers no
+///   chain check that ignores the purpose, and such certificates are rare outside attacks the authorizer's tests
+///   cover.
+#[derive(Debug)]
+pub struct GatewayClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    roots: Arc<RootCertStore>,
+    truststore_intermediates: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl GatewayClientVerifier {
+    /// A verifier for the CA certificates of `truststore_pem`; it needs at least one self-signed CA among them.
+    pub fn new(truststore_pem: &str) -> Result<Self, String> {
+        let mut roots = RootCertStore::empty();
+        let mut truststore_intermediates = Vec::new();
+        for c in certs(truststore_pem)? {
+            let self_signed = x509_parser::parse_x509_certificate(&c)
+                .map(|(_, x)| x.subject().as_raw() == x.issuer().as_raw())
+                .map_err(|e| format!("truststore: {e}"))?;
+            if self_signed {
+                roots.add(c).map_err(|e| format!("truststore: {e}"))?;
+            } else {
+                truststore_intermediates.push(c);
+            }
+        }
+        if roots.is_empty() {
+            return Err("truststore: no self-signed root CA (an intermediate needs its root in the truststore)".into());
+        }
+        let roots = Arc::new(roots);
+        let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| format!("client verifier: {e}"))?;
+        Ok(GatewayClientVerifier { inner, roots, truststore_intermediates, provider: provider() })
+    }
+}
+
+/// `now`, or the nearest moment inside the leaf's validity period when `now` is outside it.
+fn inside_validity(end_entity: &CertificateDer<'_>, now: UnixTime) -> UnixTime {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity) else { return now };
+    let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
+    let (from, to) = (secs(cert.validity().not_before), secs(cert.validity().not_after));
+    let at = now.as_secs().clamp(from, to.max(from));
+    UnixTime::since_unix_epoch(Duration::from_secs(at))
+}
+
+impl ClientCertVerifier for GatewayClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let mut chain: Vec<CertificateDer<'_>> = intermediates.to_vec();
+        chain.extend(self.truststore_intermediates.iter().cloned());
+        let at = inside_validity(end_entity, now);
+        match self.inner.verify_client_cert(end_entity, &chain, at) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            )) => {
+                let leaf = ParsedCertificate::try_from(end_entity)?;
+                let algs = self.provider.signature_verification_algorithms.all;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(&leaf, &self.roots, &chain, at, algs)?;
+                Ok(ClientCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Binds `addr` and serves `handler` over TLS until the returned task is aborted.
@@ -145,4 +254,66 @@ pub async fn serve(
         }
     });
     Ok((local, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use tb_devkit::pki::{pem_bundle, self_signed_client, IssuedCert, TestCa};
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn check(truststore: &str, leaf: &IssuedCert, sent: &[&TestCa]) -> Result<(), rustls::Error> {
+        let v = GatewayClientVerifier::new(truststore).unwrap();
+        let sent: Vec<CertificateDer<'_>> = sent.iter().map(|c| CertificateDer::from(c.cert_der().to_vec())).collect();
+        let now = UnixTime::since_unix_epoch(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap());
+        v.verify_client_cert(&CertificateDer::from(leaf.der.clone()), &sent, now).map(|_| ())
+    }
+
+    #[test]
+    fn the_handshake_leaves_validity_and_purpose_to_the_authorizer() {
+        let ca = TestCa::root("Dev Root CA").unwrap();
+        let now = SystemTime::now();
+        let valid = ca.issue_client().cn("ok").build().unwrap();
+        let expired = ca.issue_client().cn("old").validity(now - 30 * DAY, now - DAY).build().unwrap();
+        let early = ca.issue_client().cn("early").validity(now + DAY, now + 30 * DAY).build().unwrap();
+        let server_purpose = ca.issue_client().cn("server").client_auth(false).build().unwrap();
+        let both = ca.issue_client().cn("both").client_auth(false).validity(now - 30 * DAY, now - DAY).build().unwrap();
+        for (what, leaf) in
+            [("valid", &valid), ("expired", &expired), ("not yet valid", &early), ("serverAuth", &server_purpose)]
+        {
+            assert_eq!(check(ca.cert_pem(), leaf, &[]), Ok(()), "{what}");
+        }
+        assert_eq!(check(ca.cert_pem(), &both, &[]), Ok(()), "expired serverAuth");
+    }
+
+    #[test]
+    fn unknown_issuers_and_self_signed_leaves_are_refused_at_the_handshake() {
+        let ca = TestCa::root("Dev Root CA").unwrap();
+        let lookalike = ca.lookalike().unwrap();
+        let foreign = lookalike.issue_client().cn("ok").build().unwrap();
+        assert!(check(ca.cert_pem(), &foreign, &[]).is_err(), "a CA with the same name but another key");
+        let own = self_signed_client().cn("ok").build().unwrap();
+        assert!(check(ca.cert_pem(), &own, &[]).is_err(), "self-signed");
+        let expired_foreign =
+            lookalike.issue_client().validity(SystemTime::now() - 30 * DAY, SystemTime::now() - DAY).build().unwrap();
+        assert!(check(ca.cert_pem(), &expired_foreign, &[]).is_err(), "expired and untrusted");
+    }
+
+    #[test]
+    fn only_self_signed_truststore_cas_are_roots() {
+        let root = TestCa::root("Dev Root CA").unwrap();
+        let inter = root.intermediate("Dev Issuing CA").unwrap();
+        let leaf = inter.issue_client().cn("ok").build().unwrap();
+        // The whole chain in the truststore, or the root there and the intermediate sent by the client.
+        assert_eq!(check(&inter.chain_bundle_pem(), &leaf, &[]), Ok(()));
+        assert_eq!(check(root.cert_pem(), &leaf, &[&inter]), Ok(()));
+        // The intermediate without its root anchors nothing: a truststore holds whole chains.
+        let without_root = pem_bundle(&[inter.cert_pem(), TestCa::root("Other Root").unwrap().cert_pem()]);
+        assert!(check(&without_root, &leaf, &[]).is_err());
+        assert!(GatewayClientVerifier::new(inter.cert_pem()).is_err(), "a truststore without any root");
+    }
 }

@@ -6,8 +6,8 @@
 //! partner --TLS--> [partner listener]/                                   \--> broker handler --HTTP--> Cognito stand-in
 //! ```
 //!
-//! Both listeners are real TLS (rustls) on 127.0.0.1; the mTLS one requires a client certificate that chains to the
-//! truststore, as the API Gateway custom domain does. The gateway ([`gateway`]) reproduces what API Gateway does
+//! Both listeners are real TLS (rustls) on 127.0.0.1; the mTLS one requires a client certificate that chains to a
+//! root of the truststore, and checks no more than that, as the API Gateway custom domain does. The gateway ([`gateway`]) reproduces what API Gateway does
 //! between the handshake and the Lambdas with `infra/template.yaml`'s settings, and calls the production handlers
 //! of both functions. Quotas and secrets live in memory unless `aws_endpoint` points DynamoDB, SSM and S3 (the
 //! truststore and CRL objects) at an AWS-compatible endpoint such as moto; `token_url` replaces the Cognito stand-in
@@ -67,8 +67,8 @@ pub struct DevOptions {
     /// DynamoDB, SSM and S3 on this endpoint instead of the embedded stores.
     pub aws_endpoint: Option<String>,
     pub aws_names: AwsNames,
-    /// With `aws_endpoint`: the DynamoDB and SSM operation timeout instead of the broker's production default. A
-    /// single-threaded emulator shared by parallel test suites can queue a call past the production limit.
+    /// With `aws_endpoint`: the DynamoDB, SSM and S3 operation timeout instead of the functions' production defaults.
+    /// A single-threaded emulator shared by parallel test suites can queue a call past the production limit.
     pub aws_operation_timeout: Option<Duration>,
     /// A real token endpoint instead of the Cognito stand-in (the app-client secrets must then be real ones: put
     /// them in the state directory's `secrets.json`).
@@ -274,10 +274,14 @@ impl DevStack {
                 let sdk = crate::aws::sdk_config(Some(endpoint)).await;
                 let s3 = crate::aws::s3_client(&sdk, Some(endpoint));
                 prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
+                // The authorizer reads trust material with its own S3 client and timeouts (a shared emulator may
+                // queue a call past the production budget: `aws_operation_timeout` raises it, as for the broker).
+                let timeout = opts.aws_operation_timeout.unwrap_or(tb_authorizer::S3_OPERATION_TIMEOUT);
+                let trust_s3 = tb_authorizer::s3_client(&sdk, timeout);
                 let trust = TrustSources {
-                    truststore: Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "truststore.pem")),
+                    truststore: Arc::new(S3ObjectSource::new(trust_s3.clone(), &names.bucket, "truststore.pem")),
                     crls: Some(
-                        Arc::new(S3ObjectSource::new(s3.clone(), &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>
+                        Arc::new(S3ObjectSource::new(trust_s3, &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>
                     ),
                 };
                 let mut deps = tb_broker::Deps::from_aws(&broker_cfg, &sdk).map_err(setup("AWS adapters"))?;

@@ -1,6 +1,7 @@
 //! The Lambda events API Gateway builds for the two functions, and the mapping of the broker's proxy response back
 //! to HTTP: the REQUEST authorizer event (with `requestContext.identity.clientCert` as API Gateway fills it), the
-//! proxy event with `requestContext.authorizer`, and the proxy response passed through to the client.
+//! proxy event with `requestContext.authorizer` (and the same `clientCert` on the mTLS domain), and the proxy
+//! response passed through to the client.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -111,6 +112,25 @@ pub(super) fn authorizer_event(
     ev
 }
 
+/// The proxy event for the broker as the JSON Lambda hands the function: [`proxy_event`] with
+/// `requestContext.identity.clientCert` on the mTLS domain, which API Gateway passes to the integration too (the
+/// Rust event type has no such field, so only the JSON can carry it; the broker must ignore it).
+pub(super) fn proxy_event_json(
+    stage: &str,
+    req: http::Request<Bytes>,
+    conn: &ConnInfo,
+    rid: &str,
+    answer: &Value,
+) -> Value {
+    let mut ev = serde_json::to_value(proxy_event(stage, req, conn, rid, answer)).unwrap_or(Value::Null);
+    if let (Some(der), Some(Value::Object(identity))) = (&conn.client_cert, ev.pointer_mut("/requestContext/identity"))
+    {
+        let cert = serde_json::to_value(client_cert_identity(der)).unwrap_or(Value::Null);
+        identity.insert("clientCert".into(), cert);
+    }
+    ev
+}
+
 /// The proxy event for the broker: `req` on `stage`, with the authorizer's `answer` (its context and
 /// `principalId`) in `requestContext.authorizer`.
 pub(super) fn proxy_event(
@@ -206,5 +226,40 @@ mod tests {
     #[test]
     fn validity_is_in_api_gateways_format() {
         assert_eq!(gmt(1_559_046_602), "May 28 12:30:02 2019 GMT");
+    }
+
+    fn request() -> http::Request<Bytes> {
+        http::Request::builder()
+            .method("POST")
+            .uri("/oauth2/token")
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Bytes::from_static(b"grant_type=client_credentials"))
+            .unwrap()
+    }
+
+    fn conn(domain: super::super::Domain, cert: Option<Vec<u8>>) -> ConnInfo {
+        ConnInfo { peer: "127.0.0.1:5000".parse().unwrap(), domain, client_cert: cert.map(std::sync::Arc::new) }
+    }
+
+    /// As API Gateway does, the proxy event of an mTLS request carries the client certificate, and it still reads
+    /// as the broker's event type; the partner domain's carries none.
+    #[test]
+    fn the_proxy_event_carries_the_client_certificate_on_the_mtls_domain() {
+        let leaf = tb_devkit::pki::TestCa::root("Dev Root CA").unwrap().issue_client().cn("c").build().unwrap();
+        let answer = serde_json::json!({"principalId": "reporting", "context": {"callerId": "reporting"}});
+        let mtls = conn(super::super::Domain::Mtls, Some(leaf.der.clone()));
+        let ev = proxy_event_json("v1", request(), &mtls, "rid-1", &answer);
+        let cert = &ev["requestContext"]["identity"]["clientCert"];
+        assert_eq!(cert["clientCertPem"], leaf.pem.as_str(), "{ev}");
+        assert!(cert["subjectDN"].as_str().is_some_and(|s| s.contains("CN=c")), "{cert}");
+        assert!(cert["validity"]["notAfter"].as_str().is_some_and(|s| s.ends_with("GMT")), "{cert}");
+        let typed: ApiGatewayProxyRequest = serde_json::from_value(ev).unwrap();
+        assert_eq!(typed.request_context.authorizer.fields["principalId"], "reporting");
+        assert_eq!(typed.body.as_deref(), Some("grant_type=client_credentials"));
+
+        let partner = conn(super::super::Domain::Partner, None);
+        let ev = proxy_event_json("v1", request(), &partner, "rid-2", &answer);
+        assert!(ev["requestContext"]["identity"].get("clientCert").is_none(), "{ev}");
     }
 }

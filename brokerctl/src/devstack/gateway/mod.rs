@@ -12,8 +12,13 @@
 //! 5. usage plans (when the method requires an API key, `apiKeySource: AUTHORIZER`): the authorizer's
 //!    `usageIdentifierKey` must be a key of the plan (`INVALID_API_KEY` 403), then the plan's per-key rate/burst
 //!    (`THROTTLED`) and daily quota (`QUOTA_EXCEEDED`);
-//! 6. the proxy event with `requestContext.authorizer` = the context + `principalId`, and the broker's answer
-//!    passed through.
+//! 6. the proxy event with `requestContext.authorizer` = the context + `principalId` and
+//!    `requestContext.identity.clientCert` on the mTLS domain, and the broker's answer passed through.
+//!
+//! Each function runs as Lambda runs it: with a deadline in its context (its `Timeout` in the template), on its own
+//! task so a panic is a failed invocation rather than a dropped connection, and cut at its timeout. A failed or
+//! timed-out authorizer is a 500, a failed or timed-out broker a 502, and a broker still running at the integration
+//! timeout a 504, each with the template's `DEFAULT_5XX` body.
 //!
 //! Counters ([`GatewayStats`]) let tests prove what did *not* run (the authorizer on a throttled request, on a
 //! cache hit).
@@ -26,6 +31,7 @@ mod iam;
 mod throttle;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,6 +107,12 @@ pub struct GatewaySettings {
     pub authorizer_cache_ttl: Duration,
     /// The authorizer's identity sources (none in the template, which is only allowed with caching off).
     pub identity_sources: Vec<IdentitySource>,
+    /// The authorizer function's `Timeout` (5 s): its Lambda deadline, and when its invocation is cut (500).
+    pub authorizer_timeout: Duration,
+    /// The broker function's `Timeout` (10 s): its Lambda deadline, and when its invocation is cut (502).
+    pub broker_timeout: Duration,
+    /// The integration's `timeoutInMillis` (12 s): a broker still running then gets the client a 504.
+    pub integration_timeout: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -116,8 +128,51 @@ impl Default for GatewaySettings {
             usage_plan_keys: Vec::new(),
             authorizer_cache_ttl: Duration::ZERO,
             identity_sources: Vec::new(),
+            authorizer_timeout: Duration::from_secs(5),
+            broker_timeout: Duration::from_secs(10),
+            integration_timeout: Duration::from_secs(12),
         }
     }
+}
+
+/// How an invocation of a function ended, as Lambda reports it to API Gateway.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invocation<T> {
+    /// The handler returned (an answer, or the error it chose, such as the authorizer's `Unauthorized`).
+    Returned(T),
+    /// The handler panicked: Lambda reports a failed invocation, the gateway answers 5XX.
+    Panicked,
+    /// The handler was still running at the timeout: Lambda stops it, the gateway answers 5XX.
+    TimedOut,
+}
+
+/// Runs a function's handler the way Lambda runs one invocation: on a task of its own, so that a panic ends the
+/// invocation and not the client's connection, and stopped at `timeout`.
+pub async fn invoke<T: Send + 'static>(
+    timeout: Duration,
+    handler: impl Future<Output = T> + Send + 'static,
+) -> Invocation<T> {
+    let mut task = tokio::spawn(handler);
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(Ok(out)) => Invocation::Returned(out),
+        Ok(Err(_)) => Invocation::Panicked,
+        Err(_) => {
+            task.abort();
+            Invocation::TimedOut
+        }
+    }
+}
+
+/// The Lambda context of one invocation of `function`: a request id of its own and the deadline `timeout` from now,
+/// which the handler reads as Lambda's.
+fn lambda_context(function: &str, timeout: Duration) -> lambda_runtime::Context {
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.request_id = request_id();
+    ctx.deadline = (std::time::SystemTime::now() + timeout)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    ctx.invoked_function_arn = format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:token-broker-dev-{function}");
+    ctx
 }
 
 /// What the gateway did, for tests and the stack's status line.
@@ -314,18 +369,23 @@ impl Gateway {
 
         let event = events::authorizer_event(&self.settings.stage, req, conn, rid, method_arn);
         GatewayStats::bump(&self.stats.authorizer_calls);
-        match tb_authorizer::handle_request(&self.authorizer, &event, self.authorizer.clock.now()).await {
-            Ok(resp) => {
+        let timeout = self.settings.authorizer_timeout;
+        let event = lambda_runtime::LambdaEvent::new(event, lambda_context("authorizer", timeout));
+        let app = self.authorizer.clone();
+        match invoke(timeout, async move { tb_authorizer::handle(&app, event).await }).await {
+            Invocation::Returned(Ok(resp)) => {
                 let answer = serde_json::to_value(&resp).unwrap_or(Value::Null);
                 if caching {
                     lock(&self.cache).insert(key, CachedAnswer { answer: answer.clone(), until: Instant::now() + ttl });
                 }
                 Ok(answer)
             }
-            Err(_) => {
+            Invocation::Returned(Err(_)) => {
                 GatewayStats::bump(&self.stats.unauthorized);
                 Err(unauthorized(rid))
             }
+            // AUTHORIZER_CONFIGURATION_ERROR / AUTHORIZER_FAILURE: the template leaves them to DEFAULT_5XX.
+            Invocation::Panicked | Invocation::TimedOut => Err(gateway_response(500, responses::DEFAULT_5XX, rid, &[])),
         }
     }
 
@@ -354,15 +414,55 @@ impl Gateway {
         }
     }
 
-    /// The proxy integration: the broker's answer passed through, a 502 when the broker fails.
+    /// The proxy integration: the broker's answer passed through; a 502 when the broker fails (an error, a panic,
+    /// its own timeout), a 504 when it is still running at the integration timeout.
     async fn integrate(&self, req: http::Request<Bytes>, conn: &ConnInfo, rid: &str, answer: &Value) -> HttpResponse {
-        let ev = events::proxy_event(&self.settings.stage, req, conn, rid, answer);
+        let bad_gateway = || gateway_response(502, responses::DEFAULT_5XX, rid, &[]);
+        let json = events::proxy_event_json(&self.settings.stage, req, conn, rid, answer);
+        // The payload reaches the function as JSON, read into the handler's event type as the runtime reads it.
+        let Ok(ev) = serde_json::from_value(json) else { return bad_gateway() };
         GatewayStats::bump(&self.stats.broker_calls);
-        let event = lambda_runtime::LambdaEvent::new(ev, lambda_runtime::Context::default());
-        match tb_broker::handle(&self.broker, event).await {
-            Ok(out) => events::proxy_response(out, rid)
-                .unwrap_or_else(|| gateway_response(502, responses::DEFAULT_5XX, rid, &[])),
-            Err(_) => gateway_response(502, responses::DEFAULT_5XX, rid, &[]),
+        let (function, integration) = (self.settings.broker_timeout, self.settings.integration_timeout);
+        let event = lambda_runtime::LambdaEvent::new(ev, lambda_context("broker", function));
+        let broker = self.broker.clone();
+        match invoke(function.min(integration), async move { tb_broker::handle(&broker, event).await }).await {
+            Invocation::Returned(Ok(out)) => events::proxy_response(out, rid).unwrap_or_else(bad_gateway),
+            Invocation::TimedOut if integration <= function => gateway_response(504, responses::DEFAULT_5XX, rid, &[]),
+            Invocation::Returned(Err(_)) | Invocation::Panicked | Invocation::TimedOut => bad_gateway(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_invocation_returns_panics_or_times_out_as_in_lambda() {
+        assert_eq!(invoke(Duration::from_secs(5), async { 7 }).await, Invocation::Returned(7));
+        let panics = async {
+            if std::hint::black_box(true) {
+                panic!("a handler bug");
+            }
+            7
+        };
+        assert_eq!(invoke(Duration::from_secs(5), panics).await, Invocation::Panicked);
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            7
+        };
+        let started = Instant::now();
+        assert_eq!(invoke(Duration::from_millis(50), slow).await, Invocation::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_context_carries_the_functions_deadline() {
+        let before = std::time::SystemTime::now();
+        let ctx = lambda_context("broker", Duration::from_secs(10));
+        let deadline = std::time::UNIX_EPOCH + Duration::from_millis(ctx.deadline);
+        let left = deadline.duration_since(before).unwrap();
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(11), "{left:?}");
+        assert!(!ctx.request_id.is_empty() && ctx.invoked_function_arn.ends_with("function:token-broker-dev-broker"));
     }
 }
