@@ -261,7 +261,8 @@ mod tests {
             m.insert("client_id".into(), json!("api2"));
         };
         assert!(with_rules(&r, cognito).is_ok());
-        let cases: Vec<(Box<dyn FnOnce(&mut Map<String, Value>)>, JwtError)> = vec![
+        type Edit = Box<dyn FnOnce(&mut Map<String, Value>)>;
+        let cases: Vec<(Edit, JwtError)> = vec![
             (Box::new(|m| drop(m.remove("aud"))), MissingClaim("audience")),
             (Box::new(|m| drop(m.insert("client_id".into(), json!("other")))), WrongAudience),
             (Box::new(|m| drop(m.insert("client_id".into(), json!(["api"])))), InvalidClaim("audience")),
