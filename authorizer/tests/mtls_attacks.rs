@@ -10,12 +10,15 @@ use std::time::{Duration, SystemTime};
 
 use fixture::*;
 use proptest::prelude::*;
+use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
+use sha2::{Digest, Sha256};
 use tb_authorizer::MemoryObjectSource;
 use tb_authorizer::{
-    identify, pem_fingerprint, CertError, CertVerifier, IdentifyError, MtlsConfig, VerifiedCert,
+    identify, pem_fingerprint, CertError, CertVerifier, IdentifyError, MtlsConfig, MtlsError, VerifiedCert,
     MAX_CLIENT_CERT_PEM_BYTES,
 };
-use tb_devkit::pki::{self_signed_client, to_pem, KeyKind, TestCa};
+use tb_devkit::pki::{der_tlv, pem_bundle, self_signed_client, to_pem, CrlScope, KeyKind, TestCa, TestCrl};
+use tb_shared::policy::Policy;
 
 fn now() -> SystemTime {
     SystemTime::now()
@@ -163,13 +166,43 @@ async fn crl_going_stale_while_source_is_down_still_denies() {
     assert!(fx.verifier.crls_fresh_until().is_some_and(|t| t < later));
 }
 
+/// A CRL naming the root but signed by another key is refused when it is loaded: it can neither replace the root's
+/// CRL in use (so it cannot un-revoke) nor stand in for a missing one (so the root's certificates stay unknown).
 #[tokio::test]
-async fn crl_signed_by_wrong_key_is_unauthorized() {
+async fn crl_signed_by_wrong_key_is_refused_at_load() {
     let fx = Fixture::new().await;
-    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
-    let forged = fx.root.crl_signed_with_wrong_key(&[], now() - hours(1), now() + hours(1)).unwrap();
-    fx.set_crls(&[&forged, &fresh_crl(&fx.inter, &[])]).await;
-    assert_refused(&fx, &leaf.pem, CertError::BadCrlSignature, Outcome::Unauthorized);
+    let revoked = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let other = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    fx.set_crls(&[&fresh_crl(&fx.root, &[&revoked.serial]), &fresh_crl(&fx.inter, &[])]).await;
+    assert_refused(&fx, &revoked.pem, CertError::Revoked, Outcome::Deny);
+    let before = fx.verifier.crls_fresh_until();
+
+    // newer by CRL number and listing nothing, but forged: refused, and the root's CRL in use stays
+    let forged = fx.root.crl_builder().validity(now() - hours(1), now() + hours(1) / 2).signed_with_wrong_key();
+    fx.set_crls(&[&forged.build().unwrap(), &fresh_crl(&fx.inter, &[])]).await;
+    assert_refused(&fx, &revoked.pem, CertError::Revoked, Outcome::Deny);
+    assert_eq!(fx.outcome(&other.pem), Outcome::Allow("orders".into()));
+    assert_eq!(fx.verifier.crls_in_use(), 2);
+    assert_eq!(fx.verifier.crls_fresh_until(), before, "a refused CRL's nextUpdate counts for nothing");
+
+    // the same from a lookalike CA (same subject, its own key)
+    let lookalike = fx.root.lookalike().unwrap();
+    let fake = lookalike.crl_builder().build().unwrap();
+    fx.set_crls(&[&fake, &fresh_crl(&fx.inter, &[])]).await;
+    assert_refused(&fx, &revoked.pem, CertError::Revoked, Outcome::Deny);
+
+    // a verifier that never had a good root CRL: the forged one does not count, the root's leaves are unknown
+    let crls = MemoryObjectSource::new(pem_bundle(&[
+        &fx.root.crl_builder().signed_with_wrong_key().build().unwrap().pem,
+        &fresh_crl(&fx.inter, &[]).pem,
+    ]));
+    let v = CertVerifier::new(Arc::new(fx.truststore.clone()), Some(Arc::new(crls)), MtlsConfig::default());
+    assert_eq!(v.refresh().await, Ok(true), "a refused CRL is logged, not an error of the bundle");
+    assert_eq!(v.crls_in_use(), 1);
+    assert_eq!(v.verify_pem(&other.pem, now()).err(), Some(CertError::RevocationUnknown));
+    // the intermediate's CRL is fine, but the intermediate itself is the root's to revoke: unknown as well
+    let inter_leaf = fx.inter.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    assert_eq!(v.verify_pem(&inter_leaf.pem, now()).err(), Some(CertError::RevocationUnknown));
 }
 
 #[tokio::test]
@@ -486,6 +519,8 @@ fn identify_never_matches_on_serial_or_names_outside_rules() {
         san_dns: vec![],
         subject_cn: None,
         issuer_cn: None,
+        issuer_spki_sha256: [0xcc; 32],
+        issuer_cn_shared: false,
         not_after: now(),
     };
     // both pins match, but for two different callers
@@ -499,6 +534,546 @@ fn identify_never_matches_on_serial_or_names_outside_rules() {
     assert_eq!(identify(&nothing, &policy).err(), Some(IdentifyError::NoMatch), "CN without issuer CN");
     nothing.issuer_cn = Some(ROOT_CN.into());
     assert_eq!(identify(&nothing, &policy).map(|c| c.id.to_string()), Ok("legacy".into()));
+    // the same names, but the truststore has two CAs with that CN and the rule pins no key: ambiguous
+    nothing.issuer_cn_shared = true;
+    assert_eq!(identify(&nothing, &policy).err(), Some(IdentifyError::Ambiguous));
+}
+
+// ---------------------------------------------------------------- key strength
+
+/// An RSA-1024 public key, generated once with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024` (rcgen
+/// on aws-lc-rs cannot make one). Only the public half is committed: the test CA certifies it at run time, so the
+/// certificate is genuinely signed, never expires in the tree, and no private key is checked in.
+const RSA1024_PUBLIC_KEY: &str = include_str!("fixtures/rsa1024-public-key.pem");
+
+fn rsa1024_spki() -> Vec<u8> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(RSA1024_PUBLIC_KEY.as_bytes()).unwrap();
+    assert_eq!(pem.label, "PUBLIC KEY");
+    pem.contents
+}
+
+/// A policy of the fixture's callers with these `settings` lines.
+fn policy_with_settings(settings: &str) -> Policy {
+    let yaml = policy_yaml(&"0".repeat(64), &"1".repeat(64)).replacen(
+        "version: 1\n",
+        &format!("version: 1\nsettings:\n{settings}"),
+        1,
+    );
+    Policy::from_bytes("policy.yaml", yaml.as_bytes()).unwrap()
+}
+
+/// A verifier of `truststore` without CRLs, holding `policy`'s key floor and subject_cn rules.
+async fn verifier_for(truststore: &str, policy: &Policy) -> CertVerifier {
+    let v = CertVerifier::new(Arc::new(MemoryObjectSource::new(truststore)), None, MtlsConfig::default())
+        .with_policy(policy);
+    v.refresh().await.unwrap();
+    v
+}
+
+#[tokio::test]
+async fn rsa1024_leaf_is_unauthorized_as_a_weak_key() {
+    let fx = Fixture::new().await;
+    let weak = fx.root.issue_client().san_uri(ORDERS_URI).public_key_der(rsa1024_spki()).build().unwrap();
+    // everything else about it is fine: webpki never looks at the key a leaf certifies
+    {
+        let der = rustls_pki_types::CertificateDer::from(weak.der.as_slice());
+        let ee = webpki::EndEntityCert::try_from(&der).unwrap();
+        let anchor = webpki::anchor_from_trusted_cert(&rustls_pki_types::CertificateDer::from(fx.root.cert_der()))
+            .unwrap()
+            .to_owned();
+        let time = rustls_pki_types::UnixTime::now();
+        let anchors = [anchor];
+        let chain = ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &[],
+            time,
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        );
+        assert!(chain.is_ok(), "webpki alone accepts an RSA-1024 client certificate");
+    }
+    let want = CertError::WeakKey { key: "RSA-1024".into(), minimum: "RSA-2048".into() };
+    assert_refused(&fx, &weak.pem, want.clone(), Outcome::Unauthorized);
+    assert_eq!(want.code(), "cert_weak_key");
+    assert_eq!(want.to_string(), "client certificate key too weak: RSA-1024 (minimum RSA-2048)");
+    // the default floor holds without any policy: P-256, P-384, Ed25519 and RSA-2048 leaves pass it
+    for kind in [KeyKind::EcdsaP256, KeyKind::EcdsaP384, KeyKind::Ed25519, KeyKind::Rsa2048] {
+        let leaf = fx.root.issue_client().san_uri(ORDERS_URI).key(kind).build().unwrap();
+        assert_eq!(fx.outcome(&leaf.pem), Outcome::Allow("orders".into()), "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_raised_ec_floor_refuses_p256_and_accepts_p384() {
+    let policy = policy_with_settings("  min_ec_key_bits: 384\n");
+    assert_eq!(policy.key_floor.min_ec_bits, 384);
+    let root = TestCa::root_with(ROOT_CN, KeyKind::EcdsaP384).unwrap();
+    let v = verifier_for(root.cert_pem(), &policy).await;
+    assert_eq!(v.key_floor(), policy.key_floor);
+
+    let p384 = root.issue_client().san_uri(ORDERS_URI).key(KeyKind::EcdsaP384).build().unwrap();
+    assert_eq!(outcome_of(&v.verify_pem(&p384.pem, now()), &policy), Outcome::Allow("orders".into()));
+    let p256 = root.issue_client().san_uri(ORDERS_URI).key(KeyKind::EcdsaP256).build().unwrap();
+    let got = v.verify_pem(&p256.pem, now());
+    assert_eq!(got, Err(CertError::WeakKey { key: "P-256".into(), minimum: "384-bit curve".into() }));
+    assert_eq!(outcome_of(&got, &policy), Outcome::Unauthorized);
+    let ed25519 = root.issue_client().san_uri(ORDERS_URI).key(KeyKind::Ed25519).build().unwrap();
+    assert!(matches!(v.verify_pem(&ed25519.pem, now()), Err(CertError::WeakKey { .. })), "Ed25519 counts as 256");
+    // the RSA floor is separate: RSA-2048 still meets the default 2048
+    let rsa = root.issue_client().san_uri(ORDERS_URI).key(KeyKind::Rsa2048).build().unwrap();
+    assert!(v.verify_pem(&rsa.pem, now()).is_ok());
+
+    // a P-384 leaf under a P-256 CA: the chain is only as strong as the CA's key
+    let weak_root = TestCa::root_with("Weak Root", KeyKind::EcdsaP256).unwrap();
+    let v = verifier_for(weak_root.cert_pem(), &policy).await;
+    let leaf = weak_root.issue_client().key(KeyKind::EcdsaP384).build().unwrap();
+    let got = v.verify_pem(&leaf.pem, now());
+    assert_eq!(got, Err(CertError::WeakCaKey { key: "P-256".into(), minimum: "384-bit curve".into() }));
+    assert_eq!(got.unwrap_err().code(), "cert_chain_weak_key");
+}
+
+#[tokio::test]
+async fn a_raised_rsa_floor_refuses_rsa2048() {
+    let policy = policy_with_settings("  min_rsa_key_bits: 3072\n");
+    let fx = Fixture::new().await;
+    let v = verifier_for(&fx.inter.chain_bundle_pem(), &policy).await;
+    let rsa = fx.root.issue_client().san_uri(ORDERS_URI).key(KeyKind::Rsa2048).build().unwrap();
+    let got = v.verify_pem(&rsa.pem, now());
+    assert_eq!(got, Err(CertError::WeakKey { key: "RSA-2048".into(), minimum: "RSA-3072".into() }));
+    assert_eq!(outcome_of(&got, &policy), Outcome::Unauthorized);
+    let weak = fx.root.issue_client().public_key_der(rsa1024_spki()).build().unwrap();
+    assert!(matches!(v.verify_pem(&weak.pem, now()), Err(CertError::WeakKey { .. })));
+    // EC keys are held to the EC floor, still 256
+    let p256 = fx.inter.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    assert_eq!(outcome_of(&v.verify_pem(&p256.pem, now()), &policy), Outcome::Allow("orders".into()));
+}
+
+// ---------------------------------------------------------------- issuer binding of subject_cn
+
+fn spki_sha256(ca: &TestCa) -> [u8; 32] {
+    use x509_parser::prelude::FromDer;
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(ca.cert_der()).unwrap();
+    Sha256::digest(c.public_key().raw).into()
+}
+
+/// Two roots carry the CN a `subject_cn` rule names. Unpinned, the rule cannot tell them apart and denies for both;
+/// pinned to one root's key, it matches that root's certificate and not the other's.
+#[tokio::test]
+async fn subject_cn_is_bound_to_the_issuing_ca_not_its_cn() {
+    let real = TestCa::root(ROOT_CN).unwrap();
+    // the same CN under another organisation, and the very same subject DN with another key
+    let other_org = TestCa::root_for("Somebody Else", ROOT_CN, None).unwrap();
+    let same_dn = TestCa::root(ROOT_CN).unwrap();
+    for other in [&other_org, &same_dn] {
+        let truststore = pem_bundle(&[real.cert_pem(), other.cert_pem()]);
+        let from_real = real.issue_client().cn(LEGACY_CN).build().unwrap();
+        let from_other = other.issue_client().cn(LEGACY_CN).build().unwrap();
+
+        let unpinned = policy_with_settings("  hash_caller_ids: false\n");
+        let v = verifier_for(&truststore, &unpinned).await;
+        let got = v.verify_pem(&from_other.pem, now()).unwrap();
+        assert_eq!(got.issuer_cn.as_deref(), Some(ROOT_CN));
+        assert_eq!(got.issuer_spki_sha256, spki_sha256(other), "the issuer is the CA of the built chain");
+        assert!(got.issuer_cn_shared);
+        assert_eq!(identify(&got, &unpinned).err(), Some(IdentifyError::Ambiguous));
+        assert_eq!(outcome_of(&Ok(got), &unpinned), Outcome::Deny);
+        let got = v.verify_pem(&from_real.pem, now()).unwrap();
+        assert_eq!(got.issuer_spki_sha256, spki_sha256(&real));
+        assert_eq!(identify(&got, &unpinned).err(), Some(IdentifyError::Ambiguous));
+
+        let pin = hex::encode(spki_sha256(&real));
+        let pinned_yaml = policy_yaml(&"0".repeat(64), &"1".repeat(64)).replace(
+            &format!("issuer_cn: \"{ROOT_CN}\""),
+            &format!("issuer_cn: \"{ROOT_CN}\", issuer_spki_sha256: \"{pin}\""),
+        );
+        let pinned = Policy::from_bytes("policy.yaml", pinned_yaml.as_bytes()).unwrap();
+        let v = verifier_for(&truststore, &pinned).await;
+        assert_eq!(outcome_of(&v.verify_pem(&from_real.pem, now()), &pinned), Outcome::Allow("legacy".into()));
+        let got = v.verify_pem(&from_other.pem, now()).unwrap();
+        assert_eq!(identify(&got, &pinned).err(), Some(IdentifyError::NoMatch));
+    }
+
+    // with one CA of that CN the unpinned rule matches as before, and a pin to another key does not
+    let v = verifier_for(real.cert_pem(), &policy_with_settings("  hash_caller_ids: false\n")).await;
+    let leaf = real.issue_client().cn(LEGACY_CN).build().unwrap();
+    let got = v.verify_pem(&leaf.pem, now()).unwrap();
+    assert!(!got.issuer_cn_shared);
+    assert_eq!(
+        outcome_of(&Ok(got), &policy_with_settings("  hash_caller_ids: false\n")),
+        Outcome::Allow("legacy".into())
+    );
+}
+
+// ---------------------------------------------------------------- CRLs verified once, at load
+
+/// Publishing a newer CRL that revokes a certificate, then the older CRL again (an operator's slip or an attacker
+/// with write access to the CRL object), must not un-revoke it: the older CRL is refused and the newer stays.
+#[tokio::test]
+async fn an_older_crl_cannot_unrevoke() {
+    let fx = Fixture::new().await;
+    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let older = fresh_crl(&fx.root, &[]);
+    let newer = fresh_crl(&fx.root, &[&leaf.serial]);
+    let inter = fresh_crl(&fx.inter, &[]);
+    fx.set_crls(&[&newer, &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::Revoked, Outcome::Deny);
+
+    fx.set_crls(&[&older, &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::Revoked, Outcome::Deny);
+    assert_eq!(fx.verifier.crls_in_use(), 2);
+    // the same CRL again is not older
+    fx.set_crls(&[&newer, &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::Revoked, Outcome::Deny);
+    // a CA that lifts a revocation does so with a newer CRL
+    fx.set_crls(&[&fresh_crl(&fx.root, &[]), &inter]).await;
+    assert_eq!(fx.outcome(&leaf.pem), Outcome::Allow("orders".into()));
+    // dropping the root's CRL from the bundle, then bringing the old one back, does not get round the floor
+    fx.set_crls(&[&inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::RevocationUnknown, Outcome::Unauthorized);
+    fx.set_crls(&[&older, &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::RevocationUnknown, Outcome::Unauthorized);
+}
+
+/// Without CRL numbers, thisUpdate orders CRLs.
+#[tokio::test]
+async fn crls_without_numbers_are_ordered_by_this_update() {
+    let fx = Fixture::new().await;
+    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let older = fx.root.crl_builder().no_number().validity(now() - hours(2), now() + hours(1)).build().unwrap();
+    let newer = fx
+        .root
+        .crl_builder()
+        .no_number()
+        .revoke(&leaf.serial)
+        .validity(now() - hours(1), now() + hours(1))
+        .build()
+        .unwrap();
+    let inter = fresh_crl(&fx.inter, &[]);
+    fx.set_crls(&[&newer, &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::Revoked, Outcome::Deny);
+    fx.set_crls(&[&older, &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::Revoked, Outcome::Deny);
+}
+
+/// webpki takes the first CRL of an issuer it finds; here the newest verified CRL of each CA wins, wherever it sits
+/// in the bundle.
+#[tokio::test]
+async fn crl_order_in_the_bundle_does_not_matter() {
+    let fx = Fixture::new().await;
+    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let older = fresh_crl(&fx.root, &[]);
+    let newer = fresh_crl(&fx.root, &[&leaf.serial]);
+    let inter = fresh_crl(&fx.inter, &[]);
+    for bundle in [[&older, &newer, &inter], [&newer, &older, &inter], [&inter, &older, &newer]] {
+        let v = CertVerifier::new(
+            Arc::new(fx.truststore.clone()),
+            Some(Arc::new(MemoryObjectSource::new(pem_bundle(&bundle.map(|c| c.pem.as_str()))))),
+            MtlsConfig::default(),
+        );
+        v.refresh().await.unwrap();
+        assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::Revoked));
+        assert_eq!(v.crls_in_use(), 2);
+    }
+}
+
+#[tokio::test]
+async fn crl_of_a_ca_that_may_not_sign_crls_is_refused() {
+    let root = TestCa::root(ROOT_CN).unwrap();
+    let no_crl_sign = root
+        .sub_ca("No cRLSign CA")
+        .key_usages(vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature])
+        .build()
+        .unwrap();
+    let leaf = no_crl_sign.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let crls = pem_bundle(&[&fresh_crl(&root, &[]).pem, &no_crl_sign.crl_builder().build().unwrap().pem]);
+    let v = CertVerifier::new(
+        Arc::new(MemoryObjectSource::new(no_crl_sign.chain_bundle_pem())),
+        Some(Arc::new(MemoryObjectSource::new(crls))),
+        MtlsConfig::default(),
+    );
+    v.refresh().await.unwrap();
+    assert_eq!(v.crls_in_use(), 1);
+    assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::RevocationUnknown));
+}
+
+/// Delta CRLs (and indirect or reason-partitioned ones) are refused with the whole bundle, which keeps the last
+/// good bundle in use: ignoring just that CRL would silently drop the revocations it lists.
+#[tokio::test]
+async fn a_delta_crl_refuses_the_bundle() {
+    let fx = Fixture::new().await;
+    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let delta = fx.root.crl_builder().delta_of(1).revoke(&leaf.serial).build().unwrap();
+    fx.crls.set(pem_bundle(&[&fresh_crl(&fx.root, &[]).pem, &delta.pem, &fresh_crl(&fx.inter, &[]).pem]));
+    let err = fx.verifier.refresh().await.unwrap_err();
+    assert!(matches!(&err, MtlsError::CrlInvalid(r) if r.contains("CRL 2")), "{err}");
+    assert!(tb_authorizer::load_crls(delta.pem.as_bytes()).is_err());
+    assert_eq!(fx.outcome(&leaf.pem), Outcome::Allow("orders".into()), "last good bundle still in use");
+}
+
+/// CRLs scoped by an issuingDistributionPoint apply to what they cover (webpki's rule); a certificate no CRL of
+/// its issuer covers has unknown status, which fails closed.
+#[tokio::test]
+async fn partitioned_crls_cover_only_their_partition() {
+    let fx = Fixture::new().await;
+    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let inter_leaf = fx.inter.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let inter = fresh_crl(&fx.inter, &[]);
+
+    // the root publishes a CA-certificates-only CRL: it covers the intermediate, not the root's own leaves
+    let ca_only = fx.root.crl_builder().scope(CrlScope::CaCertsOnly).distribution_point("http://crl.example/ca.crl");
+    fx.set_crls(&[&ca_only.build().unwrap(), &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::RevocationUnknown, Outcome::Unauthorized);
+    assert_eq!(fx.outcome(&inter_leaf.pem), Outcome::Allow("orders".into()));
+
+    // a user-certificates-only CRL covers the leaves, not the intermediate
+    let users = fx.root.crl_builder().scope(CrlScope::UserCertsOnly).distribution_point("http://crl.example/u.crl");
+    fx.set_crls(&[&users.revoke(&leaf.serial).build().unwrap(), &inter]).await;
+    assert_refused(&fx, &leaf.pem, CertError::Revoked, Outcome::Deny);
+    assert_refused(&fx, &inter_leaf.pem, CertError::RevocationUnknown, Outcome::Unauthorized);
+
+    // by distribution point: a certificate naming another distribution point is not covered
+    let dp = |uri: &str| fx.root.crl_builder().distribution_point(uri).build().unwrap();
+    fx.set_crls(&[&dp("http://crl.example/a.crl"), &inter]).await;
+    let in_a = fx.root.issue_client().san_uri(ORDERS_URI).crl_distribution_point("http://crl.example/a.crl");
+    let in_b = fx.root.issue_client().san_uri(ORDERS_URI).crl_distribution_point("http://crl.example/b.crl");
+    assert_eq!(fx.outcome(&in_a.build().unwrap().pem), Outcome::Allow("orders".into()));
+    assert_refused(&fx, &in_b.build().unwrap().pem, CertError::RevocationUnknown, Outcome::Unauthorized);
+    assert_eq!(fx.outcome(&leaf.pem), Outcome::Allow("orders".into()), "no distribution point: covered");
+    // both partitions published: each certificate is looked up in its own
+    let b_revoking = |serial: &[u8]| {
+        fx.root.crl_builder().distribution_point("http://crl.example/b.crl").revoke(serial).build().unwrap()
+    };
+    let b_leaf = fx.root.issue_client().crl_distribution_point("http://crl.example/b.crl").build().unwrap();
+    fx.set_crls(&[&dp("http://crl.example/a.crl"), &b_revoking(&b_leaf.serial), &inter]).await;
+    assert_refused(&fx, &b_leaf.pem, CertError::Revoked, Outcome::Deny);
+    assert_eq!(fx.verifier.crls_in_use(), 3);
+}
+
+#[tokio::test]
+async fn a_crl_for_a_ca_added_later_is_verified_when_the_truststore_changes() {
+    let fx = Fixture::new().await;
+    let newcomer = TestCa::root("Newcomer Root CA").unwrap();
+    let leaf = newcomer.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let crls: [&TestCrl; 3] = [&fresh_crl(&fx.root, &[]), &fresh_crl(&fx.inter, &[]), &fresh_crl(&newcomer, &[])];
+    fx.set_crls(&crls).await;
+    assert_eq!(fx.verifier.crls_in_use(), 2, "the newcomer's CRL names no CA of the truststore yet");
+    fx.truststore.set(pem_bundle(&[&fx.inter.chain_bundle_pem(), newcomer.cert_pem()]));
+    fx.verifier.refresh().await.unwrap();
+    assert_eq!(fx.verifier.crls_in_use(), 3);
+    assert_eq!(fx.outcome(&leaf.pem), Outcome::Allow("orders".into()));
+}
+
+// ---------------------------------------------------------------- chain shape
+
+/// A verifier of `truststore` without CRLs (chain-shape cases).
+async fn chain_verifier(truststore: &str) -> CertVerifier {
+    let v = CertVerifier::new(Arc::new(MemoryObjectSource::new(truststore)), None, MtlsConfig::default());
+    v.refresh().await.unwrap();
+    v
+}
+
+#[tokio::test]
+async fn name_constraints_of_a_ca_are_enforced() {
+    let root = TestCa::root(ROOT_CN).unwrap();
+    let constrained = root.sub_ca("Constrained CA").permitted_dns("allowed.example").build().unwrap();
+    let v = chain_verifier(&constrained.chain_bundle_pem()).await;
+    let inside = constrained.issue_client().san_dns("svc.allowed.example").build().unwrap();
+    assert!(v.verify_pem(&inside.pem, now()).is_ok());
+    let outside = constrained.issue_client().san_dns(REPORTING_DNS).build().unwrap();
+    assert_eq!(v.verify_pem(&outside.pem, now()).err(), Some(CertError::UntrustedIssuer));
+    let lookalike = constrained.issue_client().san_dns("allowed.example.evil").build().unwrap();
+    assert_eq!(v.verify_pem(&lookalike.pem, now()).err(), Some(CertError::UntrustedIssuer));
+}
+
+#[tokio::test]
+async fn path_length_constraint_is_enforced() {
+    let root = TestCa::root(ROOT_CN).unwrap();
+    let issuing = root.sub_ca("Leaf-only CA").path_len(Some(0)).build().unwrap();
+    let below = issuing.sub_ca("Below a pathLen 0 CA").build().unwrap();
+    let v = chain_verifier(&below.chain_bundle_pem()).await;
+    assert!(v.verify_pem(&issuing.issue_client().build().unwrap().pem, now()).is_ok());
+    let leaf = below.issue_client().build().unwrap();
+    assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::UntrustedIssuer));
+}
+
+#[tokio::test]
+async fn a_certificate_that_is_no_ca_cannot_issue() {
+    let root = TestCa::root(ROOT_CN).unwrap();
+    let not_ca = root.sub_ca("Not A CA").not_ca().build().unwrap();
+    let leaf = not_ca.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    // it can never be part of a truststore, so its leaves have no path
+    let v = chain_verifier(root.cert_pem()).await;
+    assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::UntrustedIssuer));
+    let refused = tb_authorizer::load_truststore(not_ca.chain_bundle_pem().as_bytes()).unwrap_err();
+    assert!(refused.to_string().contains("not a CA certificate"), "{refused}");
+}
+
+#[tokio::test]
+async fn an_intermediate_eku_constrains_its_leaves() {
+    let root = TestCa::root(ROOT_CN).unwrap();
+    let servers = root.sub_ca("Server CA").ekus(vec![ExtendedKeyUsagePurpose::ServerAuth]).build().unwrap();
+    let clients = root.sub_ca("Client CA").ekus(vec![ExtendedKeyUsagePurpose::ClientAuth]).build().unwrap();
+    let v = chain_verifier(&pem_bundle(&[root.cert_pem(), servers.cert_pem(), clients.cert_pem()])).await;
+    let via_servers = servers.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    assert_eq!(v.verify_pem(&via_servers.pem, now()).err(), Some(CertError::NoClientAuthEku));
+    let via_clients = clients.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    assert!(v.verify_pem(&via_clients.pem, now()).is_ok());
+}
+
+/// Re-encodes `der` (a certificate) with `alg` (a full AlgorithmIdentifier) as its signature algorithm, inside and
+/// outside the TBSCertificate, keeping the old signature bytes.
+fn with_signature_algorithm(der: &[u8], old_alg: &[u8], alg: &[u8]) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
+    let tbs = cert.tbs_certificate.as_ref();
+    let at = tbs.windows(old_alg.len()).position(|w| w == old_alg).unwrap();
+    let mut new_tbs_content = Vec::new();
+    // the TBS header is 4 bytes long (30 82 xx xx) for these certificates
+    new_tbs_content.extend_from_slice(&tbs[4..at]);
+    new_tbs_content.extend_from_slice(alg);
+    new_tbs_content.extend_from_slice(&tbs[at + old_alg.len()..]);
+    let mut body = der_tlv(0x30, &new_tbs_content);
+    body.extend_from_slice(alg);
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&cert.signature_value.data);
+    body.extend(der_tlv(0x03, &bits));
+    der_tlv(0x30, &body)
+}
+
+/// A certificate signed with ecdsa-with-SHA1 is refused for its algorithm before any signature is checked (rcgen
+/// cannot sign with SHA-1, so the signature bytes are the SHA-256 ones; webpki's error shows it never got that far).
+#[tokio::test]
+async fn a_sha1_signature_is_refused_for_its_algorithm() {
+    let fx = Fixture::new().await;
+    let leaf = fx.root.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let ecdsa_sha256 = [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let ecdsa_sha1 = [0x30, 0x09, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
+    let sha1 = with_signature_algorithm(&leaf.der, &ecdsa_sha256, &ecdsa_sha1);
+    {
+        let der = rustls_pki_types::CertificateDer::from(sha1.as_slice());
+        let ee = webpki::EndEntityCert::try_from(&der).unwrap();
+        let anchor = webpki::anchor_from_trusted_cert(&rustls_pki_types::CertificateDer::from(fx.root.cert_der()))
+            .unwrap()
+            .to_owned();
+        let err = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &[anchor],
+                &[],
+                rustls_pki_types::UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .err()
+            .unwrap();
+        assert!(format!("{err:?}").contains("UnsupportedSignatureAlgorithm"), "{err:?}");
+    }
+    assert_refused(&fx, &to_pem("CERTIFICATE", &sha1), CertError::UntrustedIssuer, Outcome::Unauthorized);
+}
+
+// ---------------------------------------------------------------- names as the rules compare them
+
+#[tokio::test]
+async fn dns_san_variants_do_not_match() {
+    let fx = Fixture::new().await;
+    for dns in [
+        "reporting.svc.example.internal.", // the absolute form: a different string
+        "*.svc.example.internal",          // a wildcard never matches a rule
+        "reporting.svc.example.internal.evil",
+        "xn--reprting-e3a.svc.example.internal", // an IDN that looks alike once decoded
+    ] {
+        let leaf = fx.root.issue_client().san_dns(dns).build().unwrap();
+        assert_eq!(fx.identify(&leaf.pem), Err(IdentifyError::NoMatch), "{dns}");
+        assert_eq!(fx.outcome(&leaf.pem), Outcome::Deny, "{dns}");
+    }
+    // bytes an IA5String name cannot hold (non-ASCII, a NUL that C code would stop at, a space): refused outright
+    for (tag, name) in [
+        (0x82, "reporting.svc.example.İnternal"),
+        (0x82, "reporting.svc.example.internal\0.evil.example"),
+        (0x86, "spiffe://example.internal/ns/orders/sa/order-processing\0x"),
+        (0x86, "spiffe://example.internal/ns/orders/sa/order processing"),
+    ] {
+        let names = der_tlv(0x30, &der_tlv(tag, name.as_bytes()));
+        let leaf = fx.root.issue_client().custom_extension(&[2, 5, 29, 17], names, false).build().unwrap();
+        assert_refused(&fx, &leaf.pem, CertError::MalformedDer, Outcome::Unauthorized);
+    }
+}
+
+#[tokio::test]
+async fn uri_san_is_compared_exactly() {
+    let fx = Fixture::new().await;
+    for uri in [
+        "spiffe://EXAMPLE.internal/ns/orders/sa/order-processing", // host case
+        "spiffe://example.internal/ns/orders/sa/order%2Dprocessing", // percent-encoding of an unreserved character
+        "spiffe://example.internal/ns/orders/sa/order-processing?",
+        "spiffe://example.internal/ns/orders/sa/order-processing#x",
+        "spiffe://example.internal/ns/orders/sa/./order-processing",
+        "spiffe://example.internal:443/ns/orders/sa/order-processing",
+    ] {
+        let leaf = fx.root.issue_client().san_uri(uri).build().unwrap();
+        assert_eq!(fx.identify(&leaf.pem), Err(IdentifyError::NoMatch), "{uri}");
+    }
+}
+
+// ---------------------------------------------------------------- size and extensions
+
+#[tokio::test]
+async fn an_extension_packed_certificate_is_refused_cheaply() {
+    let fx = Fixture::new().await;
+    let packed = |n: u64, size: usize| {
+        let mut b = fx.root.issue_client().san_uri(ORDERS_URI);
+        for i in 0..n {
+            b = b.custom_extension(&[1, 3, 6, 1, 4, 1, 55555, 2, i], der_tlv(0x04, &vec![0x41; size]), false);
+        }
+        b.build().unwrap()
+    };
+    // one more than the cap, each tiny
+    let many = packed(33, 1);
+    assert_refused(&fx, &many.pem, CertError::TooManyExtensions, Outcome::Unauthorized);
+    // as many as fit under the PEM cap: refused before any signature, within a small budget
+    let most = packed(400, 8);
+    assert!(most.pem.len() < MAX_CLIENT_CERT_PEM_BYTES, "{}", most.pem.len());
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        assert_eq!(fx.verify(&most.pem).err(), Some(CertError::TooManyExtensions));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?} for 100", started.elapsed());
+    // over the PEM cap: refused before decoding
+    let huge = packed(40, 400);
+    assert!(huge.pem.len() > MAX_CLIENT_CERT_PEM_BYTES);
+    assert_refused(&fx, &huge.pem, CertError::TooLarge, Outcome::Unauthorized);
+    // a few large non-critical extensions within the caps are a valid certificate
+    let large = packed(3, 3000);
+    assert!(large.pem.len() < MAX_CLIENT_CERT_PEM_BYTES);
+    assert_eq!(fx.outcome(&large.pem), Outcome::Allow("orders".into()));
+    // an unknown critical extension is refused
+    let critical = fx
+        .root
+        .issue_client()
+        .san_uri(ORDERS_URI)
+        .custom_extension(&[1, 3, 6, 1, 4, 1, 55555, 3], vec![0x05, 0x00], true)
+        .build()
+        .unwrap();
+    assert_refused(&fx, &critical.pem, CertError::MalformedDer, Outcome::Unauthorized);
+}
+
+#[test]
+fn refusal_codes_are_stable() {
+    let codes = [
+        (CertError::Expired, "cert_expired"),
+        (CertError::Revoked, "cert_revoked"),
+        (CertError::StaleCrl, "crl_stale"),
+        (CertError::RevocationUnknown, "revocation_unknown"),
+        (CertError::WeakKey { key: String::new(), minimum: String::new() }, "cert_weak_key"),
+        (CertError::TooManyExtensions, "cert_too_many_extensions"),
+        (CertError::UntrustedIssuer, "cert_untrusted_issuer"),
+    ];
+    for (e, code) in codes {
+        assert_eq!(e.code(), code);
+    }
 }
 
 // ---------------------------------------------------------------- never panics

@@ -1,4 +1,4 @@
-use tb_shared::policy::{Caller, IdentityKey, Policy};
+use tb_shared::policy::{Caller, Identity, IdentityKey, Policy};
 
 use super::VerifiedCert;
 
@@ -9,8 +9,10 @@ pub enum IdentifyError {
     /// No identity rule of the policy matches the certificate.
     #[error("certificate matches no registered caller")]
     NoMatch,
-    /// Rules of two different callers match the certificate (e.g. its SAN URI names one and its key pin another).
-    #[error("certificate matches more than one caller")]
+    /// Rules of two different callers match the certificate (e.g. its SAN URI names one and its key pin another),
+    /// or a `subject_cn` rule matches whose `issuer_cn` two CAs of the truststore carry and which pins no issuer
+    /// key (`issuer_spki_sha256`): the CN cannot say which of them the rule means.
+    #[error("certificate matches more than one caller, or a subject_cn rule whose issuer CN two CAs share")]
     Ambiguous,
     /// The certificate carries several URI SANs and one of them is registered: a `san_uri` rule requires exactly
     /// one, so a certificate cannot claim a registered workload identity next to another.
@@ -19,8 +21,9 @@ pub enum IdentifyError {
 }
 
 /// Maps a verified certificate to the one caller whose identity rules match it: the exact URI SAN (only when the
-/// certificate has exactly one), any DNS SAN (case-insensitive), subject CN together with issuer CN, or a SHA-256
-/// pin of the certificate or its public key. Never the serial. Every rule of every kind is evaluated, and if they
+/// certificate has exactly one), any DNS SAN (case-insensitive), subject CN together with the CN of the CA that
+/// issued it in the verified chain (and that CA's key, when the rule pins it), or a SHA-256 pin of the certificate
+/// or its public key. Never the serial. Every rule of every kind is evaluated, and if they
 /// point at two different callers the answer is [`IdentifyError::Ambiguous`] rather than whichever came first.
 /// Whether the caller is enabled is the handler's decision (it needs the caller to say "disabled").
 pub fn identify<'p>(cert: &VerifiedCert, policy: &'p Policy) -> Result<&'p Caller, IdentifyError> {
@@ -48,7 +51,24 @@ pub fn identify<'p>(cert: &VerifiedCert, policy: &'p Policy) -> Result<&'p Calle
         consider(IdentityKey::SanDns(dns.to_ascii_lowercase()))?;
     }
     if let (Some(cn), Some(issuer_cn)) = (&cert.subject_cn, &cert.issuer_cn) {
-        consider(IdentityKey::SubjectCn { cn: cn.clone(), issuer_cn: issuer_cn.clone() })?;
+        let key = IdentityKey::SubjectCn { cn: cn.clone(), issuer_cn: issuer_cn.clone() };
+        if let Some(caller) = policy.caller_for(&key) {
+            let pin = caller.identities.iter().find_map(|i| match i {
+                Identity::SubjectCn { cn: c, issuer_cn: i, issuer_spki_sha256 } if c == cn && i == issuer_cn => {
+                    Some(issuer_spki_sha256.as_deref())
+                }
+                _ => None,
+            });
+            match pin {
+                // bound to the issuing CA's key: another CA with the same CN issued it, so the rule does not match
+                Some(Some(want)) if !want.eq_ignore_ascii_case(&hex::encode(cert.issuer_spki_sha256)) => {}
+                Some(Some(_)) => consider(key)?,
+                // bound by CN only, and the CN names two CAs: which one the rule meant is unknowable
+                Some(None) if cert.issuer_cn_shared => return Err(IdentifyError::Ambiguous),
+                Some(None) => consider(key)?,
+                None => {}
+            }
+        }
     }
     consider(IdentityKey::CertSha256(hex::encode(cert.cert_sha256)))?;
     consider(IdentityKey::SpkiSha256(hex::encode(cert.spki_sha256)))?;

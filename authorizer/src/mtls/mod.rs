@@ -6,36 +6,54 @@
 //! 1. [`pem_fingerprint`] hashes the DER of `clientCertPem` without parsing it: the handler's decision-cache key.
 //! 2. [`CertVerifier::verify_pem`] decodes the PEM strictly (exactly one `CERTIFICATE` block, size cap, canonical
 //!    base64, no trailing bytes), parses the certificate itself (never the DN strings of the event), refuses
-//!    duplicate extensions, a CA certificate as leaf and a leaf without the clientAuth EKU, then validates the chain
-//!    with rustls-webpki against the truststore (validity, signatures, path constraints) and checks revocation
-//!    against the CRLs (issuer + serial, CRL signature by the issuing CA, CRL freshness).
-//! 3. [`identify`] maps the verified certificate to one caller of the policy document.
+//!    duplicate extensions (and more than 32), a CA certificate as leaf, a leaf without the clientAuth EKU and a
+//!    leaf key below the policy's key floor, then validates the chain with rustls-webpki against the truststore
+//!    (validity, signatures, name and path-length constraints, EKU of the intermediates), refuses a chain through a
+//!    CA whose key is below the floor, and looks revocation up for the leaf and every intermediate, each by the CA
+//!    above it in that chain, in CRLs verified when they were loaded (see [`revocation`]).
+//! 3. [`identify`] maps the verified certificate to one caller of the policy document. `subject_cn` rules are bound
+//!    to the CA certificate that issued the leaf in the chain webpki built, not to names the leaf carries.
 //!
 //! Trust material comes from an [`ObjectSource`](crate::sources::ObjectSource) (S3 in production, a file
-//! locally, memory in tests), is re-fetched by ETag every [`MtlsConfig::refresh_interval`], parsed once per change
-//! and swapped atomically, so a request only pays for signature checks.
+//! locally, memory in tests), is re-fetched by ETag every [`MtlsConfig::refresh_interval`], parsed and (CRLs)
+//! verified once per change, and swapped atomically, so a request pays for one signature check per certificate of
+//! the chain it presents (the leaf's, in the usual one-CA chain).
 //!
 //! ## Status classes
 //! | error | class |
 //! |---|---|
-//! | every [`CertError`] except [`CertError::Revoked`] (malformed, untrusted, expired, not yet valid, no clientAuth, CA as leaf, stale/missing/forged CRL, no trust material) | 401 `Unauthorized` |
+//! | every [`CertError`] except [`CertError::Revoked`] (malformed, untrusted, expired, not yet valid, no clientAuth, CA as leaf, key below the floor, stale or missing CRL, no trust material) | 401 `Unauthorized` |
 //! | [`CertError::Revoked`] ([`CertError::is_revoked`]) | 403 explicit Deny |
 //! | every [`IdentifyError`] (verified certificate, no single caller) | 403 explicit Deny |
 //!
+//! ## Key floor
+//! The leaf's key must be at least RSA-2048 or a 256-bit curve (P-256; Ed25519 counts as 256), or what the policy
+//! raises that to (`settings.min_rsa_key_bits`, `settings.min_ec_key_bits`, taken by
+//! [`CertVerifier::with_policy`]); DSA, unnamed curves and other key types are refused. Below it the certificate
+//! is an unusable credential ([`CertError::WeakKey`], code `cert_weak_key`, 401), like an expired one. Every CA of
+//! the chain webpki built is held to the same floor ([`CertError::WeakCaKey`], `cert_chain_weak_key`): a chain is
+//! as strong as its weakest key. CAs below the floor are logged when the truststore loads, and
+//! `brokerctl truststore check` reports them.
+//!
 //! ## Revocation policy
 //! When a CRL source is configured and [`MtlsConfig::require_crl`] is set (the default), revocation is checked for
-//! the leaf **and every intermediate** (`RevocationCheckDepth::Chain`) with `UnknownStatusPolicy::Deny`: every CA
-//! that issued a certificate in the chain, roots included, must have a CRL in the bundle, and an issuer without
-//! one fails closed ([`CertError::RevocationUnknown`], 401). `ExpirationPolicy::Enforce` makes a CRL past its
-//! nextUpdate deny ([`CertError::StaleCrl`]) even while a failed refresh keeps the last good material in use.
-//! Without a CRL source, revocation is not checked (logged as a warning at construction).
+//! the leaf **and every intermediate**: every CA that issued a certificate in the chain, roots included, must have
+//! a verified CRL covering it, and a certificate whose issuer has none fails closed
+//! ([`CertError::RevocationUnknown`], 401). A CRL past its nextUpdate refuses ([`CertError::StaleCrl`], 401) even
+//! while a failed refresh keeps the last good material in use. Without a CRL source, revocation is not checked
+//! (logged as a warning at construction).
 //!
-//! CRLs are matched to issuers by subject DN (webpki's rule), so the CAs of one truststore must have distinct
-//! subject DNs; a CRL naming a CA but signed by another key is refused ([`CertError::BadCrlSignature`]).
+//! CRLs are verified once, when the CRL bundle or the truststore changes: a CRL counts only for the CA whose
+//! subject it names **and** whose key verifies its signature, and never replaces a newer CRL of that CA (CRL
+//! number, else thisUpdate), so neither a forged CRL nor re-uploading an older one can un-revoke a certificate; such
+//! a CRL is refused and logged, and the CRL in use stays. Details in [`revocation`].
 
+mod der;
 mod identify;
+mod keys;
 mod material;
 mod pem;
+mod revocation;
 mod verifier;
 
 pub use identify::{identify, IdentifyError};
@@ -88,6 +106,10 @@ pub enum CertError {
     /// different parsers).
     #[error("client certificate has duplicate extensions")]
     DuplicateExtension,
+    /// More extensions than any client certificate needs (32): bounds the work an extension-packed certificate
+    /// can cause before its signature is checked.
+    #[error("client certificate has too many extensions")]
+    TooManyExtensions,
     #[error("client certificate expired")]
     Expired,
     #[error("client certificate not yet valid")]
@@ -101,17 +123,20 @@ pub enum CertError {
     /// basicConstraints CA=true on the presented certificate.
     #[error("a CA certificate was presented as client certificate")]
     CaAsLeaf,
+    /// The key the client certificate certifies is below the key floor (e.g. RSA-1024, P-192, DSA).
+    #[error("client certificate key too weak: {key} (minimum {minimum})")]
+    WeakKey { key: String, minimum: String },
+    /// A CA of the certificate's chain has a key below the key floor.
+    #[error("a CA key in the client certificate's chain is too weak: {key} (minimum {minimum})")]
+    WeakCaKey { key: String, minimum: String },
     /// The leaf or an intermediate is on its issuer's CRL.
     #[error("client certificate revoked")]
     Revoked,
     /// A CRL needed for the chain is past its nextUpdate.
     #[error("CRL for the client certificate's issuer is stale")]
     StaleCrl,
-    /// The CRL naming the issuer is not signed by the issuer's key (or uses an unsupported algorithm), or the
-    /// issuer may not sign CRLs.
-    #[error("CRL signature invalid")]
-    BadCrlSignature,
-    /// `require_crl` is set and an issuer in the chain has no CRL.
+    /// `require_crl` is set and an issuer in the chain has no verified CRL covering the certificate (a CRL that
+    /// failed verification at load counts as none).
     #[error("no CRL for an issuer in the client certificate's chain")]
     RevocationUnknown,
     /// No truststore has been loaded yet (cold-start refresh failed).
@@ -126,6 +151,30 @@ impl CertError {
     /// True for a revoked certificate: the handler answers an explicit Deny (403) instead of `Unauthorized`.
     pub fn is_revoked(&self) -> bool {
         matches!(self, CertError::Revoked)
+    }
+
+    /// Stable code for logs, metrics and dashboards: unlike the text, it never changes with the wording.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CertError::TooLarge => "cert_too_large",
+            CertError::MalformedPem(_) => "cert_malformed_pem",
+            CertError::MalformedDer => "cert_malformed",
+            CertError::TrailingData => "cert_trailing_data",
+            CertError::DuplicateExtension => "cert_duplicate_extension",
+            CertError::TooManyExtensions => "cert_too_many_extensions",
+            CertError::Expired => "cert_expired",
+            CertError::NotYetValid => "cert_not_yet_valid",
+            CertError::UntrustedIssuer => "cert_untrusted_issuer",
+            CertError::NoClientAuthEku => "cert_no_client_auth",
+            CertError::CaAsLeaf => "cert_ca_as_leaf",
+            CertError::WeakKey { .. } => "cert_weak_key",
+            CertError::WeakCaKey { .. } => "cert_chain_weak_key",
+            CertError::Revoked => "cert_revoked",
+            CertError::StaleCrl => "crl_stale",
+            CertError::RevocationUnknown => "revocation_unknown",
+            CertError::NoTrustMaterial => "no_trust_material",
+            CertError::Invalid(_) => "cert_invalid",
+        }
     }
 }
 

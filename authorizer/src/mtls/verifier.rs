@@ -5,16 +5,20 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::sources::{Fetched, ObjectSource};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
-use webpki::{
-    CertRevocationList, ExpirationPolicy, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
-};
+use tb_shared::policy::{Identity, KeyFloor, Policy};
+use webpki::KeyUsage;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
-use x509_parser::x509::X509Name;
 
-use super::material::{asn1_to_system_time, parse_crls, parse_truststore, CrlSet, Truststore};
+use super::keys::KeyStrength;
+use super::material::{asn1_to_system_time, crl_distribution_uris, parse_truststore, single_cn, CaInfo, Truststore};
 use super::pem::{single_certificate_der, PemProblem};
+use super::revocation::{self, parse_bundle, CrlBundle, RevocationIndex, Role, Status};
 use super::{CertError, MtlsConfig, MtlsError};
+
+/// Most extensions a client certificate may carry. Real ones carry about ten; the cap bounds the work spent on a
+/// certificate packed with extensions up to the PEM size cap.
+pub(crate) const MAX_EXTENSIONS: usize = 32;
 
 /// What a verified client certificate says, parsed from its DER (never from the event's DN strings). Holds
 /// hashes and names only, no certificate bytes, so it can be cached and logged.
@@ -30,9 +34,15 @@ pub struct VerifiedCert {
     pub san_dns: Vec<String>,
     /// The subject's CN when the subject has exactly one CN attribute.
     pub subject_cn: Option<String>,
-    /// The issuer's CN when the issuer name has exactly one CN attribute. The chain was verified, so this names a
-    /// CA of the truststore.
+    /// The CN of the CA certificate that issued this one in the chain webpki built (a CA of the truststore), when
+    /// that CA's subject has exactly one CN.
     pub issuer_cn: Option<String>,
+    /// SHA-256 of that CA certificate's DER SubjectPublicKeyInfo: what a `subject_cn` rule's `issuer_spki_sha256`
+    /// pins.
+    pub issuer_spki_sha256: [u8; 32],
+    /// Another CA of the truststore, with another key, has the same CN as the issuing CA: the CN alone does not say
+    /// which CA issued the certificate.
+    pub issuer_cn_shared: bool,
     /// End of the certificate's validity: a cached decision must not outlive it.
     pub not_after: SystemTime,
 }
@@ -46,6 +56,8 @@ impl std::fmt::Debug for VerifiedCert {
             .field("san_dns", &self.san_dns)
             .field("subject_cn", &self.subject_cn)
             .field("issuer_cn", &self.issuer_cn)
+            .field("issuer_spki_sha256", &hex::encode(self.issuer_spki_sha256))
+            .field("issuer_cn_shared", &self.issuer_cn_shared)
             .field("not_after", &self.not_after)
             .finish()
     }
@@ -57,8 +69,11 @@ impl std::fmt::Debug for VerifiedCert {
 struct Material {
     truststore: Option<Arc<Truststore>>,
     truststore_etag: Option<String>,
-    crls: Option<Arc<CrlSet>>,
+    /// The CRL bundle as parsed, kept so its CRLs can be verified again when the truststore changes.
+    crl_bundle: Option<Arc<CrlBundle>>,
     crl_etag: Option<String>,
+    /// The CRLs of the bundle that verified against the truststore, by issuing CA.
+    revocation: Option<Arc<RevocationIndex>>,
     /// Whether the passing of the earliest CRL nextUpdate was already reported as a change (once per material).
     stale_signalled: AtomicBool,
 }
@@ -78,6 +93,11 @@ pub struct CertVerifier {
     started: Instant,
     /// Milliseconds after `started` of the last refresh attempt, or `NEVER`.
     last_check_ms: AtomicU64,
+    /// The weakest key accepted, on the client certificate and on every CA of its chain.
+    key_floor: KeyFloor,
+    /// Issuer CNs named by `subject_cn` rules that pin no issuer key, for the load-time warning about CAs that
+    /// share a CN.
+    unpinned_issuer_cns: Vec<String>,
 }
 
 impl std::fmt::Debug for CertVerifier {
@@ -88,7 +108,8 @@ impl std::fmt::Debug for CertVerifier {
             .field("crls", &self.crl_src.as_ref().map(|s| s.describe()))
             .field("anchors", &m.truststore.as_ref().map_or(0, |t| t.anchors.len()))
             .field("intermediates", &m.truststore.as_ref().map_or(0, |t| t.intermediates.len()))
-            .field("crl_count", &m.crls.as_ref().map_or(0, |c| c.crls.len()))
+            .field("crl_count", &m.revocation.as_ref().map_or(0, |r| r.len()))
+            .field("key_floor", &self.key_floor)
             .field("generation", &self.generation())
             .field("cfg", &self.cfg)
             .finish()
@@ -120,7 +141,41 @@ impl CertVerifier {
             refresh_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             last_check_ms: AtomicU64::new(NEVER),
+            key_floor: KeyFloor::DEFAULT,
+            unpinned_issuer_cns: Vec::new(),
         }
+    }
+
+    /// Takes what certificate verification needs from the policy: its key floor (`settings.min_rsa_key_bits`,
+    /// `settings.min_ec_key_bits`; without this call the verifier holds [`KeyFloor::DEFAULT`], RSA-2048 and
+    /// P-256), and its `subject_cn` rules, so that loading a truststore where two CAs share a CN those rules name
+    /// says which rules now match nothing. Call it before the first [`CertVerifier::refresh`].
+    pub fn with_policy(mut self, policy: &Policy) -> Self {
+        self.key_floor = policy.key_floor;
+        let mut cns: Vec<String> = policy
+            .callers()
+            .iter()
+            .flat_map(|c| &c.identities)
+            .filter_map(|i| match i {
+                Identity::SubjectCn { issuer_cn, issuer_spki_sha256: None, .. } => Some(issuer_cn.clone()),
+                _ => None,
+            })
+            .collect();
+        cns.sort();
+        cns.dedup();
+        self.unpinned_issuer_cns = cns;
+        self
+    }
+
+    /// The weakest key accepted on a client certificate and on the CAs of its chain.
+    pub fn key_floor(&self) -> KeyFloor {
+        self.key_floor
+    }
+
+    /// How many CRLs are in use: those of the bundle that verified against the truststore, plus any kept because
+    /// their replacement was refused.
+    pub fn crls_in_use(&self) -> usize {
+        self.snapshot().revocation.as_ref().map_or(0, |r| r.len())
     }
 
     fn snapshot(&self) -> Arc<Material> {
@@ -141,7 +196,7 @@ impl CertVerifier {
     /// The earliest nextUpdate of the loaded CRLs: a cached Allow must not outlive it, because from then on the
     /// verifier refuses certificates of that issuer until a fresh CRL arrives.
     pub fn crls_fresh_until(&self) -> Option<SystemTime> {
-        self.snapshot().crls.as_ref().and_then(|c| c.fresh_until)
+        self.snapshot().revocation.as_ref().and_then(|r| r.fresh_until)
     }
 
     /// Loads the truststore and CRLs now (cold start, or a forced refresh). Returns whether material changed.
@@ -150,7 +205,7 @@ impl CertVerifier {
     /// error and carry on: the next [`CertVerifier::refresh_if_due`] retries.
     pub async fn refresh(&self) -> Result<bool, MtlsError> {
         let _guard = self.refresh_lock.lock().await;
-        let (changed, err) = self.refresh_locked().await;
+        let (changed, err) = self.refresh_locked(SystemTime::now()).await;
         match err {
             Some(e) => Err(e),
             None => Ok(changed),
@@ -172,7 +227,7 @@ impl CertVerifier {
         if !self.due() {
             return Ok(false);
         }
-        let (changed, err) = self.refresh_locked().await;
+        let (changed, err) = self.refresh_locked(now).await;
         let went_stale = self.signal_stale(now);
         match err {
             Some(e) if !self.is_ready() => Err(e),
@@ -192,7 +247,7 @@ impl CertVerifier {
 
     fn signal_stale(&self, now: SystemTime) -> bool {
         let m = self.snapshot();
-        let stale = m.crls.as_ref().and_then(|c| c.fresh_until).is_some_and(|t| now >= t);
+        let stale = m.revocation.as_ref().and_then(|r| r.fresh_until).is_some_and(|t| now >= t);
         if stale && !m.stale_signalled.swap(true, Ordering::AcqRel) {
             self.generation.fetch_add(1, Ordering::AcqRel);
             tracing::warn!("a CRL is past its nextUpdate: certificates of its issuer are refused until a fresh CRL");
@@ -201,7 +256,7 @@ impl CertVerifier {
         false
     }
 
-    async fn refresh_locked(&self) -> (bool, Option<MtlsError>) {
+    async fn refresh_locked(&self, now: SystemTime) -> (bool, Option<MtlsError>) {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.last_check_ms.store(now_ms, Ordering::Release);
         let current = self.snapshot();
@@ -227,7 +282,7 @@ impl CertVerifier {
         if let Some(src) = &self.crl_src {
             match src.fetch(current.crl_etag.as_deref()).await {
                 Ok(Fetched::Unchanged) => {}
-                Ok(Fetched::Changed { body, etag }) => match parse_crls(&body) {
+                Ok(Fetched::Changed { body, etag }) => match parse_bundle(&body) {
                     Ok(set) => new_crls = Some((Arc::new(set), etag)),
                     Err(reason) => {
                         tracing::warn!(%reason, etag = %etag, "refused new CRL bundle; keeping the last good one");
@@ -244,20 +299,57 @@ impl CertVerifier {
         if new_ts.is_none() && new_crls.is_none() {
             return (false, first_err);
         }
+        let truststore_changed = new_ts.is_some();
+        let crls_changed = new_crls.is_some();
         let (truststore, truststore_etag) = match new_ts {
             Some((ts, etag)) => (Some(ts), Some(etag)),
             None => (current.truststore.clone(), current.truststore_etag.clone()),
         };
-        let (crls, crl_etag) = match new_crls {
+        let (crl_bundle, crl_etag) = match new_crls {
             Some((c, etag)) => (Some(c), Some(etag)),
-            None => (current.crls.clone(), current.crl_etag.clone()),
+            None => (current.crl_bundle.clone(), current.crl_etag.clone()),
         };
-        let next = Material { truststore, truststore_etag, crls, crl_etag, stale_signalled: AtomicBool::new(false) };
+        if let (true, Some(ts)) = (truststore_changed, &truststore) {
+            self.log_truststore_findings(ts);
+        }
+        if let (true, Some(bundle)) = (crls_changed, &crl_bundle) {
+            for note in revocation::load_notes(bundle, now) {
+                tracing::warn!(%note, "CRL loaded");
+            }
+        }
+        // Verify the CRLs once, here, against the truststore in use; a request only looks them up.
+        let revocation = match (&truststore, &crl_bundle) {
+            (Some(ts), Some(bundle)) => {
+                let built = RevocationIndex::build(&ts.cas, bundle, current.revocation.as_deref());
+                for r in &built.refused {
+                    tracing::warn!(
+                        crl = r.position,
+                        issuer = %r.issuer,
+                        reason = %r.reason,
+                        "CRL refused; the CRL in use for its CA, if any, stays in use"
+                    );
+                }
+                if built.kept > 0 {
+                    tracing::warn!(kept = built.kept, "CRLs kept in use because their replacement was refused");
+                }
+                Some(Arc::new(built.index))
+            }
+            _ => None,
+        };
+        let next = Material {
+            truststore,
+            truststore_etag,
+            crl_bundle,
+            crl_etag,
+            revocation,
+            stale_signalled: AtomicBool::new(false),
+        };
         tracing::info!(
             anchors = next.truststore.as_ref().map_or(0, |t| t.anchors.len()),
             intermediates = next.truststore.as_ref().map_or(0, |t| t.intermediates.len()),
             cas = ?next.truststore.as_ref().map(|t| t.names.clone()).unwrap_or_default(),
-            crls = next.crls.as_ref().map_or(0, |c| c.crls.len()),
+            crls = next.crl_bundle.as_ref().map_or(0, |c| c.len()),
+            crls_in_use = next.revocation.as_ref().map_or(0, |r| r.len()),
             truststore_etag = next.truststore_etag.as_deref().unwrap_or(""),
             crl_etag = next.crl_etag.as_deref().unwrap_or(""),
             "mTLS trust material loaded"
@@ -265,6 +357,35 @@ impl CertVerifier {
         *tb_shared::sync::write(&self.material) = Arc::new(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
         (true, first_err)
+    }
+
+    /// Says once per truststore load what will refuse certificates or rules because of how the truststore is made:
+    /// CAs whose key is below the floor, and CAs sharing a CN.
+    fn log_truststore_findings(&self, ts: &Truststore) {
+        for ca in ts.cas.iter().filter(|ca| !ca.key.meets(&self.key_floor)) {
+            tracing::warn!(
+                ca = %ca.label,
+                key = %ca.key,
+                minimum = %ca.key.minimum(&self.key_floor),
+                "a truststore CA's key is below the key floor: certificates whose chain uses it are refused"
+            );
+        }
+        for (cn, keys) in ts.shared_cns() {
+            if self.unpinned_issuer_cns.contains(&cn) {
+                tracing::warn!(
+                    issuer_cn = %cn,
+                    cas = keys,
+                    "CAs with different keys share a CN that subject_cn rules name without issuer_spki_sha256: \
+                     those rules are ambiguous and deny until they pin the issuer's key"
+                );
+            } else {
+                tracing::warn!(
+                    issuer_cn = %cn,
+                    cas = keys,
+                    "CAs with different keys share a CN: a subject_cn rule naming it must pin issuer_spki_sha256"
+                );
+            }
+        }
     }
 
     /// Fully verifies `clientCertPem` as API Gateway hands it in `requestContext.identity.clientCert`: strict PEM
@@ -282,10 +403,13 @@ impl CertVerifier {
             return Err(CertError::TrailingData);
         }
         let exts = cert.extensions();
-        for (i, a) in exts.iter().enumerate() {
-            if exts.iter().skip(i + 1).any(|b| b.oid == a.oid) {
-                return Err(CertError::DuplicateExtension);
-            }
+        if exts.len() > MAX_EXTENSIONS {
+            return Err(CertError::TooManyExtensions);
+        }
+        let mut oids: Vec<&[u8]> = exts.iter().map(|e| e.oid.as_bytes()).collect();
+        oids.sort_unstable();
+        if oids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(CertError::DuplicateExtension);
         }
         match cert.basic_constraints() {
             Ok(Some(bc)) if bc.value.ca => return Err(CertError::CaAsLeaf),
@@ -299,45 +423,46 @@ impl CertVerifier {
             Ok(_) => return Err(CertError::NoClientAuthEku),
             Err(_) => return Err(CertError::MalformedDer),
         }
+        // webpki never looks at the key the leaf certifies (it signs the TLS handshake, not anything webpki checks).
+        let key = KeyStrength::of_spki(cert.public_key().raw);
+        if !key.meets(&self.key_floor) {
+            return Err(CertError::WeakKey { key: key.to_string(), minimum: key.minimum(&self.key_floor) });
+        }
 
         let material = self.snapshot();
         let ts = material.truststore.as_ref().ok_or(CertError::NoTrustMaterial)?;
         let since_epoch = now.duration_since(UNIX_EPOCH).map_err(|_| CertError::NotYetValid)?;
         let time = UnixTime::since_unix_epoch(since_epoch);
 
-        let crl_refs: Vec<&CertRevocationList<'static>> =
-            material.crls.as_ref().map(|c| c.crls.iter().collect()).unwrap_or_default();
-        let revocation = match &self.crl_src {
-            None => None,
-            Some(_) => match RevocationOptionsBuilder::new(&crl_refs) {
-                Ok(b) => Some(
-                    b.with_depth(RevocationCheckDepth::Chain)
-                        .with_status_policy(if self.cfg.require_crl {
-                            UnknownStatusPolicy::Deny
-                        } else {
-                            UnknownStatusPolicy::Allow
-                        })
-                        .with_expiration_policy(ExpirationPolicy::Enforce)
-                        .build(),
-                ),
-                // no CRL loaded at all
-                Err(_) if self.cfg.require_crl => return Err(CertError::RevocationUnknown),
-                Err(_) => None,
-            },
-        };
-
+        // Revocation is not webpki's to check here (it would verify the CRL's signature on every request): the
+        // chain it builds is checked below against CRLs verified once, at load.
         let cert_der = CertificateDer::from(der.as_slice());
         let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(map_webpki)?;
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &ts.anchors,
-            &ts.intermediates,
-            time,
-            KeyUsage::client_auth(),
-            revocation,
-            None,
-        )
-        .map_err(map_webpki)?;
+        let path = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &ts.anchors,
+                &ts.intermediates,
+                time,
+                KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(map_webpki)?;
+        // The CAs of the chain webpki built, nearest first: the first issued the client certificate.
+        let outside = || CertError::Invalid("chain uses a certificate outside the truststore".into());
+        let mut chain: Vec<&CaInfo> = Vec::with_capacity(4);
+        for c in path.intermediate_certificates() {
+            chain.push(ts.intermediate_info(c.der().as_ref()).ok_or_else(outside)?);
+        }
+        chain.push(ts.anchor_info(path.anchor()).ok_or_else(outside)?);
+        if let Some(weak) = chain.iter().find(|ca| !ca.key.meets(&self.key_floor)) {
+            return Err(CertError::WeakCaKey { key: weak.key.to_string(), minimum: weak.key.minimum(&self.key_floor) });
+        }
+        let issuer = *chain.first().ok_or_else(outside)?;
+        if self.crl_src.is_some() {
+            self.check_revocation(material.revocation.as_deref(), &cert, &chain, now)?;
+        }
 
         let mut san_uris = Vec::new();
         let mut san_dns = Vec::new();
@@ -354,26 +479,65 @@ impl CertVerifier {
             Ok(None) => {}
             Err(_) => return Err(CertError::MalformedDer),
         }
+        // IA5String names hold ASCII; x509-parser passes other bytes through. A name with a byte outside visible
+        // ASCII (a NUL that C code stops at, a space, UTF-8 that looks like a registered name) is no name a rule
+        // could mean, so the certificate is refused rather than compared.
+        let visible = |n: &String| n.bytes().all(|b| b.is_ascii_graphic());
+        if !san_uris.iter().chain(&san_dns).all(visible) {
+            return Err(CertError::MalformedDer);
+        }
         Ok(VerifiedCert {
             cert_sha256: Sha256::digest(&der).into(),
             spki_sha256: Sha256::digest(cert.public_key().raw).into(),
             san_uris,
             san_dns,
             subject_cn: single_cn(cert.subject()),
-            issuer_cn: single_cn(cert.issuer()),
+            issuer_cn: issuer.cn.clone(),
+            issuer_spki_sha256: issuer.spki_sha256,
+            issuer_cn_shared: issuer.cn_shared,
             not_after: asn1_to_system_time(cert.validity().not_after),
         })
     }
-}
 
-/// The CN of a name when it has exactly one; two CNs make "the" CN ambiguous, so none is reported.
-fn single_cn(name: &X509Name<'_>) -> Option<String> {
-    let mut it = name.iter_common_name();
-    let first = it.next()?;
-    if it.next().is_some() {
-        return None;
+    /// Revocation of the client certificate and of every intermediate of its chain, each by its issuer in the
+    /// chain, against the verified CRLs. A revoked certificate anywhere in the chain is [`CertError::Revoked`];
+    /// otherwise the first certificate (from the leaf up) whose status is stale or unknown decides.
+    fn check_revocation(
+        &self,
+        index: Option<&RevocationIndex>,
+        leaf: &X509Certificate<'_>,
+        chain: &[&CaInfo],
+        now: SystemTime,
+    ) -> Result<(), CertError> {
+        let Some(index) = index else {
+            // no CRL bundle loaded (or no truststore to verify it with)
+            return if self.cfg.require_crl { Err(CertError::RevocationUnknown) } else { Ok(()) };
+        };
+        let Some((issuer, above)) = chain.split_first() else { return Err(CertError::RevocationUnknown) };
+        let leaf_dps = if index.scoped(&issuer.id) {
+            crl_distribution_uris(leaf).map_err(|()| CertError::MalformedDer)?
+        } else {
+            None
+        };
+        let mut statuses = Vec::with_capacity(chain.len());
+        statuses.push(index.status(&issuer.id, leaf.raw_serial(), Role::Leaf, leaf_dps.as_deref(), now));
+        // each intermediate, by the CA above it (the anchor itself has no issuer to ask)
+        for (ca, its_issuer) in chain.iter().zip(above) {
+            statuses.push(index.status(&its_issuer.id, &ca.serial, Role::Ca, ca.crl_dps.as_deref(), now));
+        }
+        if statuses.contains(&Status::Revoked) {
+            return Err(CertError::Revoked);
+        }
+        for s in statuses {
+            match s {
+                Status::Good | Status::Revoked => {}
+                Status::Stale => return Err(CertError::StaleCrl),
+                Status::Unknown if self.cfg.require_crl => return Err(CertError::RevocationUnknown),
+                Status::Unknown => {}
+            }
+        }
+        Ok(())
     }
-    first.as_str().ok().map(str::to_owned)
 }
 
 #[allow(deprecated)]
@@ -384,15 +548,6 @@ fn map_webpki(e: webpki::Error) -> CertError {
         E::CertNotValidYet { .. } => CertError::NotYetValid,
         E::CaUsedAsEndEntity => CertError::CaAsLeaf,
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => CertError::NoClientAuthEku,
-        E::CertRevoked => CertError::Revoked,
-        E::CrlExpired { .. } => CertError::StaleCrl,
-        E::UnknownRevocationStatus => CertError::RevocationUnknown,
-        E::InvalidCrlSignatureForPublicKey
-        | E::UnsupportedCrlSignatureAlgorithm
-        | E::UnsupportedCrlSignatureAlgorithmContext(_)
-        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
-        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_)
-        | E::IssuerNotCrlSigner => CertError::BadCrlSignature,
         E::UnknownIssuer
         | E::InvalidSignatureForPublicKey
         | E::CertDistrusted

@@ -49,8 +49,10 @@ pub struct ClientCertBuilder<'a> {
     is_ca: bool,
     key_kind: KeyKind,
     key_pem: Option<String>,
+    public_key: Option<Vec<u8>>,
     serial: Option<Vec<u8>>,
     custom: Vec<CustomExtension>,
+    crl_distribution_points: Vec<String>,
 }
 
 /// Starts a self-signed leaf (no CA behind it), e.g. an attacker's own certificate copying a registered caller's
@@ -75,8 +77,10 @@ impl<'a> ClientCertBuilder<'a> {
             is_ca: false,
             key_kind: KeyKind::EcdsaP256,
             key_pem: None,
+            public_key: None,
             serial: None,
             custom: Vec::new(),
+            crl_distribution_points: Vec::new(),
         }
     }
 
@@ -146,6 +150,18 @@ impl<'a> ClientCertBuilder<'a> {
         self.key_pem = Some(pem.into());
         self
     }
+    /// Certifies this public key (a DER SubjectPublicKeyInfo: RSA, or ECDSA on P-256 or P-384) instead of a
+    /// generated one, without its private key: how a test presents a key rcgen cannot generate, such as RSA-1024.
+    /// The issued certificate's `key_pem` is empty; a CA must sign it.
+    pub fn public_key_der(mut self, spki_der: impl Into<Vec<u8>>) -> Self {
+        self.public_key = Some(spki_der.into());
+        self
+    }
+    /// Adds a CRL distribution point with this URI (where a relying party finds the CRL that covers it).
+    pub fn crl_distribution_point(mut self, uri: impl Into<String>) -> Self {
+        self.crl_distribution_points.push(uri.into());
+        self
+    }
     /// Sets the serial (big-endian bytes).
     pub fn serial(mut self, serial: impl Into<Vec<u8>>) -> Self {
         self.serial = Some(serial.into());
@@ -202,8 +218,27 @@ impl<'a> ClientCertBuilder<'a> {
         let serial = self.serial.unwrap_or_else(random_serial);
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.custom_extensions = self.custom;
+        params.crl_distribution_points = self
+            .crl_distribution_points
+            .into_iter()
+            .map(|uri| rcgen::CrlDistributionPoint { uris: vec![uri] })
+            .collect();
         params.use_authority_key_identifier_extension = self.ca.is_some();
 
+        if let Some(spki) = &self.public_key {
+            let foreign = ForeignKey::from_spki(spki)?;
+            let ca = self.ca.ok_or_else(|| PkiError::Invalid("a key without its private half needs a CA".into()))?;
+            let cert = params.signed_by(&foreign, &ca.issuer())?;
+            let der = cert.der().to_vec();
+            return Ok(IssuedCert {
+                pem: cert.pem(),
+                cert_sha256: Sha256::digest(&der).into(),
+                spki_sha256: Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&foreign)).into(),
+                der,
+                key_pem: String::new(),
+                serial,
+            });
+        }
         let key = match &self.key_pem {
             Some(pem) => KeyPair::from_pem(pem)?,
             None => self.key_kind.generate()?,
@@ -222,5 +257,39 @@ impl<'a> ClientCertBuilder<'a> {
             key_pem: key.serialize_pem(),
             serial,
         })
+    }
+}
+
+/// A public key given as a SubjectPublicKeyInfo, certified without its private key.
+struct ForeignKey {
+    key: Vec<u8>,
+    alg: &'static rcgen::SignatureAlgorithm,
+}
+
+impl ForeignKey {
+    fn from_spki(der: &[u8]) -> Result<ForeignKey, PkiError> {
+        use x509_parser::prelude::FromDer;
+        let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
+            .map_err(|e| PkiError::Invalid(format!("public key: {e}")))?;
+        if !rest.is_empty() {
+            return Err(PkiError::Invalid("public key: trailing bytes".into()));
+        }
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+        let alg = match (spki.algorithm.algorithm.to_id_string().as_str(), curve.as_deref()) {
+            ("1.2.840.113549.1.1.1", _) => &rcgen::PKCS_RSA_SHA256,
+            ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => &rcgen::PKCS_ECDSA_P256_SHA256,
+            ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => &rcgen::PKCS_ECDSA_P384_SHA384,
+            (other, _) => return Err(PkiError::Invalid(format!("public key: unsupported algorithm {other}"))),
+        };
+        Ok(ForeignKey { key: spki.subject_public_key.data.to_vec(), alg })
+    }
+}
+
+impl rcgen::PublicKeyData for ForeignKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.key
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.alg
     }
 }

@@ -65,6 +65,23 @@ impl KeyKind {
     }
 }
 
+/// The CRL number of the next CRL this process makes: increasing, as a CA's CRL numbers are (RFC 5280 §5.2.3),
+/// so a CRL made later is newer than one made earlier (the authorizer refuses to go back to an older CRL). Seeded
+/// from the clock in microseconds, so a later process (the local stack reusing its CA) keeps counting upwards.
+pub fn next_crl_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 /// A random positive 16-byte serial, as a CA would assign (RFC 5280 §4.1.2.2: positive, at most 20 octets).
 pub fn random_serial() -> Vec<u8> {
     let mut s = [0u8; 16];
@@ -334,7 +351,11 @@ fn sign_crl(
     let params = CertificateRevocationListParams {
         this_update,
         next_update: OffsetDateTime::from(next_update),
-        crl_number: SerialNumber::from_slice(&random_serial()),
+        crl_number: {
+            let n = next_crl_number().to_be_bytes();
+            let start = n.iter().position(|&b| b != 0).unwrap_or(n.len() - 1);
+            SerialNumber::from_slice(&n[start..])
+        },
         issuing_distribution_point: None,
         revoked_certs: revoked
             .iter()
@@ -365,10 +386,14 @@ impl std::fmt::Debug for TestCrl {
     }
 }
 
+mod ca;
+mod crl;
 mod encoding;
 use encoding::general_names_uri;
 mod leaf;
 
+pub use ca::CaBuilder;
+pub use crl::{CrlBuilder, CrlScope};
 pub use encoding::{der_tlv, pem_bundle, to_pem};
 pub use leaf::{self_signed_client, ClientCertBuilder, IssuedCert};
 
