@@ -14,7 +14,7 @@ use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
 
 use crate::config::{Config, ObjectLocation};
 use crate::decision::{Authorizer, DecisionCacheConfig};
-use crate::jwt::{JwtConfig, JwtVerifier};
+use crate::jwt::JwtVerifier;
 use crate::metrics::{self, outage};
 use crate::mtls::{load_crls, load_truststore, CertVerifier, MtlsConfig};
 use crate::sources::{
@@ -263,7 +263,7 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let jwts = if policy.issuers().is_empty() {
         None
     } else {
-        let jwt_cfg = JwtConfig { unknown_kid_cooldown: cfg.jwks_refetch_cooldown, ..JwtConfig::default() };
+        let jwt_cfg = cfg.jwt_config();
         Some(Arc::new(JwtVerifier::new(policy.clone(), deps.jwks, jwt_cfg)))
     };
 
