@@ -71,8 +71,9 @@ async fn rotation_scenario(store: Store) {
     let a2 = ca_a.issue_client().san_uri(ORDERS_URI).build().unwrap();
     let b1 = ca_b.issue_client().san_dns(REPORTING_DNS).build().unwrap();
 
+    let crl_a_before = fresh_crl(&ca_a, &[]);
     store.put(TRUSTSTORE_KEY, ca_a.cert_pem().to_owned()).await;
-    store.put(CRL_KEY, fresh_crl(&ca_a, &[]).pem).await;
+    store.put(CRL_KEY, crl_a_before.pem.clone()).await;
     let (ts_src, crl_src) = store.sources();
     let cfg = MtlsConfig { refresh_interval: Duration::ZERO, ..MtlsConfig::default() };
     let v = CertVerifier::new(ts_src, Some(crl_src), cfg);
@@ -95,6 +96,16 @@ async fn rotation_scenario(store: Store) {
     assert_eq!(outcome(&v, &policy, &a1.pem), Outcome::Deny);
     assert_eq!(outcome(&v, &policy, &a2.pem), Outcome::Allow("orders".into()));
     assert_eq!(outcome(&v, &policy, &b1.pem), Outcome::Allow("reporting".into()));
+
+    // the CRL object rolled back to A's CRL from before the revocation (still fresh, genuinely signed): the
+    // object changed, but A's older CRL is refused and a1 stays revoked
+    let g = v.generation();
+    store.put(CRL_KEY, pem_bundle(&[&crl_a_before.pem, &fresh_crl(&ca_b, &[]).pem])).await;
+    assert_eq!(v.refresh_if_due(SystemTime::now()).await, Ok(true));
+    assert!(v.generation() > g);
+    assert_eq!(v.verify_pem(&a1.pem, SystemTime::now()).err(), Some(CertError::Revoked));
+    assert_eq!(v.crls_in_use(), 2);
+    assert_eq!(outcome(&v, &policy, &a2.pem), Outcome::Allow("orders".into()));
 
     // remove CA A
     store.put(TRUSTSTORE_KEY, ca_b.cert_pem().to_owned()).await;
