@@ -174,6 +174,11 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
         tb_authorizer::InitError::Truststore(t) => ExplainError::Input(format!("trust material: {t}")),
         other => ExplainError::Input(other.to_string()),
     })?;
+    // The Lambda starts without trust material it cannot read (and refuses certificates until a refresh loads it);
+    // here the operator named the files, so an unreadable one is a mistake in the command, not a decision.
+    if let Some(e) = app.trust_load_error() {
+        return Err(ExplainError::Input(format!("trust material: {e}")));
+    }
     let presented = Presented { client_cert_pem: cert_pem.as_deref(), bearer: token.as_deref() };
     let (decision, _) = app.authorizer.decide(presented, app.clock.now()).await;
 

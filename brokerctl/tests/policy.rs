@@ -137,6 +137,23 @@ async fn explain_needs_a_truststore_for_certificates() {
     assert!(e.to_string().contains("--truststore"), "{e}");
 }
 
+#[tokio::test]
+async fn explain_calls_an_unreadable_truststore_or_crl_an_input_error_not_a_decision() {
+    let (dir, s) = state("unreadable");
+    let missing = dir.path().join("no-such-file.pem");
+    for (truststore, crl) in [(missing.clone(), s.paths.crl()), (s.paths.truststore(), missing.clone())] {
+        let e = explain(&ExplainInput {
+            cert: Some(s.paths.client_cert("reporting")),
+            truststore: Some(truststore),
+            crl: Some(crl),
+            ..input(&s)
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("trust material"), "{e}");
+    }
+}
+
 fn brokerctl(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_brokerctl")).args(args).output().unwrap();
     (
