@@ -2,10 +2,16 @@
 //! authorizer trust it.
 //!
 //! API Gateway refuses or warns about a truststore whose certificates are not CAs, whose chains are deeper than four,
-//! that use weak keys or signatures, or that have expired; the authorizer additionally matches CRLs to CAs by subject
-//! DN, so two CAs with one subject make revocation ambiguous. A bad bundle published to the custom domain locks every
-//! caller out at the TLS handshake, so these checks run before `publish` and in CI, and their exit codes are made
-//! for scripts: [`Exit::Ok`], [`Exit::Findings`] (warnings only), [`Exit::Error`].
+//! that use weak keys or signatures, or that have expired; the authorizer additionally names CRL issuers by subject
+//! DN, so two CAs with one subject make revocation hard to follow, and binds `subject_cn` rules to the issuing CA,
+//! so two CAs with one CN make a rule that names that CN without pinning the CA's key ambiguous (it then denies). A
+//! bad bundle published to the custom domain locks every caller out at the TLS handshake, so these checks run before
+//! `publish` and in CI, and their exit codes are made for scripts: [`Exit::Ok`], [`Exit::Findings`] (warnings
+//! only), [`Exit::Error`].
+//!
+//! With the policy document ([`check_bundle_for_policy`], `truststore check --policy`), the findings follow what the
+//! authorizer will do with that policy: a CA key below the policy's key floor is an error (the authorizer refuses
+//! every chain through it), and so is a CN shared by two CAs that an unpinned `subject_cn` rule names.
 //!
 //! The bundle is first loaded with the authorizer's own loader ([`tb_authorizer::load_truststore`]): a bundle the
 //! authorizer would refuse (e.g. PEM that a lenient parser reads but the authorizer's strict reader does not) is an
@@ -16,6 +22,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
+use tb_shared::policy::{Identity, KeyFloor, Policy};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
 use x509_parser::public_key::PublicKey;
@@ -24,10 +31,10 @@ use crate::exit::Exit;
 
 /// API Gateway's limit on a truststore chain (root included).
 pub const MAX_CHAIN_DEPTH: usize = 4;
-/// Smallest acceptable RSA modulus.
-pub const MIN_RSA_BITS: usize = 2048;
-/// Smallest acceptable elliptic-curve size.
-pub const MIN_EC_BITS: usize = 256;
+/// Smallest acceptable RSA modulus without a policy (the authorizer's floor, [`KeyFloor::DEFAULT`]).
+pub const MIN_RSA_BITS: usize = KeyFloor::DEFAULT.min_rsa_bits as usize;
+/// Smallest acceptable elliptic-curve size without a policy.
+pub const MIN_EC_BITS: usize = KeyFloor::DEFAULT.min_ec_bits as usize;
 /// Default horizon of the "expires soon" warning.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 
@@ -238,12 +245,22 @@ fn int_bits(b: &[u8]) -> usize {
     8 * b.len() - b[0].leading_zeros() as usize
 }
 
-/// Key description and whether it is too weak.
-fn key_strength(cert: &X509Certificate<'_>) -> (String, Option<String>) {
+/// Key description and whether it is too weak for `floor` (`from_policy`: the floor is the policy's, and the
+/// message says so).
+fn key_strength(cert: &X509Certificate<'_>, floor: &KeyFloor, from_policy: bool) -> (String, Option<String>) {
+    let (min_rsa, min_ec) = (floor.min_rsa_bits as usize, floor.min_ec_bits as usize);
+    let source = |setting: &str| {
+        if from_policy {
+            format!(", the policy's settings.{setting}: the authorizer refuses every chain through this CA")
+        } else {
+            String::new()
+        }
+    };
     match cert.public_key().parsed() {
         Ok(PublicKey::RSA(rsa)) => {
             let bits = int_bits(rsa.modulus);
-            let weak = (bits < MIN_RSA_BITS).then(|| format!("RSA key of {bits} bits (minimum {MIN_RSA_BITS})"));
+            let weak = (bits < min_rsa)
+                .then(|| format!("RSA key of {bits} bits (minimum {min_rsa}{})", source("min_rsa_key_bits")));
             (format!("RSA-{bits}"), weak)
         }
         Ok(PublicKey::EC(point)) => {
@@ -253,13 +270,113 @@ fn key_strength(cert: &X509Certificate<'_>) -> (String, Option<String>) {
             } else {
                 (data.len().saturating_sub(1)) * 8
             };
-            let weak = (bits < MIN_EC_BITS).then(|| format!("EC key of {bits} bits (minimum {MIN_EC_BITS})"));
+            // P-521 points are 133 octets: 528 bits by this count, a 521-bit curve
+            let bits = if bits == 528 { 521 } else { bits };
+            let weak = (bits < min_ec)
+                .then(|| format!("EC key of {bits} bits (minimum {min_ec}{})", source("min_ec_key_bits")));
             (format!("EC-{bits}"), weak)
         }
         Ok(PublicKey::DSA(_)) => ("DSA".into(), Some("DSA keys are not accepted".into())),
-        Ok(_) if cert.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112" => ("Ed25519".into(), None),
+        Ok(_) if cert.public_key().algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            // Ed25519 counts as a 256-bit curve
+            let weak = (256 < min_ec)
+                .then(|| format!("Ed25519 key, a 256-bit curve (minimum {min_ec}{})", source("min_ec_key_bits")));
+            ("Ed25519".into(), weak)
+        }
         Ok(_) => ("unknown key".into(), Some("unrecognised public key algorithm".into())),
         Err(_) => ("unparsable key".into(), Some("public key does not parse".into())),
+    }
+}
+
+/// The CN of a subject with exactly one CN (the authorizer's rule for what `issuer_cn` names).
+fn single_cn(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let mut it = name.iter_common_name();
+    let first = it.next()?.as_str().ok()?.to_owned();
+    it.next().is_none().then_some(first)
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, lowercase hex: what `issuer_spki_sha256` pins.
+pub fn spki_sha256(cert: &X509Certificate<'_>) -> String {
+    hex::encode(Sha256::digest(cert.public_key().raw))
+}
+
+/// CAs sharing a CN with different keys, and what a policy's `subject_cn` rules make of them.
+fn shared_cn_findings(parsed: &[(usize, X509Certificate<'_>)], policy: Option<&Policy>, report: &mut Report) {
+    // CN -> (bundle index, SPKI hash) of each CA with a distinct key carrying it, in bundle order
+    let mut by_cn: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    for (idx, c) in parsed {
+        if let Some(cn) = single_cn(c.subject()) {
+            let keys = by_cn.entry(cn).or_default();
+            let key = spki_sha256(c);
+            if !keys.iter().any(|(_, k)| *k == key) {
+                keys.push((*idx, key));
+            }
+        }
+    }
+    let rules: Vec<(&str, &str, &str, Option<&str>)> = policy
+        .map(|p| {
+            p.callers()
+                .iter()
+                .flat_map(|c| c.identities.iter().map(move |i| (c, i)))
+                .filter_map(|(c, i)| match i {
+                    Identity::SubjectCn { cn, issuer_cn, issuer_spki_sha256 } => {
+                        Some((c.id.as_str(), cn.as_str(), issuer_cn.as_str(), issuer_spki_sha256.as_deref()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    for (cn, cas) in &by_cn {
+        if cas.len() < 2 {
+            continue;
+        }
+        let listed: Vec<String> = cas.iter().map(|(i, k)| format!("[{i}] {k}")).collect();
+        let unpinned: Vec<&str> = rules.iter().filter(|r| r.2 == cn && r.3.is_none()).map(|r| r.0).collect::<Vec<_>>();
+        let first_other = cas.get(1).map(|(i, _)| *i);
+        if unpinned.is_empty() {
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                cert: first_other,
+                code: "shared_cn",
+                message: format!(
+                    "CN {cn:?} is carried by {} CAs with different keys ({}): a subject_cn rule naming it as \
+                     issuer_cn must pin issuer_spki_sha256, or the authorizer denies it as ambiguous",
+                    cas.len(),
+                    listed.join(", ")
+                ),
+            });
+        } else {
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                cert: first_other,
+                code: "shared_cn",
+                message: format!(
+                    "CN {cn:?} is carried by {} CAs with different keys ({}), and subject_cn rules of caller(s) \
+                     {} name it without issuer_spki_sha256: the authorizer denies them as ambiguous; pin the \
+                     issuing CA's key",
+                    cas.len(),
+                    listed.join(", "),
+                    unpinned.join(", ")
+                ),
+            });
+        }
+    }
+    for (caller, cn, issuer_cn, pin) in &rules {
+        let Some(pin) = pin else { continue };
+        let carried = by_cn.get(*issuer_cn).is_some_and(|cas| cas.iter().any(|(_, k)| k.eq_ignore_ascii_case(pin)));
+        if !carried {
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                cert: None,
+                code: "issuer_pin_unmatched",
+                message: format!(
+                    "caller {caller}: the subject_cn rule for {cn:?} pins issuer_spki_sha256 {pin}, which no CA \
+                     with CN {issuer_cn:?} in this bundle has: the rule matches nothing"
+                ),
+            });
+        }
     }
 }
 
@@ -277,6 +394,18 @@ fn authorizer_finding(bytes: &[u8]) -> Option<Finding> {
 
 /// Checks a PEM bundle: first with the authorizer's own loader, then certificate by certificate.
 pub fn check_bundle(bytes: &[u8], opts: &CheckOptions) -> Report {
+    check(bytes, opts, None)
+}
+
+/// Checks a PEM bundle for a deployment with this policy: [`check_bundle`]'s checks with the policy's key floor
+/// instead of the default one, and the policy's `subject_cn` rules against the CAs' CNs (an unpinned rule naming a
+/// CN two CAs carry is an error; a pin no CA of the bundle has is a warning).
+pub fn check_bundle_for_policy(bytes: &[u8], opts: &CheckOptions, policy: &Policy) -> Report {
+    check(bytes, opts, Some(policy))
+}
+
+fn check(bytes: &[u8], opts: &CheckOptions, policy: Option<&Policy>) -> Report {
+    let floor = policy.map_or(KeyFloor::DEFAULT, |p| p.key_floor);
     let refused = authorizer_finding(bytes);
     let ders = match read_pem_certs(bytes) {
         Ok(d) => d,
@@ -357,7 +486,7 @@ pub fn check_bundle(bytes: &[u8], opts: &CheckOptions) -> Report {
                 err(&mut report, Severity::Error, idx, "no_cert_sign", "keyUsage lacks keyCertSign".into());
             }
         }
-        let (_, weak_key) = key_strength(c);
+        let (_, weak_key) = key_strength(c, &floor, policy.is_some());
         if let Some(w) = weak_key {
             err(&mut report, Severity::Error, idx, "weak_key", w);
         }
@@ -371,6 +500,8 @@ pub fn check_bundle(bytes: &[u8], opts: &CheckOptions) -> Report {
             err(&mut report, sev, idx, "weak_signature", format!("signed with {sig}"));
         }
     }
+
+    shared_cn_findings(&parsed, policy, &mut report);
 
     // Chains: follow issuers inside the bundle up to a self-signed root, verifying each signature.
     let subjects: HashMap<&[u8], usize> =
@@ -429,7 +560,7 @@ pub fn check_bundle(bytes: &[u8], opts: &CheckOptions) -> Report {
     }
 
     for (idx, c) in &parsed {
-        let (key, _) = key_strength(c);
+        let (key, _) = key_strength(c, &floor, policy.is_some());
         let (sig, _) = sig_name(&c.signature_algorithm.algorithm.to_id_string());
         report.certs.push(CertSummary {
             index: *idx,

@@ -4,12 +4,13 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use brokerctl::truststore::{check_bundle, diff_bundles, CheckOptions};
+use brokerctl::truststore::{check_bundle, check_bundle_for_policy, diff_bundles, CheckOptions};
 use brokerctl::Exit;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PublicKeyData, SignatureAlgorithm,
 };
+use sha2::Digest;
 use time::OffsetDateTime;
 
 struct Ca {
@@ -268,6 +269,145 @@ fn the_binary_exits_0_1_2_and_64() {
     let (code, text) = brokerctl(&["truststore", "diff", &g, &s]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("1 added, 1 removed"), "{text}");
+}
+
+/// A root CA whose subject has its own organisation, with a key of the given algorithm.
+fn root_of(org: &str, cn: &str, key: KeyPair) -> Ca {
+    let mut params = params(cn, true, (-1, 3650));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, org);
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+fn spki_hex(ca: &Ca) -> String {
+    hex::encode(sha2::Sha256::digest(ca.key.subject_public_key_info()))
+}
+
+/// A policy with one subject_cn caller naming `issuer_cn`, pinned when `pin` is given, and these settings lines.
+fn policy(issuer_cn: &str, pin: Option<&str>, settings: &str) -> tb_shared::policy::Policy {
+    let pin = pin.map(|p| format!(", issuer_spki_sha256: \"{p}\"")).unwrap_or_default();
+    let yaml = format!(
+        "version: 1\nsettings:\n  hash_caller_ids: false\n{settings}callers:\n  - id: legacy\n    identities: [{{ type: \
+         subject_cn, cn: legacy-batch, issuer_cn: \"{issuer_cn}\"{pin} }}]\n    cognito_client: legacy\n    \
+         allowed_scopes: [api/read]\n    max_token_lifetime_seconds: 3600\n    quotas: unlimited\n"
+    );
+    tb_shared::policy::Policy::from_bytes("policy.yaml", yaml.as_bytes()).unwrap()
+}
+
+/// Two roots whose subjects differ (organisation) but whose CN is the same: the authorizer cannot tell them apart
+/// by CN, so a subject_cn rule naming it must pin the CA's key.
+#[test]
+fn two_cas_sharing_a_cn_are_reported() {
+    let a = root_of("Org A", "Shared Issuing CA", KeyPair::generate().unwrap());
+    let b = root_of("Org B", "Shared Issuing CA", KeyPair::generate().unwrap());
+    let both = bundle(&[&a, &b]);
+
+    let report = check_bundle(&both, &opts());
+    let f = report.findings.iter().find(|f| f.code == "shared_cn").unwrap_or_else(|| panic!("{}", report.render("b")));
+    assert_eq!(f.severity, brokerctl::truststore::Severity::Warning);
+    assert_eq!(f.cert, Some(2));
+    assert!(f.message.contains(&spki_hex(&a)) && f.message.contains(&spki_hex(&b)), "{}", f.message);
+    assert!(!report.has("duplicate_subject"));
+    assert_eq!(report.exit_code(), Exit::Findings);
+
+    // the policy names the shared CN without a pin: the authorizer would deny that caller, so it is an error
+    let unpinned = check_bundle_for_policy(&both, &opts(), &policy("Shared Issuing CA", None, ""));
+    let f = unpinned.findings.iter().find(|f| f.code == "shared_cn").unwrap();
+    assert_eq!(f.severity, brokerctl::truststore::Severity::Error);
+    assert!(f.message.contains("legacy"), "{}", f.message);
+    assert_eq!(unpinned.exit_code(), Exit::Error);
+    assert!(unpinned.render("b").contains("NOT PUBLISHABLE"));
+
+    // pinned to one of them: no error, the sharing stays a warning
+    let pinned = check_bundle_for_policy(&both, &opts(), &policy("Shared Issuing CA", Some(&spki_hex(&a)), ""));
+    assert_eq!(pinned.exit_code(), Exit::Findings, "{}", pinned.render("b"));
+    assert!(pinned.has("shared_cn") && !pinned.has("issuer_pin_unmatched"));
+    // a pin no CA of the bundle has
+    let stray =
+        check_bundle_for_policy(&bundle(&[&a]), &opts(), &policy("Shared Issuing CA", Some(&"ab".repeat(32)), ""));
+    assert!(stray.has("issuer_pin_unmatched"), "{}", stray.render("b"));
+    assert!(!stray.has("shared_cn"));
+    // a policy naming another CN, or one CA alone: nothing about sharing
+    assert!(!check_bundle_for_policy(&bundle(&[&a]), &opts(), &policy("Shared Issuing CA", None, "")).has("shared_cn"));
+    let other = check_bundle_for_policy(&both, &opts(), &policy("Another CA", None, ""));
+    assert_eq!(
+        other.findings.iter().find(|f| f.code == "shared_cn").map(|f| f.severity),
+        Some(brokerctl::truststore::Severity::Warning)
+    );
+
+    // one subject twice (same DN, different keys): a duplicate subject and a shared CN
+    let twin = root_of("Org A", "Shared Issuing CA", KeyPair::generate().unwrap());
+    let dup = check_bundle(&bundle(&[&a, &twin]), &opts());
+    assert!(dup.has("duplicate_subject") && dup.has("shared_cn"), "{}", dup.render("b"));
+}
+
+/// With the policy, CA keys are held to its key floor: the authorizer refuses every chain through a weaker CA.
+#[test]
+fn ca_keys_below_the_policy_floor_are_errors() {
+    let rsa = root_of(
+        "Org",
+        "RSA Root",
+        KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap(),
+    );
+    let p256 = root_of("Org", "P-256 Root", KeyPair::generate().unwrap());
+    let p384 = root_of("Org", "P-384 Root", KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap());
+    let all = bundle(&[&rsa, &p256, &p384]);
+    assert_eq!(check_bundle(&all, &opts()).exit_code(), Exit::Ok, "the default floor: RSA-2048, P-256");
+
+    let raised_rsa = check_bundle_for_policy(&all, &opts(), &policy("X", None, "  min_rsa_key_bits: 3072\n"));
+    let weak: Vec<_> = raised_rsa.findings.iter().filter(|f| f.code == "weak_key").collect();
+    assert_eq!(weak.len(), 1, "{}", raised_rsa.render("b"));
+    assert_eq!(weak[0].cert, Some(1));
+    assert!(
+        weak[0].message.contains("minimum 3072") && weak[0].message.contains("min_rsa_key_bits"),
+        "{}",
+        weak[0].message
+    );
+    assert_eq!(raised_rsa.exit_code(), Exit::Error);
+
+    let raised_ec = check_bundle_for_policy(&all, &opts(), &policy("X", None, "  min_ec_key_bits: 384\n"));
+    let weak: Vec<_> = raised_ec.findings.iter().filter(|f| f.code == "weak_key").map(|f| f.cert).collect();
+    assert_eq!(weak, vec![Some(2)], "{}", raised_ec.render("b"));
+}
+
+#[test]
+fn the_binary_checks_against_a_policy() {
+    let dir = tempdir("ts-policy");
+    let a = root_of("Org A", "Shared Issuing CA", KeyPair::generate().unwrap());
+    let b = root_of("Org B", "Shared Issuing CA", KeyPair::generate().unwrap());
+    let bundle_path = dir.path().join("bundle.pem");
+    std::fs::write(&bundle_path, bundle(&[&a, &b])).unwrap();
+    let bundle_path = bundle_path.display().to_string();
+    let write_policy = |name: &str, pin: Option<&str>| {
+        let pin = pin.map(|p| format!(", issuer_spki_sha256: \"{p}\"")).unwrap_or_default();
+        let yaml = format!(
+            "version: 1\ncallers:\n  - id: legacy\n    identities: [{{ type: subject_cn, cn: legacy-batch, \
+             issuer_cn: \"Shared Issuing CA\"{pin} }}]\n    cognito_client: legacy\n    allowed_scopes: [api/read]\n    \
+             max_token_lifetime_seconds: 3600\n    quotas: unlimited\n"
+        );
+        let p = dir.path().join(name);
+        std::fs::write(&p, yaml).unwrap();
+        p.display().to_string()
+    };
+    let (code, text) = brokerctl(&["truststore", "check", &bundle_path]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("shared_cn"), "{text}");
+    let (code, text) = brokerctl(&["truststore", "check", &bundle_path, "--policy", &write_policy("u.yaml", None)]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("shared_cn") && text.contains("NOT PUBLISHABLE"), "{text}");
+    let pinned = write_policy("p.yaml", Some(&spki_hex(&a)));
+    assert_eq!(brokerctl(&["truststore", "check", &bundle_path, "--policy", &pinned]).0, 1);
+    let (code, text) = brokerctl(&[
+        "truststore",
+        "check",
+        &bundle_path,
+        "--policy",
+        &dir.path().join("none.yaml").display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{text}");
 }
 
 /// A directory removed when the returned guard drops.

@@ -11,11 +11,13 @@ use crate::{publish, truststore};
 
 #[derive(Debug, Subcommand)]
 pub enum TruststoreCommand {
-    /// Check a CA bundle: parse, CA flags, chain depth <= 4, key and signature strength, duplicates, expiry.
+    /// Check a CA bundle: parse, CA flags, chain depth <= 4, key and signature strength, duplicates, CAs sharing a
+    /// CN, expiry.
     ///
-    /// Exit codes: 0 no findings; 1 warnings only (e.g. a CA expiring soon); 2 errors (expired, not a CA, chain too
-    /// deep, RSA < 2048 or EC < 256 bits, SHA-1/MD5 signature, duplicate subject, missing issuer, unreadable
-    /// bundle); 64 bad command line.
+    /// Exit codes: 0 no findings; 1 warnings only (e.g. a CA expiring soon, two CAs sharing a CN); 2 errors
+    /// (expired, not a CA, chain too deep, RSA < 2048 or EC < 256 bits or below the --policy key floor, SHA-1/MD5
+    /// signature, duplicate subject, missing issuer, a CN two CAs share that an unpinned subject_cn rule of the
+    /// --policy names, unreadable bundle); 64 bad command line.
     Check(TruststoreCheckArgs),
     /// List certificates added and removed between two bundles, by SHA-256 fingerprint.
     ///
@@ -45,6 +47,10 @@ pub struct TruststoreCheckArgs {
     /// Warn about certificates expiring within this many days.
     #[arg(long, default_value_t = 30)]
     expiry_warning_days: u64,
+    /// The policy document of the deployment: check CA keys against its key floor and its subject_cn rules against
+    /// CAs that share a CN.
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 impl TruststoreCheckArgs {
@@ -55,7 +61,13 @@ impl TruststoreCheckArgs {
             now: SystemTime::now(),
             expiry_warning: Duration::from_secs(self.expiry_warning_days.saturating_mul(86_400)),
         };
-        let report = truststore::check_bundle(&bytes, &opts);
+        let report = match &self.policy {
+            Some(path) => {
+                let policy = tb_shared::policy::Policy::load(path).map_err(|e| CliError::failed(e.to_string()))?;
+                truststore::check_bundle_for_policy(&bytes, &opts, &policy)
+            }
+            None => truststore::check_bundle(&bytes, &opts),
+        };
         print!("{}", report.render(&self.bundle.display().to_string()));
         Ok(report.exit_code())
     }
