@@ -13,14 +13,15 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 /// SDK timeouts for a total budget per operation: each attempt gets half, so one stalled attempt still leaves room
 /// for a retry; connecting gets at most one second (a refused or black-holed endpoint should not use the whole
-/// budget), and so does waiting for the first byte of an answer once the request is sent (a server that accepts
-/// the connection and then stays silent is cut at the socket, not only by the attempt's timer).
+/// budget). Waiting for the answer once the request is sent is bounded by the attempt (a server that accepts the
+/// connection and then stays silent is cut at the socket, not only by the attempt's timer); it is not capped at a
+/// second, because a request queued behind others at a slow but working endpoint must not be cut before the attempt
+/// would be.
 pub fn timeouts(total: Duration) -> TimeoutConfig {
     let attempt = total / 2;
-    let socket = attempt.min(Duration::from_secs(1));
     TimeoutConfig::builder()
-        .connect_timeout(socket)
-        .read_timeout(socket)
+        .connect_timeout(attempt.min(Duration::from_secs(1)))
+        .read_timeout(attempt)
         .operation_attempt_timeout(attempt)
         .operation_timeout(total)
         .build()
@@ -46,12 +47,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attempts_get_half_and_connect_and_read_at_most_a_second() {
+    fn attempts_get_half_connect_at_most_a_second_and_reads_the_attempt() {
         let t = timeouts(Duration::from_secs(4));
         assert_eq!(t.operation_timeout(), Some(Duration::from_secs(4)));
         assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(2)));
         assert_eq!(t.connect_timeout(), Some(Duration::from_secs(1)));
-        assert_eq!(t.read_timeout(), Some(Duration::from_secs(1)));
+        assert_eq!(t.read_timeout(), Some(Duration::from_secs(2)));
         let t = timeouts(Duration::from_millis(600));
         assert_eq!(t.connect_timeout(), Some(Duration::from_millis(300)));
         assert_eq!(t.read_timeout(), Some(Duration::from_millis(300)));
