@@ -112,6 +112,10 @@ impl Signer {
     }
 
     fn sign(&self, header: &str, payload: &str) -> String {
+        self.sign_bytes(header.as_bytes(), payload.as_bytes())
+    }
+
+    fn sign_bytes(&self, header: &[u8], payload: &[u8]) -> String {
         let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
         let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.key, Algorithm::ES256).unwrap();
         format!("{input}.{sig}")
@@ -1272,6 +1276,105 @@ fn last_wins(members: &[(String, Value)]) -> Map<String, Value> {
     members.iter().cloned().collect()
 }
 
+/// How a header or payload is written, around the valid members.
+#[derive(Debug, Clone)]
+enum RawJson {
+    AsIs,
+    /// Whitespace before and after the object (RFC 8259 allows it).
+    Padded(&'static str, &'static str),
+    /// A byte-order mark first (RFC 8259 §8.1: a parser may ignore one, need not).
+    Bom,
+    /// Every member name written as `\uXXXX` escapes: the same names.
+    EscapedNames,
+    /// One more member whose value nests arrays this deep.
+    Nested(usize),
+    /// One more member with this raw value text.
+    Extra(&'static [u8]),
+    /// A member repeated under an escaped spelling of its name, with its own value.
+    EscapedDuplicate(Index),
+    /// One more member whose object value repeats a name.
+    NestedDuplicate,
+    /// Not one JSON object at all.
+    Replaced(&'static [u8]),
+    /// Text after the object.
+    Trailing(&'static str),
+}
+
+fn raw_json() -> impl Strategy<Value = RawJson> {
+    prop_oneof![
+        12 => Just(RawJson::AsIs),
+        1 => (prop::sample::select(vec!["", " ", "\n\t", "\r\n "]), prop::sample::select(vec!["", " ", "\n", "\t\r\n"]))
+            .prop_map(|(a, b)| RawJson::Padded(a, b)),
+        1 => Just(RawJson::Bom),
+        1 => Just(RawJson::EscapedNames),
+        2 => prop_oneof![1usize..20, Just(100), Just(126), Just(127), Just(128), Just(129), Just(500), Just(2000)]
+            .prop_map(RawJson::Nested),
+        2 => prop::sample::select(vec![
+            &b"1e400"[..], b"-1e400", b"18446744073709551616", b"-0", b"1E3", b"0.0000001", b"123456789012345678901234567890.5",
+            b"\"\\ud800\"", b"\"\\udc00\\ud800\"", b"\"\\u0000\"", b"\"\xff\"", b"\"a\x01b\"", b"\"\xc3\x28\"", b"tru", b"[1,]",
+            b"01", b"+1", b".5", b"NaN", b"Infinity", b"\"\\x41\"", b"{}", b"[]",
+        ])
+        .prop_map(RawJson::Extra),
+        1 => any::<Index>().prop_map(RawJson::EscapedDuplicate),
+        1 => Just(RawJson::NestedDuplicate),
+        1 => prop::sample::select(vec![&b"[]"[..], b"null", b"\"x\"", b"1", b"", b"{", b"{}", b"{\"a\":1}}", b"[{}]"])
+            .prop_map(RawJson::Replaced),
+        1 => prop::sample::select(vec!["x", "{}", "\n", " \t", "\0", ",", "//"]).prop_map(RawJson::Trailing),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawClass {
+    /// Well-formed or not, by RFC 8259: a reference parser decides.
+    Strict,
+    /// The documents allow a refusal here even when a reference parser reads it: a BOM, a nesting or number
+    /// beyond what a parser must support, a lone surrogate, a repeated member.
+    MayRefuse,
+}
+
+fn escape_name(name: &str) -> String {
+    name.chars().map(|c| format!("\\u{:04x}", c as u32)).collect()
+}
+
+/// The bytes `v` describes around `members`, and whether a refusal is documented for them in any case.
+fn raw_text(members: &[(String, Value)], v: &RawJson) -> (Vec<u8>, RawClass) {
+    let text = render(members);
+    let with = |member: &[u8]| {
+        let mut t = text.clone().into_bytes();
+        t.pop();
+        t.extend_from_slice(b",");
+        t.extend_from_slice(member);
+        t.push(b'}');
+        t
+    };
+    match v {
+        RawJson::AsIs => (text.into_bytes(), RawClass::Strict),
+        RawJson::Padded(a, b) => (format!("{a}{text}{b}").into_bytes(), RawClass::Strict),
+        RawJson::Bom => (format!("\u{feff}{text}").into_bytes(), RawClass::MayRefuse),
+        RawJson::EscapedNames => {
+            let body: Vec<String> = members.iter().map(|(k, v)| format!("\"{}\":{v}", escape_name(k))).collect();
+            (format!("{{{}}}", body.join(",")).into_bytes(), RawClass::Strict)
+        }
+        RawJson::Nested(d) => {
+            let class = if *d <= 100 { RawClass::Strict } else { RawClass::MayRefuse };
+            (with(format!("\"x-deep\":{}1{}", "[".repeat(*d), "]".repeat(*d)).as_bytes()), class)
+        }
+        RawJson::Extra(value) => {
+            // RFC 8259 §6 and §8.2: numbers beyond a parser's range and unpaired surrogates may be refused.
+            let lenient = [&b"1e400"[..], b"-1e400", b"\"\\ud800\"", b"\"\\udc00\\ud800\""].contains(value);
+            let class = if lenient { RawClass::MayRefuse } else { RawClass::Strict };
+            (with(&[&b"\"x-extra\":"[..], value].concat()), class)
+        }
+        RawJson::EscapedDuplicate(i) => {
+            let (k, v) = &members[i.index(members.len())];
+            (with(format!("\"{}\":{v}", escape_name(k)).as_bytes()), RawClass::MayRefuse)
+        }
+        RawJson::NestedDuplicate => (with(br#""x-dup":{"y":1,"y":2}"#), RawClass::MayRefuse),
+        RawJson::Replaced(t) => (t.to_vec(), RawClass::Strict),
+        RawJson::Trailing(t) => (format!("{text}{t}").into_bytes(), RawClass::Strict),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The targets.
 
@@ -1359,6 +1462,47 @@ proptest! {
             got == Outcome::Unauthorized || got == last,
             "got {:?}; last member counts: {:?}; first member counts: {:?}; header {} claims {}",
             got, last, first, render(&header), render(&claims)
+        );
+    }
+
+    /// Header and payload texts around valid members: whitespace, a BOM, escaped names, deep nesting, number
+    /// literals out of any range, lone surrogates, invalid UTF-8, control characters, escaped and nested repeated
+    /// names, no object at all, text after the object. A text RFC 8259 calls well-formed gets the answer of the
+    /// members it holds (a refusal where the RFC lets a parser refuse), anything else is `Unauthorized`.
+    #[test]
+    fn signed_json_texts_of_any_form_get_a_documented_answer(
+        header in raw_json(),
+        payload in raw_json(),
+        sub in prop::sample::select(vec!["acme-billing-sync", "hybrid-svc", "acme-retired", "someone-else"]),
+    ) {
+        let w = world();
+        let base_header: Vec<(String, Value)> =
+            vec![("alg".into(), json!("ES256")), ("typ".into(), json!("JWT")), ("kid".into(), json!(KID))];
+        let (h, h_class) = raw_text(&base_header, &header);
+        let (p, p_class) = raw_text(&good_claims(sub, w.now_secs), &payload);
+        let token = w.signer.sign_bytes(&h, &p);
+        let object = |b: &[u8]| match serde_json::from_slice::<Value>(b) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        let allowed = match (object(&h), object(&p)) {
+            (Some(hm), Some(pm)) => {
+                let read = token_model(w, &hm, &pm, &token);
+                if h_class == RawClass::Strict && p_class == RawClass::Strict {
+                    vec![read]
+                } else {
+                    vec![read, Outcome::Unauthorized]
+                }
+            }
+            _ => vec![Outcome::Unauthorized],
+        };
+        let event = jwt_event_for(&token);
+        let resource = model_resource(event.method_arn.as_deref());
+        let got = observe(w, resource.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
+        prop_assert!(
+            allowed.contains(&got),
+            "got {:?}, documented {:?}; header {:?} payload {:?}",
+            got, allowed, String::from_utf8_lossy(&h), String::from_utf8_lossy(&p)
         );
     }
 }
