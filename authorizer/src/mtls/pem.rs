@@ -39,22 +39,20 @@ fn is_pem_ws(c: char) -> bool {
 
 /// Decodes the base64 body of one PEM block: only the base64 alphabet, `=` and line whitespace are allowed, and
 /// the encoding must be canonical (no stray bits), so two different texts cannot decode to one DER by accident.
+/// Works on bytes: it runs twice per first-sight certificate (cache key, then verification).
 fn decode_body(body: &str) -> Result<Vec<u8>, PemProblem> {
-    let mut compact = String::with_capacity(body.len());
-    for c in body.chars() {
-        if is_pem_ws(c) {
-            continue;
-        }
-        if c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=') {
-            compact.push(c);
-        } else {
-            return Err(PemProblem::BadBase64);
+    let mut compact = Vec::with_capacity(body.len());
+    for &b in body.as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => compact.push(b),
+            _ => return Err(PemProblem::BadBase64),
         }
     }
     if compact.is_empty() {
         return Err(PemProblem::BadBase64);
     }
-    base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|_| PemProblem::BadBase64)
+    base64::engine::general_purpose::STANDARD.decode(&compact).map_err(|_| PemProblem::BadBase64)
 }
 
 /// Length of the single DER TLV at the start of `der`, if its header is well formed (definite length, at most
