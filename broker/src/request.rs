@@ -49,6 +49,10 @@ fn check_content_type(req: &ApiGatewayProxyRequest) -> Result<(), BrokerError> {
         return Err(BrokerError::UnsupportedMediaType);
     }
     for param in parts {
+        // RFC 9110 §5.6.6 allows an empty parameter (`…-urlencoded;`, `…; charset=utf-8;`): it says nothing.
+        if param.trim_matches([' ', '\t']).is_empty() {
+            continue;
+        }
         let Some((name, val)) = param.split_once('=') else {
             return Err(BrokerError::UnsupportedMediaType);
         };
@@ -198,6 +202,18 @@ mod tests {
             parse(&req(Method::POST, Some("application/x-www-form-urlencoded; charset=latin1"), ok, false)),
             Err(BrokerError::UnsupportedMediaType)
         );
+        for empty_param in ["application/x-www-form-urlencoded;", "application/x-www-form-urlencoded; charset=utf-8; "]
+        {
+            assert!(parse(&req(Method::POST, Some(empty_param), ok, false)).is_ok(), "{empty_param}");
+        }
+        for bad in ["application/x-www-form-urlencoded; charset", "application/x-www-form-urlencoded;; charset=latin1"]
+        {
+            assert_eq!(
+                parse(&req(Method::POST, Some(bad), ok, false)),
+                Err(BrokerError::UnsupportedMediaType),
+                "{bad}"
+            );
+        }
         let big = format!("{ok}&pad={}", "a".repeat(MAX_BODY_BYTES));
         assert_eq!(parse(&req(Method::POST, Some(FORM), &big, false)), Err(BrokerError::PayloadTooLarge));
         let b64 = base64::engine::general_purpose::STANDARD.encode(&big);

@@ -269,9 +269,7 @@ fn model_media_type(value: &[u8]) -> Media {
     for p in parts {
         let p = p.trim_matches([' ', '\t']);
         if p.is_empty() {
-            // RFC 9110 allows an empty parameter (`form;`, `form; charset=utf-8;`); the broker answers 415. Known
-            // failure, pinned in `a_trailing_semicolon_in_the_content_type_is_still_a_form`; either answer until fixed.
-            verdict = Media::Either;
+            // RFC 9110 allows an empty parameter (`form;`, `form; charset=utf-8;`): it says nothing.
             continue;
         }
         let Some((name, value)) = p.split_once('=') else {
@@ -1059,16 +1057,12 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Failing cases found by the targets.
+// Cases the targets found, kept as plain tests.
 
-/// KNOWN FAILURE, found by `proxy_events_of_any_shape_get_a_documented_answer` (minimal input: a valid grant with
-/// `Content-Type: application/x-www-form-urlencoded;`). RFC 9110 §5.6.6 allows an empty parameter
-/// (`parameters = *( OWS ";" OWS [ parameter ] )`), so these are form content types, which docs/design.md serves;
-/// the broker answers 415 `invalid_request`. Ignored so the suite stays green: run it with
-/// `cargo test -p tb-broker --test properties -- --ignored`, and drop the `ignore` (and the `Media::Either` for an
-/// empty parameter in `model_media_type`) once the broker serves them.
+/// Found by `proxy_events_of_any_shape_get_a_documented_answer` (minimal input: a valid grant with
+/// `Content-Type: application/x-www-form-urlencoded;`, once answered 415). RFC 9110 §5.6.6 allows an empty parameter
+/// (`parameters = *( OWS ";" OWS [ parameter ] )`), so these are form content types and are served.
 #[test]
-#[ignore = "known failure: an empty Content-Type parameter (a trailing ';') is answered 415"]
 fn an_empty_content_type_parameter_is_still_a_form() {
     let w = world();
     for ct in
