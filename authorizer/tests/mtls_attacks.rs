@@ -706,6 +706,31 @@ async fn subject_cn_is_bound_to_the_issuing_ca_not_its_cn() {
     );
 }
 
+/// What refuses rules or CRLs because of how the trust material is made is said when it loads, once per load.
+#[tokio::test]
+async fn a_shared_cn_and_a_refused_crl_are_logged_at_load() {
+    let logs = tb_shared::telemetry::CaptureWriter::default();
+    let _guard = tb_shared::telemetry::capture_default(logs.clone());
+    let real = TestCa::root(ROOT_CN).unwrap();
+    let other = TestCa::root_for("Somebody Else", ROOT_CN, None).unwrap();
+    let truststore = MemoryObjectSource::new(pem_bundle(&[real.cert_pem(), other.cert_pem()]));
+    let forged = real.crl_builder().signed_with_wrong_key().build().unwrap();
+    let crls = MemoryObjectSource::new(pem_bundle(&[&forged.pem, &fresh_crl(&other, &[]).pem]));
+    let cfg = MtlsConfig { refresh_interval: Duration::ZERO, ..MtlsConfig::default() };
+    let v = CertVerifier::new(Arc::new(truststore), Some(Arc::new(crls)), cfg)
+        .with_policy(&policy_with_settings("  hash_caller_ids: false\n"));
+    v.refresh().await.unwrap();
+    assert_eq!(v.refresh_if_due(now()).await, Ok(false), "unchanged objects: nothing reloaded, nothing logged");
+    let text = logs.contents();
+    let shared: Vec<&str> = text.lines().filter(|l| l.contains("share a CN")).collect();
+    assert_eq!(shared.len(), 1, "{text}");
+    assert!(shared[0].contains(ROOT_CN) && shared[0].contains("without issuer_spki_sha256"), "{}", shared[0]);
+    let refused: Vec<&str> = text.lines().filter(|l| l.contains("CRL refused")).collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(refused[0].contains("signature does not verify"), "{}", refused[0]);
+    assert!(!text.contains("BEGIN"), "no PEM in logs");
+}
+
 // ---------------------------------------------------------------- CRLs verified once, at load
 
 /// Publishing a newer CRL that revokes a certificate, then the older CRL again (an operator's slip or an attacker
