@@ -803,6 +803,45 @@ async fn crl_order_in_the_bundle_does_not_matter() {
     }
 }
 
+/// A CA with two certificates, one from each of two roots (a cross-certificate): when the root that issued the
+/// first revokes it, the other path still holds, as it did with webpki's own revocation check.
+#[tokio::test]
+async fn a_revoked_path_gives_way_to_another_path() {
+    let root_a = TestCa::root("Cross Root A").unwrap();
+    let root_b = TestCa::root("Cross Root B").unwrap();
+    let issuing = root_a.sub_ca("Cross Issuing CA").build().unwrap();
+    let via_b = issuing.cross_certificate(&root_b).unwrap();
+    let leaf = issuing.issue_client().san_uri(ORDERS_URI).build().unwrap();
+    let truststore = pem_bundle(&[root_a.cert_pem(), root_b.cert_pem(), issuing.cert_pem(), &via_b.pem]);
+    let via_a_serial = x509_serial(issuing.cert_der());
+    let crls = MemoryObjectSource::new(pem_bundle(&[
+        &fresh_crl(&root_a, &[&via_a_serial]).pem,
+        &fresh_crl(&root_b, &[]).pem,
+        &fresh_crl(&issuing, &[]).pem,
+    ]));
+    let v = CertVerifier::new(
+        Arc::new(MemoryObjectSource::new(truststore)),
+        Some(Arc::new(crls.clone())),
+        MtlsConfig::default(),
+    );
+    v.refresh().await.unwrap();
+    assert_eq!(v.crls_in_use(), 3);
+    let got = v.verify_pem(&leaf.pem, now()).unwrap();
+    assert_eq!(got.issuer_cn.as_deref(), Some("Cross Issuing CA"));
+    // both paths revoked: revoked
+    crls.set(pem_bundle(&[
+        &fresh_crl(&root_a, &[&via_a_serial]).pem,
+        &fresh_crl(&root_b, &[&via_b.serial]).pem,
+        &fresh_crl(&issuing, &[]).pem,
+    ]));
+    v.refresh().await.unwrap();
+    assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::Revoked));
+    // one path revoked, the other's root without a CRL: revoked is what is said
+    crls.set(pem_bundle(&[&fresh_crl(&root_a, &[&via_a_serial]).pem, &fresh_crl(&issuing, &[]).pem]));
+    v.refresh().await.unwrap();
+    assert_eq!(v.verify_pem(&leaf.pem, now()).err(), Some(CertError::Revoked));
+}
+
 #[tokio::test]
 async fn crl_of_a_ca_that_may_not_sign_crls_is_refused() {
     let root = TestCa::root(ROOT_CN).unwrap();

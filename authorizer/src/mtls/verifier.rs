@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -434,8 +435,21 @@ impl CertVerifier {
         let since_epoch = now.duration_since(UNIX_EPOCH).map_err(|_| CertError::NotYetValid)?;
         let time = UnixTime::since_unix_epoch(since_epoch);
 
-        // Revocation is not webpki's to check here (it would verify the CRL's signature on every request): the
-        // chain it builds is checked below against CRLs verified once, at load.
+        // Revocation is not webpki's to check here (it would verify the CRL's signature on every request): each
+        // candidate chain webpki builds is checked against the key floor and against CRLs verified once, at load.
+        // A candidate that fails sends webpki on to the next one (a cross-signed CA may offer another path); when
+        // none passes, the failure of a built chain is what is reported, a revocation first.
+        let failure: RefCell<Option<CertError>> = RefCell::new(None);
+        let accept = |candidate: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            let verdict = chain_of(ts, candidate).and_then(|chain| self.check_chain(&material, &cert, &chain, now));
+            verdict.map_err(|e| {
+                let mut f = failure.borrow_mut();
+                if f.as_ref() != Some(&CertError::Revoked) {
+                    *f = Some(e);
+                }
+                webpki::Error::UnknownIssuer // not reported: `failure` is
+            })
+        };
         let cert_der = CertificateDer::from(der.as_slice());
         let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(map_webpki)?;
         let path = ee
@@ -446,23 +460,11 @@ impl CertVerifier {
                 time,
                 KeyUsage::client_auth(),
                 None,
-                None,
+                Some(&accept),
             )
-            .map_err(map_webpki)?;
-        // The CAs of the chain webpki built, nearest first: the first issued the client certificate.
-        let outside = || CertError::Invalid("chain uses a certificate outside the truststore".into());
-        let mut chain: Vec<&CaInfo> = Vec::with_capacity(4);
-        for c in path.intermediate_certificates() {
-            chain.push(ts.intermediate_info(c.der().as_ref()).ok_or_else(outside)?);
-        }
-        chain.push(ts.anchor_info(path.anchor()).ok_or_else(outside)?);
-        if let Some(weak) = chain.iter().find(|ca| !ca.key.meets(&self.key_floor)) {
-            return Err(CertError::WeakCaKey { key: weak.key.to_string(), minimum: weak.key.minimum(&self.key_floor) });
-        }
-        let issuer = *chain.first().ok_or_else(outside)?;
-        if self.crl_src.is_some() {
-            self.check_revocation(material.revocation.as_deref(), &cert, &chain, now)?;
-        }
+            .map_err(|e| failure.take().unwrap_or_else(|| map_webpki(e)))?;
+        let chain = chain_of(ts, &path)?;
+        let issuer = *chain.first().ok_or(CertError::UntrustedIssuer)?;
 
         let mut san_uris = Vec::new();
         let mut san_dns = Vec::new();
@@ -499,17 +501,24 @@ impl CertVerifier {
         })
     }
 
-    /// Revocation of the client certificate and of every intermediate of its chain, each by its issuer in the
-    /// chain, against the verified CRLs. A revoked certificate anywhere in the chain is [`CertError::Revoked`];
-    /// otherwise the first certificate (from the leaf up) whose status is stale or unknown decides.
-    fn check_revocation(
+    /// What a chain webpki built must also satisfy: every CA of it meets the key floor, and (with a CRL source)
+    /// the client certificate and every intermediate are not revoked, each by its issuer in the chain, against the
+    /// verified CRLs. A revoked certificate anywhere in the chain is [`CertError::Revoked`]; otherwise the first
+    /// certificate (from the leaf up) whose status is stale or unknown decides.
+    fn check_chain(
         &self,
-        index: Option<&RevocationIndex>,
+        material: &Material,
         leaf: &X509Certificate<'_>,
         chain: &[&CaInfo],
         now: SystemTime,
     ) -> Result<(), CertError> {
-        let Some(index) = index else {
+        if let Some(weak) = chain.iter().find(|ca| !ca.key.meets(&self.key_floor)) {
+            return Err(CertError::WeakCaKey { key: weak.key.to_string(), minimum: weak.key.minimum(&self.key_floor) });
+        }
+        if self.crl_src.is_none() {
+            return Ok(());
+        }
+        let Some(index) = material.revocation.as_deref() else {
             // no CRL bundle loaded (or no truststore to verify it with)
             return if self.cfg.require_crl { Err(CertError::RevocationUnknown) } else { Ok(()) };
         };
@@ -538,6 +547,18 @@ impl CertVerifier {
         }
         Ok(())
     }
+}
+
+/// The CAs of a chain webpki built, nearest first (the first issued the client certificate), as the truststore
+/// knows them.
+fn chain_of<'t>(ts: &'t Truststore, path: &webpki::VerifiedPath<'_>) -> Result<Vec<&'t CaInfo>, CertError> {
+    let outside = || CertError::Invalid("chain uses a certificate outside the truststore".into());
+    let mut chain = Vec::with_capacity(4);
+    for c in path.intermediate_certificates() {
+        chain.push(ts.intermediate_info(c.der().as_ref()).ok_or_else(outside)?);
+    }
+    chain.push(ts.anchor_info(path.anchor()).ok_or_else(outside)?);
+    Ok(chain)
 }
 
 #[allow(deprecated)]

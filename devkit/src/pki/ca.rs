@@ -20,6 +20,26 @@ pub struct CaBuilder<'a> {
 }
 
 impl TestCa {
+    /// A second certificate for this CA (same subject, same key) issued by `other`: a cross-certificate, which
+    /// gives the CA's certificates a second path to another root (as in a root rollover). The CA keeps signing as
+    /// before; only the certificate is new.
+    pub fn cross_certificate(&self, other: &TestCa) -> Result<IssuedCert, PkiError> {
+        let mut params = self.params.clone();
+        let serial = random_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&self.key, &other.issuer())?;
+        let der = cert.der().to_vec();
+        Ok(IssuedCert {
+            pem: cert.pem(),
+            cert_sha256: Sha256::digest(&der).into(),
+            spki_sha256: Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&self.key)).into(),
+            der,
+            key_pem: String::new(),
+            serial,
+        })
+    }
+
     /// Starts a CA signed by this one. Defaults: the test PKI's organisation, no path-length constraint, no name
     /// constraints, no EKU, keyCertSign + cRLSign + digitalSignature, ECDSA P-256.
     pub fn sub_ca(&self, cn: &str) -> CaBuilder<'_> {
