@@ -241,7 +241,8 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
                 counted(truststore, Bundle::Truststore),
                 crls.map(|c| counted(c, Bundle::Crls)),
                 mtls_cfg,
-            );
+            )
+            .with_policy(&policy);
             if let Err(e) = verifier.refresh().await {
                 tracing::error!(
                     event = "trust_load_failed",

@@ -387,3 +387,40 @@ async fn trust_material_on_a_silent_endpoint_does_not_hold_the_cold_start() {
     assert_eq!(answer(&w, &mtls_event(&w.cert("order-processing").pem)).await, Err(Unauthorized));
     assert!(authorizer_errors(&w.metrics).contains(&"no_trust_material".to_owned()));
 }
+
+/// The policy's key floor reaches the verifier the builder makes: with `min_ec_key_bits: 384`, a P-256 certificate
+/// (and a P-256 CA) is an unusable credential, and the same caller on P-384 keys is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policys_key_floor_applies_through_the_builder() {
+    use tb_devkit::pki::KeyKind;
+    let now = SystemTime::now();
+    let decide = |kind: KeyKind, floor: &'static str| async move {
+        let ca = TestCa::root_with("Floor Root CA", kind).unwrap();
+        let leaf = ca
+            .issue_client()
+            .key(kind)
+            .cn("svc")
+            .san_uri("spiffe://example.internal/svc")
+            .validity(now - hours(1), now + hours(1))
+            .build()
+            .unwrap();
+        let policy = tb_devkit::fixtures::write_policy(&format!(
+            "version: 1\nsettings:\n  min_ec_key_bits: {floor}\ncallers:\n  - id: svc\n    identities: [{{ type: san_uri, value: \"spiffe://example.internal/svc\" }}]\n    cognito_client: svc\n    allowed_scopes: [api/read]\n    max_token_lifetime_seconds: 3600\n    quotas: unlimited\n"
+        ));
+        let cfg = Config::read(&Env::from_pairs([("POLICY_FILE", policy.path().to_str().unwrap())])).unwrap();
+        let deps = Deps {
+            trust: Trust::Sources(TrustSources {
+                truststore: Arc::new(MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec())),
+                crls: None,
+            }),
+            jwks: Arc::new(MemoryJwksFetcher::default()),
+            metrics: MetricsSink::to_writer("TokenBroker", CaptureWriter::default()),
+            clock: Clock::system(),
+        };
+        let app = build(&cfg, deps).await.unwrap();
+        handle_request(&app, &mtls_event(&leaf.pem), now).await.map(|v| Value::from(v.principal_id))
+    };
+    assert_eq!(decide(KeyKind::EcdsaP256, "256").await, Ok(Value::from("svc")));
+    assert_eq!(decide(KeyKind::EcdsaP256, "384").await, Err(Unauthorized));
+    assert_eq!(decide(KeyKind::EcdsaP384, "384").await, Ok(Value::from("svc")));
+}
