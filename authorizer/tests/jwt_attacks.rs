@@ -877,3 +877,15 @@ thread_local! {
     };
     static TOKEN: String = KEY.with(|k| k.token(&edit(claims_a(), set("exp", json!(now() + 3600)))).unwrap());
 }
+
+/// The verifier's `Debug` (it ends up in panics and `{:?}` logs) names its issuers and settings and holds no key
+/// material, even once keys are loaded.
+#[tokio::test]
+async fn the_verifiers_debug_names_issuers_and_no_keys() {
+    let fx = Fx::new();
+    fx.verify(&fx.rsa.sign(&claims_a(), |_| {}).unwrap()).await.unwrap();
+    let dbg = format!("{:?}", fx.verifier);
+    assert!(dbg.starts_with("JwtVerifier") && dbg.contains(ISS_A) && dbg.contains("max_token_bytes"), "{dbg}");
+    let n = fx.rsa.jwk()["n"].as_str().unwrap().to_owned();
+    assert!(!dbg.contains(&n[..32]), "{dbg}");
+}

@@ -214,6 +214,12 @@ mod tests {
                 "{bad}"
             );
         }
+        // 8 KiB exactly is served, one byte more is not (literal sizes, so a change of the limit shows here).
+        let at_limit = format!("{ok}&pad={}", "a".repeat(8192 - ok.len() - "&pad=".len()));
+        assert_eq!(at_limit.len(), 8192);
+        assert!(parse(&req(Method::POST, Some(FORM), &at_limit, false)).is_ok());
+        let over = format!("{at_limit}a");
+        assert_eq!(parse(&req(Method::POST, Some(FORM), &over, false)), Err(BrokerError::PayloadTooLarge));
         let big = format!("{ok}&pad={}", "a".repeat(MAX_BODY_BYTES));
         assert_eq!(parse(&req(Method::POST, Some(FORM), &big, false)), Err(BrokerError::PayloadTooLarge));
         let b64 = base64::engine::general_purpose::STANDARD.encode(&big);
