@@ -1,12 +1,10 @@
-//! The registered-claim checks, done by this crate on the claims that came out of the signature check.
+//! The registered-claim checks, done by this crate on the claims the signature covers.
 //!
-//! jsonwebtoken's `Validation` checks the signature, the presence of the registered claims, iss and (when the
-//! issuer's audience claim is `aud`) aud, configured in `JwtVerifier::new`; but it skips `iat`, knows no other
-//! audience claim (Cognito access tokens carry `client_id` and no `aud`) and no operator-required claims, accepts
-//! `iss` as an array, reports a wrongly-typed required claim as "missing" in an order that depends on hash
-//! iteration, and would read the system clock. These checks run after it, in a fixed order and at the time the
-//! caller passes (the app's clock), so every refusal has one exact reason and `brokerctl policy explain --at` checks
-//! exp, nbf and iat at the time asked.
+//! They run after the signature check, on the payload the token module decoded (the bytes the signature covers),
+//! in a fixed order and at the time the caller passes (the app's clock), so every refusal has one exact reason and
+//! `brokerctl policy explain --at` checks exp, nbf and iat at the time asked. Beyond what a JOSE library's
+//! validation does, they check `iat` and the maximum age, another audience claim than `aud` (Cognito access tokens
+//! carry `client_id` and no `aud`) and operator-required claims, and refuse `iss` as an array.
 
 use serde_json::{Map, Value};
 

@@ -8,14 +8,19 @@
 //! 4. the header's `alg` must be one of that issuer's configured asymmetric algorithms;
 //! 5. a key from the issuer's JWKS whose `kid`, `kty`/curve, `alg`, `use` and `key_ops` fit (see [`jwks`]);
 //!    without a `kid` the issuer must have exactly one fitting key;
-//! 6. jsonwebtoken checks the signature, the presence of iss, exp and iat, iss, and (when the issuer's audience
-//!    claim is `aud`) the presence and value of aud;
-//! 7. this module re-checks iss and the audience claim (`aud`, or another such as Cognito's `client_id`), checks
-//!    exp, iat and (when present: it is optional, and most IdPs' access tokens carry none) nbf at the app's clock,
-//!    the maximum age, the subject claim and the issuer's required claims on the verified claims.
+//! 6. the registered JOSE header members must have their registered form (see
+//!    [`token::UnverifiedToken::header_members_well_formed`]);
+//! 7. the signature over the `header.payload` bytes of step 2 is checked with the key, by jsonwebtoken's crypto
+//!    (aws-lc-rs), against keys built once per JWKS fetch;
+//! 8. on the claims decoded in step 2 (the bytes the signature covers): the registered claims must be readable
+//!    (see [`token::registered_claims_readable`]), then [`claims::check`] checks iss, the audience claim (`aud`, or
+//!    another such as Cognito's `client_id`), exp, iat and (when present: it is optional, and most IdPs' access
+//!    tokens carry none) nbf at the app's clock, the maximum age, the subject claim and the issuer's required
+//!    claims.
 //!
-//! Member names must be unique in the header and the payload (a duplicate is `Malformed`), so this module,
-//! jsonwebtoken and any other reader of the token see the same claims.
+//! The token is split, decoded and hashed once: the signature is verified over the segments already parsed, not by
+//! decoding the token again. Member names must be unique in the header and the payload (a duplicate is
+//! `Malformed`), so this module and any other reader of the token see the same claims.
 //!
 //! A successful verification also says how long a decision resting on it may be reused ([`VerifiedJwt::valid_until`])
 //! and [`JwtVerifier::generation`] tells a cache when any issuer's key set changed.
@@ -34,9 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::sources::JwksFetcher;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::Validation;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tb_shared::policy::{JwtAlgorithm, Policy};
 
@@ -152,8 +155,6 @@ pub struct VerifiedJwt {
 struct IssuerEntry {
     rules: ClaimRules,
     algorithms: Vec<JwtAlgorithm>,
-    /// A jsonwebtoken `Validation` per allowed algorithm (it must name exactly the algorithm being verified).
-    validations: HashMap<JwtAlgorithm, Validation>,
     keys: IssuerKeys,
 }
 
@@ -188,27 +189,6 @@ impl JwtVerifier {
         let mut issuers = HashMap::new();
         for iss in policy.issuers() {
             let leeway = iss.leeway.as_secs();
-            // jsonwebtoken knows `aud` only: with another audience claim it neither requires nor checks `aud`, and
-            // `claims` checks the configured claim (and any `aud` present) itself.
-            let aud_is_standard = iss.audience_claim == "aud";
-            let mut validations = HashMap::new();
-            for &alg in &iss.algorithms {
-                let mut v = Validation::new(jwt_alg(alg));
-                // jsonwebtoken checks the signature, presence, aud and iss here. Times (exp, nbf, iat) are checked
-                // in `claims` against the injected clock: jsonwebtoken would read the system clock.
-                if aud_is_standard {
-                    v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
-                    v.set_audience(&iss.audiences);
-                } else {
-                    v.set_required_spec_claims(&["iss", "exp", "iat"]);
-                }
-                v.validate_aud = aud_is_standard;
-                v.validate_exp = false;
-                v.validate_nbf = false;
-                v.leeway = leeway;
-                v.set_issuer(&[iss.issuer.as_str()]);
-                validations.insert(alg, v);
-            }
             let entry = IssuerEntry {
                 rules: ClaimRules {
                     issuer: iss.issuer.clone(),
@@ -220,7 +200,6 @@ impl JwtVerifier {
                     max_age: iss.max_token_age.as_secs(),
                 },
                 algorithms: iss.algorithms.clone(),
-                validations,
                 keys: IssuerKeys::new(&iss.issuer, &iss.jwks_url, key_changes.clone()),
             };
             issuers.insert(iss.issuer.clone(), entry);
@@ -237,6 +216,18 @@ impl JwtVerifier {
 
     /// Verifies a compact JWS (the part after `Bearer `) at time `now` and returns who it identifies.
     pub async fn verify(&self, token: &str, now: SystemTime) -> Result<VerifiedJwt, JwtError> {
+        self.verify_hashed(token, None, now).await
+    }
+
+    /// [`JwtVerifier::verify`] for a caller that already hashed the token (a decision cache keyed by its SHA-256):
+    /// `token_sha256`, when given, must be SHA-256 of `token` and becomes [`VerifiedJwt::token_sha256`], so the
+    /// token is not hashed a second time.
+    pub async fn verify_hashed(
+        &self,
+        token: &str,
+        token_sha256: Option<[u8; 32]>,
+        now: SystemTime,
+    ) -> Result<VerifiedJwt, JwtError> {
         if token.len() > self.cfg.max_token_bytes {
             return Err(JwtError::TooLarge(self.cfg.max_token_bytes));
         }
@@ -250,7 +241,6 @@ impl JwtVerifier {
         let alg = JwtAlgorithm::from_name(&parsed.alg)
             .filter(|a| issuer.algorithms.contains(a))
             .ok_or(JwtError::AlgNotAllowed)?;
-        let validation = issuer.validations.get(&alg).ok_or(JwtError::AlgNotAllowed)?;
 
         let snap = self.keys_for(issuer, alg, parsed.kid.as_deref()).await?;
         let Selection::Keys(keys) = snap.keys.select(alg, parsed.kid.as_deref()) else {
@@ -258,23 +248,32 @@ impl JwtVerifier {
             return Err(JwtError::NoKey);
         };
 
-        let mut verified: Option<Map<String, Value>> = None;
+        if !parsed.header_members_well_formed() {
+            return Err(JwtError::Malformed);
+        }
+        let mut verified = false;
         for key in keys {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation) {
-                Ok(data) => {
-                    verified = Some(data.claims);
+            let message = parsed.signing_input.as_bytes();
+            match jsonwebtoken::crypto::verify(parsed.signature, message, &key.decoding, jwt_alg(alg)) {
+                Ok(true) => {
+                    verified = true;
                     break;
                 }
-                Err(e) => match e.kind() {
-                    ErrorKind::InvalidSignature => continue,
-                    kind => return Err(self.refusal_after_signature(kind, &parsed.claims, &issuer.rules, now)),
-                },
+                Ok(false) => continue,
+                // Key or base64 trouble (neither can happen for a fitting key and a checked segment): nothing
+                // about the token is known to be verified.
+                Err(_) => return Err(JwtError::Malformed),
             }
         }
-        let Some(claims) = verified else {
+        if !verified {
             return Err(JwtError::BadSignature);
-        };
-        let checked = claims::check(&claims, &issuer.rules, unix_secs(now))?;
+        }
+        // From here on the claims are the ones the signature covers: `parsed.claims` was decoded from exactly the
+        // payload segment of `signing_input`.
+        if !token::registered_claims_readable(&parsed.claims) {
+            return Err(JwtError::Malformed);
+        }
+        let checked = claims::check(&parsed.claims, &issuer.rules, unix_secs(now))?;
         // `claims` bounds every time it accepts, so this cannot overflow; if it could, the token is refused rather
         // than the process panicking.
         let usable_until =
@@ -284,36 +283,10 @@ impl JwtVerifier {
         Ok(VerifiedJwt {
             issuer: issuer.rules.issuer.clone(),
             subject: checked.subject,
-            token_sha256: Sha256::digest(token.as_bytes()).into(),
+            token_sha256: token_sha256.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into()),
             expires_at: checked.expires_at,
             valid_until,
         })
-    }
-
-    /// Maps a jsonwebtoken refusal. Claim refusals only happen after the signature verified, so the payload this
-    /// module decoded (the same bytes) is run through [`claims::check`] to name the exact reason deterministically.
-    fn refusal_after_signature(
-        &self,
-        kind: &ErrorKind,
-        payload: &Map<String, Value>,
-        rules: &ClaimRules,
-        now: SystemTime,
-    ) -> JwtError {
-        let fallback = match kind {
-            ErrorKind::ExpiredSignature => JwtError::Expired,
-            ErrorKind::ImmatureSignature => JwtError::NotYetValid,
-            ErrorKind::InvalidAudience => JwtError::WrongAudience,
-            ErrorKind::InvalidIssuer => JwtError::WrongIssuer,
-            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => {
-                JwtError::InvalidClaim("registered claim")
-            }
-            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                return JwtError::AlgNotAllowed
-            }
-            // Key, base64 or JSON trouble: nothing about the claims is known to be verified.
-            _ => return JwtError::Malformed,
-        };
-        claims::check(payload, rules, unix_secs(now)).err().unwrap_or(fallback)
     }
 
     /// A key snapshot in which `select(alg, kid)` finds keys, refetching the JWKS where the rules allow it.

@@ -1,9 +1,10 @@
 //! Structural parsing of a compact JWS, before any key is touched.
 //!
 //! Everything here works on attacker-controlled bytes, so it only splits, base64url-decodes and JSON-parses (refusing
-//! duplicate member names), with no indexing that could panic. The result is *unverified*: it is used to pick the issuer configuration and the
-//! key, never as an identity. jsonwebtoken's `dangerous::` decoders are deliberately not used, so that the only
-//! claims this crate ever trusts come out of `jsonwebtoken::decode` after the signature check.
+//! duplicate member names), with no indexing that could panic. The result is *unverified*: it picks the issuer
+//! configuration and the key, and its claims are only read as an identity after the signature over exactly the
+//! `header.payload` bytes they were decoded from has verified. The token is parsed once: the signature check and the
+//! claim checks use these parts instead of decoding the token again.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,15 +13,45 @@ use serde_json::{Map, Value};
 
 use super::JwtError;
 
-/// The parts of a token that the verifier needs before the signature check.
+/// The parts of a token that the verifier needs, split and decoded once.
 #[derive(Debug)]
-pub(crate) struct UnverifiedToken {
+pub(crate) struct UnverifiedToken<'a> {
     /// The header's `alg`, exactly as sent.
     pub alg: String,
     /// The header's `kid`, if any.
     pub kid: Option<String>,
     /// The decoded payload object; only its `iss` is read before verification.
     pub claims: Map<String, Value>,
+    /// `header.payload` exactly as sent: the JWS signing input the signature covers.
+    pub signing_input: &'a str,
+    /// The signature segment, base64url (known to decode).
+    pub signature: &'a str,
+    /// The decoded header when it has members other than `alg`, `kid` and a string (or null) `typ`: those must
+    /// still have the form JOSE registers for them (see [`UnverifiedToken::header_members_well_formed`]).
+    other_header_members: Option<Vec<u8>>,
+}
+
+impl UnverifiedToken<'_> {
+    /// Whether every registered JOSE header member has its registered form (`cty`, `jku`, `x5u`, `x5t` … strings,
+    /// `x5c` an array of strings, `jwk` a JWK), as jsonwebtoken's `Header` reads them. A token whose header other
+    /// JOSE readers refuse is refused here too, as `Malformed`, even though none of those members is ever used.
+    /// Only headers with such members are decoded again; `{alg, kid, typ}` headers need no second look.
+    pub(crate) fn header_members_well_formed(&self) -> bool {
+        self.other_header_members.as_deref().is_none_or(|h| serde_json::from_slice::<jsonwebtoken::Header>(h).is_ok())
+    }
+}
+
+/// Whether the registered claims that JOSE readers decode by type have a form they can read: `exp` and `nbf` no
+/// non-empty array or object, `sub` no array or object at all (jsonwebtoken's reader of the registered claims
+/// fails on those as a whole instead of on the one claim). Such a token is refused as `Malformed` once its
+/// signature verified, before the claim checks; every other wrong type is left to them, which name the claim.
+pub(crate) fn registered_claims_readable(claims: &Map<String, Value>) -> bool {
+    let nested = |name: &str| match claims.get(name) {
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        _ => false,
+    };
+    !nested("exp") && !nested("nbf") && !matches!(claims.get("sub"), Some(Value::Array(_) | Value::Object(_)))
 }
 
 /// True for the characters of the unpadded base64url alphabet.
@@ -103,17 +134,18 @@ impl<'de> Visitor<'de> for UniqueVisitor {
     }
 }
 
-/// Decodes one base64url segment into a JSON object whose member names are unique at every depth.
-fn decode_object(segment: &str) -> Result<Map<String, Value>, JwtError> {
+/// Decodes one base64url segment into a JSON object whose member names are unique at every depth, with the
+/// decoded bytes.
+fn decode_object(segment: &str) -> Result<(Map<String, Value>, Vec<u8>), JwtError> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| JwtError::Malformed)?;
     match serde_json::from_slice::<UniqueMembers>(&bytes) {
-        Ok(UniqueMembers(Value::Object(m))) => Ok(m),
+        Ok(UniqueMembers(Value::Object(m))) => Ok((m, bytes)),
         _ => Err(JwtError::Malformed),
     }
 }
 
 /// Splits and decodes a compact JWS. The caller has already applied the size cap.
-pub(crate) fn parse(token: &str) -> Result<UnverifiedToken, JwtError> {
+pub(crate) fn parse(token: &str) -> Result<UnverifiedToken<'_>, JwtError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -124,7 +156,8 @@ pub(crate) fn parse(token: &str) -> Result<UnverifiedToken, JwtError> {
     if !header.bytes().all(is_b64url) {
         return Err(JwtError::Malformed);
     }
-    let header = decode_object(header)?;
+    let header_len = header.len();
+    let (header, header_bytes) = decode_object(header)?;
     let alg = match header.get("alg") {
         Some(Value::String(a)) => a.clone(),
         _ => return Err(JwtError::Malformed),
@@ -152,8 +185,21 @@ pub(crate) fn parse(token: &str) -> Result<UnverifiedToken, JwtError> {
     if URL_SAFE_NO_PAD.decode(signature).is_err() {
         return Err(JwtError::Malformed);
     }
-    let claims = decode_object(payload)?;
-    Ok(UnverifiedToken { alg, kid, claims })
+    let (claims, _) = decode_object(payload)?;
+    let plain = header.iter().all(|(name, v)| match name.as_str() {
+        "alg" | "kid" => true,
+        "typ" => matches!(v, Value::String(_) | Value::Null),
+        _ => false,
+    });
+    let signing_input = token.get(..header_len + 1 + payload.len()).ok_or(JwtError::Malformed)?;
+    Ok(UnverifiedToken {
+        alg,
+        kid,
+        claims,
+        signing_input,
+        signature,
+        other_header_members: (!plain).then_some(header_bytes),
+    })
 }
 
 #[cfg(test)]
@@ -217,8 +263,8 @@ mod tests {
             assert_eq!(parse(&format!("{h}.{}.c2ln", enc(payload))).unwrap_err(), JwtError::Malformed, "{payload}");
         }
         // Same names in different objects are not duplicates; values keep their types.
-        let ok = parse(&format!("{h}.{}.c2ln", enc(r#"{"iss":"x","a":{"iss":1.5,"n":null,"t":[true,-1]}}"#)));
-        let claims = ok.unwrap().claims;
+        let t = format!("{h}.{}.c2ln", enc(r#"{"iss":"x","a":{"iss":1.5,"n":null,"t":[true,-1]}}"#));
+        let claims = parse(&t).unwrap().claims;
         assert_eq!(claims["a"], serde_json::json!({"iss":1.5,"n":null,"t":[true,-1]}));
     }
 
