@@ -268,7 +268,116 @@ mod tests {
         assert_eq!(claims["a"], serde_json::json!({"iss":1.5,"n":null,"t":[true,-1]}));
     }
 
+    #[test]
+    fn segments_are_kept_as_sent() {
+        let (h, p) = (enc(r#"{"alg":"RS256","kid":"k","typ":"JWT"}"#), enc(r#"{"iss":"x"}"#));
+        let t = format!("{h}.{p}.c2ln");
+        let parsed = parse(&t).unwrap();
+        assert_eq!((parsed.signing_input, parsed.signature), (format!("{h}.{p}").as_str(), "c2ln"));
+        assert!(parsed.other_header_members.is_none(), "alg, kid and typ need no second look");
+        for header in [r#"{"alg":"RS256","typ":null}"#, r#"{"alg":"RS256"}"#] {
+            assert!(parse(&format!("{}.{p}.c2ln", enc(header))).unwrap().other_header_members.is_none(), "{header}");
+        }
+    }
+
+    /// An HS256 token over these exact header and payload texts, and what jsonwebtoken's own `decode` makes of it:
+    /// whether it fails to read the JSON (as opposed to refusing a claim).
+    fn jsonwebtoken_cannot_read(header: &str, payload: &str) -> (String, bool) {
+        use jsonwebtoken::{crypto, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Validation};
+        let input = format!("{}.{}", enc(header), enc(payload));
+        let sig = crypto::sign(input.as_bytes(), &EncodingKey::from_secret(b"k"), Algorithm::HS256).unwrap();
+        let token = format!("{input}.{sig}");
+        let mut v = Validation::new(Algorithm::HS256);
+        v.required_spec_claims.clear();
+        (v.validate_exp, v.validate_aud) = (false, false);
+        let got = jsonwebtoken::decode::<Map<String, Value>>(&token, &DecodingKey::from_secret(b"k"), &v);
+        let json_error = matches!(got.as_ref().map_err(|e| e.kind()), Err(ErrorKind::Json(_)));
+        (token, json_error)
+    }
+
+    fn json_values() -> Vec<Value> {
+        use serde_json::json;
+        vec![
+            json!(null),
+            json!(true),
+            json!(1),
+            json!(-1),
+            json!(1.5),
+            json!("s"),
+            json!([]),
+            json!({}),
+            json!([1]),
+            json!(["s"]),
+            json!({"a": 1}),
+            json!([[]]),
+            json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+            json!({"kty": "EC", "crv": "P-256", "x": "AQAB", "y": "AQAB"}),
+            json!({"kty": "oct", "k": "c2VjcmV0"}),
+        ]
+    }
+
+    fn check_header_member(name: &str, v: &Value) {
+        let mut h = Map::new();
+        h.insert("alg".into(), Value::from("HS256"));
+        h.insert(name.into(), v.clone());
+        let header = Value::Object(h).to_string();
+        let (token, json_error) = jsonwebtoken_cannot_read(&header, r#"{"iss":"x"}"#);
+        let parsed = parse(&token).unwrap();
+        assert_eq!(!parsed.header_members_well_formed(), json_error, "{header}");
+    }
+
+    fn check_claim(name: &str, v: &Value) {
+        let mut c = Map::new();
+        c.insert("iss".into(), Value::from("x"));
+        c.insert(name.into(), v.clone());
+        let payload = Value::Object(c).to_string();
+        let (token, json_error) = jsonwebtoken_cannot_read(r#"{"alg":"HS256"}"#, &payload);
+        let parsed = parse(&token).unwrap();
+        assert_eq!(!registered_claims_readable(&parsed.claims), json_error, "{payload}");
+    }
+
+    const HEADER_MEMBERS: [&str; 13] =
+        ["typ", "cty", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "enc", "zip", "url", "nonce", "x-other"];
+    const CLAIMS: [&str; 8] = ["exp", "nbf", "sub", "iss", "aud", "iat", "jti", "client_id"];
+
+    /// The header and claim forms refused as `Malformed` after key selection and after the signature are exactly
+    /// those jsonwebtoken's reader of a JWS cannot read, so no token another JOSE reader refuses passes here.
+    #[test]
+    fn unreadable_forms_are_those_jsonwebtoken_cannot_read() {
+        for v in json_values() {
+            for name in HEADER_MEMBERS {
+                check_header_member(name, &v);
+            }
+            for name in CLAIMS {
+                check_claim(name, &v);
+            }
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            prop::num::f64::NORMAL.prop_map(Value::from),
+            "[ -~]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                prop::collection::btree_map("[a-z]{1,4}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
+        #[test]
+        fn unreadable_forms_match_jsonwebtoken_for_any_value(v in any_json(), h in 0..HEADER_MEMBERS.len(), c in 0..CLAIMS.len()) {
+            check_header_member(HEADER_MEMBERS[h], &v);
+            check_claim(CLAIMS[c], &v);
+        }
+
         #[test]
         fn never_panics_on_strings(s in "\\PC{0,400}") {
             let _ = parse(&s);
