@@ -337,3 +337,97 @@ impl JwtVerifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::MemoryJwksFetcher;
+    use serde_json::{json, Map};
+    use tb_devkit::jwt::{standard_claims, PartnerKey};
+
+    const ISS: &str = "https://idp.example";
+    const JWKS: &str = "https://idp.example/jwks.json";
+
+    fn verifier(key: &PartnerKey, subject_claim: &str) -> JwtVerifier {
+        let yaml = format!(
+            r#"
+version: 1
+callers:
+  - id: partner
+    identities: [{{ type: jwt, issuer: "{ISS}", subject: s }}]
+    cognito_client: partner
+    allowed_scopes: [api/read]
+    max_token_lifetime_seconds: 900
+    quotas: unlimited
+issuers:
+  - issuer: "{ISS}"
+    jwks_url: "{JWKS}"
+    audiences: [api]
+    algorithms: [RS256]
+    max_token_age_seconds: 300
+    subject_claim: {subject_claim}
+"#
+        );
+        let policy = Arc::new(Policy::from_bytes("test.yaml", yaml.as_bytes()).unwrap());
+        let fetcher = MemoryJwksFetcher::default();
+        fetcher.set(JWKS, key.jwks().to_string());
+        JwtVerifier::new(policy, Arc::new(fetcher), JwtConfig::default())
+    }
+
+    fn claims(edit: impl FnOnce(&mut Map<String, Value>)) -> Value {
+        let mut c = standard_claims(ISS, "s", "api");
+        let Value::Object(m) = &mut c else { unreachable!() };
+        m.insert("client_id".into(), json!("s"));
+        edit(m);
+        c
+    }
+
+    /// The unreadable forms keep their place in the order of checks: a header member after key selection and
+    /// before the signature, a registered claim after the signature and before the claim checks.
+    #[tokio::test]
+    async fn unreadable_forms_are_refused_where_a_jws_reader_refuses_them() {
+        let key = PartnerKey::rsa("k1").unwrap();
+        let other = PartnerKey::rsa("k1").unwrap();
+        let v = verifier(&key, "sub");
+        let now = SystemTime::now();
+        let junk_jwk = |h: &mut Map<String, Value>| drop(h.insert("jwk".into(), json!("not a JWK")));
+        let good = key.token(&claims(|_| {})).unwrap();
+        assert_eq!(v.verify(&good, now).await.unwrap().subject, "s");
+
+        assert_eq!(v.verify(&key.sign(&claims(|_| {}), junk_jwk).unwrap(), now).await, Err(JwtError::Malformed));
+        // Checked before the signature, after the key is chosen.
+        assert_eq!(v.verify(&other.sign(&claims(|_| {}), junk_jwk).unwrap(), now).await, Err(JwtError::Malformed));
+        let unknown_kid = key.sign(&claims(|_| {}), |h| {
+            junk_jwk(h);
+            h.insert("kid".into(), json!("k9"));
+        });
+        assert_eq!(v.verify(&unknown_kid.unwrap(), now).await, Err(JwtError::UnknownKid));
+        // A well-formed JWK header member is read by nobody.
+        let jwk = key.jwk();
+        let with_jwk = key.sign(&claims(|_| {}), |h| drop(h.insert("jwk".into(), jwk)));
+        assert!(v.verify(&with_jwk.unwrap(), now).await.is_ok());
+
+        // Registered claims: after the signature, before the claim checks.
+        let nested_exp = |m: &mut Map<String, Value>| drop(m.insert("exp".into(), json!([1])));
+        assert_eq!(v.verify(&key.token(&claims(nested_exp)).unwrap(), now).await, Err(JwtError::Malformed));
+        assert_eq!(v.verify(&other.token(&claims(nested_exp)).unwrap(), now).await, Err(JwtError::BadSignature));
+        let empty_exp = |m: &mut Map<String, Value>| drop(m.insert("exp".into(), json!([])));
+        assert_eq!(v.verify(&key.token(&claims(empty_exp)).unwrap(), now).await, Err(JwtError::InvalidClaim("exp")));
+        // `sub` must be readable even where another claim names the subject.
+        let by_client_id = verifier(&key, "client_id");
+        let object_sub = key.token(&claims(|m| drop(m.insert("sub".into(), json!({}))))).unwrap();
+        assert_eq!(by_client_id.verify(&object_sub, now).await, Err(JwtError::Malformed));
+        assert!(by_client_id.verify(&good, now).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_given_hash_is_the_one_reported() {
+        let key = PartnerKey::rsa("k1").unwrap();
+        let v = verifier(&key, "sub");
+        let t = key.token(&claims(|_| {})).unwrap();
+        let sha: [u8; 32] = Sha256::digest(t.as_bytes()).into();
+        let now = SystemTime::now();
+        assert_eq!(v.verify(&t, now).await.unwrap().token_sha256, sha);
+        assert_eq!(v.verify_hashed(&t, Some(sha), now).await.unwrap().token_sha256, sha);
+    }
+}
