@@ -303,7 +303,7 @@ impl Authorizer {
             self.cache.invalidate(&key).await;
         }
 
-        let (decision, valid_until) = self.verify(presented, cert_fp, now).await;
+        let (decision, valid_until) = self.verify(presented, cert_fp, jwt_hash, now).await;
         // Unauthorized answers are not cached: they may come from a transient JWKS or truststore outage.
         if !matches!(decision, Decision::Unauthorized(_)) && self.generations() == generations {
             let left = valid_until.and_then(|t| t.duration_since(now).ok()).unwrap_or(Duration::ZERO);
@@ -320,6 +320,7 @@ impl Authorizer {
         &self,
         presented: Presented<'_>,
         cert_fp: Option<[u8; 32]>,
+        jwt_hash: Option<[u8; 32]>,
         now: SystemTime,
     ) -> (Decision, Option<SystemTime>) {
         let mut valid_until: Option<SystemTime> = None;
@@ -365,7 +366,8 @@ impl Authorizer {
             let Some(jwts) = &self.jwts else {
                 return (Decision::Unauthorized(UnauthorizedReason::JwtNotAccepted), None);
             };
-            let jwt = match jwts.verify(token, now).await {
+            // The cache key already hashed the token: hand the hash over rather than hash it again.
+            let jwt = match jwts.verify_hashed(token, jwt_hash, now).await {
                 Ok(j) => j,
                 Err(e) => return (Decision::Unauthorized(UnauthorizedReason::InvalidJwt(e.to_string())), None),
             };
