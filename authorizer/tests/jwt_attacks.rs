@@ -889,3 +889,17 @@ async fn the_verifiers_debug_names_issuers_and_no_keys() {
     let n = fx.rsa.jwk()["n"].as_str().unwrap().to_owned();
     assert!(!dbg.contains(&n[..32]), "{dbg}");
 }
+
+/// The size cap is inclusive: a token of exactly `max_token_bytes` is verified, one byte longer is refused unread.
+#[tokio::test]
+async fn the_size_cap_admits_a_token_of_exactly_the_limit() {
+    let fx = Fx::new();
+    let token = fx.rsa.sign(&claims_a(), |_| {}).unwrap();
+    let capped = |max_token_bytes: usize| {
+        let cfg = JwtConfig { max_token_bytes, ..JwtConfig::default() };
+        JwtVerifier::new(fx.policy.clone(), Arc::new(fx.fetcher.clone()), cfg)
+    };
+    capped(token.len()).verify(&token, SystemTime::now()).await.expect("a token of exactly the limit");
+    let refused = capped(token.len() - 1).verify(&token, SystemTime::now()).await;
+    assert_eq!(refused.err(), Some(JwtError::TooLarge(token.len() - 1)));
+}
