@@ -222,6 +222,9 @@ mod tests {
         assert_eq!(parse(&req(Method::POST, Some(FORM), &over, false)), Err(BrokerError::PayloadTooLarge));
         let big = format!("{ok}&pad={}", "a".repeat(MAX_BODY_BYTES));
         assert_eq!(parse(&req(Method::POST, Some(FORM), &big, false)), Err(BrokerError::PayloadTooLarge));
+        // Too long to decode to 8 KiB is refused before decoding: 413, even when it is not base64 at all.
+        let not_b64 = "!".repeat(20_000);
+        assert_eq!(parse(&req(Method::POST, Some(FORM), &not_b64, true)), Err(BrokerError::PayloadTooLarge));
         let b64 = base64::engine::general_purpose::STANDARD.encode(&big);
         assert_eq!(parse(&req(Method::POST, Some(FORM), &b64, true)), Err(BrokerError::PayloadTooLarge));
         let b64 = base64::engine::general_purpose::STANDARD.encode(ok);
