@@ -296,3 +296,42 @@ async fn a_cached_jwt_allow_ends_when_the_issuers_keys_are_due_for_refresh() {
     assert!(!info.cache_hit);
     assert_eq!(fetcher.fetches(), 2, "the refresh happened on schedule");
 }
+
+/// A chain is only as valid as its shortest-lived certificate: a cached Allow ends when the intermediate CA that
+/// issued the client certificate expires, even though the client certificate itself runs longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_mtls_allow_ends_when_an_intermediate_of_the_chain_expires() {
+    let root = TestCa::root("Limits Root CA").unwrap();
+    let ca = root.intermediate("Limits Issuing CA").unwrap();
+    let ca_der = ca.cert_der().to_vec();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    let ca_end = parsed.validity().not_after.timestamp() as u64;
+    let long = at(ca_end + 86_400);
+    let leaf = ca.issue_client().cn("orders").san_uri(ORDERS_URI).validity(at(ca_end - 3600), long).build().unwrap();
+    let policy = tb_devkit::fixtures::write_policy(&policy_yaml(300));
+    let mut crls = root.crl(&[], at(ca_end - 3600), long).unwrap().pem;
+    crls.push_str(&ca.crl(&[], at(ca_end - 3600), long).unwrap().pem);
+    let cfg = Config::read(&Env::from_pairs([
+        ("POLICY_FILE", policy.path().to_str().unwrap()),
+        ("TRUST_REFRESH_SECONDS", "3600"),
+        ("DECISION_CACHE_TTL_SECONDS", "60"),
+    ]))
+    .unwrap();
+    let truststore = format!("{}{}", root.cert_pem(), ca.cert_pem());
+    let deps = Deps {
+        trust: Trust::Sources(TrustSources {
+            truststore: Arc::new(MemoryObjectSource::new(truststore.into_bytes())),
+            crls: Some(Arc::new(MemoryObjectSource::new(crls.into_bytes()))),
+        }),
+        jwks: Arc::new(MemoryJwksFetcher::default()),
+        metrics: MetricsSink::to_writer("TokenBroker", CaptureWriter::default()),
+        clock: Clock::system(),
+    };
+    let app = build(&cfg, deps).await.unwrap();
+    let event = mtls_event(&leaf.pem);
+    assert_eq!(effect(&app, &event, at(ca_end - 2)).await, "Allow");
+    let presented = Presented { client_cert_pem: Some(&leaf.pem), bearer: None };
+    let (decision, info) = app.authorizer.decide(presented, at(ca_end + 2)).await;
+    assert!(matches!(decision, Decision::Unauthorized(_)), "{decision:?}");
+    assert!(!info.cache_hit, "verified again once the CA expired, not served from the cache");
+}

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::JwtError;
 
-/// The parts of a token that the verifier needs, split and decoded once.
-#[derive(Debug)]
+/// The parts of a token that the verifier needs, split and decoded once. It holds the whole usable token, so its
+/// `Debug` (written out below) prints only the header's `alg` and `kid`.
 pub(crate) struct UnverifiedToken<'a> {
     /// The header's `alg`, exactly as sent.
     pub alg: String,
@@ -29,6 +29,12 @@ pub(crate) struct UnverifiedToken<'a> {
     /// The decoded header when it has members other than `alg`, `kid` and a string (or null) `typ`: those must
     /// still have the form JOSE registers for them (see [`UnverifiedToken::header_members_well_formed`]).
     other_header_members: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for UnverifiedToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedToken").field("alg", &self.alg).field("kid", &self.kid).finish_non_exhaustive()
+    }
 }
 
 impl UnverifiedToken<'_> {
@@ -209,6 +215,20 @@ mod tests {
 
     fn enc(v: &str) -> String {
         URL_SAFE_NO_PAD.encode(v)
+    }
+
+    /// The parsed token holds the signing input and signature, a usable token: its `Debug` shows neither.
+    #[test]
+    fn debug_shows_alg_and_kid_only() {
+        let token =
+            format!("{}.{}.{}", enc(r#"{"alg":"RS256","kid":"k1"}"#), enc(r#"{"iss":"https://i"}"#), enc("sig"));
+        let parsed = parse(&token).unwrap();
+        let dbg = format!("{parsed:?}");
+        assert!(dbg.contains("RS256") && dbg.contains("k1"), "{dbg}");
+        for part in token.split('.') {
+            assert!(!dbg.contains(part), "{dbg}");
+        }
+        assert!(!dbg.contains("https://i"), "{dbg}");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(crate) struct CaInfo {
     pub cn_shared: bool,
     /// keyUsage absent or with cRLSign: the CA may sign CRLs.
     pub crl_sign: bool,
+    /// End of the CA certificate's validity: a chain through it, and so a cached decision, ends there too.
+    pub not_after: std::time::SystemTime,
     /// Its own CRL distribution point URIs (`None` without the extension), for CRLs scoped by distribution point
     /// when this CA is an intermediate of a chain.
     pub crl_dps: Option<Vec<String>>,
@@ -198,6 +200,7 @@ pub(crate) fn parse_truststore(body: &[u8]) -> Result<Truststore, String> {
             crl_sign,
             crl_dps,
             serial: cert.raw_serial().to_vec(),
+            not_after: asn1_to_system_time(cert.validity().not_after),
         };
         let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
         let der = CertificateDer::from(block.der.clone());

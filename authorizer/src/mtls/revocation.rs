@@ -249,11 +249,26 @@ impl Order {
         Order { number: crl.number.clone(), this_update: crl.this_update }
     }
 
+    /// Whether `self` is newer than `other`, as the rollback check asks it of one pair: by CRL number when both
+    /// have one, else by thisUpdate.
     fn cmp(&self, other: &Order) -> std::cmp::Ordering {
         match (&self.number, &other.number) {
             // big-endian without leading zeros: the longer is larger, equal lengths compare bytewise
             (Some(a), Some(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
             _ => self.this_update.cmp(&other.this_update),
+        }
+    }
+
+    /// The order a bundle's CRLs of one CA are sorted in, newest last. Sorting needs a total order (the standard
+    /// sort may panic on an inconsistent one), and [`Order::cmp`] is not one when numbered and unnumbered CRLs mix
+    /// (number 1 at t30 > none at t20 > number 2 at t10 > number 1): here numbered CRLs come after unnumbered ones
+    /// (RFC 5280 requires the number, so a CA that starts numbering moves forward), each kind in its own order.
+    fn total_cmp(&self, other: &Order) -> std::cmp::Ordering {
+        match (&self.number, &other.number) {
+            (Some(_), Some(_)) => self.cmp(other).then_with(|| self.this_update.cmp(&other.this_update)),
+            (None, None) => self.this_update.cmp(&other.this_update),
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (None, Some(_)) => std::cmp::Ordering::Less,
         }
     }
 
@@ -407,7 +422,7 @@ impl RevocationIndex {
             // newest first; among equals the one listing more serials, then a fixed order of the signed bytes
             list.sort_by(|a, b| {
                 Order::of(b)
-                    .cmp(&Order::of(a))
+                    .total_cmp(&Order::of(a))
                     .then_with(|| b.revoked.len().cmp(&a.revoked.len()))
                     .then_with(|| b.signed.cmp(&a.signed))
             });
@@ -490,8 +505,37 @@ mod tests {
         let n = |v: &[u8], t| Order { number: Some(v.to_vec()), this_update: t };
         assert!(n(&[0x02], t0).cmp(&n(&[0x01], t1)).is_gt(), "number wins over time");
         assert!(n(&[0x01, 0x00], t0).cmp(&n(&[0xff], t0)).is_gt(), "longer is larger");
-        let none = Order { number: None, this_update: t0 };
-        assert!(none.cmp(&n(&[0x09], t1)).is_lt(), "time when one has no number");
+        let none = |t| Order { number: None, this_update: t };
+        assert!(none(t0).cmp(&n(&[0x09], t1)).is_lt(), "time when one has no number");
+        assert!(none(t1).total_cmp(&n(&[0x09], t0)).is_lt(), "sorted: a numbered CRL after an unnumbered one");
+        assert!(none(t1).total_cmp(&none(t0)).is_gt(), "sorted by time when neither has a number");
+        assert!(n(&[0x01], t1).total_cmp(&n(&[0x01], t0)).is_gt(), "sorted by time between equal numbers");
+    }
+
+    /// Sorting needs a total order (the standard sort may panic on an inconsistent one): these three are a cycle
+    /// under the pairwise rule, not under the sort order.
+    #[test]
+    fn the_order_is_total_across_numbered_and_unnumbered_crls() {
+        let t = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let a = Order { number: Some(vec![1]), this_update: t(30) };
+        let b = Order { number: None, this_update: t(20) };
+        let c = Order { number: Some(vec![2]), this_update: t(10) };
+        let all = [&a, &b, &c];
+        for x in all {
+            for y in all {
+                assert_eq!(x.total_cmp(y), y.total_cmp(x).reverse(), "antisymmetric");
+                for z in all {
+                    if x.total_cmp(y).is_gt() && y.total_cmp(z).is_gt() {
+                        assert!(x.total_cmp(z).is_gt(), "transitive");
+                    }
+                }
+            }
+        }
+        let mut many: Vec<Order> = (0..40u64)
+            .map(|i| Order { number: (i % 3 != 0).then(|| vec![(i % 7) as u8]), this_update: t(i * 37 % 50) })
+            .collect();
+        many.sort_by(|x, y| x.total_cmp(y));
+        assert!(many.windows(2).all(|w| !w[0].total_cmp(&w[1]).is_gt()));
     }
 
     #[test]

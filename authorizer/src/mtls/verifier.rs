@@ -497,7 +497,13 @@ impl CertVerifier {
             issuer_cn: issuer.cn.clone(),
             issuer_spki_sha256: issuer.spki_sha256,
             issuer_cn_shared: issuer.cn_shared,
-            not_after: asn1_to_system_time(cert.validity().not_after),
+            // The chain is only as valid as its shortest-lived certificate: a cached decision must end when an
+            // intermediate expires, not only the client certificate. (The last CA is the trust anchor, whose own
+            // validity path validation does not check, so neither does this.)
+            not_after: chain[..chain.len().saturating_sub(1)]
+                .iter()
+                .map(|ca| ca.not_after)
+                .fold(asn1_to_system_time(cert.validity().not_after), |a, b| a.min(b)),
         })
     }
 
