@@ -74,7 +74,9 @@ pub struct MtlsConfig {
     pub refresh_interval: Duration,
     /// With a CRL source configured: every issuer in the chain must have a fresh CRL, else the certificate is
     /// refused (fail closed). Set to `false` only for PKIs that publish CRLs for some CAs and not others; then an
-    /// issuer without a CRL is treated as "not revoked". Has no effect without a CRL source.
+    /// issuer without a usable CRL (none published, or one refused when loaded: bad signature, no cRLSign, a
+    /// rollback) is treated as "not revoked", which turns revocation off for that CA. The Lambda never sets it to
+    /// `false`. Has no effect without a CRL source.
     pub require_crl: bool,
 }
 
