@@ -222,6 +222,16 @@ mod tests {
         assert_eq!(parse(&req(Method::POST, Some(FORM), &over, false)), Err(BrokerError::PayloadTooLarge));
         let big = format!("{ok}&pad={}", "a".repeat(MAX_BODY_BYTES));
         assert_eq!(parse(&req(Method::POST, Some(FORM), &big, false)), Err(BrokerError::PayloadTooLarge));
+        // The base64 of exactly 8 KiB (10,924 characters) is served, also with the four trailing line breaks the
+        // precheck leaves room for; one character more than that is refused before decoding.
+        let at_limit_b64 = base64::engine::general_purpose::STANDARD.encode(&at_limit);
+        assert_eq!(at_limit_b64.len(), 10_924);
+        assert!(parse(&req(Method::POST, Some(FORM), &at_limit_b64, true)).is_ok());
+        let padded = format!("{at_limit_b64}\r\n\r\n");
+        assert!(parse(&req(Method::POST, Some(FORM), &padded, true)).is_ok());
+        let one_more = format!("{padded} ");
+        assert_eq!(parse(&req(Method::POST, Some(FORM), &one_more, true)), Err(BrokerError::PayloadTooLarge));
+        assert_eq!(parse(&req(Method::POST, Some(FORM), &"!".repeat(10_929), true)), Err(BrokerError::PayloadTooLarge));
         // Too long to decode to 8 KiB is refused before decoding: 413, even when it is not base64 at all.
         let not_b64 = "!".repeat(20_000);
         assert_eq!(parse(&req(Method::POST, Some(FORM), &not_b64, true)), Err(BrokerError::PayloadTooLarge));
