@@ -112,6 +112,9 @@ mod tests {
         assert!(read_tlv(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).is_none(), "long form for a short length");
         assert!(read_tlv(&[0x04, 0x82, 0x00, 0x80]).is_none(), "leading zero length octet");
         assert!(read_tlv(&[0x04, 0x80]).is_none(), "indefinite length");
+        let mut indefinite = vec![0x04, 0x80];
+        indefinite.extend([0u8; 0x80]);
+        assert!(read_tlv(&indefinite).is_none(), "indefinite length, even with 128 octets after it");
         assert!(read_tlv(&[0x04, 0x03, 1]).is_none(), "cut short");
         assert!(read_tlv(&[0x1f, 0x01, 0x00]).is_none(), "multi-byte tag");
         assert!(expect_only(&[0x30, 0x00, 0x00], SEQUENCE).is_none(), "trailing bytes");
