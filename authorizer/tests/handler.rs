@@ -424,3 +424,22 @@ async fn the_policys_key_floor_applies_through_the_builder() {
     assert_eq!(decide(KeyKind::EcdsaP256, "384").await, Err(Unauthorized));
     assert_eq!(decide(KeyKind::EcdsaP384, "384").await, Ok(Value::from("svc")));
 }
+
+/// After a failed cold start the sources are asked again within seconds, not only at the next refresh interval
+/// (an hour here): a passing S3 error must not refuse certificate callers for the whole interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn material_missing_since_the_cold_start_is_retried_within_seconds() {
+    let missing = MemoryObjectSource::default();
+    let crls = missing.clone();
+    let w = world_with(&[("TRUST_REFRESH_SECONDS", "3600")], move |_, s, mut deps| {
+        deps.trust = Trust::Sources(TrustSources { truststore: Arc::new(s.trust.clone()), crls: Some(Arc::new(crls)) });
+        deps
+    });
+    let pem = w.cert("order-processing").pem.clone();
+    assert_eq!(answer(&w, &mtls_event(&pem)).await, Err(Unauthorized));
+    let now = SystemTime::now();
+    missing.set(w.ca.crl(&[], now - hours(1), now + hours(1)).unwrap().pem.into_bytes());
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    let v = answer(&w, &mtls_event(&pem)).await.expect("the CRL is read again within seconds");
+    assert_eq!(v["principalId"], "order-processing");
+}

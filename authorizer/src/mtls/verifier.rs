@@ -1,7 +1,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::sources::{Fetched, ObjectSource};
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -80,6 +80,12 @@ struct Material {
 }
 
 const NEVER: u64 = u64::MAX;
+
+/// How often the sources are asked again while the truststore, or a configured CRL bundle, has never loaded (a
+/// failed cold start): certificate callers are refused meanwhile, so waiting a whole refresh interval would stretch a
+/// passing S3 error into a minute of refusals. Short enough for that, long enough that one request in several
+/// seconds, not every request, pays for a read that may time out.
+const RETRY_WHILE_MISSING: Duration = Duration::from_secs(5);
 
 /// Verifies client certificates against a truststore and CRLs that it keeps fresh from their sources.
 /// `Send + Sync`; share it in an `Arc` for the life of the process.
@@ -242,7 +248,13 @@ impl CertVerifier {
             return true;
         }
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        let interval = u64::try_from(self.cfg.refresh_interval.as_millis()).unwrap_or(u64::MAX);
+        let missing = {
+            let m = self.snapshot();
+            m.truststore.is_none() || (self.crl_src.is_some() && m.crl_bundle.is_none())
+        };
+        let interval =
+            if missing { self.cfg.refresh_interval.min(RETRY_WHILE_MISSING) } else { self.cfg.refresh_interval };
+        let interval = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
         now.saturating_sub(last) >= interval
     }
 
