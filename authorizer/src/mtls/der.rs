@@ -105,6 +105,11 @@ mod tests {
         long.extend([7u8; 0x80]);
         let (t, rest) = read_tlv(&long).unwrap();
         assert_eq!((t.content.len(), rest.len()), (0x80, 0));
+        // four length octets, the most this reader takes: 16 MiB
+        let mut four = vec![0x04, 0x84, 0x01, 0x00, 0x00, 0x00];
+        four.resize(6 + (1 << 24), 7);
+        let (t, rest) = read_tlv(&four).unwrap();
+        assert_eq!((t.content.len(), rest.len()), (1 << 24, 0));
     }
 
     #[test]
@@ -116,6 +121,10 @@ mod tests {
         indefinite.extend([0u8; 0x80]);
         assert!(read_tlv(&indefinite).is_none(), "indefinite length, even with 128 octets after it");
         assert!(read_tlv(&[0x04, 0x03, 1]).is_none(), "cut short");
+        // more than four length octets: refused, even where the value would wrap around to a plausible length
+        let mut nine = vec![0x04, 0x89, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x80];
+        nine.extend([0u8; 0x80]);
+        assert!(read_tlv(&nine).is_none(), "nine length octets");
         assert!(read_tlv(&[0x1f, 0x01, 0x00]).is_none(), "multi-byte tag");
         assert!(expect_only(&[0x30, 0x00, 0x00], SEQUENCE).is_none(), "trailing bytes");
         assert!(bit_string_bytes(&[0x01, 0xff]).is_none(), "unused bits");
