@@ -75,3 +75,52 @@ pub fn identify<'p>(cert: &VerifiedCert, policy: &'p Policy) -> Result<&'p Calle
 
     found.ok_or(IdentifyError::NoMatch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(san_uri: &str, cn: &str, issuer_cn: &str) -> VerifiedCert {
+        VerifiedCert {
+            cert_sha256: [1; 32],
+            spki_sha256: [2; 32],
+            san_uris: vec![san_uri.to_owned()],
+            san_dns: Vec::new(),
+            subject_cn: Some(cn.to_owned()),
+            issuer_cn: Some(issuer_cn.to_owned()),
+            issuer_spki_sha256: [3; 32],
+            issuer_cn_shared: false,
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn policy(identities: &str) -> Policy {
+        let doc = format!(
+            "version: 1\ncallers:\n  - id: svc\n    identities: {identities}\n    cognito_client: svc\n    allowed_scopes: [a/b]\n    max_token_lifetime_seconds: 3600\n    quotas: unlimited\n"
+        );
+        Policy::from_bytes("policy.yaml", doc.as_bytes()).unwrap()
+    }
+
+    /// Two rules of one caller that both match are one answer, not an ambiguity.
+    #[test]
+    fn several_rules_of_the_same_caller_match_it() {
+        let pin = hex::encode([1u8; 32]);
+        let p =
+            policy(&format!("[{{ type: san_uri, value: \"spiffe://x/svc\" }}, {{ type: cert_sha256, value: {pin} }}]"));
+        assert_eq!(identify(&cert("spiffe://x/svc", "svc", "Issuing CA"), &p).map(|c| c.id.as_str()), Ok("svc"));
+    }
+
+    /// A caller with `subject_cn` rules for two issuers: the rule of the issuer that issued the certificate decides,
+    /// not the first `subject_cn` rule of the caller (whose pin names another CA's key).
+    #[test]
+    fn the_subject_cn_rule_of_the_issuing_ca_decides() {
+        let other_pin = hex::encode([9u8; 32]);
+        let p = policy(&format!(
+            "[{{ type: subject_cn, cn: svc, issuer_cn: Other CA, issuer_spki_sha256: {other_pin} }}, {{ type: subject_cn, cn: svc, issuer_cn: Issuing CA }}]"
+        ));
+        let c = cert("spiffe://x/unregistered", "svc", "Issuing CA");
+        assert_eq!(identify(&c, &p).map(|c| c.id.as_str()), Ok("svc"));
+        let pinned_elsewhere = cert("spiffe://x/unregistered", "svc", "Other CA");
+        assert_eq!(identify(&pinned_elsewhere, &p).map(|c| c.id.as_str()), Err(IdentifyError::NoMatch));
+    }
+}
