@@ -164,6 +164,9 @@ mod tests {
         let ed = KeyStrength::of_spki(&spki(&[&[0x06, 0x03][..], ED25519].concat(), &[1; 32]));
         assert_eq!(ed, KeyStrength::Ec("Ed25519", 256));
         assert!(!ed.meets(&KeyFloor { min_ec_bits: 384, ..KeyFloor::DEFAULT }));
+        let ed448 = KeyStrength::of_spki(&spki(&[&[0x06, 0x03][..], ED448].concat(), &[1; 57]));
+        assert_eq!(ed448, KeyStrength::Ec("Ed448", 448));
+        assert!(ed448.meets(&KeyFloor { min_ec_bits: 384, ..KeyFloor::DEFAULT }));
         assert_eq!(KeyStrength::of_spki(b"junk"), KeyStrength::Unsupported);
         assert!(!KeyStrength::Unsupported.meets(&KeyFloor::DEFAULT));
     }
