@@ -149,6 +149,14 @@ mod tests {
         assert_eq!(rsa2048, KeyStrength::Rsa(2048));
         assert!(rsa2048.meets(&KeyFloor::DEFAULT));
         assert!(!rsa2048.meets(&KeyFloor { min_rsa_bits: 3072, ..KeyFloor::DEFAULT }));
+        // a modulus whose first octet has its high bit clear carries no sign octet, and odd sizes count exactly
+        let bits_of = |modulus: &[u8]| {
+            let mut seq = tlv(0x02, modulus);
+            seq.extend(tlv(0x02, &[0x01, 0x00, 0x01]));
+            KeyStrength::of_spki(&spki(&rsa_alg, &tlv(0x30, &seq)))
+        };
+        assert_eq!(bits_of(&[&[0x40u8][..], &[0x11; 255]].concat()), KeyStrength::Rsa(2047));
+        assert_eq!(bits_of(&[&[0x00u8, 0x01][..], &[0x11; 256]].concat()), KeyStrength::Rsa(2049));
 
         let ec = |curve: &[u8]| {
             let alg = [&[0x06, 0x07][..], EC_PUBLIC_KEY, &[0x06, curve.len() as u8], curve].concat();

@@ -491,6 +491,24 @@ pub(crate) fn load_notes(bundle: &CrlBundle, now: SystemTime) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// What the load log and `brokerctl truststore check` report of a bundle: how many CRLs, and the earliest
+    /// nextUpdate of them all; and the cap on how many one bundle may hold.
+    #[test]
+    fn a_bundle_counts_its_crls_and_their_earliest_next_update() {
+        let ca = tb_devkit::pki::TestCa::root("Bundle CA").unwrap();
+        let now = SystemTime::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let early = ca.crl(&[], now - hour, now + hour).unwrap().pem;
+        let late = ca.crl(&[], now - hour, now + 3 * hour).unwrap().pem;
+        let bundle = parse_bundle(format!("{late}{early}").as_bytes()).unwrap();
+        assert_eq!(bundle.len(), 2);
+        let earliest = bundle.earliest_next_update().unwrap();
+        let want = now + hour;
+        assert!(earliest <= want && want.duration_since(earliest).unwrap() < std::time::Duration::from_secs(2));
+        assert!(parse_bundle(early.repeat(MAX_CRLS).as_bytes()).is_ok());
+        assert!(matches!(parse_bundle(early.repeat(MAX_CRLS + 1).as_bytes()), Err(e) if e.contains("more than")));
+    }
+
     #[test]
     fn serials_compare_without_sign_octets() {
         assert_eq!(serial_key(&[0x00, 0x80, 0x01]), &[0x80, 0x01]);
