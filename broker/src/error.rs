@@ -98,6 +98,10 @@ pub struct ErrorAnswer {
 impl BrokerError {
     /// THE mapping from error to response. Changing a status or code anywhere means changing it here.
     ///
+    /// A caller the policy does not allow answers 403 `unauthorized_client`: RFC 6749 §5.2 defines it for an
+    /// authenticated client that may not use this grant, which is exactly the case (`access_denied` belongs to the
+    /// authorization endpoint, §4.1.2.1, and a generic OAuth client may not recognise it at a token endpoint).
+    ///
     /// A full quota answers 429 with `temporarily_unavailable`: RFC 6749 registers no rate-limit code, the status
     /// and `Retry-After` carry the meaning, and a generic OAuth client treats the code as "try later", which is right.
     pub fn answer(&self) -> ErrorAnswer {
@@ -117,7 +121,7 @@ impl BrokerError {
             BrokerError::InvalidScope(d) => a(400, "invalid_scope", d),
             BrokerError::InvalidClient => a(401, "invalid_client", "client_id does not match the authenticated client"),
             BrokerError::MissingContext(_) => a(500, "server_error", "the request could not be processed"),
-            BrokerError::AccessDenied(_) => a(403, "access_denied", "this client may not obtain tokens"),
+            BrokerError::AccessDenied(_) => a(403, "unauthorized_client", "this client may not obtain tokens"),
             BrokerError::QuotaExhausted { retry_after, .. } => ErrorAnswer {
                 retry_after: Some(*retry_after),
                 ..a(429, "temporarily_unavailable", "the grant quota for this client is exhausted")

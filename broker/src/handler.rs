@@ -6,7 +6,7 @@
 //!    bypassed: 500, logged at error level, nothing else looked at.
 //! 2. Caller known and enabled in the broker's own copy of the policy. The authorizer already denies unknown or
 //!    disabled callers; checking again means a stale authorizer cache or a policy mismatch between the two functions
-//!    can never turn into a token (defence in depth, 403 `access_denied`).
+//!    can never turn into a token (defence in depth, 403 `unauthorized_client`).
 //! 3. Request grammar, then the body's `client_id` against the caller, then scopes. All before any quota or network.
 //! 4. Token reuse (when the caller has it on): a hit costs no quota, since quota meters Cognito grants.
 //! 5. Quota charge (fails closed), credentials, the Cognito call. A failure after the charge refunds it only when it

@@ -230,8 +230,8 @@ async fn error_table_rows_before_any_upstream_call() {
             401,
             "invalid_client",
         ),
-        ("unknown caller", "ghost-svc", GRANT, none(), 403, "access_denied"),
-        ("disabled caller", "disabled-svc", GRANT, none(), 403, "access_denied"),
+        ("unknown caller", "ghost-svc", GRANT, none(), 403, "unauthorized_client"),
+        ("disabled caller", "disabled-svc", GRANT, none(), 403, "unauthorized_client"),
     ];
     for (name, caller, body, tweak, status, code) in rows {
         let mut req = request(Some(caller), body);

@@ -211,7 +211,7 @@ enum Answer {
 }
 
 const SERVER_ERROR: Answer = Answer::Error(500, "server_error");
-const ACCESS_DENIED: Answer = Answer::Error(403, "access_denied");
+const UNAUTHORIZED_CLIENT: Answer = Answer::Error(403, "unauthorized_client");
 const NOT_POST: Answer = Answer::Error(405, "invalid_request");
 const MEDIA_TYPE: Answer = Answer::Error(415, "invalid_request");
 const TOO_LARGE: Answer = Answer::Error(413, "invalid_request");
@@ -339,7 +339,7 @@ fn model_form(body: &[u8]) -> Result<(Option<String>, Option<String>), Answer> {
 /// Every answer the documents allow for this event.
 fn model(req: &ApiGatewayProxyRequest) -> Vec<Answer> {
     let Some(id) = model_context(&req.request_context.authorizer.fields) else { return vec![SERVER_ERROR] };
-    let Some(caller) = caller(&id).filter(|c| c.enabled) else { return vec![ACCESS_DENIED] };
+    let Some(caller) = caller(&id).filter(|c| c.enabled) else { return vec![UNAUTHORIZED_CLIENT] };
     if req.http_method != http::Method::POST {
         return vec![NOT_POST];
     }
@@ -457,7 +457,7 @@ fn observe(w: &World, req: &ApiGatewayProxyRequest, r: &ApiGatewayProxyResponse)
         (400, "unsupported_grant_type") => GRANT_TYPE,
         (400, "invalid_scope") => INVALID_SCOPE,
         (401, "invalid_client") => INVALID_CLIENT,
-        (403, "access_denied") => ACCESS_DENIED,
+        (403, "unauthorized_client") => UNAUTHORIZED_CLIENT,
         (405, "invalid_request") if header("allow") == Some("POST") => NOT_POST,
         (413, "invalid_request") => TOO_LARGE,
         (415, "invalid_request") => MEDIA_TYPE,

@@ -200,7 +200,7 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
             Exit::Ok
         }
         Decision::Deny(d) => {
-            let _ = writeln!(out, "decision: DENY (403 access_denied)");
+            let _ = writeln!(out, "decision: DENY (403 unauthorized_client)");
             let _ = writeln!(out, "reason: {} ({})", d.reason.code(), deny_text(d.reason));
             if let Some(c) = d.caller.as_ref().and_then(|id| policy.caller(id)) {
                 describe_caller(&mut out, c);
