@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use tb_shared::clock::Clock;
 use tb_shared::policy::Policy;
-use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tb_shared::telemetry::{CallerIdHasher, MetricsSink, STACK_DIMENSION};
 
 use crate::config::{Config, ObjectLocation};
 use crate::decision::{Authorizer, DecisionCacheConfig};
@@ -160,7 +160,7 @@ pub struct Deps {
 
 impl Deps {
     /// The production adapters: trust material from the configured S3 objects or files, JWKS over HTTPS, metrics to
-    /// stdout, the system clock. The AWS SDK configuration is loaded only when an object lives in S3.
+    /// stdout with the stack's `Stack` dimension on every line, the system clock. The AWS SDK configuration is loaded only when an object lives in S3.
     pub async fn from_config(cfg: &Config) -> Result<Deps, InitError> {
         let sdk = if needs_s3(cfg) {
             Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
@@ -200,7 +200,7 @@ impl Deps {
         Ok(Deps {
             trust,
             jwks: Arc::new(jwks),
-            metrics: MetricsSink::stdout(&cfg.metrics_namespace),
+            metrics: MetricsSink::stdout(&cfg.metrics_namespace).with_dimension(STACK_DIMENSION, &cfg.stack_name),
             clock: Clock::system(),
         })
     }

@@ -16,6 +16,7 @@
 //! | `JWKS_MAX_STALE_SECONDS` | how long past that age keys still verify while every refresh fails; then the partner's tokens are refused (0..86400) | 3600 |
 //! | `CALLER_HASH_KEY` | key for hashed caller ids in logs, when the policy asks for hashing (≥ 16 bytes) | none |
 //! | `METRICS_NAMESPACE` | CloudWatch namespace of EMF metrics | `TokenBroker` |
+//! | `STACK_NAME` | value of the `Stack` dimension on every EMF line, so two stacks in one account never share a series (≤ 128 printable ASCII characters; the template passes the stack's name) | `token-broker` |
 //! | `LOG_LEVEL` | `error`, `warn`, `info`, `debug` (`trace` is lowered to `debug`) | `info` |
 
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ pub struct Config {
     pub caller_hash_key: Option<SecretString>,
     /// CloudWatch namespace of the metrics.
     pub metrics_namespace: String,
+    /// The `Stack` dimension of every metric line.
+    pub stack_name: String,
 }
 
 impl Config {
@@ -107,6 +110,7 @@ impl Config {
             jwks_max_stale: env.seconds("JWKS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
             caller_hash_key: env.caller_hash_key()?,
             metrics_namespace: env.metrics_namespace()?,
+            stack_name: env.stack_name()?,
         })
     }
 }
@@ -158,6 +162,13 @@ mod tests {
         assert_eq!(cfg(&[("CRL_URI", "https://x/crl")]).unwrap_err().var, "CRL_URI");
         assert_eq!(cfg(&[("DECISION_CACHE_MAX_ENTRIES", "0")]).unwrap_err().var, "DECISION_CACHE_MAX_ENTRIES");
         assert_eq!(Config::read(&Env::from_pairs::<&str, &str>([])).unwrap_err().var, "POLICY_FILE");
+        assert_eq!(cfg(&[("STACK_NAME", "prod\u{1b}[31m")]).unwrap_err().var, "STACK_NAME");
+    }
+
+    #[test]
+    fn stack_name_defaults_and_is_read() {
+        assert_eq!(cfg(&[]).unwrap().stack_name, tb_shared::env::DEFAULT_STACK_NAME);
+        assert_eq!(cfg(&[("STACK_NAME", "tb-prod")]).unwrap().stack_name, "tb-prod");
     }
 
     #[test]

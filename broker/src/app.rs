@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tb_shared::clock::Clock;
 use tb_shared::policy::Policy;
-use tb_shared::telemetry::{CallerIdHasher, MetricsSink};
+use tb_shared::telemetry::{CallerIdHasher, MetricsSink, STACK_DIMENSION};
 
 use crate::config::Config;
 use crate::credentials::{
@@ -70,7 +70,8 @@ pub struct Deps {
 
 impl Deps {
     /// The production adapters: DynamoDB quotas and SSM credentials through one AWS SDK config (loaded once;
-    /// `AWS_ENDPOINT_URL` points it at an emulator), metrics to stdout, the system clock.
+    /// `AWS_ENDPOINT_URL` points it at an emulator), metrics to stdout with the stack's `Stack` dimension on every
+    /// line, the system clock.
     pub fn from_aws(cfg: &Config, sdk: &aws_config::SdkConfig) -> Result<Deps, InitError> {
         let mut quota_cfg = DynamoQuotaConfig::new(cfg.quota_table.clone());
         quota_cfg.operation_timeout = cfg.aws_operation_timeout;
@@ -79,7 +80,7 @@ impl Deps {
         Ok(Deps {
             quotas: Arc::new(DynamoQuotaStore::from_sdk_config(sdk, quota_cfg)),
             credentials: Arc::new(SsmCredentialSource::from_sdk_config(sdk, ssm_cfg)?),
-            metrics: MetricsSink::stdout(&cfg.metrics_namespace),
+            metrics: MetricsSink::stdout(&cfg.metrics_namespace).with_dimension(STACK_DIMENSION, &cfg.stack_name),
             clock: Clock::system(),
         })
     }

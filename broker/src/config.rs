@@ -14,6 +14,7 @@
 //! | `BREAKER_FAILURE_THRESHOLD` | no | 5 | consecutive failed attempts that open the circuit breaker (1..1000) |
 //! | `BREAKER_OPEN_SECONDS` | no | 30 | how long the breaker fails fast before one probe is let through (1..3600) |
 //! | `METRICS_NAMESPACE` | no | `TokenBroker` | CloudWatch namespace of the EMF metrics |
+//! | `STACK_NAME` | no | `token-broker` | value of the `Stack` dimension on every EMF line, so two stacks in one account never share a series (≤ 128 printable ASCII characters; the template passes the stack's name) |
 //! | `CALLER_HASH_KEY` | when the policy sets `hash_caller_ids` | | HMAC key for caller ids in logs (≥ 16 bytes) |
 //! | `LOG_LEVEL` | no | `info` | read by `tb_shared::telemetry::init_lambda_logging`; `trace` is lowered to `debug` |
 //!
@@ -46,6 +47,8 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     /// CloudWatch namespace of the metrics.
     pub metrics_namespace: String,
+    /// The `Stack` dimension of every metric line.
+    pub stack_name: String,
     /// Key for hashed caller ids in logs.
     pub caller_hash_key: Option<SecretString>,
 }
@@ -91,6 +94,7 @@ impl Config {
                 breaker_open_for: env.seconds("BREAKER_OPEN_SECONDS", upstream.breaker_open_for.as_secs(), 1..=3600)?,
             },
             metrics_namespace: env.metrics_namespace()?,
+            stack_name: env.stack_name()?,
             caller_hash_key: env.caller_hash_key()?,
         })
     }
@@ -115,7 +119,13 @@ mod tests {
         assert_eq!(c.credentials_cache, CacheConfig::default());
         assert_eq!(c.aws_operation_timeout, Duration::from_millis(1500));
         assert!(c.caller_hash_key.is_none());
+        assert_eq!(c.stack_name, tb_shared::env::DEFAULT_STACK_NAME);
         assert_eq!(with(&BASE[1..]).unwrap_err().var, "POLICY_FILE");
+        let mut v = BASE.to_vec();
+        v.push(("STACK_NAME", "tb-staging"));
+        assert_eq!(with(&v).unwrap().stack_name, "tb-staging");
+        v.push(("STACK_NAME", "tb\u{7}staging"));
+        assert_eq!(with(&v).unwrap_err().var, "STACK_NAME");
     }
 
     #[test]

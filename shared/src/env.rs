@@ -23,6 +23,12 @@ pub const MIN_HASH_KEY_BYTES: usize = 16;
 /// Default CloudWatch namespace of both functions' metrics.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "TokenBroker";
 
+/// Default `STACK_NAME`: the value of the `Stack` metric dimension when the deployment does not say.
+pub const DEFAULT_STACK_NAME: &str = "token-broker";
+
+/// Longest accepted `STACK_NAME` (CloudFormation's own limit for a stack name).
+pub const MAX_STACK_NAME_LEN: usize = 128;
+
 /// A configuration value that cannot be used. Names the variable and the rule, never the value (one of them is a
 /// key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +146,21 @@ impl<'a> Env<'a> {
         }
         Ok(ns)
     }
+
+    /// `STACK_NAME`: the deployment's stack name, the value of the `Stack` dimension on every metric line
+    /// ([`crate::telemetry::STACK_DIMENSION`]); [`DEFAULT_STACK_NAME`] when unset. At most
+    /// [`MAX_STACK_NAME_LEN`] printable ASCII characters: a CloudWatch dimension value must not hold control
+    /// characters, and an alarm has to be able to name it exactly.
+    pub fn stack_name(&self) -> Result<String, ConfigError> {
+        let name = self.optional("STACK_NAME").unwrap_or_else(|| DEFAULT_STACK_NAME.into());
+        if name.len() > MAX_STACK_NAME_LEN {
+            return Err(ConfigError::new("STACK_NAME", format!("must be at most {MAX_STACK_NAME_LEN} characters")));
+        }
+        if !name.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(ConfigError::new("STACK_NAME", "must be printable ASCII (no control characters)"));
+        }
+        Ok(name)
+    }
 }
 
 #[cfg(test)]
@@ -187,5 +208,20 @@ mod tests {
         assert_eq!(Env::from_pairs::<&str, &str>([]).metrics_namespace().unwrap(), DEFAULT_METRICS_NAMESPACE);
         let bad = Env::from_pairs([("METRICS_NAMESPACE", "a:b")]);
         assert_eq!(bad.metrics_namespace().unwrap_err().var, "METRICS_NAMESPACE");
+    }
+
+    #[test]
+    fn stack_name_has_a_default_and_is_checked() {
+        assert_eq!(Env::from_pairs::<&str, &str>([]).stack_name().unwrap(), DEFAULT_STACK_NAME);
+        assert_eq!(Env::from_pairs([("STACK_NAME", "  ")]).stack_name().unwrap(), DEFAULT_STACK_NAME);
+        assert_eq!(Env::from_pairs([("STACK_NAME", " prod-eu ")]).stack_name().unwrap(), "prod-eu");
+        let longest = "s".repeat(MAX_STACK_NAME_LEN);
+        assert_eq!(Env::from_pairs([("STACK_NAME", longest.as_str())]).stack_name().unwrap(), longest);
+        let too_long = "s".repeat(MAX_STACK_NAME_LEN + 1);
+        for bad in [too_long.as_str(), "prod\neu", "prod\u{7f}", "pr\u{e9}d", "a\tb"] {
+            let e = Env::from_pairs([("STACK_NAME", bad)]).stack_name().unwrap_err();
+            assert_eq!(e.var, "STACK_NAME", "{bad:?}");
+            assert!(e.to_string().contains("STACK_NAME"), "{e}");
+        }
     }
 }

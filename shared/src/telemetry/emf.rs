@@ -20,6 +20,8 @@ pub enum Unit {
     Milliseconds,
     /// Durations of in-process work too short for milliseconds.
     Microseconds,
+    /// Time left before trust material lapses (negative once it has).
+    Seconds,
 }
 
 impl Unit {
@@ -28,15 +30,21 @@ impl Unit {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
             Unit::Microseconds => "Microseconds",
+            Unit::Seconds => "Seconds",
         }
     }
 }
 
 /// Where EMF lines go: stdout in Lambda, a capture buffer in tests.
+///
+/// A sink can carry default dimensions ([`MetricsSink::with_dimension`]) that every line it writes starts with: the
+/// functions put their stack's name there ([`super::STACK_DIMENSION`]), so two deployments in one account and
+/// namespace never add to each other's series, whatever dimensions a line adds itself.
 #[derive(Clone)]
 pub struct MetricsSink {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
     namespace: String,
+    defaults: Arc<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for MetricsSink {
@@ -52,11 +60,33 @@ impl MetricsSink {
     }
     /// Writes to any writer (a capture buffer in tests, `io::sink()` in benchmarks).
     pub fn to_writer(namespace: &str, w: impl Write + Send + 'static) -> Self {
-        MetricsSink { out: Arc::new(Mutex::new(Box::new(w))), namespace: namespace.to_owned() }
+        MetricsSink {
+            out: Arc::new(Mutex::new(Box::new(w))),
+            namespace: namespace.to_owned(),
+            defaults: Arc::new(BTreeMap::new()),
+        }
     }
-    /// Starts a metric set for one invocation.
+    /// The same sink, with `name` = `value` in the dimension set of every line it writes from now on (a later
+    /// default of the same name replaces the earlier one). At most 8 dimensions in all: past that, ignored.
+    pub fn with_dimension(mut self, name: &str, value: &str) -> Self {
+        let defaults = Arc::make_mut(&mut self.defaults);
+        if defaults.len() < MAX_DIMENSIONS || defaults.contains_key(name) {
+            defaults.insert(name.to_owned(), value.to_owned());
+        }
+        self
+    }
+    /// The default dimensions every line of this sink carries.
+    pub fn default_dimensions(&self) -> &BTreeMap<String, String> {
+        &self.defaults
+    }
+    /// Starts a metric set for one invocation, holding the sink's default dimensions.
     pub fn start(&self) -> Metrics {
-        Metrics { sink: self.clone(), dimensions: BTreeMap::new(), metrics: Vec::new(), properties: Map::new() }
+        Metrics {
+            sink: self.clone(),
+            dimensions: (*self.defaults).clone(),
+            metrics: Vec::new(),
+            properties: Map::new(),
+        }
     }
 }
 
@@ -153,5 +183,31 @@ mod tests {
         assert_eq!(cw["Dimensions"], json!([["Service"]]));
         assert_eq!(cw["Metrics"][1]["Unit"], "Milliseconds");
         assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn default_dimensions_are_on_every_line_next_to_the_lines_own() {
+        let cap = CaptureWriter::default();
+        let sink = MetricsSink::to_writer("TokenBroker", cap.clone()).with_dimension("Stack", "prod-eu");
+        let mut a = sink.start();
+        a.dimension("Service", "authorizer").put("Allows", Unit::Count, 1.0);
+        a.flush();
+        let mut b = sink.clone().start();
+        b.dimension("Service", "authorizer").dimension("Reason", "x").put("Expiry", Unit::Seconds, -5.0);
+        b.flush();
+        let lines: Vec<Value> = cap.contents().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        let dims = |l: &Value| l["_aws"]["CloudWatchMetrics"][0]["Dimensions"].clone();
+        assert_eq!(dims(&lines[0]), json!([["Service", "Stack"]]));
+        assert_eq!(dims(&lines[1]), json!([["Reason", "Service", "Stack"]]));
+        assert!(lines.iter().all(|l| l["Stack"] == "prod-eu"), "{lines:?}");
+        assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Seconds");
+        assert_eq!(lines[1]["Expiry"], json!(-5.0));
+
+        // A later default of the same name replaces the first; the original sink is unchanged.
+        let other = sink.clone().with_dimension("Stack", "staging");
+        assert_eq!(other.default_dimensions().get("Stack").map(String::as_str), Some("staging"));
+        assert_eq!(sink.default_dimensions().get("Stack").map(String::as_str), Some("prod-eu"));
+        assert!(MetricsSink::to_writer("T", std::io::sink()).default_dimensions().is_empty());
     }
 }

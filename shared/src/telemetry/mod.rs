@@ -16,6 +16,14 @@ use std::sync::{Arc, Mutex};
 pub use emf::{Metrics, MetricsSink, Unit};
 pub use redact::CallerIdHasher;
 
+/// The dimension every EMF line of both functions carries, whose value is the deployment's stack name (`STACK_NAME`,
+/// see [`crate::env::Env::stack_name`]): two stacks in one account and namespace (production and staging, or two
+/// tenants) write separate series, and one stack's alarms never count the other's requests.
+pub const STACK_DIMENSION: &str = "Stack";
+
+/// The dimension naming the function that wrote a line (`authorizer` or `broker`).
+pub const SERVICE_DIMENSION: &str = "Service";
+
 /// A cloneable, thread-safe writer that collects everything written to it. Tests install it as the log and metric
 /// writer and scan the captured text for leaked secrets.
 #[derive(Clone, Default)]
