@@ -43,7 +43,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 mod process;
 
-pub use process::{assert_init_error, function_binary, lambda_env, FunctionProcess, InitWait};
+pub use process::{assert_init_error, function_binary, function_runner, lambda_env, FunctionProcess, InitWait};
 
 /// The API version prefix every path starts with.
 pub const API_PREFIX: &str = "/2018-06-01/runtime";

@@ -113,8 +113,26 @@ pub fn function_binary(name: &str, cargo_bin: &str) -> std::path::PathBuf {
         _ => std::path::PathBuf::from(cargo_bin),
     };
     assert!(bin.is_file(), "function binary {} does not exist", bin.display());
-    eprintln!("runtime_api: running {}", bin.display());
+    match function_runner() {
+        Ok(Some(runner)) => eprintln!("runtime_api: running {} under {}", bin.display(), runner.join(" ")),
+        Ok(None) => eprintln!("runtime_api: running {}", bin.display()),
+        Err(e) => panic!("{e}"),
+    }
     bin
+}
+
+/// The command that runs a function binary built for another architecture, from `TB_LAMBDA_RUNNER` (words separated
+/// by spaces, the binary's path appended): `scripts/release-check.sh` sets it to
+/// `qemu-aarch64-static -L /usr/aarch64-linux-gnu` so the runtime tests run the arm64 `bootstrap` of the deployment
+/// zips on an x86_64 machine. The runner is a program, not an environment variable of the function, because the
+/// function's environment is cleared (as in Lambda). Unset or blank: the binary runs directly.
+pub fn function_runner() -> std::io::Result<Option<Vec<String>>> {
+    let Some(raw) = std::env::var_os("TB_LAMBDA_RUNNER") else { return Ok(None) };
+    let raw = raw
+        .into_string()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "TB_LAMBDA_RUNNER is not valid UTF-8"))?;
+    let words: Vec<String> = raw.split_whitespace().map(str::to_owned).collect();
+    Ok((!words.is_empty()).then_some(words))
 }
 
 /// The environment Lambda gives a function (`provided.al2023`), pointing at `api`. Add the function's own
@@ -157,9 +175,18 @@ impl std::fmt::Debug for FunctionProcess {
 }
 
 impl FunctionProcess {
-    /// Starts `bin` with exactly `env` (the parent's environment is not inherited, as in Lambda).
+    /// Starts `bin` with exactly `env` (the parent's environment is not inherited, as in Lambda), through the
+    /// [`function_runner`] when one is set.
     pub fn spawn(bin: &Path, env: &[(String, String)]) -> std::io::Result<FunctionProcess> {
-        let mut child = Command::new(bin)
+        let mut command = match function_runner()? {
+            Some(runner) => {
+                let mut c = Command::new(&runner[0]);
+                c.args(&runner[1..]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
