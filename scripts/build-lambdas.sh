@@ -3,11 +3,14 @@
 #   infra/build/authorizer.zip   bootstrap (bin `authorizer`, package tb-authorizer) + policy.yaml
 #   infra/build/broker.zip       bootstrap (bin `broker`, package tb-broker)         + policy.yaml
 #
-#   scripts/build-lambdas.sh [--policy path/to/policy.yaml]
+#   scripts/build-lambdas.sh --policy path/to/policy.yaml
+#   scripts/build-lambdas.sh --allow-example-policy      # local experiments only
 #
 # The policy document is bundled at the zip root, i.e. /var/task/policy.yaml in Lambda (the template's PolicyFile
-# default). Without --policy, config/policy.example.yaml is bundled and a warning is printed: production builds must
-# pass the real policy. A policy change is a rebuild and a `sam deploy` (docs/runbooks/add-a-caller.md).
+# default). --policy is required: config/policy.example.yaml names real-looking callers and a predictable
+# usage_plan_key, so bundling it is refused unless --allow-example-policy says that is what you want. A policy change
+# is a rebuild and a `sam deploy` (docs/runbooks/add-a-caller.md). The zips are assembled by
+# scripts/assemble_lambda_zip.py (bootstrap mode 0755, policy.yaml at the root; tested in infra/tests).
 #
 # cargo-lambda and zig come from PyPI into .venv-lambda (pinned in scripts/requirements-infra-lambda.txt). The Rust
 # standard library for aarch64-unknown-linux-gnu is added with rustup when missing. A clean release build takes
@@ -17,17 +20,31 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
-policy="config/policy.example.yaml"
+example="config/policy.example.yaml"
+policy=""
+allow_example=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --policy) policy="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --policy) [[ $# -ge 2 ]] || { echo "build-lambdas: --policy needs a file" >&2; exit 2; }; policy="$2"; shift 2 ;;
+    --allow-example-policy) allow_example=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "build-lambdas: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+if [[ -z "$policy" ]]; then
+  if [[ $allow_example == 0 ]]; then
+    echo "build-lambdas: pass --policy path/to/policy.yaml (the policy to deploy), or --allow-example-policy to bundle $example for a local experiment" >&2
+    exit 2
+  fi
+  policy="$example"
+fi
 [[ -f "$policy" ]] || { echo "build-lambdas: policy file $policy not found" >&2; exit 1; }
-if [[ "$policy" == "config/policy.example.yaml" ]]; then
-  echo "build-lambdas: WARNING: bundling the EXAMPLE policy ($policy); pass --policy for a real deployment" >&2
+if [[ "$(realpath "$policy")" == "$(realpath "$example")" ]]; then
+  if [[ $allow_example == 0 ]]; then
+    echo "build-lambdas: $policy is the EXAMPLE policy; pass --allow-example-policy if you really mean to bundle it" >&2
+    exit 2
+  fi
+  echo "build-lambdas: WARNING: bundling the EXAMPLE policy ($policy): not for a real deployment" >&2
 fi
 
 venv=.venv-lambda
@@ -59,37 +76,7 @@ for fn in authorizer broker; do
   src="$target_dir/lambda/$fn/bootstrap.zip"
   [[ -f "$src" ]] || { echo "build-lambdas: $src was not produced" >&2; exit 1; }
   out="infra/build/$fn.zip"
-  "$python" - "$src" "$policy" "$out" <<'PY'
-import sys, zipfile
-src, policy, out = sys.argv[1:]
-with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zout:
-    names = zin.namelist()
-    assert "bootstrap" in names, f"{src} has no bootstrap: {names}"
-    for info in zin.infolist():
-        if info.filename == "policy.yaml":
-            continue
-        if info.filename == "bootstrap":
-            info.external_attr = 0o100755 << 16  # regular file, executable: Lambda runs it
-            info.create_system = 3  # unix, so the mode bits are honoured
-        zout.writestr(info, zin.read(info.filename))
-    pi = zipfile.ZipInfo("policy.yaml", date_time=(1980, 1, 1, 0, 0, 0))
-    pi.create_system = 3
-    pi.external_attr = 0o100644 << 16
-    pi.compress_type = zipfile.ZIP_DEFLATED
-    with open(policy, "rb") as f:
-        zout.writestr(pi, f.read())
-PY
+  "$python" scripts/assemble_lambda_zip.py assemble "$src" "$policy" "$out"
 done
 
-"$python" - infra/build/authorizer.zip infra/build/broker.zip <<'PY'
-import os, sys, zipfile
-limit = 5_000_000  # the 5 MB target, read as decimal megabytes (the stricter reading)
-for path in sys.argv[1:]:
-    size = os.path.getsize(path)
-    with zipfile.ZipFile(path) as z:
-        boot = z.getinfo("bootstrap").file_size
-    name = os.path.basename(path)
-    print(f"build-lambdas: {name:15} {size:9d} bytes ({size / 1048576:.2f} MiB)  bootstrap {boot / 1048576:.2f} MiB uncompressed")
-    if size >= limit:
-        print(f"build-lambdas: WARNING: {name} is over the 5 MB target", file=sys.stderr)
-PY
+"$python" scripts/assemble_lambda_zip.py report infra/build/authorizer.zip infra/build/broker.zip
