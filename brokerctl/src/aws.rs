@@ -20,3 +20,15 @@ pub fn s3_client(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk
     }
     aws_sdk_s3::Client::from_conf(b.build())
 }
+
+/// [`sdk_config`] in `region` when given (else the SDK's chain, or us-east-1 with an endpoint): the commands that
+/// write SSM and Cognito take `--region` so an operator names the deployment's region explicitly.
+pub async fn sdk_config_in(endpoint: Option<&str>, region: Option<&str>) -> aws_config::SdkConfig {
+    let Some(r) = region else { return sdk_config(endpoint).await };
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(r.to_owned()));
+    if let Some(e) = endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    loader.load().await
+}

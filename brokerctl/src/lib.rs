@@ -6,17 +6,21 @@
 //! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process. Built with
 //!   the default `dev` feature only, because it links the development stand-ins of `tb_devkit`: an operator build
 //!   (`cargo build --release -p brokerctl --no-default-features`) has the policy and truststore commands alone.
+//! - [`secret`]: `secret put`, the app-client credentials parameter in SSM, checked with the broker's own parser.
+//! - [`cognito`]: `cognito rotate-secret`, the resumable rotation of an app client's secret.
 //! - [`aws`]: the SDK configuration of the commands that talk to AWS (or an emulator).
 //! - [`cli`]: one clap `Args` type per command with its `run`, answering an [`Exit`] code; the binary
 //!   (`src/main.rs`) only parses, runs and exits, so every command is testable as a library call.
 
 pub mod aws;
 pub mod cli;
+pub mod cognito;
 #[cfg(feature = "dev")]
 pub mod devstack;
 pub mod exit;
 pub mod policy;
 pub mod publish;
+pub mod secret;
 pub mod truststore;
 
 pub use exit::Exit;

@@ -3,7 +3,9 @@
 
 #[cfg(feature = "dev")]
 mod dev;
+mod cognito;
 mod policy;
+mod secret;
 mod truststore;
 
 use std::path::Path;
@@ -14,7 +16,9 @@ use crate::exit::Exit;
 
 #[cfg(feature = "dev")]
 pub use dev::{DevAction, DevArgs};
+pub use cognito::{CognitoCommand, RotateSecretArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicyExplainArgs};
+pub use secret::{AwsArgs, ParameterArgs, SecretCommand, SecretPutArgs};
 pub use truststore::{TruststoreCheckArgs, TruststoreCommand, TruststoreDiffArgs, TruststorePublishArgs};
 
 /// Why a command could not do its work: the message for stderr and the exit code.
@@ -60,6 +64,12 @@ pub enum Command {
     /// Check, compare and publish the mTLS truststore (CA bundle).
     #[command(subcommand)]
     Truststore(TruststoreCommand),
+    /// Store an app client's credentials in SSM for the broker (read from standard input).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Cognito app-client secrets: rotate-secret.
+    #[command(subcommand)]
+    Cognito(CognitoCommand),
     /// Run the whole chain locally: mTLS and partner listeners, API Gateway's behaviour, the authorizer and broker
     /// handlers, a Cognito stand-in and a sample resource server. NOT FOR PRODUCTION.
     #[cfg(feature = "dev")]
@@ -72,6 +82,8 @@ impl Cli {
         match self.command {
             Command::Policy(c) => c.run().await,
             Command::Truststore(c) => c.run().await,
+            Command::Secret(c) => c.run().await,
+            Command::Cognito(c) => c.run().await,
             #[cfg(feature = "dev")]
             Command::Dev(c) => c.run().await,
         }

@@ -35,12 +35,19 @@
 //! answers HTTP 400 with `TooManyRequestsException` (`{"__type":"TooManyRequestsException","message":"Rate exceeded"}`);
 //! [`ThrottleStyle`] offers that shape and a plain 429 so a caller can be tested against both.
 //!
+//! It also serves the user-pool API operations of client-secret rotation (`AddUserPoolClientSecret`,
+//! `ListUserPoolClientSecrets`, `DeleteUserPoolClientSecret`) in Cognito's JSON 1.1 protocol on `POST /`, so the AWS
+//! SDK pointed at [`CognitoStandin::base_url`] rotates a client's secrets here: up to two active secrets per client,
+//! each accepted by the token endpoint until it is deleted (see the `api` module).
+//!
 //! The stand-in logs no secret and no token: it logs client ids and outcomes only, every type that holds a secret
 //! prints a placeholder from `Debug`, and secrets are kept only as SHA-256 digests once the server has started.
 
+mod api;
 mod auth;
 mod faults;
 mod keys;
+mod secrets;
 mod server;
 
 use std::collections::HashMap;
@@ -153,9 +160,9 @@ impl Default for StandinConfig {
     }
 }
 
-/// A registered client as the server keeps it: the secret only as a SHA-256 digest.
+/// A registered client as the server keeps it: its active secrets only as SHA-256 digests.
 struct ClientEntry {
-    secret_digest: [u8; 32],
+    secrets: secrets::ClientSecrets,
     allowed_scopes: Vec<String>,
     token_validity: Duration,
     client_credentials_enabled: bool,
@@ -167,12 +174,16 @@ struct Counters {
     token_requests: AtomicU64,
     tokens_issued: AtomicU64,
     per_client: Mutex<HashMap<String, u64>>,
+    /// User-pool API calls by operation name, whatever their outcome.
+    api_calls: Mutex<HashMap<&'static str, u64>>,
 }
 
 /// State shared by the handle and the request handlers.
 struct Shared {
     base_url: String,
     issuer: String,
+    /// The user pool id the API operations answer for ([`StandinConfig::issuer_path`], or [`DEFAULT_POOL_ID`]).
+    pool_id: String,
     clients: Mutex<HashMap<String, ClientEntry>>,
     keys: RwLock<keys::KeyRing>,
     faults: Faults,
@@ -227,7 +238,7 @@ impl CognitoStandin {
                 return Err(invalid("client_id must be non-empty and must not contain ':'"));
             }
             let entry = ClientEntry {
-                secret_digest: auth::digest(&c.client_secret),
+                secrets: secrets::ClientSecrets::new(&c.client_id, &c.client_secret),
                 allowed_scopes: c.allowed_scopes,
                 token_validity: c.token_validity,
                 client_credentials_enabled: c.client_credentials_enabled,
@@ -245,9 +256,11 @@ impl CognitoStandin {
         let issuer =
             if cfg.issuer_path.is_empty() { base_url.clone() } else { format!("{base_url}/{}", cfg.issuer_path) };
 
+        let pool_id = if cfg.issuer_path.is_empty() { DEFAULT_POOL_ID.to_owned() } else { cfg.issuer_path.clone() };
         let shared = Arc::new(Shared {
             base_url,
             issuer,
+            pool_id,
             clients: Mutex::new(clients),
             keys: RwLock::new(key_ring),
             faults: Faults::default(),
@@ -283,7 +296,8 @@ impl CognitoStandin {
         self.local_addr
     }
 
-    /// `http(s)://127.0.0.1:PORT`, the equivalent of a user pool domain.
+    /// `http(s)://127.0.0.1:PORT`, the equivalent of a user pool domain, and the endpoint URL to give the AWS SDK's
+    /// Cognito client for the user-pool API operations.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
     }
@@ -308,19 +322,35 @@ impl CognitoStandin {
         &self.shared.faults
     }
 
-    /// Gives `client_id` a new random secret and returns it; the old secret gets `invalid_client` from now on.
+    /// The user pool id the API operations answer for.
+    pub fn pool_id(&self) -> String {
+        self.shared.pool_id.clone()
+    }
+
+    /// The ids of `client_id`'s active secrets, oldest first; `None` when no such client is registered.
+    pub fn client_secret_ids(&self, client_id: &str) -> Option<Vec<String>> {
+        lock(&self.shared.clients).get(client_id).map(|e| e.secrets.entries().iter().map(|s| s.id.clone()).collect())
+    }
+
+    /// User-pool API calls of `operation` (e.g. `AddUserPoolClientSecret`) that reached the stand-in, whatever
+    /// their outcome.
+    pub fn api_calls(&self, operation: &str) -> u64 {
+        lock(&self.shared.counters.api_calls).get(operation).copied().unwrap_or(0)
+    }
+
+    /// Gives `client_id` a new random secret and returns it; every old secret gets `invalid_client` from now on.
     /// `None` when no such client is registered.
     pub fn rotate_secret(&self, client_id: &str) -> Option<String> {
         let secret = random_secret();
         self.set_secret(client_id, &secret).then_some(secret)
     }
 
-    /// Sets `client_id`'s secret to `secret` (for a test that must put the same value in its own secret store
-    /// first). Returns whether the client exists.
+    /// Sets `client_id`'s only secret to `secret`, replacing every active one (for a test that must put the same
+    /// value in its own secret store first). Returns whether the client exists.
     pub fn set_secret(&self, client_id: &str, secret: &str) -> bool {
         match lock(&self.shared.clients).get_mut(client_id) {
             Some(entry) => {
-                entry.secret_digest = auth::digest(secret);
+                entry.secrets.replace_all(secret);
                 true
             }
             None => false,
@@ -330,7 +360,7 @@ impl CognitoStandin {
     /// Registers a client at run time, replacing any client with the same id.
     pub fn upsert_client(&self, client: StandinClient) {
         let entry = ClientEntry {
-            secret_digest: auth::digest(&client.client_secret),
+            secrets: secrets::ClientSecrets::new(&client.client_id, &client.client_secret),
             allowed_scopes: client.allowed_scopes,
             token_validity: client.token_validity,
             client_credentials_enabled: client.client_credentials_enabled,

@@ -33,6 +33,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) fn router(shared: Arc<Shared>, issuer_path: &str, admin_routes: bool) -> Router {
     let mut app = Router::new()
+        .route("/", post(super::api::dispatch))
         .route("/oauth2/token", post(token))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(openid_configuration));
@@ -195,8 +196,13 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     let client = {
         let clients = lock(&shared.clients);
         let entry = clients.get(&client_id);
-        let stored = entry.map(|e| e.secret_digest).unwrap_or([0u8; 32]);
-        let ok = auth::secret_matches(&secret, &stored) && entry.is_some();
+        let ok = match entry {
+            Some(e) => e.secrets.matches(&secret),
+            None => {
+                let _ = std::hint::black_box(auth::secret_matches(&secret, &[0u8; 32]));
+                false
+            }
+        };
         match entry {
             Some(e) if ok => Some((e.allowed_scopes.clone(), e.token_validity, e.client_credentials_enabled)),
             _ => None,
@@ -349,7 +355,7 @@ async fn admin_rotate(State(shared): State<Arc<Shared>>, Path(client_id): Path<S
     let secret = random_secret();
     let found = match lock(&shared.clients).get_mut(&client_id) {
         Some(entry) => {
-            entry.secret_digest = auth::digest(&secret);
+            entry.secrets.replace_all(&secret);
             true
         }
         None => false,
