@@ -3,10 +3,8 @@
 //! setting or a check added once applies everywhere. Everything that can fail does so here, once, with a message
 //! that names what is wrong; nothing is read from the environment per invocation.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use aws_config::SdkConfig;
 use tb_shared::clock::Clock;
 use tb_shared::policy::Policy;
@@ -16,10 +14,10 @@ use crate::config::{Config, ObjectLocation};
 use crate::decision::{Authorizer, DecisionCacheConfig};
 use crate::jwt::JwtVerifier;
 use crate::metrics::{self, outage};
-use crate::mtls::{load_crls, load_truststore, CertVerifier, MtlsConfig};
+use crate::mtls::{CertVerifier, MtlsConfig};
 use crate::sources::{
-    s3_client, Fetched, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, ObjectSource,
-    S3ObjectSource, SourceError, S3_OPERATION_TIMEOUT,
+    s3_client, FileObjectSource, HttpJwksFetcher, JwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource,
+    S3_OPERATION_TIMEOUT,
 };
 
 /// Everything a warm authorizer keeps between invocations.
@@ -33,8 +31,8 @@ pub struct App {
     pub hasher: CallerIdHasher,
     /// The time every check is made at.
     pub clock: Clock,
-    /// Failed reads of the trust material not yet reported as a metric.
-    trust_reads: Arc<TrustReads>,
+    /// The certificate verifier, whose failed reads of the trust material the handler reports.
+    certs: Option<Arc<CertVerifier>>,
     /// Why the cold-start read of the trust material failed, if it did.
     trust_load_error: Option<String>,
 }
@@ -50,54 +48,7 @@ impl App {
     /// How many reads of the truststore or CRL bundle failed since the last call, and resets the count: the
     /// handler reports them as `AuthorizerErrors` with reason `trust_refresh_failed`.
     pub(crate) fn take_trust_read_failures(&self) -> u64 {
-        self.trust_reads.failures.swap(0, Ordering::AcqRel)
-    }
-}
-
-/// Counts failed reads of the trust material. The verifier keeps its last good material (or fails closed) and logs
-/// a failed refresh, but the refresh runs inside whichever request found it due; counting here lets that request
-/// report the failure as a metric.
-#[derive(Debug, Default)]
-struct TrustReads {
-    failures: AtomicU64,
-}
-
-/// Which bundle a [`CountedSource`] holds, so it can tell a bundle the verifier will refuse.
-#[derive(Debug, Clone, Copy)]
-enum Bundle {
-    Truststore,
-    Crls,
-}
-
-/// An [`ObjectSource`] that counts failed reads: fetch errors, and changed bundles the verifier's own loaders
-/// ([`load_truststore`], [`load_crls`]) refuse. A change is rare, so parsing it once more here costs nothing that
-/// matters.
-struct CountedSource {
-    inner: Arc<dyn ObjectSource>,
-    bundle: Bundle,
-    reads: Arc<TrustReads>,
-}
-
-#[async_trait]
-impl ObjectSource for CountedSource {
-    async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, SourceError> {
-        let result = self.inner.fetch(etag).await;
-        let usable = match &result {
-            Err(_) => false,
-            Ok(Fetched::Unchanged) => true,
-            Ok(Fetched::Changed { body, .. }) => match self.bundle {
-                Bundle::Truststore => load_truststore(body).is_ok(),
-                Bundle::Crls => load_crls(body).is_ok(),
-            },
-        };
-        if !usable {
-            self.reads.failures.fetch_add(1, Ordering::AcqRel);
-        }
-        result
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
+        self.certs.as_ref().map_or(0, |c| c.take_read_failures())
     }
 }
 
@@ -216,15 +167,15 @@ fn needs_s3(cfg: &Config) -> bool {
 /// Trust material that cannot be read (S3 unreachable or denied, an object missing, a bundle the loaders refuse) does
 /// not stop the cold start: partner (JWT) callers do not depend on it, and a function that fails its init would take
 /// them down with the certificate callers. The failure is logged and reported (`AuthorizerErrors`, reason
-/// `trust_refresh_failed`); certificate callers are refused with an outage reason (`no_trust_material`,
-/// `revocation_unknown`) until a refresh, every `TRUST_REFRESH_SECONDS`, loads the material. Configuration errors
-/// (a policy with certificate callers and no truststore configured) still stop the cold start.
+/// `trust_refresh_failed`, and `TrustRefreshFailures` by object); certificate callers are refused with an outage
+/// reason (`no_trust_material`, `revocation_unknown`) until a refresh, every `TRUST_REFRESH_SECONDS`, loads the
+/// material. Configuration errors (a policy with certificate callers and no truststore configured) still stop the
+/// cold start.
 pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Arc::new(Policy::load(&cfg.policy_file)?);
     let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
         .ok_or(InitError::MissingHashKey)?;
 
-    let trust_reads = Arc::new(TrustReads::default());
     let mut trust_load_error = None;
     let certs = match deps.trust {
         Trust::Sources(TrustSources { truststore, crls }) => {
@@ -234,15 +185,8 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
                 crls = %crls.as_ref().map(|c| c.describe()).unwrap_or_else(|| "none".into()),
                 "loading trust material"
             );
-            let counted = |inner: Arc<dyn ObjectSource>, bundle| -> Arc<dyn ObjectSource> {
-                Arc::new(CountedSource { inner, bundle, reads: trust_reads.clone() })
-            };
-            let verifier = CertVerifier::new(
-                counted(truststore, Bundle::Truststore),
-                crls.map(|c| counted(c, Bundle::Crls)),
-                mtls_cfg,
-            )
-            .with_policy(&policy);
+            let verifier =
+                CertVerifier::new(truststore, crls, mtls_cfg).with_policy(&policy).with_metrics(deps.metrics.clone());
             if let Err(e) = verifier.refresh().await {
                 tracing::error!(
                     event = "trust_load_failed",
@@ -251,7 +195,8 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
                     "trust material could not be read at cold start; certificate callers are refused until a \
                      refresh loads it, partner callers are served"
                 );
-                trust_reads.failures.store(0, Ordering::Release);
+                // Reported here, once, rather than again by the first request.
+                verifier.take_read_failures();
                 metrics::authorizer_error(&deps.metrics, outage::TRUST_REFRESH_FAILED, None);
                 trust_load_error = Some(e.to_string());
             }
@@ -265,7 +210,7 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
         None
     } else {
         let jwt_cfg = cfg.jwt_config();
-        Some(Arc::new(JwtVerifier::new(policy.clone(), deps.jwks, jwt_cfg)))
+        Some(Arc::new(JwtVerifier::new(policy.clone(), deps.jwks, jwt_cfg).with_metrics(deps.metrics.clone())))
     };
 
     tracing::info!(
@@ -276,9 +221,9 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     );
     let authorizer = Authorizer::new(
         policy,
-        certs,
+        certs.clone(),
         jwts,
         DecisionCacheConfig { ttl: cfg.decision_cache_ttl, max_entries: cfg.decision_cache_max_entries },
     );
-    Ok(App { authorizer, metrics: deps.metrics, hasher, clock: deps.clock, trust_reads, trust_load_error })
+    Ok(App { authorizer, metrics: deps.metrics, hasher, clock: deps.clock, certs, trust_load_error })
 }

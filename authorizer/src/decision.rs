@@ -133,15 +133,17 @@ pub enum UnauthorizedReason {
 }
 
 impl UnauthorizedReason {
-    /// Stable code for logs and metrics.
+    /// Stable code for logs and metrics: the `Reason` of the `Unauthorized` breakdown (one of
+    /// `metrics::unauthorized::ALL`).
     pub fn code(&self) -> &'static str {
+        use crate::metrics::unauthorized;
         match self {
-            UnauthorizedReason::NoCredential => "no_credential",
-            UnauthorizedReason::MalformedAuthorization => "malformed_authorization",
-            UnauthorizedReason::CertificatesNotAccepted => "certificates_not_accepted",
-            UnauthorizedReason::InvalidCertificate(_) => "invalid_certificate",
-            UnauthorizedReason::JwtNotAccepted => "jwt_not_accepted",
-            UnauthorizedReason::InvalidJwt(_) => "invalid_jwt",
+            UnauthorizedReason::NoCredential => unauthorized::NO_CREDENTIAL,
+            UnauthorizedReason::MalformedAuthorization => unauthorized::MALFORMED_AUTHORIZATION,
+            UnauthorizedReason::CertificatesNotAccepted => unauthorized::CERTIFICATES_NOT_ACCEPTED,
+            UnauthorizedReason::InvalidCertificate(_) => unauthorized::INVALID_CERTIFICATE,
+            UnauthorizedReason::JwtNotAccepted => unauthorized::JWT_NOT_ACCEPTED,
+            UnauthorizedReason::InvalidJwt(_) => unauthorized::INVALID_JWT,
         }
     }
     /// Human detail for logs (never credential content).

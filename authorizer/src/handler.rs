@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest as RequestEvent;
 use http::header::AUTHORIZATION;
 use lambda_runtime::LambdaEvent;
-use tb_shared::telemetry::Unit;
+use tb_shared::telemetry::{Unit, SERVICE_DIMENSION};
 
 use crate::app::App;
 use crate::decision::{Decision, Presented, UnauthorizedReason};
@@ -38,7 +38,7 @@ pub async fn handle_request(
         _ => None,
     };
     let mut m = app.metrics.start();
-    m.dimension("Service", SERVICE).property("requestId", request_id);
+    m.dimension(SERVICE_DIMENSION, SERVICE).property("requestId", request_id);
     match &decision {
         Decision::Allow(a) => {
             tracing::info!(
@@ -97,6 +97,9 @@ pub async fn handle_request(
     }
     m.put(names::DECISION_LATENCY, Unit::Microseconds, started.elapsed().as_micros() as f64);
     m.flush();
+    if let Decision::Unauthorized(r) = &decision {
+        metrics::unauthorized_by_reason(&app.metrics, r, request_id);
+    }
 
     if let Some(outage) = outage {
         metrics::authorizer_error(&app.metrics, outage, Some(request_id));

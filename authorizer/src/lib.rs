@@ -30,7 +30,11 @@ pub use decision::{
 };
 pub use handler::{handle, handle_request};
 pub use jwt::{JwtConfig, JwtError, JwtVerifier, VerifiedJwt};
-pub use metrics::{names as metric_names, outage as outage_reasons, REASON_DIMENSION, SERVICE as METRICS_SERVICE};
+pub use metrics::{
+    issuer_dimension, names as metric_names, outage as outage_reasons, trust_object as trust_objects,
+    unauthorized as unauthorized_reasons, ISSUER_DIMENSION, OBJECT_DIMENSION, REASON_DIMENSION,
+    SERVICE as METRICS_SERVICE,
+};
 pub use mtls::{
     identify, load_crls, load_truststore, pem_fingerprint, CertError, CertVerifier, CrlSummary, IdentifyError,
     MtlsConfig, MtlsError, TruststoreSummary, VerifiedCert, MAX_CLIENT_CERT_PEM_BYTES,

@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::sources::JwksFetcher;
+use tb_shared::telemetry::MetricsSink;
 use tokio::sync::Mutex;
 
 use super::jwks::{parse_jwks, KeySet};
@@ -49,6 +50,8 @@ pub(crate) struct IssuerKeys {
     fetch: Mutex<FetchState>,
     /// Shared by every issuer of one verifier; bumped when a fetch replaces a key set with a different one.
     changes: Arc<AtomicU64>,
+    /// Where failed fetches are counted, with this issuer's `Issuer` dimension value.
+    failures: Option<(MetricsSink, String)>,
 }
 
 /// How a refetch attempt ended.
@@ -70,7 +73,20 @@ impl IssuerKeys {
             current: RwLock::new(None),
             fetch: Mutex::new(FetchState::default()),
             changes,
+            failures: None,
         }
+    }
+
+    /// Counts this issuer's failed fetches in `sink`.
+    pub(crate) fn report_failures_to(&mut self, sink: MetricsSink) {
+        self.failures = Some((sink, crate::metrics::issuer_dimension(&self.issuer)));
+    }
+
+    fn fetch_failed(&self) -> Refetch {
+        if let Some((sink, issuer)) = &self.failures {
+            crate::metrics::jwks_fetch_failure(sink, issuer);
+        }
+        Refetch::Failed
     }
 
     /// The current key set, if one was ever fetched.
@@ -127,12 +143,12 @@ impl IssuerKeys {
                 Ok(keys) => keys,
                 Err(e) => {
                     tracing::warn!(issuer = %self.issuer, reason = %e, "JWKS refused; keeping previous keys");
-                    return Refetch::Failed;
+                    return self.fetch_failed();
                 }
             },
             Err(e) => {
                 tracing::warn!(issuer = %self.issuer, reason = %e, "JWKS fetch failed; keeping previous keys");
-                return Refetch::Failed;
+                return self.fetch_failed();
             }
         };
         st.last_failed = false;

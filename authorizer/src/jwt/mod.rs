@@ -207,6 +207,16 @@ impl JwtVerifier {
         JwtVerifier { issuers, fetcher, cfg, key_changes }
     }
 
+    /// Reports every failed JWKS fetch (unreachable, error status, too large, not a JWKS) to `sink` as a
+    /// `JwksFetchFailures`, with the issuer as the `Issuer` dimension (`metrics::issuer_dimension`: from the
+    /// policy, never from a token).
+    pub fn with_metrics(mut self, sink: tb_shared::telemetry::MetricsSink) -> Self {
+        for entry in self.issuers.values_mut() {
+            entry.keys.report_failures_to(sink.clone());
+        }
+        self
+    }
+
     /// Moves whenever a refresh replaced an issuer's key set with a different one (the first fetch of an issuer
     /// does not count: nothing verified before it). A decision cache compares it before and after a verification,
     /// and on reuse, so a decision made under keys that were since withdrawn is never served.

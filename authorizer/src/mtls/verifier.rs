@@ -7,6 +7,7 @@ use crate::sources::{Fetched, ObjectSource};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 use tb_shared::policy::{Identity, KeyFloor, Policy};
+use tb_shared::telemetry::MetricsSink;
 use webpki::KeyUsage;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -105,6 +106,23 @@ pub struct CertVerifier {
     /// Issuer CNs named by `subject_cn` rules that pin no issuer key, for the load-time warning about CAs that
     /// share a CN.
     unpinned_issuer_cns: Vec<String>,
+    /// Where each refresh reports the material's health (see [`CertVerifier::with_metrics`]).
+    metrics: Option<MetricsSink>,
+    /// Reads of the truststore or CRL bundle that failed or were refused by the loader, since the last
+    /// [`CertVerifier::take_read_failures`].
+    read_failures: AtomicU64,
+}
+
+/// Which trust objects one refresh could not use.
+#[derive(Debug, Default, Clone, Copy)]
+struct RefreshFailures {
+    /// The truststore could not be read or was refused by the loader.
+    truststore: bool,
+    /// The CRL bundle could not be read or was refused by the loader.
+    crl_read: bool,
+    /// A CRL bundle was read and parsed but is not usable as it should be: a CRL in it was refused against the
+    /// truststore (signature, issuer, rollback), or it arrived already past its nextUpdate.
+    crl_refused: bool,
 }
 
 impl std::fmt::Debug for CertVerifier {
@@ -150,7 +168,25 @@ impl CertVerifier {
             last_check_ms: AtomicU64::new(NEVER),
             key_floor: KeyFloor::DEFAULT,
             unpinned_issuer_cns: Vec::new(),
+            metrics: None,
+            read_failures: AtomicU64::new(0),
         }
+    }
+
+    /// Reports the trust material's health to `sink` at every refresh (the cold start's included): the
+    /// `TruststoreSecondsToExpiry` and `CrlSecondsToNextUpdate` gauges of the material in use, and a
+    /// `TrustRefreshFailures` for each object the refresh could not use. Without it nothing is reported (tools that
+    /// only explain a decision). Call it before the first [`CertVerifier::refresh`].
+    pub fn with_metrics(mut self, sink: MetricsSink) -> Self {
+        self.metrics = Some(sink);
+        self
+    }
+
+    /// How many reads of the truststore or CRL bundle failed (unreachable, missing, or refused by the loader) since
+    /// the last call, and resets the count: the handler reports them as `AuthorizerErrors` with reason
+    /// `trust_refresh_failed`, from the request whose refresh met them.
+    pub(crate) fn take_read_failures(&self) -> u64 {
+        self.read_failures.swap(0, Ordering::AcqRel)
     }
 
     /// Takes what certificate verification needs from the policy: its key floor (`settings.min_rsa_key_bits`,
@@ -269,7 +305,32 @@ impl CertVerifier {
         false
     }
 
+    /// One refresh: reads both objects, installs what changed, and reports the outcome (see
+    /// [`CertVerifier::with_metrics`]).
     async fn refresh_locked(&self, now: SystemTime) -> (bool, Option<MtlsError>) {
+        let mut failures = RefreshFailures::default();
+        let outcome = self.reload(now, &mut failures).await;
+        let reads_failed = u64::from(failures.truststore) + u64::from(failures.crl_read);
+        if reads_failed > 0 {
+            self.read_failures.fetch_add(reads_failed, Ordering::AcqRel);
+        }
+        if let Some(sink) = &self.metrics {
+            use crate::metrics::{self, trust_object};
+            if failures.truststore {
+                metrics::trust_refresh_failure(sink, trust_object::TRUSTSTORE);
+            }
+            if failures.crl_read || failures.crl_refused {
+                metrics::trust_refresh_failure(sink, trust_object::CRL);
+            }
+            let m = self.snapshot();
+            let truststore_expiry = m.truststore.as_ref().and_then(|t| t.cas.iter().map(|ca| ca.not_after).min());
+            let crl_next_update = m.revocation.as_ref().and_then(|r| r.fresh_until);
+            metrics::trust_gauges(sink, now, truststore_expiry, crl_next_update);
+        }
+        outcome
+    }
+
+    async fn reload(&self, now: SystemTime, failures: &mut RefreshFailures) -> (bool, Option<MtlsError>) {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.last_check_ms.store(now_ms, Ordering::Release);
         let current = self.snapshot();
@@ -282,11 +343,13 @@ impl CertVerifier {
                 Ok(ts) => new_ts = Some((Arc::new(ts), etag)),
                 Err(reason) => {
                     tracing::warn!(%reason, etag = %etag, "refused new truststore; keeping the last good one");
+                    failures.truststore = true;
                     first_err = Some(MtlsError::TruststoreInvalid(reason));
                 }
             },
             Err(e) => {
                 tracing::warn!(error = %e, "truststore fetch failed; keeping the last good one");
+                failures.truststore = true;
                 first_err = Some(MtlsError::TruststoreUnavailable(e));
             }
         }
@@ -299,11 +362,13 @@ impl CertVerifier {
                     Ok(set) => new_crls = Some((Arc::new(set), etag)),
                     Err(reason) => {
                         tracing::warn!(%reason, etag = %etag, "refused new CRL bundle; keeping the last good one");
+                        failures.crl_read = true;
                         first_err.get_or_insert(MtlsError::CrlInvalid(reason));
                     }
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "CRL fetch failed; keeping the last good CRLs");
+                    failures.crl_read = true;
                     first_err.get_or_insert(MtlsError::CrlUnavailable(e));
                 }
             }
@@ -329,11 +394,15 @@ impl CertVerifier {
             for note in revocation::load_notes(bundle, now) {
                 tracing::warn!(%note, "CRL loaded");
             }
+            // Published already past its nextUpdate: loaded (it still proves revocations), but the refresh did not
+            // bring the fresh CRLs certificates need.
+            failures.crl_refused |= bundle.earliest_next_update().is_some_and(|t| now >= t);
         }
         // Verify the CRLs once, here, against the truststore in use; a request only looks them up.
         let revocation = match (&truststore, &crl_bundle) {
             (Some(ts), Some(bundle)) => {
                 let built = RevocationIndex::build(&ts.cas, bundle, current.revocation.as_deref());
+                failures.crl_refused |= !built.refused.is_empty();
                 for r in &built.refused {
                     tracing::warn!(
                         crl = r.position,
