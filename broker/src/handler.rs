@@ -255,6 +255,7 @@ async fn obtain(
             }
             Err(UpstreamError::Unavailable { reason, retry_after }) => {
                 trace.metrics.upstream_errors += 1;
+                trace.metrics.breaker_open = reason == crate::upstream::breaker::OPEN_REASON;
                 return Err(BrokerError::UpstreamUnavailable {
                     reason,
                     retry_after: retry_after.unwrap_or(RETRY_AFTER_UPSTREAM),
@@ -380,4 +381,93 @@ fn finish(
     trace.metrics.upstream_latency = trace.upstream_latency;
     trace.metrics.flush(&broker.metrics, request_id);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use serde_json::Value;
+    use tb_shared::clock::Clock;
+    use tb_shared::env::Env;
+    use tb_shared::telemetry::{CaptureWriter, MetricsSink, STACK_DIMENSION};
+
+    use crate::credentials::{ClientCredentials, MemoryCredentialSource};
+    use crate::metrics::names;
+    use crate::quota::MemoryQuotaStore;
+    use crate::{build, Config, Deps};
+
+    const POLICY: &str = r#"
+version: 1
+callers:
+  - id: order-svc
+    identities: [{ type: san_uri, value: "spiffe://test/order-svc" }]
+    cognito_client: orders
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+"#;
+
+    /// Cognito cannot be reached (nothing listens on its port) and the breaker opens after two failed attempts:
+    /// the request whose attempts open it is an upstream error, and the next one, refused without an attempt, is
+    /// also counted as `BreakerOpen` on the first line, next to the stack's dimension.
+    #[tokio::test]
+    async fn a_request_the_open_breaker_refuses_is_counted_as_breaker_open() {
+        let policy = tb_devkit::fixtures::write_policy(POLICY);
+        let mut cfg = Config::read(&Env::from_pairs([
+            ("POLICY_FILE", policy.path().to_str().unwrap()),
+            ("QUOTA_TABLE", "unused-in-memory"),
+            ("SSM_PREFIX", "/unused/in-memory"),
+            ("BREAKER_FAILURE_THRESHOLD", "2"),
+            ("STACK_NAME", "tb-breaker-test"),
+        ]))
+        .unwrap();
+        cfg.upstream.breaker_open_for = Duration::from_secs(60);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let creds = MemoryCredentialSource::new();
+        creds.insert(
+            "orders",
+            ClientCredentials {
+                client_id: "orders-client".into(),
+                client_secret: secrecy::SecretString::from("orders-secret".to_owned()),
+                token_url: format!("http://127.0.0.1:{port}/oauth2/token").parse().unwrap(),
+            },
+        );
+        let emf = CaptureWriter::default();
+        let deps = Deps {
+            quotas: Arc::new(MemoryQuotaStore::new()),
+            credentials: Arc::new(creds),
+            metrics: MetricsSink::to_writer("T", emf.clone()).with_dimension(STACK_DIMENSION, &cfg.stack_name),
+            clock: Clock::system(),
+        };
+        let app = build(&cfg, deps).unwrap();
+        let first_lines = |text: String| -> Vec<Value> {
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|v| v.get("Grants").is_some())
+                .collect()
+        };
+        let send = || {
+            let event = tb_devkit::events::proxy_request("order-svc", "grant_type=client_credentials");
+            super::handle(&app, tb_devkit::events::lambda_event(event, SystemTime::now() + Duration::from_secs(10)))
+        };
+
+        let r = send().await.unwrap();
+        assert_eq!(r.status_code, 503);
+        let lines = first_lines(emf.contents());
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].get(names::BREAKER_OPEN).is_none(), "two failed attempts, none refused: {}", lines[0]);
+        assert!(app.upstream.breaker_open());
+
+        emf.clear();
+        let r = send().await.unwrap();
+        assert_eq!(r.status_code, 503);
+        let lines = first_lines(emf.contents());
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0][names::BREAKER_OPEN], 1.0, "{}", lines[0]);
+        assert_eq!(lines[0]["Stack"], "tb-breaker-test");
+        assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["Service", "Stack"]]));
+    }
 }

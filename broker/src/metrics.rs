@@ -1,13 +1,34 @@
 //! The broker's EMF metrics: what one invocation contributes, flushed as at most two lines at its end.
 //!
-//! Line one has the dimension set `{Service}` and carries the totals operators alarm on. Line two, only for a
-//! refusal, has `{Service, Reason}` so denials can be graphed by reason without multiplying every other metric by
-//! the number of reasons. Reasons are the fixed names of [`crate::error::BrokerError::reason`]; caller ids are never
-//! a dimension (unbounded cardinality, and they may be hashed in logs for a reason).
+//! Line one has the dimension set `{Service, Stack}` and carries the totals operators alarm on. Line two, only for a
+//! refusal, has `{Service, Stack, Reason}` so denials can be graphed by reason without multiplying every other
+//! metric by the number of reasons. Reasons are the fixed names of [`crate::error::BrokerError::code`]; caller ids
+//! are never a dimension (unbounded cardinality, and they may be hashed in logs for a reason).
+//!
+//! ## Metrics
+//!
+//! Namespace: `METRICS_NAMESPACE` (default `TokenBroker`). Every line carries `Service` = `broker` and `Stack` =
+//! `STACK_NAME` (default `token-broker`, the sink's default dimension), so two stacks in one account never share a
+//! series.
+//!
+//! | metric | unit | dimensions | when | meaning |
+//! |---|---|---|---|---|
+//! | `Grants` | Count | Service, Stack | every request (0 or 1) | a token was handed out, fresh or reused |
+//! | `Denials` | Count | Service, Stack | every request (0 or 1) | the request was refused, for any reason |
+//! | `Denials` | Count | Service, Stack, Reason | per refusal, a second line | by the refusal's code (`invalid_scope`, `quota_exhausted`, `upstream_unavailable`, ...) |
+//! | `QuotaExhausted` | Count | Service, Stack | per request over its quota (429) | |
+//! | `UpstreamLatency` | Milliseconds | Service, Stack | per request that called Cognito | time of the Cognito call(s) |
+//! | `UpstreamErrors` | Count | Service, Stack | per request with failed Cognito attempts | timeouts, 5xx, throttling, refusals of our secret, unusable answers |
+//! | `BreakerOpen` | Count | Service, Stack | per request refused or cut short because the circuit breaker is open | Cognito failed `BREAKER_FAILURE_THRESHOLD` attempts in a row and the broker fails fast (503) for `BREAKER_OPEN_SECONDS` |
+//! | `TokenReuseHits` | Count | Service, Stack | per token served from the reuse cache | |
+//! | `UpstreamInvalidClient` | Count | Service, Stack | Cognito refused our client secret even after a refresh | page: the stored secret is wrong |
+//! | `TokenLifetimeExceeded` | Count | Service, Stack | Cognito issued a token longer-lived than the caller may hold | lower the app client's access-token validity |
+//! | `MissingAuthorizerContext` | Count | Service, Stack | a request came without an authorizer context | the gateway is misconfigured or bypassed |
+//! | `CredentialRefreshes` | Count | Service, Stack | credentials were re-read after Cognito refused them | |
 
 use std::time::Duration;
 
-use tb_shared::telemetry::{MetricsSink, Unit};
+use tb_shared::telemetry::{MetricsSink, Unit, SERVICE_DIMENSION};
 
 /// Metric names, public so dashboards, alarms (infra) and tests agree on them.
 pub mod names {
@@ -31,6 +52,9 @@ pub mod names {
     pub const MISSING_CONTEXT_ALARM: &str = "MissingAuthorizerContext";
     /// Credentials were re-read after Cognito refused them.
     pub const CREDENTIAL_REFRESHES: &str = "CredentialRefreshes";
+    /// A request was refused, or its retry cut short, because the upstream circuit breaker is open: Cognito failed
+    /// too often in a row and the broker fails fast.
+    pub const BREAKER_OPEN: &str = "BreakerOpen";
 
     /// Every name above, for the test that checks the template against the code.
     pub const ALL: &[&str] = &[
@@ -44,6 +68,7 @@ pub mod names {
         LIFETIME_ALARM,
         MISSING_CONTEXT_ALARM,
         CREDENTIAL_REFRESHES,
+        BREAKER_OPEN,
     ];
 }
 
@@ -63,13 +88,14 @@ pub(crate) struct InvocationMetrics {
     pub lifetime_alarm: bool,
     pub missing_context_alarm: bool,
     pub credential_refreshes: u32,
+    pub breaker_open: bool,
 }
 
 impl InvocationMetrics {
     /// Writes the EMF line(s). `request_id` is a searchable property, not a dimension.
     pub(crate) fn flush(&self, sink: &MetricsSink, request_id: &str) {
         let mut m = sink.start();
-        m.dimension("Service", SERVICE).property("requestId", request_id);
+        m.dimension(SERVICE_DIMENSION, SERVICE).property("requestId", request_id);
         let count = |b: bool| if b { 1.0 } else { 0.0 };
         m.put(names::GRANTS, Unit::Count, count(self.granted));
         m.put(names::DENIALS, Unit::Count, count(self.denial_reason.is_some()));
@@ -97,14 +123,17 @@ impl InvocationMetrics {
         if self.credential_refreshes > 0 {
             m.put(names::CREDENTIAL_REFRESHES, Unit::Count, f64::from(self.credential_refreshes));
         }
+        if self.breaker_open {
+            m.put(names::BREAKER_OPEN, Unit::Count, 1.0);
+        }
         m.flush();
         if let Some(reason) = self.denial_reason {
             let mut by_reason = sink.start();
-            by_reason.dimension("Service", SERVICE).dimension("Reason", reason).property("requestId", request_id).put(
-                names::DENIALS,
-                Unit::Count,
-                1.0,
-            );
+            by_reason
+                .dimension(SERVICE_DIMENSION, SERVICE)
+                .dimension("Reason", reason)
+                .property("requestId", request_id)
+                .put(names::DENIALS, Unit::Count, 1.0);
             by_reason.flush();
         }
     }
@@ -113,19 +142,50 @@ impl InvocationMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tb_shared::telemetry::CaptureWriter;
+    use serde_json::{json, Value};
+    use tb_shared::telemetry::{CaptureWriter, STACK_DIMENSION};
+
+    /// A sink as the Lambda builds it (with the stack's dimension), and the lines one invocation writes to it.
+    fn flushed(m: InvocationMetrics) -> Vec<Value> {
+        let cap = CaptureWriter::default();
+        let sink = MetricsSink::to_writer("T", cap.clone()).with_dimension(STACK_DIMENSION, "tb-test");
+        m.flush(&sink, "r-1");
+        let text = cap.contents();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn names_and_units(line: &Value) -> Vec<(String, String)> {
+        let defs = line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap();
+        defs.iter().map(|d| (d["Name"].as_str().unwrap().to_owned(), d["Unit"].as_str().unwrap().to_owned())).collect()
+    }
 
     #[test]
     fn denial_writes_a_reason_line() {
-        let cap = CaptureWriter::default();
-        let sink = MetricsSink::to_writer("T", cap.clone());
-        InvocationMetrics { denial_reason: Some("invalid_scope"), ..Default::default() }.flush(&sink, "r-1");
-        let text = cap.contents();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines = flushed(InvocationMetrics { denial_reason: Some("invalid_scope"), ..Default::default() });
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["Denials"], 1.0);
         assert_eq!(lines[0]["Grants"], 0.0);
+        assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Service", "Stack"]]));
         assert_eq!(lines[1]["Reason"], "invalid_scope");
-        assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["Reason", "Service"]]));
+        assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Reason", "Service", "Stack"]]));
+        assert!(lines.iter().all(|l| l["Stack"] == "tb-test" && l["Service"] == "broker"), "{lines:?}");
+    }
+
+    #[test]
+    fn an_open_breaker_is_counted_on_the_first_line_only_when_it_refused() {
+        let lines = flushed(InvocationMetrics {
+            denial_reason: Some("upstream_unavailable"),
+            upstream_errors: 1,
+            breaker_open: true,
+            ..Default::default()
+        });
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0][names::BREAKER_OPEN], 1.0);
+        assert!(names_and_units(&lines[0]).contains(&("BreakerOpen".to_owned(), "Count".to_owned())));
+        assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Service", "Stack"]]));
+        assert!(lines[1].get(names::BREAKER_OPEN).is_none(), "the reason line carries Denials only");
+        let closed = flushed(InvocationMetrics { granted: true, ..Default::default() });
+        assert!(closed[0].get(names::BREAKER_OPEN).is_none(), "{}", closed[0]);
+        assert!(names::ALL.contains(&names::BREAKER_OPEN));
     }
 }

@@ -15,6 +15,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The `reason` of the `UpstreamError::Unavailable` an open breaker answers with: the handler counts those
+/// requests as `BreakerOpen`, so an operator sees the broker failing fast, not only that grants stopped.
+pub(crate) const OPEN_REASON: &str = "upstream_breaker_open";
+
 /// The breaker's state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -121,6 +125,31 @@ mod tests {
         assert!(b.try_acquire(later).is_err(), "only one probe while half-open");
         probe.success();
         assert!(b.try_acquire(later).is_ok());
+    }
+
+    /// The upstream client answers a request the breaker refuses with [`OPEN_REASON`] (what the handler's
+    /// `BreakerOpen` metric keys on), including the retry of a request whose first attempt opened it.
+    #[tokio::test]
+    async fn an_open_breaker_answers_with_the_open_reason() {
+        use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
+        // A loopback port nothing listens on: every attempt fails to connect at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let creds = crate::credentials::ClientCredentials {
+            client_id: "c".into(),
+            client_secret: secrecy::SecretString::from("s".to_owned()),
+            token_url: format!("http://127.0.0.1:{port}/oauth2/token").parse().unwrap(),
+        };
+        let scopes = tb_shared::ids::ScopeSet::parse_param("api/read").unwrap();
+        let settings = UpstreamSettings { breaker_failure_threshold: 1, ..UpstreamSettings::default() };
+        let upstream = Upstream::new(settings).unwrap();
+        let first = upstream.request_token(&creds, &scopes, None).await.unwrap_err();
+        assert!(
+            matches!(first, UpstreamError::Unavailable { reason, retry_after: Some(_) } if reason == OPEN_REASON),
+            "the retry meets the breaker the first attempt opened: {first:?}"
+        );
+        assert!(upstream.breaker_open());
+        let second = upstream.request_token(&creds, &scopes, None).await.unwrap_err();
+        assert!(matches!(second, UpstreamError::Unavailable { reason, .. } if reason == OPEN_REASON), "{second:?}");
     }
 
     #[test]
