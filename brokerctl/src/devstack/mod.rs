@@ -32,7 +32,7 @@ use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
 use tb_shared::env::Env;
 use tb_shared::policy::Policy;
-use tb_shared::telemetry::MetricsSink;
+use tb_shared::telemetry::{MetricsSink, STACK_DIMENSION};
 use tokio::task::JoinHandle;
 
 pub use gateway::{GatewaySettings, GatewayStats, IdentitySource};
@@ -248,7 +248,10 @@ impl DevStack {
             .map_err(setup("authorizer configuration"))?;
         let broker_cfg = tb_broker::Config::read(&Env::from_pairs(broker_env(&opts, &policy_path)))
             .map_err(setup("broker configuration"))?;
-        let metrics = || MetricsSink::to_writer(METRICS_NAMESPACE, std::io::sink());
+        let metrics = || {
+            MetricsSink::to_writer(METRICS_NAMESPACE, std::io::sink())
+                .with_dimension(STACK_DIMENSION, &authorizer_cfg.stack_name)
+        };
         let truststore_pem =
             std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
         let (trust, broker_deps, crl_target) = match &opts.aws_endpoint {
