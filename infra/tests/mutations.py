@@ -1,0 +1,368 @@
+"""Realistic mistakes, each applied alone to a deep copy of the source template. The test requires that SOME check
+rejects each one, so no property of the template can regress without a test noticing."""
+
+import copy
+
+from tplutil import TOKEN_PATH
+
+
+def _r(t, name):
+    return t["Resources"][name]["Properties"]
+
+
+def _api(t):
+    return _r(t, "TokenApi")
+
+
+def _body(t):
+    return _api(t)["DefinitionBody"]
+
+
+def _responses(t):
+    return _body(t)["x-amazon-apigateway-gateway-responses"]
+
+
+def _authz(t):
+    return _body(t)["components"]["securitySchemes"]["CallerAuthorizer"]["x-amazon-apigateway-authorizer"]
+
+
+def _policy(t, role, name):
+    return [p for p in _r(t, role)["Policies"] if isinstance(p, dict) and p.get("PolicyName") == name][0]
+
+
+def _dims(t, alarm):
+    return _r(t, alarm)["Dimensions"]
+
+
+# --- request path ----------------------------------------------------------------------------------------------------
+def add_get(t):
+    _body(t)["paths"][TOKEN_PATH]["get"] = copy.deepcopy(_body(t)["paths"][TOKEN_PATH]["post"])
+
+
+def cache_on_header(t):
+    _authz(t)["authorizerResultTtlInSeconds"] = 300
+    _authz(t)["identitySource"] = "method.request.header.X-Caller"
+
+
+def enable_execute_api(t):
+    _api(t)["DisableExecuteApiEndpoint"] = False
+    _body(t)["x-amazon-apigateway-endpoint-configuration"]["disableExecuteApiEndpoint"] = False
+
+
+def drop_always_deploy(t):
+    del _api(t)["AlwaysDeploy"]
+
+
+def unpin_truststore(t):
+    del _r(t, "MtlsDomain")["MutualTlsAuthentication"]["TruststoreVersion"]
+
+
+def mtls_on_partner_domain(t):
+    _r(t, "PartnerDomain")["MutualTlsAuthentication"] = _r(t, "MtlsDomain").pop("MutualTlsAuthentication")
+    _r(t, "PartnerDomain")["SecurityPolicy"] = "TLS_1_2"
+    del _r(t, "PartnerDomain")["EndpointAccessMode"]
+
+
+def rule_tautology(t):
+    t["Rules"]["TruststoreVersionPinned"]["Assertions"][0]["Assert"] = {
+        "Fn::Equals": [{"Ref": "TruststoreVersion"}, {"Ref": "TruststoreVersion"}]}
+
+
+def rule_tests_version_instead_of_uri(t):
+    t["Rules"]["TruststoreVersionPinned"]["RuleCondition"] = {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "TruststoreVersion"}, ""]}]}
+
+
+def crl_uri_elsewhere(t):
+    _r(t, "AuthorizerFunction")["Environment"]["Variables"]["CRL_URI"] = {"Fn::If": [
+        "HasCrl", {"Fn::Sub": "s3://${TruststoreBucket}/crl/crls.pem"}, {"Ref": "AWS::NoValue"}]}
+
+
+def partner_tls_1_0(t):
+    _r(t, "PartnerDomain")["SecurityPolicy"] = "TLS_1_0"
+
+
+def partner_legacy_tls(t):
+    _r(t, "PartnerDomain")["SecurityPolicy"] = "TLS_1_2"
+    del _r(t, "PartnerDomain")["EndpointAccessMode"]
+
+
+def log_authorization(t):
+    fmt = _api(t)["AccessLogSetting"]["Format"]["Fn::Sub"]
+    _api(t)["AccessLogSetting"]["Format"]["Fn::Sub"] = fmt[:-1] + ',"auth":"$context.requestHeader.Authorization"}'
+    _r(t, "PartnerStage")["AccessLogSetting"]["Format"]["Fn::Sub"] = _api(t)["AccessLogSetting"]["Format"]["Fn::Sub"]
+
+
+def rename_error_response_type(t):
+    for stage in (_api(t), _r(t, "PartnerStage")):
+        stage["AccessLogSetting"]["Format"]["Fn::Sub"] = stage["AccessLogSetting"]["Format"]["Fn::Sub"].replace(
+            '"errorResponseType":', '"responseType":')
+
+
+def data_trace_on_partner(t):
+    _r(t, "PartnerStage")["MethodSettings"][0]["DataTraceEnabled"] = True
+
+
+def drop_throttle(t):
+    del _api(t)["MethodSettings"][0]["ThrottlingRateLimit"]
+
+
+def merge_partner_into_mtls_stage(t):
+    _r(t, "PartnerBasePathMapping")["Stage"] = {"Ref": "TokenApi.Stage"}
+    _r(t, "PartnerWebAclAssociation")["ResourceArn"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${TokenApi}/stages/${TokenApi.Stage}"}
+    del t["Resources"]["PartnerStage"]
+    del t["Outputs"]["PartnerStageName"]
+    _r(t, "StandardUsagePlan")["ApiStages"].pop()
+
+
+def partner_stage_shares_mtls_throttle(t):
+    s = _r(t, "PartnerStage")["MethodSettings"][0]
+    s["ThrottlingRateLimit"], s["ThrottlingBurstLimit"] = {"Ref": "ThrottlingRateLimit"}, {"Ref": "ThrottlingBurstLimit"}
+
+
+def drop_waf_rate_rule(t):
+    _r(t, "PartnerWebAcl")["Rules"] = [r for r in _r(t, "PartnerWebAcl")["Rules"] if r["Name"] != "PerIpRateLimit"]
+
+
+def ip_reputation_count_only(t):
+    _r(t, "PartnerWebAcl")["Rules"][0]["OverrideAction"] = {"Count": {}}
+
+
+def waf_on_mtls_stage(t):
+    _r(t, "PartnerWebAclAssociation")["ResourceArn"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${TokenApi}/stages/${TokenApi.Stage}"}
+
+
+def unscoped_permission(t):
+    del _r(t, "BrokerInvokePermission")["SourceArn"]
+
+
+def permission_on_latest(t):
+    _r(t, "BrokerInvokePermission")["FunctionName"] = {"Fn::GetAtt": ["BrokerFunction", "Arn"]}
+
+
+def integration_on_latest(t):
+    post = _body(t)["paths"][TOKEN_PATH]["post"]["x-amazon-apigateway-integration"]
+    post["uri"] = {"Fn::Sub": post["uri"]["Fn::Sub"].replace("${BrokerFunctionAliaslive}", "${BrokerFunction.Arn}")}
+
+
+def header_key_source(t):
+    _api(t)["ApiKeySourceType"] = "HEADER"
+
+
+def plain_403(t):
+    del _responses(t)["ACCESS_DENIED"]
+
+
+def drop_default_4xx(t):
+    del _responses(t)["DEFAULT_4XX"]
+
+
+def drop_missing_authentication_token(t):
+    del _responses(t)["MISSING_AUTHENTICATION_TOKEN"]
+
+
+def drop_invalid_api_key(t):
+    del _responses(t)["INVALID_API_KEY"]
+
+
+def drop_waf_filtered(t):
+    del _responses(t)["WAF_FILTERED"]
+
+
+def drop_www_authenticate(t):
+    del _responses(t)["UNAUTHORIZED"]["responseParameters"]["gatewayresponse.header.WWW-Authenticate"]
+
+
+def access_denied_code(t):
+    tmpl = _responses(t)["ACCESS_DENIED"]["responseTemplates"]
+    tmpl["application/json"] = tmpl["application/json"].replace("unauthorized_client", "access_denied")
+
+
+def no_partner_output(t):
+    del t["Outputs"]["PartnerTokenEndpoint"]
+
+
+# --- functions, roles, state ----------------------------------------------------------------------------------------
+def x86(t):
+    t["Globals"]["Function"]["Architectures"] = ["x86_64"]
+
+
+def broker_timeout_30(t):
+    _r(t, "BrokerFunction")["Timeout"] = 30
+
+
+def authorizer_timeout_15(t):
+    _r(t, "AuthorizerFunction")["Timeout"] = 15
+
+
+def bucket_acls_enabled(t):
+    _r(t, "TruststoreBucket")["OwnershipControls"]["Rules"][0]["ObjectOwnership"] = "ObjectWriter"
+
+
+def drop_stack_name_env(t):
+    del _r(t, "BrokerFunction")["Environment"]["Variables"]["STACK_NAME"]
+
+
+def drop_tracing(t):
+    del _r(t, "AuthorizerFunction")["Tracing"]
+
+
+def drop_canary_alarms(t):
+    del _r(t, "BrokerFunction")["DeploymentPreference"]["Alarms"]
+
+
+def release_all_at_once(t):
+    t["Parameters"]["DeploymentType"]["Default"] = "AllAtOnce"
+
+
+def drop_auto_publish_alias(t):
+    del _r(t, "AuthorizerFunction")["AutoPublishAlias"]
+    del _r(t, "AuthorizerFunction")["DeploymentPreference"]
+    del t["Outputs"]["AuthorizerLiveAlias"]
+    _authz(t)["authorizerUri"] = {"Fn::Sub": _authz(t)["authorizerUri"]["Fn::Sub"].replace(
+        "${AuthorizerFunctionAliaslive}", "${AuthorizerFunction.Arn}")}
+    _r(t, "AuthorizerInvokePermission")["FunctionName"] = {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+
+
+def broker_reads_all_ssm(t):
+    _policy(t, "BrokerRole", "cognito-credentials")["PolicyDocument"]["Statement"][0]["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*"}
+
+
+def drop_kms_encryption_context(t):
+    cond = _policy(t, "BrokerRole", "cognito-credentials")["PolicyDocument"]["Statement"][1]["Condition"]
+    del cond["StringLike"]
+
+
+def authorizer_reads_bucket(t):
+    _r(t, "AuthorizerRole")["Policies"].append({
+        "PolicyName": "bucket", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": {"Fn::Sub": "${TruststoreBucket.Arn}/*"}}]}})
+
+
+def no_pitr(t):
+    _r(t, "QuotaTable")["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] = False
+
+
+def quota_table_deletable(t):
+    _r(t, "QuotaTable")["DeletionProtectionEnabled"] = False
+
+
+def public_bucket(t):
+    _r(t, "TruststoreBucket")["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] = False
+
+
+def bucket_unencrypted_and_deletable(t):
+    del _r(t, "TruststoreBucket")["BucketEncryption"]
+    t["Resources"]["TruststoreBucket"]["DeletionPolicy"] = "Delete"
+
+
+def expire_noncurrent_versions(t):
+    _r(t, "TruststoreBucket")["LifecycleConfiguration"] = {"Rules": [
+        {"Id": "tidy", "Status": "Enabled", "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]}
+
+
+def drop_trust_object_guard(t):
+    stmts = _r(t, "TruststoreBucketPolicy")["PolicyDocument"]["Statement"]
+    _r(t, "TruststoreBucketPolicy")["PolicyDocument"]["Statement"] = [s for s in stmts if "Fn::If" not in s]
+
+
+def guard_only_truststore(t):
+    guard = [s for s in _r(t, "TruststoreBucketPolicy")["PolicyDocument"]["Statement"] if "Fn::If" in s][0]
+    guard["Fn::If"][1]["Resource"] = guard["Fn::If"][1]["Resource"][:1]
+
+
+# --- observability ---------------------------------------------------------------------------------------------------
+def no_invalid_client_alarm(t):
+    del t["Resources"]["UpstreamInvalidClientAlarm"]
+
+
+def authorizer_alarm_on_lambda_errors(t):
+    """The alarm as it once was: the EMF metric plus the function's Lambda Errors, i.e. plus every 401."""
+    p = _r(t, "AuthorizerErrorsAlarm")
+    emf = {k: p.pop(k) for k in ("Namespace", "MetricName", "Dimensions")}
+    p.pop("Statistic")
+    p.pop("Period")
+    p["Metrics"] = [
+        {"Id": "emf", "ReturnData": False, "MetricStat": {"Metric": emf, "Period": 60, "Stat": "Sum"}},
+        {"Id": "lambda", "ReturnData": False, "MetricStat": {"Metric": {
+            "Namespace": "AWS/Lambda", "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "AuthorizerFunction"}}]}, "Period": 60, "Stat": "Sum"}},
+        {"Id": "total", "Expression": "FILL(emf, 0) + FILL(lambda, 0)", "ReturnData": True},
+    ]
+
+
+def service_typo(t):
+    _dims(t, "UpstreamErrorsAlarm")[0]["Value"] = "brokr"
+
+
+def hard_coded_namespace(t):
+    _r(t, "QuotaDenialsAlarm")["Namespace"] = "TokenBrokr"
+
+
+def drop_stack_dimension(t):
+    _r(t, "TrustRefreshFailuresAlarm")["Dimensions"] = _dims(t, "TrustRefreshFailuresAlarm")[:1]
+
+
+def stack_dimension_hard_coded(t):
+    _dims(t, "UpstreamInvalidClientAlarm")[1]["Value"] = "token-broker"
+
+
+def crl_alarm_average(t):
+    _r(t, "CrlNextUpdatePageAlarm")["Statistic"] = "Average"
+
+
+def crl_alarm_missing_breaching(t):
+    _r(t, "CrlNextUpdateWarningAlarm")["TreatMissingData"] = "breaching"
+
+
+def drop_crl_gauge_missing_alarm(t):
+    del t["Resources"]["CrlGaugeMissingAlarm"]
+
+
+def jwks_alarm_single_failure(t):
+    _r(t, "JwksFetchFailuresAlarm")["EvaluationPeriods"] = 1
+    del _r(t, "JwksFetchFailuresAlarm")["DatapointsToAlarm"]
+
+
+def metric_filter_without_stack(t):
+    del _r(t, "GatewayThrottlesMetricFilter")["MetricTransformations"][0]["Dimensions"]
+
+
+def execution_log_without_retention(t):
+    del _r(t, "PartnerExecutionLogGroup")["RetentionInDays"]
+
+
+def drop_execution_log_group(t):
+    del t["Resources"]["ExecutionLogGroup"]
+
+
+def dashboard_typo(t):
+    d = _r(t, "Dashboard")
+    d["DashboardBody"] = {"Fn::Sub": d["DashboardBody"]["Fn::Sub"].replace("CrlSecondsToNextUpdate", "CrlSecondsToNextUpdat")}
+
+
+def dashboard_without_reason_breakdown(t):
+    d = _r(t, "Dashboard")
+    d["DashboardBody"] = {"Fn::Sub": d["DashboardBody"]["Fn::Sub"].replace("Reason,Service,Stack", "Service,Stack")}
+
+
+MUTATIONS = {f.__name__: f for f in [
+    add_get, cache_on_header, enable_execute_api, drop_always_deploy, unpin_truststore, mtls_on_partner_domain,
+    rule_tautology, rule_tests_version_instead_of_uri, crl_uri_elsewhere, partner_tls_1_0, partner_legacy_tls,
+    log_authorization, rename_error_response_type, data_trace_on_partner, drop_throttle, merge_partner_into_mtls_stage,
+    partner_stage_shares_mtls_throttle, drop_waf_rate_rule, ip_reputation_count_only, waf_on_mtls_stage,
+    unscoped_permission, permission_on_latest, integration_on_latest, header_key_source, plain_403, drop_default_4xx,
+    drop_missing_authentication_token, drop_invalid_api_key, drop_waf_filtered, drop_www_authenticate,
+    access_denied_code, no_partner_output, x86, broker_timeout_30, authorizer_timeout_15, bucket_acls_enabled,
+    drop_stack_name_env, drop_tracing,
+    drop_canary_alarms, release_all_at_once, drop_auto_publish_alias, broker_reads_all_ssm,
+    drop_kms_encryption_context, authorizer_reads_bucket, no_pitr, quota_table_deletable, public_bucket,
+    bucket_unencrypted_and_deletable, expire_noncurrent_versions, drop_trust_object_guard, guard_only_truststore,
+    no_invalid_client_alarm, authorizer_alarm_on_lambda_errors, service_typo, hard_coded_namespace,
+    drop_stack_dimension, stack_dimension_hard_coded, crl_alarm_average, crl_alarm_missing_breaching,
+    drop_crl_gauge_missing_alarm, jwks_alarm_single_failure, metric_filter_without_stack,
+    execution_log_without_retention, drop_execution_log_group, dashboard_typo, dashboard_without_reason_breakdown,
+]}
