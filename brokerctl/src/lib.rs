@@ -20,6 +20,7 @@ pub mod devstack;
 pub mod exit;
 pub mod policy;
 pub mod publish;
+pub mod quota;
 pub mod secret;
 pub mod truststore;
 

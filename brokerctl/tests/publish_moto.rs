@@ -5,15 +5,21 @@
 //! `CreateDomainName`, so the custom domain's side is served by a small loopback stand-in of API Gateway's REST API
 //! (`GET`/`PATCH /domainnames/{name}`, the wire format the SDK speaks) that applies the patch operations it receives.
 //! The test then checks what a real domain would hold: the version id S3 (moto) returned for the upload.
+//!
+//! Each refusal (a bundle or a CRL set that would turn callers into 401s) is shown to write nothing: no new object
+//! version in the bucket and no patch of the domain; `--force` publishes over it and reports what it overrode.
 
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Json;
-use brokerctl::publish::{publish, PublishError, PublishInput};
+use std::time::{Duration, SystemTime};
+
+use brokerctl::publish::{publish, PublishError, PublishInput, PublishOutcome};
 use serde_json::{json, Value};
 use tb_devkit::moto;
+use tb_devkit::pki::TestCa;
 
 #[derive(Default)]
 struct Domain {
@@ -92,86 +98,214 @@ async fn versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     out.versions().iter().filter_map(|v| v.version_id().map(str::to_owned)).collect()
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+const DOMAIN: &str = "mtls.example.internal";
+const KEY: &str = "truststore.pem";
+const CRL_KEY: &str = "crl/crls.pem";
+
+fn crl(ca: &TestCa, number: u64, valid_for: Duration) -> String {
+    let now = SystemTime::now();
+    ca.crl_builder().validity(now - HOUR, now + valid_for).number(number).build().unwrap().pem
+}
+
+fn pem(cas: &[&TestCa]) -> Vec<u8> {
+    cas.iter().map(|c| c.cert_pem()).collect::<String>().into_bytes()
+}
+
+/// A versioned bucket holding a published bundle (and, when given, a CRL bundle) and a domain pinned to it.
+struct Fixture {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    domain: Shared,
+    pinned: String,
+    input: PublishInput,
+}
+
+impl Fixture {
+    async fn new(published: &[u8], crls: Option<&str>) -> Fixture {
+        let s3 = s3().await;
+        let bucket = bucket(&s3, true).await;
+        let put = s3.put_object().bucket(&bucket).key(KEY).body(published.to_vec().into()).send().await.unwrap();
+        let pinned = put.version_id().unwrap().to_owned();
+        if let Some(c) = crls {
+            s3.put_object().bucket(&bucket).key(CRL_KEY).body(c.as_bytes().to_vec().into()).send().await.unwrap();
+        }
+        let domain: Shared = Arc::new(Mutex::new(Domain {
+            truststore_uri: format!("s3://{bucket}/{KEY}"),
+            truststore_version: pinned.clone(),
+            patches: Vec::new(),
+        }));
+        let mut input = PublishInput::bundle(published.to_vec(), &bucket, KEY, DOMAIN);
+        input.endpoint = Some(moto::endpoint());
+        input.apigateway_endpoint = Some(apigateway(domain.clone()).await);
+        Fixture { s3, bucket, domain, pinned, input }
+    }
+
+    /// Object versions in the bucket.
+    async fn versions(&self) -> usize {
+        versions(&self.s3, &self.bucket).await.len()
+    }
+
+    async fn object(&self, key: &str) -> Vec<u8> {
+        let got = self.s3.get_object().bucket(&self.bucket).key(key).send().await.unwrap();
+        got.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// Publishes `input`, expects a refusal carrying `code`, and checks that nothing was written.
+    async fn refused(&self, input: &PublishInput, code: &str) {
+        let before = self.versions().await;
+        let e = publish(input).await.unwrap_err();
+        match &e {
+            PublishError::CheckFailed(r) => assert!(r.has(code), "want {code}: {}", r.render("new")),
+            other => panic!("want a refusal with {code}, got {other}"),
+        }
+        assert_eq!(self.versions().await, before, "nothing uploaded");
+        let d = self.domain.lock().unwrap();
+        assert!(d.patches.is_empty(), "domain untouched");
+        assert_eq!(d.truststore_version, self.pinned);
+    }
+}
+
+fn pinned(o: &PublishOutcome) -> &brokerctl::publish::Pinned {
+    o.truststore.as_ref().expect("a bundle was published")
+}
+
 #[tokio::test]
 async fn publish_creates_a_new_version_and_pins_the_domain_to_it() {
-    let s3 = s3().await;
-    let b = bucket(&s3, true).await;
-    let shared: Shared = Arc::new(Mutex::new(Domain {
-        truststore_uri: format!("s3://{b}/truststore.pem"),
-        truststore_version: "initial".into(),
-        patches: Vec::new(),
-    }));
-    let agw = apigateway(shared.clone()).await;
-    let mut input = PublishInput {
-        bundle: ca_bundle("Publish Root 1", 3650),
-        bucket: b.clone(),
-        key: "truststore.pem".into(),
-        domain: "mtls.example.internal".into(),
-        endpoint: Some(moto::endpoint()),
-        apigateway_endpoint: Some(agw),
-    };
+    let one = TestCa::root("Publish Root 1").unwrap();
+    let two = TestCa::root("Publish Root 2").unwrap();
+    let f = Fixture::new(&pem(&[&one]), None).await;
+    let mut input = PublishInput { bundle: Some(pem(&[&one, &two])), ..f.input.clone() };
     let first = publish(&input).await.unwrap();
-    assert_eq!(first.previous_version.as_deref(), Some("initial"));
-    assert_eq!(shared.lock().unwrap().truststore_version, first.version_id);
-    assert_eq!(first.truststore_warnings, ["example warning reported by the domain"]);
-    assert_eq!(first.domain_status.as_deref(), Some("UPDATING"));
+    let p1 = pinned(&first).clone();
+    assert_eq!(p1.previous_version.as_deref(), Some(f.pinned.as_str()));
+    assert_eq!(f.domain.lock().unwrap().truststore_version, p1.version_id);
+    assert_eq!(p1.truststore_warnings, ["example warning reported by the domain"]);
+    assert_eq!(p1.domain_status.as_deref(), Some("UPDATING"));
+    assert!(first.check.has("no_crls_published"), "no CRL object: CRLs are not required, said as a warning");
+    assert!(first.overridden.is_empty() && first.crl_version.is_none());
 
-    input.bundle = ca_bundle("Publish Root 2", 3650);
+    // Dropping a CA needs its fingerprint named.
+    input.bundle = Some(pem(&[&two]));
+    input.allow_removed = vec![brokerctl::truststore::fingerprint(one.cert_der())];
     let second = publish(&input).await.unwrap();
-    assert_ne!(second.version_id, first.version_id);
-    assert_eq!(second.previous_version.as_deref(), Some(first.version_id.as_str()));
-    assert_eq!(shared.lock().unwrap().truststore_version, second.version_id);
-    let vs = versions(&s3, &b).await;
-    assert_eq!(vs.len(), 2, "{vs:?}");
-    assert!(vs.contains(&first.version_id) && vs.contains(&second.version_id));
-    let got = s3.get_object().bucket(&b).key("truststore.pem").version_id(&second.version_id).send().await.unwrap();
-    assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), input.bundle);
-    let patches = shared.lock().unwrap().patches.clone();
+    let p2 = pinned(&second);
+    assert!(second.check.has("ca_removed") && second.check.errors().next().is_none());
+    assert_ne!(p2.version_id, p1.version_id);
+    assert_eq!(p2.previous_version.as_deref(), Some(p1.version_id.as_str()));
+    assert_eq!(f.domain.lock().unwrap().truststore_version, p2.version_id);
+    let vs = versions(&f.s3, &f.bucket).await;
+    assert_eq!(vs.len(), 3, "{vs:?}");
+    assert!(vs.contains(&p1.version_id) && vs.contains(&p2.version_id));
+    let got = f.s3.get_object().bucket(&f.bucket).key(KEY).version_id(&p2.version_id).send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), pem(&[&two]));
+    let patches = f.domain.lock().unwrap().patches.clone();
     assert_eq!(patches.len(), 2);
     assert_eq!(
         patches[1],
-        json!({"op": "replace", "path": "/mutualTlsAuthentication/truststoreVersion", "value": second.version_id})
+        json!({"op": "replace", "path": "/mutualTlsAuthentication/truststoreVersion", "value": p2.version_id})
     );
 }
 
 #[tokio::test]
 async fn publish_changes_nothing_when_anything_is_wrong() {
-    let s3 = s3().await;
-    let b = bucket(&s3, true).await;
-    let shared: Shared = Arc::new(Mutex::new(Domain {
-        truststore_uri: format!("s3://{b}/truststore.pem"),
-        truststore_version: "initial".into(),
-        patches: Vec::new(),
-    }));
-    let agw = apigateway(shared.clone()).await;
-    let base = PublishInput {
-        bundle: ca_bundle("Good Root", 3650),
-        bucket: b.clone(),
-        key: "truststore.pem".into(),
-        domain: "mtls.example.internal".into(),
-        endpoint: Some(moto::endpoint()),
-        apigateway_endpoint: Some(agw.clone()),
-    };
+    let root = TestCa::root("Good Root").unwrap();
+    let f = Fixture::new(&pem(&[&root]), None).await;
 
     // An expired CA: the check refuses before any AWS call.
-    let e = publish(&PublishInput { bundle: ca_bundle("Expired Root", -1), ..base.clone() }).await.unwrap_err();
-    assert!(matches!(&e, PublishError::CheckFailed(r) if r.has("expired")), "{e}");
+    let expired = ca_bundle("Expired Root", -1);
+    f.refused(&PublishInput { bundle: Some(expired), ..f.input.clone() }, "expired").await;
 
     // The domain reads another object.
-    let e = publish(&PublishInput { key: "other.pem".into(), ..base.clone() }).await.unwrap_err();
+    let e = publish(&PublishInput { key: "other.pem".into(), ..f.input.clone() }).await.unwrap_err();
     assert!(e.to_string().contains("reads its truststore from"), "{e}");
 
     // An unversioned bucket cannot be pinned.
-    let plain = bucket(&s3, false).await;
-    shared.lock().unwrap().truststore_uri = format!("s3://{plain}/truststore.pem");
-    let e = publish(&PublishInput { bucket: plain.clone(), ..base.clone() }).await.unwrap_err();
+    let plain = bucket(&f.s3, false).await;
+    f.domain.lock().unwrap().truststore_uri = format!("s3://{plain}/{KEY}");
+    let e = publish(&PublishInput { bucket: plain.clone(), ..f.input.clone() }).await.unwrap_err();
     assert!(e.to_string().contains("not versioned"), "{e}");
+    assert!(versions(&f.s3, &plain).await.is_empty());
+    assert_eq!(f.versions().await, 1);
+    assert!(f.domain.lock().unwrap().patches.is_empty());
+}
 
-    assert!(versions(&s3, &b).await.is_empty());
-    assert!(versions(&s3, &plain).await.is_empty());
-    let d = shared.lock().unwrap();
-    assert!(d.patches.is_empty());
-    assert_eq!(d.truststore_version, "initial");
+#[tokio::test]
+async fn publish_refuses_a_new_ca_the_published_crls_do_not_cover() {
+    let old = TestCa::root("Covered Root").unwrap();
+    let new = TestCa::root("Uncovered Root").unwrap();
+    let f = Fixture::new(&pem(&[&old]), Some(&crl(&old, 1, 48 * HOUR))).await;
+    let input = PublishInput { bundle: Some(pem(&[&old, &new])), ..f.input.clone() };
+    f.refused(&input, "crl_missing").await;
+
+    // Its CRL published with the bundle: accepted, and uploaded before the bundle.
+    let crls = format!("{}{}", crl(&old, 2, 48 * HOUR), crl(&new, 1, 48 * HOUR));
+    let o = publish(&PublishInput { crls: Some(crls.clone().into_bytes()), ..input }).await.unwrap();
+    assert!(o.check.errors().next().is_none(), "{}", o.check.render("new"));
+    assert_eq!(f.object(CRL_KEY).await, crls.as_bytes());
+    let crl_version = o.crl_version.clone().unwrap();
+    let listed = f.s3.list_object_versions().bucket(&f.bucket).send().await.unwrap();
+    let at =
+        |v: &str| listed.versions().iter().find(|x| x.version_id() == Some(v)).and_then(|x| x.last_modified().cloned());
+    assert!(at(&crl_version) <= at(&pinned(&o).version_id), "CRLs first");
+}
+
+#[tokio::test]
+async fn publish_refuses_crls_that_would_refuse_callers() {
+    let root = TestCa::root("CRL Root").unwrap();
+    let issuing = root.intermediate("CRL Issuing").unwrap();
+    let bundle = issuing.chain_bundle_pem().into_bytes();
+    let published = format!("{}{}", crl(&root, 5, 48 * HOUR), crl(&issuing, 5, 48 * HOUR));
+    let f = Fixture::new(&bundle, Some(&published)).await;
+    let crls_only = |crls: String| PublishInput { bundle: None, crls: Some(crls.into_bytes()), ..f.input.clone() };
+
+    // A CRL no CA of the truststore signed.
+    let stranger = TestCa::root("Stranger").unwrap();
+    let extra = format!("{}{}{}", crl(&root, 6, 48 * HOUR), crl(&issuing, 6, 48 * HOUR), crl(&stranger, 1, 48 * HOUR));
+    f.refused(&crls_only(extra), "crl_unknown_issuer").await;
+    // A CRL older than the published one.
+    f.refused(&crls_only(format!("{}{}", crl(&root, 6, 48 * HOUR), crl(&issuing, 4, 96 * HOUR))), "crl_rollback").await;
+    // A CRL that lapses within the margin.
+    f.refused(&crls_only(format!("{}{}", crl(&root, 6, 48 * HOUR), crl(&issuing, 6, 2 * HOUR))), "crl_expiring").await;
+    // A CA left without a CRL.
+    f.refused(&crls_only(crl(&root, 6, 48 * HOUR)), "crl_missing").await;
+
+    // The next CRLs are published on their own: no truststore upload, no domain change.
+    let next = format!("{}{}", crl(&root, 6, 48 * HOUR), crl(&issuing, 6, 48 * HOUR));
+    let o = publish(&crls_only(next.clone())).await.unwrap();
+    assert!(o.truststore.is_none() && o.crl_version.is_some(), "{o:?}");
+    assert_eq!(f.object(CRL_KEY).await, next.as_bytes());
+    assert!(f.domain.lock().unwrap().patches.is_empty());
+    assert_eq!(f.object(KEY).await, bundle);
+}
+
+#[tokio::test]
+async fn publish_refuses_dropping_a_published_ca_unless_named() {
+    let keep = TestCa::root("Kept Root").unwrap();
+    let drop = TestCa::root("Dropped Root").unwrap();
+    let f = Fixture::new(&pem(&[&keep, &drop]), None).await;
+    let input = PublishInput { bundle: Some(pem(&[&keep])), ..f.input.clone() };
+    f.refused(&input, "ca_removed").await;
+    let wrong =
+        PublishInput { allow_removed: vec![brokerctl::truststore::fingerprint(keep.cert_der())], ..input.clone() };
+    f.refused(&wrong, "ca_removed").await;
+    let named = PublishInput { allow_removed: vec![brokerctl::truststore::fingerprint(drop.cert_der())], ..input };
+    let o = publish(&named).await.unwrap();
+    assert_eq!(f.domain.lock().unwrap().truststore_version, pinned(&o).version_id);
+}
+
+#[tokio::test]
+async fn force_publishes_over_a_refusal_and_reports_it() {
+    let old = TestCa::root("Forced Root").unwrap();
+    let new = TestCa::root("Forced New Root").unwrap();
+    let f = Fixture::new(&pem(&[&old]), Some(&crl(&old, 1, 48 * HOUR))).await;
+    let input = PublishInput { bundle: Some(pem(&[&new])), force: true, ..f.input.clone() };
+    let o = publish(&input).await.unwrap();
+    let codes: Vec<&str> = o.overridden.iter().map(|f| f.code).collect();
+    assert!(codes.contains(&"crl_missing") && codes.contains(&"ca_removed"), "{codes:?}");
+    assert_eq!(f.domain.lock().unwrap().truststore_version, pinned(&o).version_id);
+    assert_eq!(f.object(KEY).await, pem(&[&new]));
+    assert_eq!(f.versions().await, 3, "the seeded bundle and CRLs, and the forced bundle");
 }
 
 /// What moto itself does with the domain today: it keeps no mutual-TLS settings, and publish refuses such a domain
@@ -189,16 +323,9 @@ async fn publish_refuses_a_domain_without_mutual_tls_in_moto() {
         .unwrap();
     let s3 = s3().await;
     let b = bucket(&s3, true).await;
-    let e = publish(&PublishInput {
-        bundle: ca_bundle("Root", 3650),
-        bucket: b.clone(),
-        key: "truststore.pem".into(),
-        domain: name,
-        endpoint: Some(ep),
-        apigateway_endpoint: None,
-    })
-    .await
-    .unwrap_err();
+    let mut input = PublishInput::bundle(ca_bundle("Root", 3650), &b, KEY, &name);
+    input.endpoint = Some(ep);
+    let e = publish(&input).await.unwrap_err();
     assert!(e.to_string().contains("no mutual TLS"), "{e}");
     assert!(versions(&s3, &b).await.is_empty());
 }

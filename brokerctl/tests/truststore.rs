@@ -414,3 +414,191 @@ fn the_binary_checks_against_a_policy() {
 fn tempdir(tag: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(&format!("brokerctl-{tag}-")).tempdir().unwrap()
 }
+
+mod crls {
+    //! `truststore check --crls`: every CA needs a CRL signed by its key, fresh for the margin, not older than the
+    //! published one; bundles and CRLs made here with the test PKI.
+
+    use std::time::{Duration, SystemTime};
+
+    use brokerctl::truststore::{check_bundle, check_crls, CrlCheckOptions};
+    use brokerctl::Exit;
+    use tb_devkit::pki::TestCa;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn crl(ca: &TestCa, number: u64, valid_for: Duration) -> String {
+        let now = SystemTime::now();
+        ca.crl_builder().validity(now - HOUR, now + valid_for).number(number).build().unwrap().pem
+    }
+
+    fn pki() -> (TestCa, TestCa, Vec<u8>) {
+        let root = TestCa::root("CRL Root").unwrap();
+        let issuing = root.intermediate("CRL Issuing").unwrap();
+        let bundle = issuing.chain_bundle_pem().into_bytes();
+        (root, issuing, bundle)
+    }
+
+    fn check(bundle: &[u8], crls: &str, published: Option<&str>) -> brokerctl::truststore::CrlCheck {
+        check_crls(&[("bundle", bundle)], crls.as_bytes(), published.map(str::as_bytes), &CrlCheckOptions::default())
+    }
+
+    #[test]
+    fn every_ca_with_a_fresh_crl_passes_and_is_reported() {
+        let (root, issuing, bundle) = pki();
+        let crls = format!("{}{}", crl(&root, 3, 48 * HOUR), crl(&issuing, 7, 72 * HOUR));
+        let c = check(&bundle, &crls, None);
+        assert_eq!(c.findings, vec![], "{}", c.render("crls"));
+        assert_eq!(c.crl_count, 2);
+        assert_eq!(c.cas.len(), 2);
+        assert!(c.cas.iter().all(|ca| ca.crls.len() == 1 && ca.spki_sha256.len() == 64));
+        let issuing_crl = &c.cas.iter().find(|ca| ca.subject.contains("CRL Issuing")).unwrap().crls[0];
+        assert_eq!(issuing_crl.number.as_deref(), Some("7"));
+        let text = c.render("crls");
+        assert!(text.contains("CRL: yes") && !text.contains("CRL: NO") && text.contains("number 0x7"), "{text}");
+        assert!(text.contains("left"), "{text}");
+        let mut report = check_bundle(&bundle, &brokerctl::truststore::CheckOptions::default());
+        report.add_crls(c);
+        assert_eq!(report.exit_code(), Exit::Ok, "{}", report.render("b"));
+    }
+
+    #[test]
+    fn a_ca_without_a_crl_is_an_error() {
+        let (root, _issuing, bundle) = pki();
+        let c = check(&bundle, &crl(&root, 1, 48 * HOUR), None);
+        assert!(c.has("crl_missing"), "{}", c.render("crls"));
+        assert!(c.render("crls").contains("CRL: NO"));
+        let mut report = check_bundle(&bundle, &brokerctl::truststore::CheckOptions::default());
+        report.add_crls(c);
+        assert_eq!(report.exit_code(), Exit::Error);
+    }
+
+    #[test]
+    fn a_crl_must_stay_fresh_for_the_margin() {
+        let (root, issuing, bundle) = pki();
+        let crls = format!("{}{}", crl(&root, 1, 48 * HOUR), crl(&issuing, 1, 2 * HOUR));
+        let c = check(&bundle, &crls, None);
+        assert!(c.has("crl_expiring") && !c.has("crl_stale"), "{}", c.render("crls"));
+        let short = CrlCheckOptions { now: SystemTime::now(), min_validity: HOUR };
+        let c = check_crls(&[("b", &bundle)], crls.as_bytes(), None, &short);
+        assert!(c.findings.is_empty(), "{:?}", c.findings);
+        let later = CrlCheckOptions { now: SystemTime::now() + 3 * HOUR, min_validity: HOUR };
+        let c = check_crls(&[("b", &bundle)], crls.as_bytes(), None, &later);
+        assert!(c.has("crl_stale"), "{:?}", c.findings);
+        assert!(c.render("crls").contains("STALE"));
+    }
+
+    #[test]
+    fn a_crl_no_ca_signed_is_an_error() {
+        let (root, issuing, bundle) = pki();
+        let now = SystemTime::now();
+        let forged = issuing.crl_builder().validity(now - HOUR, now + 48 * HOUR).signed_with_wrong_key().build();
+        let crls = format!("{}{}", crl(&root, 1, 48 * HOUR), forged.unwrap().pem);
+        let c = check(&bundle, &crls, None);
+        assert!(c.has("crl_bad_signature") && c.has("crl_missing"), "{}", c.render("crls"));
+
+        let stranger = TestCa::root("Stranger CA").unwrap();
+        let crls =
+            format!("{}{}{}", crl(&root, 1, 48 * HOUR), crl(&issuing, 1, 48 * HOUR), crl(&stranger, 1, 48 * HOUR));
+        let c = check(&bundle, &crls, None);
+        assert!(c.has("crl_unknown_issuer") && !c.has("crl_missing"), "{}", c.render("crls"));
+
+        // A lookalike CA (same name, another key) cannot speak for the real one.
+        let lookalike = issuing.lookalike().unwrap();
+        let crls = format!("{}{}", crl(&root, 1, 48 * HOUR), crl(&lookalike, 1, 48 * HOUR));
+        let c = check(&bundle, &crls, None);
+        assert!(c.has("crl_bad_signature") && c.has("crl_missing"), "{}", c.render("crls"));
+    }
+
+    #[test]
+    fn a_crl_older_than_the_published_one_is_an_error() {
+        let (root, issuing, bundle) = pki();
+        let published = format!("{}{}", crl(&root, 5, 48 * HOUR), crl(&issuing, 5, 48 * HOUR));
+        let older = format!("{}{}", crl(&root, 5, 48 * HOUR), crl(&issuing, 4, 96 * HOUR));
+        let c = check(&bundle, &older, Some(&published));
+        assert!(c.has("crl_rollback"), "{}", c.render("crls"));
+        assert_eq!(c.findings.iter().filter(|f| f.code == "crl_rollback").count(), 1);
+        let newer = format!("{}{}", crl(&root, 5, 48 * HOUR), crl(&issuing, 6, 48 * HOUR));
+        let c = check(&bundle, &newer, Some(&published));
+        assert!(c.findings.is_empty(), "{}", c.render("crls"));
+        assert!(c.render("crls").contains("(published number 0x5)"));
+    }
+
+    #[test]
+    fn an_older_crl_of_the_same_ca_in_the_bundle_is_a_warning() {
+        let (root, issuing, bundle) = pki();
+        let crls =
+            format!("{}{}{}", crl(&root, 1, 48 * HOUR), crl(&issuing, 2, 48 * HOUR), crl(&issuing, 3, 48 * HOUR));
+        let c = check(&bundle, &crls, None);
+        assert!(c.has("crl_superseded") && !c.has("crl_missing"), "{}", c.render("crls"));
+        let issuing_crl = &c.cas.iter().find(|ca| ca.subject.contains("CRL Issuing")).unwrap().crls[0];
+        assert_eq!(issuing_crl.number.as_deref(), Some("3"), "the newest counts");
+    }
+
+    #[test]
+    fn unusable_input_is_a_finding_never_a_panic() {
+        let (root, _issuing, bundle) = pki();
+        let good = crl(&root, 1, 48 * HOUR);
+        let cert_block = root.cert_pem().to_owned();
+        let truncated = good[..good.len() / 2].to_owned();
+        let inputs: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"not a crl".to_vec(),
+            vec![0x30],
+            vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            truncated.into_bytes(),
+            cert_block.into_bytes(),
+            (0..=255u8).cycle().take(4096).collect(),
+        ];
+        for input in &inputs {
+            let c = check_crls(&[("b", &bundle)], input, Some(input), &CrlCheckOptions::default());
+            assert!(c.has("crl_bundle_refused") || c.has("crl_missing"), "{:?}", c.findings);
+            let _ = c.render("x");
+            if input.as_slice() != root.cert_pem().as_bytes() {
+                let c = check_crls(&[("b", input)], good.as_bytes(), None, &CrlCheckOptions::default());
+                assert!(!c.findings.is_empty(), "garbage truststore: {:?}", c.findings);
+            }
+        }
+    }
+
+    #[test]
+    fn the_binary_checks_crls_with_exit_codes_0_2_and_64() {
+        let (root, issuing, bundle) = pki();
+        let dir = super::tempdir("ts-crls");
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p.display().to_string()
+        };
+        let b = write("bundle.pem", &bundle);
+        let good = write("good.pem", format!("{}{}", crl(&root, 9, 48 * HOUR), crl(&issuing, 9, 48 * HOUR)).as_bytes());
+        let partial = write("partial.pem", crl(&root, 9, 48 * HOUR).as_bytes());
+        let older =
+            write("older.pem", format!("{}{}", crl(&root, 8, 48 * HOUR), crl(&issuing, 9, 48 * HOUR)).as_bytes());
+
+        let (code, text) = super::brokerctl(&["truststore", "check", &b, "--crls", &good]);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("CRL Issuing") && text.contains("CRL: yes") && text.contains("spki:"), "{text}");
+        for margin in ["90m", "36h", "1d"] {
+            let (code, text) =
+                super::brokerctl(&["truststore", "check", &b, "--crls", &good, "--min-validity", margin]);
+            assert_eq!(code, 0, "{margin}: {text}");
+        }
+        let (code, text) = super::brokerctl(&["truststore", "check", &b, "--crls", &good, "--min-validity", "3d"]);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("crl_expiring"), "{text}");
+        let (code, text) = super::brokerctl(&["truststore", "check", &b, "--crls", &partial]);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("crl_missing") && text.contains("CRL: NO"), "{text}");
+        let (code, text) = super::brokerctl(&["truststore", "check", &b, "--crls", &older, "--published", &good]);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains("crl_rollback"), "{text}");
+        let (code, text) = super::brokerctl(&["truststore", "check", &b, "--crls", &good, "--min-validity", "soon"]);
+        assert_eq!(code, 64, "{text}");
+        let (code, text) = super::brokerctl(&["truststore", "check", &b, "--min-validity", "1h"]);
+        assert_eq!(code, 64, "--min-validity needs --crls: {text}");
+        let (code, text) =
+            super::brokerctl(&["truststore", "check", &b, "--crls", &good, "--published", "s3://bucket-only"]);
+        assert_eq!(code, 64, "{text}");
+    }
+}

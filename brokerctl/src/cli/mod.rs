@@ -5,6 +5,7 @@
 mod dev;
 mod cognito;
 mod policy;
+mod quota;
 mod secret;
 mod truststore;
 
@@ -18,6 +19,7 @@ use crate::exit::Exit;
 pub use dev::{DevAction, DevArgs};
 pub use cognito::{CognitoCommand, RotateSecretArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicyExplainArgs};
+pub use quota::{QuotaCommand, QuotaResetArgs, QuotaShowArgs, QuotaTableArgs};
 pub use secret::{AwsArgs, ParameterArgs, SecretCommand, SecretPutArgs};
 pub use truststore::{TruststoreCheckArgs, TruststoreCommand, TruststoreDiffArgs, TruststorePublishArgs};
 
@@ -64,6 +66,9 @@ pub enum Command {
     /// Check, compare and publish the mTLS truststore (CA bundle).
     #[command(subcommand)]
     Truststore(TruststoreCommand),
+    /// Show and reset a caller's grant quota counters in the DynamoDB quota table.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Store an app client's credentials in SSM for the broker (read from standard input).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -82,6 +87,7 @@ impl Cli {
         match self.command {
             Command::Policy(c) => c.run().await,
             Command::Truststore(c) => c.run().await,
+            Command::Quota(c) => c.run().await,
             Command::Secret(c) => c.run().await,
             Command::Cognito(c) => c.run().await,
             #[cfg(feature = "dev")]

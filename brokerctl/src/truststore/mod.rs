@@ -75,6 +75,8 @@ pub struct CertSummary {
 pub struct Report {
     pub certs: Vec<CertSummary>,
     pub findings: Vec<Finding>,
+    /// The CRL check, when one ran ([`Report::add_crls`]).
+    pub crls: Option<CrlCheck>,
 }
 
 impl Report {
@@ -91,6 +93,13 @@ impl Report {
     /// Whether a finding with `code` exists.
     pub fn has(&self, code: &str) -> bool {
         self.findings.iter().any(|f| f.code == code)
+    }
+
+    /// Adds a CRL check: its findings count towards the exit code, its per-CA lines are rendered.
+    pub fn add_crls(&mut self, mut crls: CrlCheck) {
+        self.findings.append(&mut crls.findings);
+        self.findings.sort_by_key(|f| (std::cmp::Reverse(f.severity), f.cert));
+        self.crls = Some(crls);
     }
 
     /// Errors only.
@@ -116,6 +125,9 @@ impl Report {
                 date(c.not_after),
                 depth
             );
+        }
+        if let Some(crls) = &self.crls {
+            out.push_str(&crls.render("CRLs"));
         }
         for f in &self.findings {
             let level = match f.severity {
@@ -409,9 +421,11 @@ fn check(bytes: &[u8], opts: &CheckOptions, policy: Option<&Policy>) -> Report {
     let refused = authorizer_finding(bytes);
     let ders = match read_pem_certs(bytes) {
         Ok(d) => d,
-        Err(findings) => return Report { certs: Vec::new(), findings: refused.into_iter().chain(findings).collect() },
+        Err(findings) => {
+            return Report { certs: Vec::new(), findings: refused.into_iter().chain(findings).collect(), crls: None }
+        }
     };
-    let mut report = Report { certs: Vec::new(), findings: refused.into_iter().collect() };
+    let mut report = Report { certs: Vec::new(), findings: refused.into_iter().collect(), crls: None };
     let mut parsed: Vec<(usize, X509Certificate<'_>)> = Vec::new();
     for (i, der) in ders.iter().enumerate() {
         match x509_parser::parse_x509_certificate(der) {
@@ -578,78 +592,8 @@ fn check(bytes: &[u8], opts: &CheckOptions, policy: Option<&Policy>) -> Report {
     report
 }
 
-/// One side of a diff entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiffEntry {
-    pub sha256: String,
-    pub subject: String,
-}
+mod crls;
+mod diff;
 
-/// Certificates added to and removed from a bundle, by SHA-256 fingerprint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diff {
-    pub added: Vec<DiffEntry>,
-    pub removed: Vec<DiffEntry>,
-    pub unchanged: usize,
-}
-
-impl Diff {
-    /// `diff(1)`'s convention: [`Exit::Ok`] (0) identical, [`Exit::Findings`] (1) different.
-    pub fn exit_code(&self) -> Exit {
-        if self.added.is_empty() && self.removed.is_empty() {
-            Exit::Ok
-        } else {
-            Exit::Findings
-        }
-    }
-
-    /// `+`/`-` lines with fingerprint and subject, then a summary.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for e in &self.removed {
-            let _ = writeln!(out, "- {}  {}", e.sha256, e.subject);
-        }
-        for e in &self.added {
-            let _ = writeln!(out, "+ {}  {}", e.sha256, e.subject);
-        }
-        let _ =
-            writeln!(out, "{} added, {} removed, {} unchanged", self.added.len(), self.removed.len(), self.unchanged);
-        out
-    }
-}
-
-fn entries(bytes: &[u8], name: &str) -> Result<BTreeMap<String, String>, String> {
-    let ders = read_pem_certs(bytes).map_err(|f| {
-        let msgs: Vec<String> = f.into_iter().map(|f| f.message).collect();
-        format!("{name}: {}", msgs.join("; "))
-    })?;
-    let mut out = BTreeMap::new();
-    for (i, der) in ders.iter().enumerate() {
-        let subject = match x509_parser::parse_x509_certificate(der) {
-            Ok((_, c)) => c.subject().to_string(),
-            Err(_) => return Err(format!("{name}: certificate {} does not parse", i + 1)),
-        };
-        out.insert(fingerprint(der), subject);
-    }
-    Ok(out)
-}
-
-/// Compares two PEM bundles.
-pub fn diff_bundles(old: &[u8], new: &[u8]) -> Result<Diff, String> {
-    let a = entries(old, "old bundle")?;
-    let b = entries(new, "new bundle")?;
-    let mut d = Diff::default();
-    for (fp, subject) in &a {
-        if b.contains_key(fp) {
-            d.unchanged += 1;
-        } else {
-            d.removed.push(DiffEntry { sha256: fp.clone(), subject: subject.clone() });
-        }
-    }
-    for (fp, subject) in &b {
-        if !a.contains_key(fp) {
-            d.added.push(DiffEntry { sha256: fp.clone(), subject: subject.clone() });
-        }
-    }
-    Ok(d)
-}
+pub use crls::{check_crls, CaCrl, CrlCheck, CrlCheckOptions, CrlInfo, DEFAULT_MIN_CRL_VALIDITY};
+pub use diff::{diff_bundles, Diff, DiffEntry};
