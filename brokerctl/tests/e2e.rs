@@ -5,82 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use brokerctl::devstack::{AwsNames, DevOptions, DevStack, IdentitySource};
+use brokerctl::devstack::{DevOptions, IdentitySource, IpRateLimit};
+use e2e_common::{client, client_with, dev_ca, scopes, start, token_request, Mode};
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    Embedded,
-    Moto,
-}
-
-/// A running stack and its state directory, which is removed after the stack stops (fields drop in order).
-struct Stack {
-    stack: DevStack,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Stack {
-    type Target = DevStack;
-    fn deref(&self) -> &DevStack {
-        &self.stack
-    }
-}
-
-async fn start(mode: Mode, tag: &str, tweak: impl FnOnce(&mut DevOptions)) -> Stack {
-    let dir = tempfile::Builder::new().prefix(&format!("brokerctl-e2e-{tag}-")).tempdir().unwrap();
-    let mut opts = DevOptions { state_dir: dir.path().to_path_buf(), ..DevOptions::default() };
-    if let Mode::Moto = mode {
-        let n: u32 = rand::random();
-        opts.aws_endpoint = Some(tb_devkit::moto::endpoint());
-        // moto serves one request at a time to every suite of this run: queueing is not a failure here.
-        opts.aws_operation_timeout = Some(Duration::from_secs(10));
-        opts.aws_names = AwsNames {
-            quota_table: format!("tb-e2e-{tag}-{n}"),
-            ssm_prefix: format!("/tb-e2e-{n}/cognito"),
-            bucket: format!("tb-e2e-{}-{n}", tag.replace('_', "-")),
-        };
-    }
-    tweak(&mut opts);
-    Stack { stack: DevStack::start(opts).await.expect("local stack starts"), _dir: dir }
-}
-
-/// An HTTPS client trusting the dev CA, presenting `client`'s certificate when given.
-fn client(stack: &DevStack, identity: Option<&str>) -> reqwest::Client {
-    let p = &stack.state().paths;
-    let ca = std::fs::read(p.ca_cert()).unwrap();
-    let mut b = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .timeout(Duration::from_secs(10));
-    if let Some(name) = identity {
-        let mut pem = std::fs::read(p.client_cert(name)).unwrap();
-        pem.extend(std::fs::read(p.client_key(name)).unwrap());
-        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
-    }
-    b.build().unwrap()
-}
-
-async fn token_request(c: &reqwest::Client, url: &str, scope: Option<&str>, bearer: Option<&str>) -> (u16, Value) {
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(s) = scope {
-        form.push(("scope", s));
-    }
-    let mut req = c.post(format!("{url}/oauth2/token")).form(&form);
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("request completes");
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
-fn scopes(body: &Value) -> Vec<String> {
-    let mut v: Vec<String> =
-        body["scope"].as_str().unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    v.sort();
-    v
-}
+#[macro_use]
+mod e2e_common;
 
 async fn callers_get_tokens_with_their_scopes(mode: Mode) {
     let s = start(mode, "scopes", |_| {}).await;
@@ -129,7 +59,7 @@ async fn a_trusted_certificate_no_caller_owns_gets_403(mode: Mode) {
     let s = start(mode, "stranger", |_| {}).await;
     let (st, body) = token_request(&client(&s, Some("stranger")), &s.mtls_url(), None, None).await;
     assert_eq!(st, 403, "{body}");
-    assert_eq!(body["error"], "access_denied");
+    assert_eq!(body["error"], "unauthorized_client");
     assert!(body["request_id"].as_str().is_some_and(|r| r.len() == 36), "{body}");
     assert_eq!(s.stats().broker_calls.load(Ordering::Relaxed), 0);
 }
@@ -265,24 +195,9 @@ async fn a_certificate_revoked_by_a_crl_update_is_refused_after_the_refresh(mode
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (st, body) = token_request(&c, &s.mtls_url(), None, None).await;
     assert_eq!(st, 403, "{body}");
-    assert_eq!(body["error"], "access_denied");
+    assert_eq!(body["error"], "unauthorized_client");
     // The other caller is unaffected.
     assert_eq!(token_request(&client(&s, Some("reporting")), &s.mtls_url(), None, None).await.0, 200);
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$name(super::Mode::Embedded).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn moto() {
-                super::$name(super::Mode::Moto).await
-            }
-        }
-    )*};
 }
 
 both!(
@@ -296,25 +211,6 @@ both!(
     a_second_request_inside_the_cache_ttl_does_not_call_the_authorizer,
     a_certificate_revoked_by_a_crl_update_is_refused_after_the_refresh,
 );
-
-/// A client presenting `cert` (certificate and key PEM), trusting the dev CA.
-fn client_with(stack: &DevStack, cert: &tb_devkit::pki::IssuedCert) -> reqwest::Client {
-    let ca = std::fs::read(stack.state().paths.ca_cert()).unwrap();
-    let identity = reqwest::Identity::from_pem(format!("{}{}", cert.pem, cert.key_pem).as_bytes()).unwrap();
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .identity(identity)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// The stack's own CA, to issue certificates the example clients do not have.
-fn dev_ca(stack: &DevStack) -> tb_devkit::pki::TestCa {
-    let p = &stack.state().paths;
-    let (cert, key) = (std::fs::read_to_string(p.ca_cert()).unwrap(), std::fs::read_to_string(p.ca_key()).unwrap());
-    tb_devkit::pki::TestCa::from_pem(&cert, &key).unwrap()
-}
 
 /// API Gateway's mTLS domain checks the chain only: an expired certificate of a trusted CA, or one without the
 /// clientAuth purpose, reaches the authorizer, which answers 401. A certificate of an unknown CA never gets past the
@@ -420,19 +316,48 @@ fn gateway_responses_match_infra_template() {
     assert_eq!(body_of("MISSING_AUTHENTICATION_TOKEN"), responses::MISSING_AUTHENTICATION_TOKEN);
     assert_eq!(body_of("REQUEST_TOO_LARGE"), responses::REQUEST_TOO_LARGE);
     assert_eq!(body_of("DEFAULT_5XX"), responses::DEFAULT_5XX);
+    assert_eq!(body_of("WAF_FILTERED"), responses::WAF_FILTERED);
     assert!(template.contains("authorizerResultTtlInSeconds: 0"), "the template's gateway cache setting changed");
+}
+
+/// The local gateway's defaults are the template's parameter defaults, stage by stage: the mTLS domain's stage and
+/// the partner domain's own stage each with their throttle, the usage plan, and the partner stage's WAF rule (off
+/// unless `PartnerWafEnabled`, with the template's limit and evaluation window).
+#[test]
+fn the_local_stages_are_the_templates() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let default = |param: &str| -> String {
+        match &doc["Parameters"][param]["Default"] {
+            serde_norway::Value::String(s) => s.clone(),
+            serde_norway::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN).to_string(),
+            other => panic!("{param}: no usable default ({other:?})"),
+        }
+    };
     let d = brokerctl::devstack::GatewaySettings::default();
     for (param, value) in [
+        ("StageName", d.stage.clone()),
         ("ThrottlingRateLimit", d.stage_rate.to_string()),
         ("ThrottlingBurstLimit", d.stage_burst.to_string()),
+        ("PartnerStageName", d.partner_stage.clone()),
+        ("PartnerThrottlingRateLimit", d.partner_rate.to_string()),
+        ("PartnerThrottlingBurstLimit", d.partner_burst.to_string()),
         ("UsagePlanRateLimit", d.usage_plan_rate.to_string()),
         ("UsagePlanBurstLimit", d.usage_plan_burst.to_string()),
         ("UsagePlanDailyQuota", d.usage_plan_daily_quota.to_string()),
+        ("PartnerWafEnabled", d.partner_ip_rate_limit.is_some().to_string()),
+        ("PartnerWafRateLimit", IpRateLimit::TEMPLATE.limit.to_string()),
     ] {
-        let at = template.find(&format!("  {param}:\n")).unwrap();
-        let default = template[at..].lines().find(|l| l.trim_start().starts_with("Default:")).unwrap();
-        assert_eq!(default.trim_start().trim_start_matches("Default:").trim(), value, "{param}");
+        assert_eq!(default(param), value, "{param}");
     }
+    // Each stage's throttle reads its own parameters (the parameters alone would not make two buckets).
+    for setting in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+        assert!(text.contains(&format!("{setting}: !Ref {setting}\n")), "the mTLS stage's {setting}");
+        assert!(text.contains(&format!("{setting}: !Ref Partner{setting}\n")), "the partner stage's {setting}");
+    }
+    let window =
+        text.lines().find_map(|l| l.trim().strip_prefix("EvaluationWindowSec:")).expect("the WAF rule's window");
+    assert_eq!(window.trim(), IpRateLimit::TEMPLATE.window.as_secs().to_string());
     assert_eq!(d.authorizer_cache_ttl, Duration::ZERO);
 }
 
@@ -521,6 +446,19 @@ fn the_local_stack_configures_both_functions_as_the_template_does() {
         tb_broker::Config::read(&tb_shared::env::Env::from_pairs(brokerctl::devstack::broker_env(&opts, policy)))
             .unwrap();
     assert_eq!(broker.credentials_cache.max_stale, Duration::from_secs(3600));
+    // The template passes each function its stack's name (the Stack dimension of every metric); so does the stack.
+    for function in ["AuthorizerFunction", "BrokerFunction"] {
+        assert!(
+            template_env(function).iter().any(|(k, _)| k == "STACK_NAME"),
+            "{function}: STACK_NAME in the template"
+        );
+    }
+    assert_eq!(broker.stack_name, brokerctl::devstack::DEV_STACK_NAME);
+    let authorizer = tb_authorizer::Config::read(&tb_shared::env::Env::from_pairs(
+        brokerctl::devstack::authorizer_env(&opts, policy),
+    ))
+    .unwrap();
+    assert_eq!(authorizer.stack_name, brokerctl::devstack::DEV_STACK_NAME);
 }
 
 /// Every metric the template's alarms and dashboards name (its `Mappings.Emf.Metric` table) is one the functions

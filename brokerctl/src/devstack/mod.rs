@@ -35,7 +35,7 @@ use tb_shared::policy::Policy;
 use tb_shared::telemetry::{MetricsSink, STACK_DIMENSION};
 use tokio::task::JoinHandle;
 
-pub use gateway::{GatewaySettings, GatewayStats, IdentitySource};
+pub use gateway::{GatewaySettings, GatewayStats, IdentitySource, IpRateLimit};
 pub use state::{DevState, StateError, CLIENTS};
 
 /// Names of the resources created on an AWS-compatible endpoint.
@@ -131,6 +131,10 @@ const METRICS_NAMESPACE: &str = "TokenBrokerDev";
 /// used when a policy given with `--policy` sets `hash_caller_ids` (the template passes the deployment's own key).
 const DEV_CALLER_HASH_KEY: &str = "token-broker-local-stack-caller-hash-key";
 
+/// The local stack's `STACK_NAME`, where the template passes the CloudFormation stack's name: the `Stack` dimension
+/// of both functions' metrics, as a deployment named `token-broker-dev` would have it.
+pub const DEV_STACK_NAME: &str = "token-broker-dev";
+
 /// The authorizer's environment in the local stack: the deployment template's `Environment` block with the stack's
 /// own values where the template takes a parameter. Everything else is the functions' default, as in the template.
 pub fn authorizer_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)> {
@@ -139,6 +143,7 @@ pub fn authorizer_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, Str
         ("TRUST_REFRESH_SECONDS".into(), opts.trust_refresh.as_secs().to_string()),
         ("DECISION_CACHE_TTL_SECONDS".into(), opts.decision_cache_ttl.as_secs().to_string()),
         ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
+        ("STACK_NAME".into(), DEV_STACK_NAME.into()),
         ("CALLER_HASH_KEY".into(), DEV_CALLER_HASH_KEY.into()),
     ]
 }
@@ -151,6 +156,7 @@ pub fn broker_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)
         ("QUOTA_TABLE".into(), opts.aws_names.quota_table.clone()),
         ("SSM_PREFIX".into(), opts.aws_names.ssm_prefix.clone()),
         ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
+        ("STACK_NAME".into(), DEV_STACK_NAME.into()),
         ("CALLER_HASH_KEY".into(), DEV_CALLER_HASH_KEY.into()),
     ];
     if let (Some(_), Some(t)) = (&opts.aws_endpoint, opts.aws_operation_timeout) {

@@ -1,9 +1,13 @@
 //! What API Gateway (REST, custom domain) does between the TLS handshake and the two Lambdas, in the order it does
 //! it, with the settings and gateway responses of `infra/template.yaml`:
 //!
+//! 0. the custom domain's base path mapping picks the stage: the mTLS domain and the partner domain each have their
+//!    own stage with its own throttle, so a flood of unauthenticated partner requests cannot use up the throttle
+//!    that certificate callers depend on; on the partner stage, the optional WAF per-IP rate rule (`WAF_FILTERED`
+//!    403) comes before anything else;
 //! 1. route: only `POST /oauth2/token` exists; anything else is `MISSING_AUTHENTICATION_TOKEN` (404 here);
 //! 2. payload limit (10 MB): `REQUEST_TOO_LARGE`;
-//! 3. stage throttling (token bucket, rate + burst): `THROTTLED` 429, before any Lambda runs;
+//! 3. the stage's throttling (token bucket, rate + burst): `THROTTLED` 429, before any Lambda runs;
 //! 4. the REQUEST authorizer: identity sources (when caching is on, a missing one is a 401 without calling the
 //!    authorizer), the authorizer cache keyed on the identity-source values only (Allow and Deny are cached alike),
 //!    else the authorizer event with `requestContext.identity.clientCert` as API Gateway builds it;
@@ -24,11 +28,13 @@
 //! cache hit).
 //!
 //! This module is the pipeline; [`events`] builds the two Lambda events and maps the broker's answer back, [`iam`]
-//! evaluates the authorizer's policy document, and `throttle` holds the token buckets and the usage plan's quota.
+//! evaluates the authorizer's policy document, `throttle` holds the token buckets and the usage plan's quota, and
+//! [`waf`] the partner stage's per-IP rate rule.
 
 mod events;
 mod iam;
 mod throttle;
+pub mod waf;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +53,8 @@ use tb_shared::sync::lock;
 pub use events::client_cert_identity;
 pub use iam::{arn_matches, policy_allows};
 use throttle::{Bucket, PlanLimits, PlanRefusal, UsagePlan};
+pub use waf::IpRateLimit;
+use waf::IpRateRule;
 
 /// The AWS account id in the method ARN (any 12 digits; the authorizer only checks the form).
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -62,8 +70,9 @@ pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 pub mod responses {
     /// `UNAUTHORIZED` (401).
     pub const UNAUTHORIZED: &str = r#"{"error":"invalid_client","error_description":"client authentication failed","request_id":"$context.requestId"}"#;
-    /// `ACCESS_DENIED` and `INVALID_API_KEY` (403).
-    pub const ACCESS_DENIED: &str = r#"{"error":"access_denied","error_description":"this client may not obtain tokens","request_id":"$context.requestId"}"#;
+    /// `ACCESS_DENIED` and `INVALID_API_KEY` (403): `unauthorized_client`, the token endpoint's code for a client
+    /// that may not use this grant (`access_denied` belongs to the authorization endpoint).
+    pub const ACCESS_DENIED: &str = r#"{"error":"unauthorized_client","error_description":"this client may not obtain tokens","request_id":"$context.requestId"}"#;
     /// `THROTTLED` (429, Retry-After 1).
     pub const THROTTLED: &str = r#"{"error":"temporarily_unavailable","error_description":"too many requests","request_id":"$context.requestId"}"#;
     /// `QUOTA_EXCEEDED` (429, Retry-After 3600).
@@ -72,6 +81,8 @@ pub mod responses {
     pub const MISSING_AUTHENTICATION_TOKEN: &str = r#"{"error":"invalid_request","error_description":"the only endpoint is POST /oauth2/token","request_id":"$context.requestId"}"#;
     /// `REQUEST_TOO_LARGE` (413).
     pub const REQUEST_TOO_LARGE: &str = r#"{"error":"invalid_request","error_description":"the request body is too large","request_id":"$context.requestId"}"#;
+    /// `WAF_FILTERED` (403): the partner stage's web ACL blocked the request.
+    pub const WAF_FILTERED: &str = r#"{"error":"unauthorized_client","error_description":"the request was blocked","request_id":"$context.requestId"}"#;
     /// `DEFAULT_5XX`.
     pub const DEFAULT_5XX: &str = r#"{"error":"server_error","error_description":"the request could not be processed","request_id":"$context.requestId"}"#;
 }
@@ -86,12 +97,21 @@ pub enum IdentitySource {
 /// The gateway's settings; the defaults are `infra/template.yaml`'s parameter defaults.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
-    /// Stage name (`StageName`, default `v1`).
+    /// Name of the mTLS domain's stage (`StageName`, default `v1`).
     pub stage: String,
-    /// Stage steady-state rate, requests/s (`ThrottlingRateLimit`, 50).
+    /// The mTLS stage's steady-state rate, requests/s (`ThrottlingRateLimit`, 50).
     pub stage_rate: f64,
-    /// Stage burst (`ThrottlingBurstLimit`, 100).
+    /// The mTLS stage's burst (`ThrottlingBurstLimit`, 100).
     pub stage_burst: u32,
+    /// Name of the partner domain's stage (`PartnerStageName`).
+    pub partner_stage: String,
+    /// The partner stage's steady-state rate, requests/s (`PartnerThrottlingRateLimit`): its own bucket, so
+    /// partner traffic, authenticated or not, never takes the mTLS stage's tokens.
+    pub partner_rate: f64,
+    /// The partner stage's burst (`PartnerThrottlingBurstLimit`).
+    pub partner_burst: u32,
+    /// The partner stage's WAF per-IP rate rule; `None` (the template's default) means no web ACL.
+    pub partner_ip_rate_limit: Option<IpRateLimit>,
     /// Whether the method requires an API key from the authorizer's `usageIdentifierKey` (`RequireUsagePlanKey`,
     /// default false: stage throttling only).
     pub require_usage_plan_key: bool,
@@ -121,6 +141,10 @@ impl Default for GatewaySettings {
             stage: "v1".into(),
             stage_rate: 50.0,
             stage_burst: 100,
+            partner_stage: "partner".into(),
+            partner_rate: 20.0,
+            partner_burst: 40,
+            partner_ip_rate_limit: None,
             require_usage_plan_key: false,
             usage_plan_rate: 10.0,
             usage_plan_burst: 20,
@@ -182,7 +206,14 @@ pub struct GatewayStats {
     pub authorizer_calls: AtomicU64,
     pub authorizer_cache_hits: AtomicU64,
     pub broker_calls: AtomicU64,
+    /// Requests either stage's throttle refused (the sum of the two counters below).
     pub stage_throttled: AtomicU64,
+    /// Requests the mTLS stage's throttle refused.
+    pub mtls_stage_throttled: AtomicU64,
+    /// Requests the partner stage's throttle refused.
+    pub partner_stage_throttled: AtomicU64,
+    /// Requests the partner stage's WAF rule blocked.
+    pub waf_filtered: AtomicU64,
     pub usage_plan_throttled: AtomicU64,
     pub quota_exceeded: AtomicU64,
     pub unauthorized: AtomicU64,
@@ -229,7 +260,9 @@ pub struct Gateway {
     authorizer: Arc<AuthorizerApp>,
     broker: Arc<BrokerApp>,
     stats: Arc<GatewayStats>,
-    stage_bucket: Mutex<Bucket>,
+    mtls_bucket: Mutex<Bucket>,
+    partner_bucket: Mutex<Bucket>,
+    partner_waf: Option<IpRateRule>,
     usage_plan: UsagePlan,
     cache: Mutex<HashMap<Vec<String>, CachedAnswer>>,
 }
@@ -278,27 +311,61 @@ impl Gateway {
         broker: Arc<BrokerApp>,
         stats: Arc<GatewayStats>,
     ) -> Self {
-        let burst = settings.stage_burst;
         Gateway {
+            mtls_bucket: Mutex::new(Bucket::new(settings.stage_burst)),
+            partner_bucket: Mutex::new(Bucket::new(settings.partner_burst)),
+            partner_waf: settings.partner_ip_rate_limit.map(IpRateRule::new),
             settings,
             authorizer,
             broker,
             stats,
-            stage_bucket: Mutex::new(Bucket::new(burst)),
             usage_plan: UsagePlan::default(),
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The method ARN of the token method on this stage.
-    pub fn method_arn(&self) -> String {
-        format!("arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{}/POST/oauth2/token", self.settings.stage)
+    /// The stage a custom domain's base path mapping points at.
+    pub fn stage(&self, domain: Domain) -> &str {
+        match domain {
+            Domain::Mtls => &self.settings.stage,
+            Domain::Partner => &self.settings.partner_stage,
+        }
+    }
+
+    /// The method ARN of the token method on `stage`.
+    pub fn method_arn(stage: &str) -> String {
+        format!("arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/{stage}/POST/oauth2/token")
+    }
+
+    /// Takes a token from the bucket of `domain`'s stage, or counts the refusal.
+    fn stage_admits(&self, domain: Domain) -> bool {
+        let s = &self.settings;
+        let (bucket, rate, burst, refused) = match domain {
+            Domain::Mtls => (&self.mtls_bucket, s.stage_rate, s.stage_burst, &self.stats.mtls_stage_throttled),
+            Domain::Partner => {
+                (&self.partner_bucket, s.partner_rate, s.partner_burst, &self.stats.partner_stage_throttled)
+            }
+        };
+        let admitted = lock(bucket).take(rate, burst, Instant::now());
+        if !admitted {
+            GatewayStats::bump(refused);
+            GatewayStats::bump(&self.stats.stage_throttled);
+        }
+        admitted
     }
 
     /// Handles one HTTP request that passed the TLS handshake.
     pub async fn handle(&self, req: http::Request<Bytes>, conn: &ConnInfo) -> HttpResponse {
         let rid = request_id();
         GatewayStats::bump(&self.stats.requests);
+        // The web ACL sees the request before API Gateway does: a blocked IP reaches neither the route nor the
+        // throttle nor the authorizer.
+        if let (Domain::Partner, Some(rule)) = (conn.domain, &self.partner_waf) {
+            if !rule.admit(conn.peer.ip(), Instant::now()) {
+                GatewayStats::bump(&self.stats.waf_filtered);
+                return gateway_response(403, responses::WAF_FILTERED, &rid, &[]);
+            }
+        }
         let path = req.uri().path().to_owned();
         if path != "/oauth2/token" || req.method() != Method::POST {
             return gateway_response(404, responses::MISSING_AUTHENTICATION_TOKEN, &rid, &[]);
@@ -306,15 +373,13 @@ impl Gateway {
         if req.body().len() > MAX_PAYLOAD {
             return gateway_response(413, responses::REQUEST_TOO_LARGE, &rid, &[]);
         }
-        let admitted =
-            lock(&self.stage_bucket).take(self.settings.stage_rate, self.settings.stage_burst, Instant::now());
-        if !admitted {
-            GatewayStats::bump(&self.stats.stage_throttled);
+        if !self.stage_admits(conn.domain) {
             return gateway_response(429, responses::THROTTLED, &rid, &[("retry-after", "1")]);
         }
 
-        let method_arn = self.method_arn();
-        let answer = match self.authorize(&req, conn, &rid, &method_arn).await {
+        let stage = self.stage(conn.domain);
+        let method_arn = Self::method_arn(stage);
+        let answer = match self.authorize(&req, conn, &rid, stage, &method_arn).await {
             Ok(a) => a,
             Err(resp) => return resp,
         };
@@ -327,7 +392,7 @@ impl Gateway {
                 return *resp;
             }
         }
-        self.integrate(req, conn, &rid, &answer).await
+        self.integrate(req, conn, &rid, stage, &answer).await
     }
 
     /// Identity sources, the authorizer cache, then the authorizer itself: its answer as JSON, or the 401.
@@ -336,10 +401,12 @@ impl Gateway {
         req: &http::Request<Bytes>,
         conn: &ConnInfo,
         rid: &str,
+        stage: &str,
         method_arn: &str,
     ) -> Result<Value, HttpResponse> {
         let ttl = self.settings.authorizer_cache_ttl;
-        let mut key = Vec::new();
+        // Each stage caches its own answers: an answer's policy names its stage's method ARN.
+        let mut key = vec![stage.to_owned()];
         for src in &self.settings.identity_sources {
             let IdentitySource::Header(name) = src;
             match req.headers().get(name.as_str()).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
@@ -351,7 +418,7 @@ impl Gateway {
                 }
             }
         }
-        let caching = !ttl.is_zero() && !key.is_empty();
+        let caching = !ttl.is_zero() && !self.settings.identity_sources.is_empty();
         if caching {
             let now = Instant::now();
             let mut cache = lock(&self.cache);
@@ -367,7 +434,7 @@ impl Gateway {
             }
         }
 
-        let event = events::authorizer_event(&self.settings.stage, req, conn, rid, method_arn);
+        let event = events::authorizer_event(stage, req, conn, rid, method_arn);
         GatewayStats::bump(&self.stats.authorizer_calls);
         let timeout = self.settings.authorizer_timeout;
         let event = lambda_runtime::LambdaEvent::new(event, lambda_context("authorizer", timeout));
@@ -416,9 +483,16 @@ impl Gateway {
 
     /// The proxy integration: the broker's answer passed through; a 502 when the broker fails (an error, a panic,
     /// its own timeout), a 504 when it is still running at the integration timeout.
-    async fn integrate(&self, req: http::Request<Bytes>, conn: &ConnInfo, rid: &str, answer: &Value) -> HttpResponse {
+    async fn integrate(
+        &self,
+        req: http::Request<Bytes>,
+        conn: &ConnInfo,
+        rid: &str,
+        stage: &str,
+        answer: &Value,
+    ) -> HttpResponse {
         let bad_gateway = || gateway_response(502, responses::DEFAULT_5XX, rid, &[]);
-        let json = events::proxy_event_json(&self.settings.stage, req, conn, rid, answer);
+        let json = events::proxy_event_json(stage, req, conn, rid, answer);
         // The payload reaches the function as JSON, read into the handler's event type as the runtime reads it.
         let Ok(ev) = serde_json::from_value(json) else { return bad_gateway() };
         GatewayStats::bump(&self.stats.broker_calls);
