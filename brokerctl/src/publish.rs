@@ -16,6 +16,8 @@
 //!   version, and both must keep working across that gap;
 //! - without `--crls`, a new bundle whose CAs the CRL bundle published now does not cover (a CA added without its
 //!   CRL gets 401 for every certificate under it); when no CRL object exists, CRLs are not required (a warning);
+//! - with CRLs only and a next bundle (the CA bundle to be published after them), a CA of that bundle without a
+//!   CRL: publishing the CRLs of new CAs first is what lets the bundle follow without a gap;
 //! - a CA of the published bundle that the new one drops, unless its fingerprint is named in `allow_removed`:
 //!   removing a CA refuses every certificate it issued at the TLS handshake, which an operator does on purpose or
 //!   not at all.
@@ -43,6 +45,9 @@ pub const DEFAULT_TRUSTSTORE_KEY: &str = "truststore/truststore.pem";
 pub struct PublishInput {
     /// The new CA bundle; `None` publishes CRLs only.
     pub bundle: Option<Vec<u8>>,
+    /// With CRLs only: a bundle to be published next, whose CAs the CRLs must already cover (a new CA's CRL is
+    /// published before the CA is trusted). Not uploaded.
+    pub next_bundle: Option<Vec<u8>>,
     pub bucket: String,
     pub key: String,
     /// The mTLS custom domain; required with a bundle (it is pinned to the new version). With CRLs only it names
@@ -68,6 +73,7 @@ impl PublishInput {
     pub fn bundle(bundle: Vec<u8>, bucket: &str, key: &str, domain: &str) -> Self {
         PublishInput {
             bundle: Some(bundle),
+            next_bundle: None,
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             domain: Some(domain.to_owned()),
@@ -214,6 +220,9 @@ pub async fn publish(input: &PublishInput) -> Result<PublishOutcome, PublishErro
     if input.bundle.is_none() && input.crls.is_none() {
         return Err(PublishError::Refused("nothing to publish: give a bundle, CRLs or both".into()));
     }
+    if input.bundle.is_some() && input.next_bundle.is_some() {
+        return Err(PublishError::Refused("a next bundle goes with CRLs only: publish the bundle itself".into()));
+    }
     if input.bundle.is_some() && input.domain.is_none() {
         return Err(PublishError::Refused("a bundle needs the custom domain to pin it to".into()));
     }
@@ -296,6 +305,9 @@ pub async fn publish(input: &PublishInput) -> Result<PublishOutcome, PublishErro
     }
     if let Some(b) = &published_bundle {
         truststores.push(("the published bundle", b));
+    }
+    if let Some(b) = &input.next_bundle {
+        truststores.push(("the next bundle", b));
     }
     let crl_opts = CrlCheckOptions { now, min_validity: input.min_crl_validity };
     match (&input.crls, &published_crls) {

@@ -270,13 +270,32 @@ async fn publish_refuses_crls_that_would_refuse_callers() {
     // A CA left without a CRL.
     f.refused(&crls_only(crl(&root, 6, 48 * HOUR)), "crl_missing").await;
 
+    // A new CA's CRL before the CA itself: refused without the bundle it belongs to, accepted with it.
+    let new_ca = TestCa::root("Next Root").unwrap();
+    let ahead = format!("{}{}{}", crl(&root, 6, 48 * HOUR), crl(&issuing, 6, 48 * HOUR), crl(&new_ca, 1, 48 * HOUR));
+    f.refused(&crls_only(ahead.clone()), "crl_unknown_issuer").await;
+    let mut next_bundle = bundle.clone();
+    next_bundle.extend_from_slice(new_ca.cert_pem().as_bytes());
+    let without_its_crl =
+        PublishInput { next_bundle: Some(next_bundle.clone()), ..crls_only(extra_free(&root, &issuing)) };
+    f.refused(&without_its_crl, "crl_missing").await;
+    let o = publish(&PublishInput { next_bundle: Some(next_bundle), ..crls_only(ahead.clone()) }).await.unwrap();
+    assert!(o.truststore.is_none() && o.crl_version.is_some(), "{o:?}");
+    assert_eq!(f.object(CRL_KEY).await, ahead.as_bytes());
+    assert_eq!(f.object(KEY).await, bundle, "the next bundle is not uploaded");
+
     // The next CRLs are published on their own: no truststore upload, no domain change.
-    let next = format!("{}{}", crl(&root, 6, 48 * HOUR), crl(&issuing, 6, 48 * HOUR));
+    let next = format!("{}{}", crl(&root, 7, 48 * HOUR), crl(&issuing, 7, 48 * HOUR));
     let o = publish(&crls_only(next.clone())).await.unwrap();
     assert!(o.truststore.is_none() && o.crl_version.is_some(), "{o:?}");
     assert_eq!(f.object(CRL_KEY).await, next.as_bytes());
     assert!(f.domain.lock().unwrap().patches.is_empty());
     assert_eq!(f.object(KEY).await, bundle);
+}
+
+/// The CRLs of the two CAs of the published bundle, newer than those published.
+fn extra_free(root: &TestCa, issuing: &TestCa) -> String {
+    format!("{}{}", crl(root, 6, 48 * HOUR), crl(issuing, 6, 48 * HOUR))
 }
 
 #[tokio::test]

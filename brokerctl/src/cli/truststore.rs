@@ -164,6 +164,10 @@ pub struct TruststorePublishArgs {
     /// A CRL bundle (PEM) to publish to --crl-key, uploaded before the bundle.
     #[arg(long)]
     crls: Option<PathBuf>,
+    /// With --crls alone: the bundle to be published next; its CAs must have CRLs in --crls too (it is checked,
+    /// not uploaded).
+    #[arg(long, requires = "crls", conflicts_with = "bundle")]
+    next_bundle: Option<PathBuf>,
     /// The CRL object (the stack's CrlUri).
     #[arg(long, default_value = publish::DEFAULT_CRL_KEY)]
     crl_key: String,
@@ -197,6 +201,10 @@ impl TruststorePublishArgs {
             Some(p) => Some(read_input(p)?),
             None => None,
         };
+        let next_bundle = match &self.next_bundle {
+            Some(p) => Some(read_input(p)?),
+            None => None,
+        };
         let name = match (&self.bundle, &self.crls) {
             (Some(b), _) => b.display().to_string(),
             (None, Some(c)) => c.display().to_string(),
@@ -204,6 +212,7 @@ impl TruststorePublishArgs {
         };
         let input = publish::PublishInput {
             bundle,
+            next_bundle,
             bucket: self.bucket,
             key: self.key,
             domain: self.domain,
