@@ -1,8 +1,11 @@
 //! brokerctl: token-broker's operator and developer tooling.
 //!
 //! - [`policy`]: `policy check` (the functions' own loader) and `policy explain` (the authorizer's own decision).
-//! - [`truststore`]: `truststore check` and `truststore diff` for the mTLS CA bundle.
-//! - [`publish`]: `truststore publish` to a versioned S3 object and the custom domain's pinned version.
+//! - [`truststore`]: `truststore check` (with `--crls`, the CRL bundle against the CAs) and `truststore diff` for
+//!   the mTLS CA bundle.
+//! - [`publish`]: `truststore publish` of the bundle and the CRL bundle to versioned S3 objects and of the custom
+//!   domain's pinned version, refusing what would turn callers into 401s.
+//! - [`quota`]: `quota show` and `quota reset`, a caller's counters in the DynamoDB quota table.
 //! - [`devstack`]: `brokerctl dev`, the whole chain on one machine; end-to-end tests start it in-process. Built with
 //!   the default `dev` feature only, because it links the development stand-ins of `tb_devkit`: an operator build
 //!   (`cargo build --release -p brokerctl --no-default-features`) has the policy and truststore commands alone.
