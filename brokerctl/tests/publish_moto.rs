@@ -348,3 +348,30 @@ async fn publish_refuses_a_domain_without_mutual_tls_in_moto() {
     assert!(e.to_string().contains("no mutual TLS"), "{e}");
     assert!(versions(&s3, &b).await.is_empty());
 }
+
+/// `truststore check --published s3://…` reads the CRL bundle published now from S3 for the rollback check.
+#[tokio::test]
+async fn check_reads_the_published_crls_from_s3() {
+    let root = TestCa::root("S3 Check Root").unwrap();
+    let f = Fixture::new(&pem(&[&root]), Some(&crl(&root, 5, 48 * HOUR))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, pem(&[&root])).unwrap();
+    let run = |number: u64| {
+        let crls = dir.path().join(format!("crls-{number}.pem"));
+        std::fs::write(&crls, crl(&root, number, 48 * HOUR)).unwrap();
+        let published = format!("s3://{}/{CRL_KEY}", f.bucket);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_brokerctl"))
+            .args(["truststore", "check", &bundle.display().to_string(), "--crls", &crls.display().to_string()])
+            .args(["--published", &published, "--endpoint", &moto::endpoint()])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(4);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("crl_rollback"), "{out}");
+    let (code, out) = run(6);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(published number 0x5)"), "{out}");
+}
