@@ -129,8 +129,8 @@ impl Certs {
 /// How the authorizer's world looks at its cold start.
 pub struct AuthzSetup {
     pub ca: TestCa,
-    /// How far ahead the CRL's nextUpdate is.
-    pub crl_next_update: Duration,
+    /// Seconds from now to the CRL's nextUpdate (negative: it has passed).
+    pub crl_next_update: i64,
     /// The truststore object cannot be read.
     pub truststore_down: bool,
     /// The partner's JWKS endpoint fails.
@@ -144,7 +144,7 @@ impl AuthzSetup {
     pub fn healthy() -> AuthzSetup {
         AuthzSetup {
             ca: TestCa::root("Alarm Sim Root CA").expect("a CA"),
-            crl_next_update: hours(24 * 7),
+            crl_next_update: 7 * 86_400,
             truststore_down: false,
             jwks_down: false,
             stack_dimension: true,
@@ -179,7 +179,12 @@ impl Authz {
         let cfg = tb_authorizer::Config::read(&Env::from_pairs(env)).expect("the template's authorizer settings");
         let trust = MemoryObjectSource::new(setup.ca.cert_pem().as_bytes().to_vec());
         trust.set_unavailable(setup.truststore_down);
-        let crl = setup.ca.crl(&[], now - hours(1), now + setup.crl_next_update).expect("a CRL");
+        let next_update = if setup.crl_next_update >= 0 {
+            now + Duration::from_secs(setup.crl_next_update.unsigned_abs())
+        } else {
+            now - Duration::from_secs(setup.crl_next_update.unsigned_abs())
+        };
+        let crl = setup.ca.crl(&[], next_update.min(now) - hours(1), next_update).expect("a CRL");
         let crls = MemoryObjectSource::new(crl.pem.into_bytes());
         let partner = PartnerKey::ec_p256("acme-1").expect("a partner key");
         let jwks = MemoryJwksFetcher::default();
