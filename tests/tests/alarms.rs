@@ -119,10 +119,11 @@ fn every_alarm_of_the_template_is_simulated_or_listed() {
     }
 }
 
-/// A day of ordinary traffic in one period: callers without credentials, with malformed headers, untrusted or
-/// expired certificates, forged or expired tokens, next to good certificate and partner callers, and the broker
-/// granting, refusing scopes and client ids, and a caller reaching its quota twice. Nobody is paged; the gauges are
-/// there and healthy (quiet because the material is fine, not because nothing was reported).
+/// Ordinary traffic, all counted into one period of every alarm (the strictest reading for a count): callers
+/// without credentials, with malformed headers, untrusted or expired certificates, forged or expired tokens, next to
+/// good certificate and partner callers, and the broker granting, refusing scopes and client ids, and a caller
+/// reaching its quota twice. Nobody is paged; the gauges are there and healthy (quiet because the material is fine,
+/// not because nothing was reported).
 #[tokio::test(flavor = "multi_thread")]
 async fn ordinary_traffic_pages_nobody() {
     let set = alarms();
