@@ -49,6 +49,7 @@
 //! a CRL is refused and logged, and the CRL in use stays. Details in [`revocation`].
 
 mod der;
+mod health;
 mod identify;
 mod keys;
 mod material;

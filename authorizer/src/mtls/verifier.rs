@@ -12,6 +12,7 @@ use webpki::KeyUsage;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::health::RefreshFailures;
 use super::keys::KeyStrength;
 use super::material::{asn1_to_system_time, crl_distribution_uris, parse_truststore, single_cn, CaInfo, Truststore};
 use super::pem::{single_certificate_der, PemProblem};
@@ -111,18 +112,6 @@ pub struct CertVerifier {
     /// Reads of the truststore or CRL bundle that failed or were refused by the loader, since the last
     /// [`CertVerifier::take_read_failures`].
     read_failures: AtomicU64,
-}
-
-/// Which trust objects one refresh could not use.
-#[derive(Debug, Default, Clone, Copy)]
-struct RefreshFailures {
-    /// The truststore could not be read or was refused by the loader.
-    truststore: bool,
-    /// The CRL bundle could not be read or was refused by the loader.
-    crl_read: bool,
-    /// A CRL bundle was read and parsed but is not usable as it should be: a CRL in it was refused against the
-    /// truststore (signature, issuer, rollback), or it arrived already past its nextUpdate.
-    crl_refused: bool,
 }
 
 impl std::fmt::Debug for CertVerifier {
@@ -310,22 +299,14 @@ impl CertVerifier {
     async fn refresh_locked(&self, now: SystemTime) -> (bool, Option<MtlsError>) {
         let mut failures = RefreshFailures::default();
         let outcome = self.reload(now, &mut failures).await;
-        let reads_failed = u64::from(failures.truststore) + u64::from(failures.crl_read);
+        let reads_failed = failures.reads();
         if reads_failed > 0 {
             self.read_failures.fetch_add(reads_failed, Ordering::AcqRel);
         }
         if let Some(sink) = &self.metrics {
-            use crate::metrics::{self, trust_object};
-            if failures.truststore {
-                metrics::trust_refresh_failure(sink, trust_object::TRUSTSTORE);
-            }
-            if failures.crl_read || failures.crl_refused {
-                metrics::trust_refresh_failure(sink, trust_object::CRL);
-            }
             let m = self.snapshot();
             let truststore_expiry = m.truststore.as_ref().and_then(|t| t.cas.iter().map(|ca| ca.not_after).min());
-            let crl_next_update = m.revocation.as_ref().and_then(|r| r.fresh_until);
-            metrics::trust_gauges(sink, now, truststore_expiry, crl_next_update);
+            failures.report(sink, now, truststore_expiry, m.revocation.as_ref().and_then(|r| r.fresh_until));
         }
         outcome
     }
