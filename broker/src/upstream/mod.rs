@@ -146,7 +146,7 @@ impl Upstream {
                 Ok(p) => p,
                 Err(retry_after) => {
                     return Err(UpstreamError::Unavailable {
-                        reason: "upstream_breaker_open",
+                        reason: breaker::OPEN_REASON,
                         retry_after: Some(retry_after),
                     })
                 }
