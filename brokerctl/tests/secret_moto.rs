@@ -14,7 +14,9 @@ use tb_devkit::{fixtures, moto};
 const SECRET: &str = "zq8v1yqk0x3c7mbb2r5t9w4e6u1i0o3p5a7s9d2f4g6h8j0k1l";
 
 fn value(secret: &str) -> String {
-    format!(r#"{{"client_id":"abc123client","client_secret":"{secret}","token_url":"https://auth.example.com/oauth2/token"}}"#)
+    format!(
+        r#"{{"client_id":"abc123client","client_secret":"{secret}","token_url":"https://auth.example.com/oauth2/token"}}"#
+    )
 }
 
 /// Runs `brokerctl secret put ARGS` with `stdin` piped in, against moto.
@@ -77,7 +79,8 @@ async fn an_existing_parameter_is_replaced_only_with_overwrite() {
     let source = SsmCredentialSource::with_client(ssm().await, &prefix).unwrap();
     assert_eq!(source.get("orders").await.unwrap().client_secret.expose_secret(), SECRET, "left unchanged");
 
-    let out = put(&["--name", &name, "--overwrite", "--cognito-secret-id", "abc123client--1700000000000"], &value(other));
+    let out =
+        put(&["--name", &name, "--overwrite", "--cognito-secret-id", "abc123client--1700000000000"], &value(other));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_no_secret(&out, other);
     assert_eq!(source.get("orders").await.unwrap().client_secret.expose_secret(), other);
@@ -103,7 +106,7 @@ async fn values_the_broker_would_refuse_are_refused_and_nothing_is_written() {
         format!(r#"{{"client_id":"abc","client_secret":"{SECRET}"}}"#),
         format!(r#"{{"client_id":"abc","client_secret":"{SECRET}","token_url":"http://auth.example.com/t"}}"#),
         format!(r#"{{"client_id":"abc","client_secret":"{SECRET}","domain_prefix":"p"}}"#),
-        format!("{SECRET}"),
+        SECRET.to_string(),
         String::new(),
     ];
     for (i, c) in cases.iter().enumerate() {

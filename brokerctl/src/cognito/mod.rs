@@ -19,9 +19,14 @@ use tb_broker::ClientCredentials;
 
 pub use rotate::{rotate, RotateError, RotateOptions, RotateOutcome, StopAfter};
 
+/// Budget of one Cognito API call, retries included: an unreachable or silent endpoint fails the step instead of
+/// hanging the command.
+const API_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A Cognito client for `sdk`, aimed at `endpoint` when given (the local stand-in in tests).
 pub fn client(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> Client {
-    let mut b = aws_sdk_cognitoidentityprovider::config::Builder::from(sdk);
+    let mut b = aws_sdk_cognitoidentityprovider::config::Builder::from(sdk)
+        .timeout_config(tb_shared::aws::timeouts(API_TIMEOUT));
     if let Some(e) = endpoint {
         b = b.endpoint_url(e);
     }
