@@ -33,8 +33,8 @@ pub enum CognitoCommand {
     /// --wait: every broker re-reads PARAM once its cached copy is CREDENTIALS_TTL_SECONDS old (300 s by default),
     /// so the default waits 6 minutes after the write. A broker that cannot read SSM keeps serving its cached copy
     /// for up to CREDENTIALS_MAX_STALE_SECONDS more (3600 s by default): if SSM reads were failing during the
-    /// rotation (the broker's credential-store errors), pass --wait 65m so no broker still holds the old secret when
-    /// it is deleted.
+    /// rotation (the broker logged "credential source unavailable; serving the last good credentials"), pass --wait
+    /// 65m so no broker still holds the old secret when it is deleted.
     ///
     /// Flags only: the user pool id, prefix, KMS key and region are not read from the stack.
     ///

@@ -66,7 +66,7 @@ pub struct AwsArgs {
     /// AWS region (default: the SDK's usual chain, AWS_REGION or the profile).
     #[arg(long)]
     pub region: Option<String>,
-    /// AWS-compatible endpoint (e.g. moto) for SSM.
+    /// AWS-compatible endpoint (e.g. moto) for every AWS call.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 }
