@@ -1,9 +1,9 @@
 //! The command line: one clap `Args` type per subcommand, each with `run`, which does the work through the library
 //! and answers with an [`Exit`] code or a [`CliError`]. `main.rs` only parses, runs and exits.
 
+mod cognito;
 #[cfg(feature = "dev")]
 mod dev;
-mod cognito;
 mod policy;
 mod quota;
 mod secret;
@@ -15,9 +15,9 @@ use clap::{Parser, Subcommand};
 
 use crate::exit::Exit;
 
+pub use cognito::{CognitoCommand, RotateSecretArgs};
 #[cfg(feature = "dev")]
 pub use dev::{DevAction, DevArgs};
-pub use cognito::{CognitoCommand, RotateSecretArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicyExplainArgs};
 pub use quota::{QuotaCommand, QuotaResetArgs, QuotaShowArgs, QuotaTableArgs};
 pub use secret::{AwsArgs, ParameterArgs, SecretCommand, SecretPutArgs};
