@@ -29,8 +29,8 @@ mod upstream;
 pub use app::{build, App, Deps, InitError};
 pub use config::Config;
 pub use credentials::{
-    CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource, Credentials,
-    MemoryCredentialSource, SsmConfig, SsmCredentialSource,
+    is_valid_ssm_prefix, CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource,
+    Credentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource,
 };
 pub use error::BrokerError;
 pub use handler::handle;

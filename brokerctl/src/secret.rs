@@ -78,12 +78,7 @@ pub fn with_secret(value: &SecretString, secret: &SecretString) -> Result<Secret
 
 /// Checks a parameter path prefix the way the broker checks `SSM_PREFIX`: `/`-rooted, no trailing `/`.
 pub fn check_prefix(prefix: &str) -> Result<(), SecretError> {
-    let ok = prefix.len() >= 2
-        && prefix.len() <= 512
-        && prefix.starts_with('/')
-        && !prefix.ends_with('/')
-        && !prefix.contains("//")
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
+    let ok = tb_broker::is_valid_ssm_prefix(prefix);
     if ok {
         Ok(())
     } else {

@@ -19,7 +19,7 @@ mod ssm;
 
 pub use cache::{CacheConfig, CachedCredentials};
 pub use memory::MemoryCredentialSource;
-pub use ssm::{SsmConfig, SsmCredentialSource};
+pub use ssm::{is_valid_prefix as is_valid_ssm_prefix, SsmConfig, SsmCredentialSource};
 
 /// One app client's credentials. `Debug` never shows the secret (it is a [`SecretString`]).
 #[derive(Debug, Clone)]

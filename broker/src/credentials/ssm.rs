@@ -52,15 +52,21 @@ pub(crate) fn client_config(sdk: &SdkConfig, operation_timeout: Duration) -> aws
     aws_sdk_ssm::config::Builder::from(sdk).timeout_config(tb_shared::aws::timeouts(operation_timeout)).build()
 }
 
-/// Checks the prefix at cold start so a misconfiguration fails the deployment, not every request.
-fn check_prefix(prefix: &str) -> Result<(), CredentialError> {
-    let ok = prefix.len() >= 2
+/// Whether `prefix` is a parameter path prefix the broker accepts for `SSM_PREFIX`: `/`-rooted, no trailing or
+/// doubled `/`, SSM's name characters only. Public so operator tooling that writes parameters (`brokerctl secret
+/// put`) refuses exactly what the broker would.
+pub fn is_valid_prefix(prefix: &str) -> bool {
+    prefix.len() >= 2
         && prefix.len() <= 512
         && prefix.starts_with('/')
         && !prefix.ends_with('/')
         && !prefix.contains("//")
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'));
-    if ok {
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'.' | b'-'))
+}
+
+/// Checks the prefix at cold start so a misconfiguration fails the deployment, not every request.
+fn check_prefix(prefix: &str) -> Result<(), CredentialError> {
+    if is_valid_prefix(prefix) {
         Ok(())
     } else {
         Err(CredentialError::Malformed(
