@@ -3,10 +3,20 @@
 //! API Gateway copies an authorizer's `context` map into the proxy event's `requestContext.authorizer`, next to
 //! `principalId` and `integrationLatency`. The authorizer must return flat string values; API Gateway may still
 //! hand them on as strings, numbers or booleans, so the reader accepts all three and converts to strings.
-//! The broker treats this map as the only source of caller identity.
+//! The broker treats this map as the only source of caller identity, and only once its MAC verifies ([`mac`]): the
+//! map travels through a Lambda invoke, which any principal allowed to invoke the broker can make with a map of its
+//! own.
 
 use std::collections::HashMap;
 use std::fmt;
+
+pub mod keys;
+pub mod mac;
+pub mod ssm;
+
+pub use keys::{ContextKey, KeyError, KeyRing, KeyRingConfig, KeySet, KeySource, MemoryKeySource};
+pub use mac::{sign, verify, ApiBinding, MacError, KEY_MAC, KEY_MAC_EXPIRES, KEY_MAC_KEY_ID, MAC_KEYS};
+pub use ssm::SsmKeySource;
 
 use serde_json::Value;
 
