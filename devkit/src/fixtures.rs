@@ -9,6 +9,9 @@
 //! ```
 
 use std::io::Write;
+use std::sync::Arc;
+
+use tb_shared::context::{KeySet, MemoryKeySource};
 
 /// The `reporting` caller's id.
 pub const REPORTING_CALLER: &str = "reporting";
@@ -73,6 +76,24 @@ pub fn write_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String
     p.to_string_lossy().into_owned()
 }
 
+/// The id of the test context key ([`context_keys`]).
+pub const CONTEXT_KEY_ID: &str = "test-1";
+/// The test context key's bytes: fixed, so both functions of a chain test (and a replay of a captured context)
+/// agree on it. Public test material, never a deployment's key.
+pub const CONTEXT_KEY_BYTES: [u8; 32] = *b"tb-devkit-test-context-key-32by!";
+
+/// The key set of one test key ([`CONTEXT_KEY_ID`], [`CONTEXT_KEY_BYTES`]), which signs.
+pub fn context_key_set() -> KeySet {
+    KeySet::single(CONTEXT_KEY_ID, CONTEXT_KEY_BYTES.to_vec()).expect("the test key set follows the document rules")
+}
+
+/// A ready-made context-key source holding [`context_key_set`], for the `context_keys` field of either function's
+/// `Deps`. Give both functions of a chain test the same source (or two made by this function: the key is fixed) so
+/// the broker accepts the authorizer's context; `set` and `set_unavailable` drive rotations and outages.
+pub fn context_keys() -> Arc<MemoryKeySource> {
+    Arc::new(MemoryKeySource::new(context_key_set().to_document()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +107,14 @@ mod tests {
         let file = write_policy(&yaml);
         assert_eq!(std::fs::read_to_string(file.path()).unwrap(), yaml);
         assert!(file.path().extension().is_some_and(|e| e == "yaml"));
+    }
+
+    #[tokio::test]
+    async fn the_test_context_keys_load() {
+        use tb_shared::context::KeySource as _;
+        let source = context_keys();
+        let set = source.fetch().await.unwrap();
+        assert_eq!(set.signing().id(), CONTEXT_KEY_ID);
+        assert_eq!(set.ids().collect::<Vec<_>>(), [CONTEXT_KEY_ID]);
     }
 }
