@@ -13,6 +13,10 @@ mod redact;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
 pub use emf::{Metrics, MetricsSink, Unit};
 pub use redact::CallerIdHasher;
 
@@ -66,24 +70,34 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CaptureWriter {
 pub fn init_lambda_logging(service: &'static str) {
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let level = match level.to_ascii_lowercase().as_str() {
-        "error" => "error",
-        "warn" => "warn",
-        "debug" | "trace" => "debug",
-        _ => "info",
+        "error" => LevelFilter::ERROR,
+        "warn" => LevelFilter::WARN,
+        "debug" | "trace" => LevelFilter::DEBUG,
+        _ => LevelFilter::INFO,
     };
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{level},lambda_runtime=info,aws_smithy_runtime=warn,aws_config=warn,hyper=warn,reqwest=warn,rustls=warn"
-    ));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
-        .without_time()
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .flatten_event(true)
+                .with_target(false)
+                .without_time(),
+        )
+        .with(lambda_log_filter(level))
         .try_init();
     tracing::info!(service, "logging initialised");
+}
+
+/// What a function logs at `level`: its own events at that level, and the libraries it runs on held to the level
+/// that is useful in an incident (the runtime at info, the SDK and HTTP stacks at warn). A per-target filter rather
+/// than `EnvFilter`, whose directive syntax needs a regular-expression engine in every function binary for a fixed
+/// set of directives.
+fn lambda_log_filter(level: LevelFilter) -> Targets {
+    Targets::new().with_default(level).with_target("lambda_runtime", LevelFilter::INFO).with_targets(
+        ["aws_smithy_runtime", "aws_config", "hyper", "reqwest", "rustls"].map(|t| (t, LevelFilter::WARN)),
+    )
 }
 
 /// A JSON subscriber writing to `writer`, for tests that capture logs. Use with
@@ -111,4 +125,28 @@ pub fn capture_default(writer: CaptureWriter) -> tracing::subscriber::DefaultGua
     let guard = tracing::subscriber::set_default(capture_subscriber(writer));
     tracing::callsite::rebuild_interest_cache();
     guard
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn the_functions_own_events_follow_the_level_and_the_libraries_stay_quiet() {
+        let f = lambda_log_filter(LevelFilter::DEBUG);
+        assert!(f.would_enable("tb_broker::handler", &Level::DEBUG));
+        assert!(!f.would_enable("tb_broker::handler", &Level::TRACE));
+        assert!(f.would_enable("lambda_runtime::layers", &Level::INFO));
+        assert!(!f.would_enable("lambda_runtime::layers", &Level::DEBUG), "raw events are logged below info");
+        for lib in ["aws_smithy_runtime::client", "aws_config", "hyper::proto", "reqwest::connect", "rustls::client"] {
+            assert!(f.would_enable(lib, &Level::WARN), "{lib}");
+            assert!(!f.would_enable(lib, &Level::INFO), "{lib}");
+        }
+        let f = lambda_log_filter(LevelFilter::ERROR);
+        assert!(!f.would_enable("tb_authorizer::decision", &Level::WARN));
+        assert!(f.would_enable("tb_authorizer::decision", &Level::ERROR));
+        assert!(f.would_enable("lambda_runtime", &Level::INFO), "the runtime's own lines, as before, at any level");
+    }
 }
