@@ -11,6 +11,8 @@
 //!   (`cargo build --release -p brokerctl --no-default-features`) has the policy and truststore commands alone.
 //! - [`secret`]: `secret put`, the app-client credentials parameter in SSM, checked with the broker's own parser.
 //! - [`cognito`]: `cognito rotate-secret`, the resumable rotation of an app client's secret.
+//! - [`context_key`]: `context-key init | add | promote | retire | show`, the context-MAC key set in SSM, edited only
+//!   through the functions' own key-set rules.
 //! - [`aws`]: the SDK configuration of the commands that talk to AWS (or an emulator).
 //! - [`cli`]: one clap `Args` type per command with its `run`, answering an [`Exit`] code; the binary
 //!   (`src/main.rs`) only parses, runs and exits, so every command is testable as a library call.
@@ -18,6 +20,7 @@
 pub mod aws;
 pub mod cli;
 pub mod cognito;
+pub mod context_key;
 #[cfg(feature = "dev")]
 pub mod devstack;
 pub mod exit;

@@ -2,6 +2,7 @@
 //! and answers with an [`Exit`] code or a [`CliError`]. `main.rs` only parses, runs and exits.
 
 mod cognito;
+mod context_key;
 #[cfg(feature = "dev")]
 mod dev;
 mod policy;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::exit::Exit;
 
 pub use cognito::{CognitoCommand, RotateSecretArgs};
+pub use context_key::{AddArgs, ContextKeyCommand, InitArgs, KeyParameterArgs, ShowArgs, StepArgs};
 #[cfg(feature = "dev")]
 pub use dev::{DevAction, DevArgs};
 pub use policy::{PolicyCheckArgs, PolicyCommand, PolicyExplainArgs};
@@ -75,6 +77,10 @@ pub enum Command {
     /// Cognito app-client secrets: rotate-secret.
     #[command(subcommand)]
     Cognito(CognitoCommand),
+    /// The context-MAC key set in SSM that lets the broker trust only the authorizer's caller context: init, add,
+    /// promote, retire, show.
+    #[command(subcommand)]
+    ContextKey(ContextKeyCommand),
     /// Run the whole chain locally: mTLS and partner listeners, API Gateway's behaviour, the authorizer and broker
     /// handlers, a Cognito stand-in and a sample resource server. NOT FOR PRODUCTION.
     #[cfg(feature = "dev")]
@@ -90,6 +96,7 @@ impl Cli {
             Command::Quota(c) => c.run().await,
             Command::Secret(c) => c.run().await,
             Command::Cognito(c) => c.run().await,
+            Command::ContextKey(c) => c.run().await,
             #[cfg(feature = "dev")]
             Command::Dev(c) => c.run().await,
         }
