@@ -73,6 +73,7 @@ fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &
         jwks: Arc::new(jwks),
         metrics: MetricsSink::to_writer("Bench", std::io::sink()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
     rt.block_on(build(&cfg, deps)).expect("authorizer").authorizer
 }

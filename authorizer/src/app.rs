@@ -4,9 +4,11 @@
 //! that names what is wrong; nothing is read from the environment per invocation.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use tb_shared::clock::Clock;
+use tb_shared::context::{KeyRing, KeySource, SsmKeySource};
 use tb_shared::policy::Policy;
 use tb_shared::telemetry::{CallerIdHasher, MetricsSink, STACK_DIMENSION};
 
@@ -31,6 +33,10 @@ pub struct App {
     pub hasher: CallerIdHasher,
     /// The time every check is made at.
     pub clock: Clock,
+    /// The keys an Allow's context is signed with, kept fresh.
+    pub(crate) context_keys: KeyRing,
+    /// Lifetime of the MAC on an Allow's context.
+    pub(crate) context_mac_ttl: Duration,
     /// The certificate verifier, whose failed reads of the trust material the handler reports.
     certs: Option<Arc<CertVerifier>>,
     /// Why the cold-start read of the trust material failed, if it did.
@@ -74,6 +80,11 @@ pub enum InitError {
     /// The JWKS HTTP client could not be built.
     #[error("JWKS client: {0}")]
     Jwks(String),
+    /// The context-MAC key set could not be loaded at cold start: without it no Allow could carry a context the
+    /// broker accepts, so the function does not start. The reason names the parameter and what went wrong, never
+    /// key material.
+    #[error("context keys (CONTEXT_KEY_PARAMETER): {0}")]
+    ContextKeys(#[from] tb_shared::context::KeyError),
 }
 
 /// Where the truststore and the CRLs are read from.
@@ -107,28 +118,35 @@ pub struct Deps {
     pub metrics: MetricsSink,
     /// The time checks are made at.
     pub clock: Clock,
+    /// Where the context-MAC key set is read from (SSM in Lambda, memory in tests and the local stack).
+    pub context_keys: Arc<dyn KeySource>,
 }
 
+/// Budget of one read of the context key set, retries included: a small SecureString, read at cold start and then
+/// once per `CONTEXT_KEYS_TTL_SECONDS` inside a request, so it must stay well inside the authorizer's 5 s timeout.
+pub const SSM_OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl Deps {
-    /// The production adapters: trust material from the configured S3 objects or files, JWKS over HTTPS, metrics to
-    /// stdout with the stack's `Stack` dimension on every line, the system clock. The AWS SDK configuration is loaded only when an object lives in S3.
+    /// The production adapters: trust material from the configured S3 objects or files, JWKS over HTTPS, the
+    /// context key set from the SSM SecureString `CONTEXT_KEY_PARAMETER` (required here), metrics to stdout with the
+    /// stack's `Stack` dimension on every line, the system clock.
     pub async fn from_config(cfg: &Config) -> Result<Deps, InitError> {
-        let sdk = if needs_s3(cfg) {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        } else {
-            None
-        };
-        Self::with_sdk(cfg, sdk.as_ref())
+        cfg.required_context_key_parameter()?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_sdk_config(cfg, &sdk)
     }
 
-    /// The production adapters, with S3 reached through `sdk` (an emulator's endpoint, or one that never answers,
-    /// in tests). The S3 client gets [`S3_OPERATION_TIMEOUT`]: see [`s3_client`].
+    /// The production adapters, with S3 and SSM reached through `sdk` (an emulator's endpoint, or one that never
+    /// answers, in tests). The S3 client gets [`S3_OPERATION_TIMEOUT`] (see [`s3_client`]), the SSM client
+    /// [`SSM_OPERATION_TIMEOUT`].
     pub fn from_sdk_config(cfg: &Config, sdk: &SdkConfig) -> Result<Deps, InitError> {
-        Self::with_sdk(cfg, Some(sdk))
-    }
-
-    fn with_sdk(cfg: &Config, sdk: Option<&SdkConfig>) -> Result<Deps, InitError> {
-        let s3 = sdk.map(|sdk| s3_client(sdk, S3_OPERATION_TIMEOUT));
+        let parameter = cfg.required_context_key_parameter()?;
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(sdk)
+                .timeout_config(tb_shared::aws::timeouts(SSM_OPERATION_TIMEOUT))
+                .build(),
+        );
+        let s3 = needs_s3(cfg).then(|| s3_client(sdk, S3_OPERATION_TIMEOUT));
         let source = |loc: &ObjectLocation| -> Result<Arc<dyn ObjectSource>, InitError> {
             Ok(match loc {
                 ObjectLocation::File(p) => Arc::new(FileObjectSource::new(p)),
@@ -153,6 +171,7 @@ impl Deps {
             jwks: Arc::new(jwks),
             metrics: MetricsSink::stdout(&cfg.metrics_namespace).with_dimension(STACK_DIMENSION, &cfg.stack_name),
             clock: Clock::system(),
+            context_keys: Arc::new(SsmKeySource::new(ssm, parameter)),
         })
     }
 }
@@ -161,8 +180,11 @@ fn needs_s3(cfg: &Config) -> bool {
     [&cfg.truststore, &cfg.crls].iter().any(|l| matches!(l, Some(ObjectLocation::S3 { .. })))
 }
 
-/// Builds the authorizer: loads the policy, reads the trust material once, and prepares the JWT verifier and the
-/// decision cache.
+/// Builds the authorizer: loads the policy and the context key set, reads the trust material once, and prepares the
+/// JWT verifier and the decision cache.
+///
+/// A context key set that cannot be read or is invalid stops the cold start ([`InitError::ContextKeys`]): without it
+/// every Allow would carry a context the broker refuses, so failing here, visibly, is the only useful answer.
 ///
 /// Trust material that cannot be read (S3 unreachable or denied, an object missing, a bundle the loaders refuse) does
 /// not stop the cold start: partner (JWT) callers do not depend on it, and a function that fails its init would take
@@ -175,6 +197,8 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Arc::new(Policy::load(&cfg.policy_file)?);
     let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
         .ok_or(InitError::MissingHashKey)?;
+    let context_keys = KeyRing::load(deps.context_keys, cfg.context_keys, deps.clock.clone()).await?;
+    tracing::info!(signing_key_id = context_keys.current().await?.signing().id(), "context keys loaded");
 
     let mut trust_load_error = None;
     let certs = match deps.trust {
@@ -225,5 +249,14 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
         jwts,
         DecisionCacheConfig { ttl: cfg.decision_cache_ttl, max_entries: cfg.decision_cache_max_entries },
     );
-    Ok(App { authorizer, metrics: deps.metrics, hasher, clock: deps.clock, certs, trust_load_error })
+    Ok(App {
+        authorizer,
+        metrics: deps.metrics,
+        hasher,
+        clock: deps.clock,
+        context_keys,
+        context_mac_ttl: cfg.context_mac_ttl,
+        certs,
+        trust_load_error,
+    })
 }

@@ -14,6 +14,10 @@
 //! | `JWKS_REFETCH_COOLDOWN_SECONDS` | least time between two JWKS fetches caused by unknown `kid`s (0..3600) | 60 |
 //! | `JWKS_MAX_AGE_SECONDS` | age at which a partner's keys are re-fetched, so a withdrawn key stops verifying (60..86400) | 3600 |
 //! | `JWKS_MAX_STALE_SECONDS` | how long past that age keys still verify while every refresh fails; then the partner's tokens are refused (0..86400) | 3600 |
+//! | `CONTEXT_KEY_PARAMETER` | name of the SSM SecureString holding the context-MAC key set; required in Lambda (`Deps::from_config`), where the function cannot start without it | none |
+//! | `CONTEXT_KEYS_TTL_SECONDS` | age at which the key set is read again (10..3600) | 300 |
+//! | `CONTEXT_KEYS_MAX_STALE_SECONDS` | how long past that age the last key set still signs while reads fail; then no Allow can be answered (0..86400) | 3600 |
+//! | `CONTEXT_MAC_TTL_SECONDS` | lifetime of the MAC on an Allow's context; at least API Gateway's authorizer cache TTL (1..3600) | 300 |
 //! | `CALLER_HASH_KEY` | key for hashed caller ids in logs, when the policy asks for hashing (≥ 16 bytes) | none |
 //! | `METRICS_NAMESPACE` | CloudWatch namespace of EMF metrics | `TokenBroker` |
 //! | `STACK_NAME` | value of the `Stack` dimension on every EMF line, so two stacks in one account never share a series (≤ 128 printable ASCII characters; the template passes the stack's name) | `token-broker` |
@@ -23,6 +27,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use tb_shared::context::KeyRingConfig;
 use tb_shared::env::{ConfigError, Env};
 
 use crate::jwt::JwtConfig;
@@ -62,6 +67,13 @@ pub struct Config {
     pub jwks_max_age: Duration,
     /// How long past `jwks_max_age` keys whose refresh keeps failing still verify.
     pub jwks_max_stale: Duration,
+    /// The SSM SecureString holding the context-MAC key set (`None` in builds that pass their own key source).
+    pub context_key_parameter: Option<String>,
+    /// How the key set is kept fresh in a warm instance.
+    pub context_keys: KeyRingConfig,
+    /// Lifetime of the MAC on an Allow's context. The gateway replays a cached context for up to its authorizer
+    /// cache TTL, so this must be at least that long or a cached Allow would reach the broker expired.
+    pub context_mac_ttl: Duration,
     /// Key for hashed caller ids in logs.
     pub caller_hash_key: Option<SecretString>,
     /// CloudWatch namespace of the metrics.
@@ -108,6 +120,13 @@ impl Config {
             // reached (by accident or by an attacker's doing) at two hours in all. 0 refuses as soon as a due
             // refresh has failed.
             jwks_max_stale: env.seconds("JWKS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
+            context_key_parameter: context_key_parameter(env)?,
+            context_keys: KeyRingConfig {
+                ttl: env.seconds("CONTEXT_KEYS_TTL_SECONDS", 300, 10..=3600)?,
+                max_stale: env.seconds("CONTEXT_KEYS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
+                ..KeyRingConfig::default()
+            },
+            context_mac_ttl: env.seconds("CONTEXT_MAC_TTL_SECONDS", 300, 1..=3600)?,
             caller_hash_key: env.caller_hash_key()?,
             metrics_namespace: env.metrics_namespace()?,
             stack_name: env.stack_name()?,
@@ -115,7 +134,30 @@ impl Config {
     }
 }
 
+/// Longest SSM parameter name (a fully qualified one included).
+const MAX_PARAMETER_NAME_LEN: usize = 2048;
+
+/// `CONTEXT_KEY_PARAMETER`, checked against SSM's naming rules so a typo is an init error that says so rather than
+/// an access error from SSM.
+fn context_key_parameter(env: &Env<'_>) -> Result<Option<String>, ConfigError> {
+    const VAR: &str = "CONTEXT_KEY_PARAMETER";
+    let Some(name) = env.optional(VAR) else { return Ok(None) };
+    // `:` for a parameter ARN (a parameter shared from another account is named by its ARN).
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/' | b':');
+    if name.len() > MAX_PARAMETER_NAME_LEN || !name.bytes().all(allowed) {
+        return Err(ConfigError::new(VAR, "is not an SSM parameter name or ARN (letters, digits, _ . - / :)"));
+    }
+    Ok(Some(name))
+}
+
 impl Config {
+    /// `CONTEXT_KEY_PARAMETER`, required where the function reads its keys from SSM.
+    pub fn required_context_key_parameter(&self) -> Result<&str, ConfigError> {
+        self.context_key_parameter.as_deref().ok_or_else(|| {
+            ConfigError::new("CONTEXT_KEY_PARAMETER", "is required: without the context key no Allow can be signed")
+        })
+    }
+
     /// The JWT verifier's settings from this configuration (the token size cap is not configurable).
     pub fn jwt_config(&self) -> JwtConfig {
         JwtConfig {
@@ -201,6 +243,41 @@ mod tests {
             let e = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{value}");
             assert!(!e.to_string().contains(value), "the error names the rule, not the value");
+        }
+    }
+
+    #[test]
+    fn context_key_settings_have_defaults_and_ranges() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.context_key_parameter, None);
+        assert_eq!(c.required_context_key_parameter().unwrap_err().var, "CONTEXT_KEY_PARAMETER");
+        assert_eq!(
+            (c.context_keys.ttl, c.context_keys.max_stale),
+            (Duration::from_secs(300), Duration::from_secs(3600))
+        );
+        assert_eq!(c.context_mac_ttl, Duration::from_secs(300));
+
+        let c = cfg(&[
+            ("CONTEXT_KEY_PARAMETER", "/token-broker/prod/context-keys"),
+            ("CONTEXT_KEYS_TTL_SECONDS", "10"),
+            ("CONTEXT_KEYS_MAX_STALE_SECONDS", "0"),
+            ("CONTEXT_MAC_TTL_SECONDS", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(c.required_context_key_parameter().unwrap(), "/token-broker/prod/context-keys");
+        assert_eq!((c.context_keys.ttl, c.context_keys.max_stale), (Duration::from_secs(10), Duration::ZERO));
+        assert_eq!(c.context_mac_ttl, Duration::from_secs(3600));
+
+        for (var, value) in [
+            ("CONTEXT_KEYS_TTL_SECONDS", "9"),
+            ("CONTEXT_KEYS_TTL_SECONDS", "3601"),
+            ("CONTEXT_KEYS_MAX_STALE_SECONDS", "86401"),
+            ("CONTEXT_MAC_TTL_SECONDS", "0"),
+            ("CONTEXT_MAC_TTL_SECONDS", "3601"),
+            ("CONTEXT_KEY_PARAMETER", "/token broker/keys"),
+            ("CONTEXT_KEY_PARAMETER", "/token-broker/keys?version=2"),
+        ] {
+            assert_eq!(cfg(&[(var, value)]).unwrap_err().var, var, "{value}");
         }
     }
 

@@ -130,6 +130,10 @@ pub enum UnauthorizedReason {
     JwtNotAccepted,
     /// The JWT failed verification; the detail names no token content.
     InvalidJwt(String),
+    /// The caller was allowed, but the context keys are unavailable (past their stale bound while reads fail), so
+    /// no context the broker accepts can be made: the authorizer's own outage, never Allow without a MAC. Made by
+    /// the handler, not by [`Authorizer::decide`]; the detail says why the keys could not be read, never a key.
+    ContextKeysUnavailable(String),
 }
 
 impl UnauthorizedReason {
@@ -144,12 +148,15 @@ impl UnauthorizedReason {
             UnauthorizedReason::InvalidCertificate(_) => unauthorized::INVALID_CERTIFICATE,
             UnauthorizedReason::JwtNotAccepted => unauthorized::JWT_NOT_ACCEPTED,
             UnauthorizedReason::InvalidJwt(_) => unauthorized::INVALID_JWT,
+            UnauthorizedReason::ContextKeysUnavailable(_) => unauthorized::CONTEXT_KEYS_UNAVAILABLE,
         }
     }
     /// Human detail for logs (never credential content).
     pub fn detail(&self) -> &str {
         match self {
-            UnauthorizedReason::InvalidCertificate(d) | UnauthorizedReason::InvalidJwt(d) => d,
+            UnauthorizedReason::InvalidCertificate(d)
+            | UnauthorizedReason::InvalidJwt(d)
+            | UnauthorizedReason::ContextKeysUnavailable(d) => d,
             _ => "",
         }
     }

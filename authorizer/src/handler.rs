@@ -1,5 +1,11 @@
-//! The Lambda handler: pulls the credentials out of a REQUEST authorizer event, asks [`Authorizer::decide`], logs
-//! the decision and emits its metrics, and maps it to API Gateway's answer.
+//! The Lambda handler: pulls the credentials out of a REQUEST authorizer event, asks [`Authorizer::decide`], signs
+//! an Allow's context with the current context key, logs the decision and emits its metrics, and maps it to API
+//! Gateway's answer.
+//!
+//! The decision may come from the decision cache; the context MAC never does. It binds this request's API and stage
+//! and an expiry, so it is made for each answer. When the key set is unavailable (past its stale bound while reads
+//! fail) an Allow becomes a 401 counted as the authorizer's outage (`context_keys_unavailable`), never an Allow
+//! without a MAC.
 
 use std::time::{Instant, SystemTime};
 
@@ -11,7 +17,7 @@ use tb_shared::telemetry::{Unit, SERVICE_DIMENSION};
 use crate::app::App;
 use crate::decision::{Decision, Presented, UnauthorizedReason};
 use crate::metrics::{self, names, outage, SERVICE};
-use crate::response::{respond, AuthorizerResponse, Unauthorized};
+use crate::response::{respond, AuthorizerResponse, Signing, Unauthorized};
 
 /// Handles one REQUEST authorizer event, at the time the app's clock gives.
 pub async fn handle(app: &App, event: LambdaEvent<RequestEvent>) -> Result<AuthorizerResponse, Unauthorized> {
@@ -28,10 +34,18 @@ pub async fn handle_request(
     let request_id = req.request_context.request_id.as_deref().unwrap_or("-");
     let method_arn = req.method_arn.as_deref().unwrap_or("");
 
-    let (decision, info) = match presented(req) {
+    let (mut decision, info) = match presented(req) {
         Ok(p) => app.authorizer.decide(p, now).await,
         Err(reason) => (Decision::Unauthorized(reason), Default::default()),
     };
+    // Only an Allow is signed, so only an Allow needs the keys: a Deny or a 401 is answered during a key outage.
+    let mut keys = None;
+    if matches!(decision, Decision::Allow(_)) {
+        match app.context_keys.current().await {
+            Ok(k) => keys = Some(k),
+            Err(e) => decision = Decision::Unauthorized(UnauthorizedReason::ContextKeysUnavailable(e.to_string())),
+        }
+    }
 
     let outage = match &decision {
         Decision::Unauthorized(r) => metrics::outage_of(r),
@@ -109,7 +123,8 @@ pub async fn handle_request(
         metrics::authorizer_error(&app.metrics, outage::TRUST_REFRESH_FAILED, Some(request_id));
     }
 
-    let answer = respond(&decision, method_arn);
+    let signing = keys.as_deref().map(|keys| Signing { keys, now, ttl: app.context_mac_ttl });
+    let answer = respond(&decision, method_arn, signing);
     if answer.is_err() && !matches!(decision, Decision::Unauthorized(_)) {
         tracing::error!(event = "bad_method_arn", request_id, "methodArn is not an execute-api ARN; refusing");
         metrics::authorizer_error(&app.metrics, outage::BAD_METHOD_ARN, Some(request_id));

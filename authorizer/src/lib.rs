@@ -23,7 +23,7 @@ mod mtls;
 mod response;
 mod sources;
 
-pub use app::{build, App, Deps, InitError, Trust, TrustSources};
+pub use app::{build, App, Deps, InitError, Trust, TrustSources, SSM_OPERATION_TIMEOUT};
 pub use config::{Config, ObjectLocation};
 pub use decision::{
     Allow, Authorizer, Decision, DecisionCacheConfig, DecisionInfo, Deny, DenyReason, Presented, UnauthorizedReason,

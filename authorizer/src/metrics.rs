@@ -17,7 +17,7 @@
 //! | `Allows` | Count | Service, Stack | per request | a known, enabled caller was allowed |
 //! | `Denials` | Count | Service, Stack | per request | a verified credential was refused (403); the line's `reason` property says why |
 //! | `Unauthorized` | Count | Service, Stack | per request | no usable credential (401): an answer to the caller, not an error of the service |
-//! | `Unauthorized` | Count | Service, Stack, Reason | per 401, a second line | the same, by [`unauthorized`] reason (`no_credential`, `malformed_authorization`, `certificates_not_accepted`, `invalid_certificate`, `jwt_not_accepted`, `invalid_jwt`) |
+//! | `Unauthorized` | Count | Service, Stack, Reason | per 401, a second line | the same, by [`unauthorized`] reason (`no_credential`, `malformed_authorization`, `certificates_not_accepted`, `invalid_certificate`, `jwt_not_accepted`, `invalid_jwt`, `context_keys_unavailable`) |
 //! | `DecisionCacheHits` | Count | Service, Stack | per request answered from the decision cache | |
 //! | `DecisionLatency` | Microseconds | Service, Stack | per request | time to decide |
 //! | `AuthorizerErrors` | Count | Service, Stack | per outage occurrence | the authorizer could not decide as it should: alarm on it |
@@ -122,10 +122,20 @@ pub mod outage {
     /// The event's `methodArn` is not an execute-api ARN, so no policy could be answered (a gateway
     /// misconfiguration, not a caller's mistake).
     pub const BAD_METHOD_ARN: &str = "bad_method_arn";
+    /// The context-MAC key set is past its stale bound and cannot be read again (SSM unreachable or denied, the
+    /// parameter gone or invalid): an Allow cannot be signed, so every caller the authorizer would allow gets 401.
+    pub const CONTEXT_KEYS_UNAVAILABLE: &str = "context_keys_unavailable";
 
     /// Every reason above.
-    pub const ALL: &[&str] =
-        &[NO_TRUST_MATERIAL, KEYS_UNAVAILABLE, STALE_CRL, REVOCATION_UNKNOWN, TRUST_REFRESH_FAILED, BAD_METHOD_ARN];
+    pub const ALL: &[&str] = &[
+        NO_TRUST_MATERIAL,
+        KEYS_UNAVAILABLE,
+        STALE_CRL,
+        REVOCATION_UNKNOWN,
+        TRUST_REFRESH_FAILED,
+        BAD_METHOD_ARN,
+        CONTEXT_KEYS_UNAVAILABLE,
+    ];
 }
 
 /// The `Reason` values of the breakdown of [`names::UNAUTHORIZED`]: one per kind of missing or unusable credential,
@@ -144,6 +154,9 @@ pub mod unauthorized {
     pub const JWT_NOT_ACCEPTED: &str = "jwt_not_accepted";
     /// A token that failed verification (outages among them are also `AuthorizerErrors`).
     pub const INVALID_JWT: &str = "invalid_jwt";
+    /// A caller that would be allowed, refused because no context MAC can be made (always also an
+    /// `AuthorizerErrors` with the same reason).
+    pub const CONTEXT_KEYS_UNAVAILABLE: &str = "context_keys_unavailable";
 
     /// Every reason above.
     pub const ALL: &[&str] = &[
@@ -153,6 +166,7 @@ pub mod unauthorized {
         INVALID_CERTIFICATE,
         JWT_NOT_ACCEPTED,
         INVALID_JWT,
+        CONTEXT_KEYS_UNAVAILABLE,
     ];
 }
 
@@ -186,6 +200,7 @@ pub(crate) fn outage_of(reason: &UnauthorizedReason) -> Option<&'static str> {
             CERT_OUTAGES.iter().find(|(text, _)| text == detail).map(|(_, code)| *code)
         }
         UnauthorizedReason::InvalidJwt(detail) if *detail == *JWT_KEYS_UNAVAILABLE => Some(outage::KEYS_UNAVAILABLE),
+        UnauthorizedReason::ContextKeysUnavailable(_) => Some(outage::CONTEXT_KEYS_UNAVAILABLE),
         _ => None,
     }
 }
@@ -301,6 +316,8 @@ mod tests {
         assert_eq!(outage_of(&cert(CertError::StaleCrl)), Some(outage::STALE_CRL));
         assert_eq!(outage_of(&cert(CertError::RevocationUnknown)), Some(outage::REVOCATION_UNKNOWN));
         assert_eq!(outage_of(&jwt(JwtError::KeysUnavailable)), Some(outage::KEYS_UNAVAILABLE));
+        let keys = UnauthorizedReason::ContextKeysUnavailable("context key store unavailable: timed out".into());
+        assert_eq!(outage_of(&keys), Some(outage::CONTEXT_KEYS_UNAVAILABLE));
         for caller_side in [
             cert(CertError::Expired),
             cert(CertError::UntrustedIssuer),
@@ -386,6 +403,7 @@ mod tests {
             UnauthorizedReason::InvalidCertificate("x".into()),
             UnauthorizedReason::JwtNotAccepted,
             UnauthorizedReason::InvalidJwt("y".into()),
+            UnauthorizedReason::ContextKeysUnavailable("z".into()),
         ];
         let codes: Vec<&str> = every.iter().map(UnauthorizedReason::code).collect();
         assert_eq!(codes, unauthorized::ALL);

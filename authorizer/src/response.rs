@@ -2,15 +2,19 @@
 //!
 //! - Allow: `principalId` = caller id, an IAM policy allowing `execute-api:Invoke` on the token method of this API
 //!   for every stage (API Gateway may reuse a cached answer for another stage of the same API), the flat string
-//!   context of [`tb_shared::context`], and `usageIdentifierKey` when the caller has a usage plan.
+//!   context of [`tb_shared::context`] with its MAC (bound to this request's API and stage, see
+//!   [`tb_shared::context::mac`]), and `usageIdentifierKey` when the caller has a usage plan. An Allow is never
+//!   answered without the MAC: the broker refuses a context without one.
 //! - Deny: the same shape with `Effect: Deny`; API Gateway answers 403.
 //! - Unauthorized: not a policy at all but the function error whose message is exactly `Unauthorized`; API Gateway
 //!   answers 401.
 
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
+use tb_shared::context::{sign, ApiBinding, KeySet};
 
 use crate::decision::Decision;
 
@@ -89,16 +93,40 @@ pub(crate) fn token_resource_arn(method_arn: &str) -> Option<String> {
     Some(format!("arn:{partition}:execute-api:{region}:{account}:{api_id}/*/{TOKEN_METHOD}/{TOKEN_RESOURCE}"))
 }
 
+/// What an Allow's context MAC is made with: the current key set, the time of the answer and the MAC's lifetime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signing<'a> {
+    pub(crate) keys: &'a KeySet,
+    pub(crate) now: SystemTime,
+    pub(crate) ttl: Duration,
+}
+
 /// Maps a decision to the authorizer's answer. The single place where decisions become responses.
-pub(crate) fn respond(decision: &Decision, method_arn: &str) -> Result<AuthorizerResponse, Unauthorized> {
+///
+/// An Allow is signed here, per answer, for the API and stage of this request's `methodArn`; a decision may come
+/// from the cache, but its MAC never does. An Allow without `signing`, or whose `methodArn` names no API and
+/// stage, is refused (`Unauthorized`) rather than answered unsigned.
+pub(crate) fn respond(
+    decision: &Decision,
+    method_arn: &str,
+    signing: Option<Signing<'_>>,
+) -> Result<AuthorizerResponse, Unauthorized> {
     let resource = token_resource_arn(method_arn).ok_or(Unauthorized)?;
     match decision {
-        Decision::Allow(allow) => Ok(AuthorizerResponse {
-            principal_id: allow.context.caller_id.to_string(),
-            policy_document: policy("Allow", resource),
-            context: allow.context.to_map(),
-            usage_identifier_key: allow.usage_plan_key.as_ref().map(|k| k.expose().to_owned()),
-        }),
+        Decision::Allow(allow) => {
+            let api = ApiBinding::from_method_arn(method_arn).ok_or(Unauthorized)?;
+            let signing = signing.ok_or(Unauthorized)?;
+            let mut context = allow.context.to_map();
+            for (key, value) in sign(&allow.context, &api, signing.keys, signing.now, signing.ttl) {
+                context.insert(key.to_owned(), Value::String(value));
+            }
+            Ok(AuthorizerResponse {
+                principal_id: allow.context.caller_id.to_string(),
+                policy_document: policy("Allow", resource),
+                context,
+                usage_identifier_key: allow.usage_plan_key.as_ref().map(|k| k.expose().to_owned()),
+            })
+        }
         Decision::Deny(deny) => Ok(AuthorizerResponse {
             principal_id: deny.principal.clone(),
             policy_document: policy("Deny", resource),
@@ -139,6 +167,42 @@ mod tests {
         ] {
             assert_eq!(token_resource_arn(bad), None, "{bad}");
         }
+    }
+
+    use tb_shared::context::{verify, AuthMethod, CallerContext, MAC_KEYS};
+
+    fn allow() -> Decision {
+        Decision::Allow(crate::decision::Allow {
+            context: CallerContext {
+                caller_id: tb_shared::ids::CallerId::try_from("reporting").unwrap(),
+                auth_method: AuthMethod::Mtls,
+                credential_fingerprint: "0123456789abcdef".into(),
+                policy_version: "v1".into(),
+            },
+            usage_plan_key: None,
+        })
+    }
+
+    #[test]
+    fn an_allow_is_signed_for_the_api_and_stage_of_its_method_arn_and_never_answered_unsigned() {
+        let keys = KeySet::single("k1", vec![9u8; 32]).unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let signing = Signing { keys: &keys, now, ttl: Duration::from_secs(300) };
+        let arn = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3/prod/POST/oauth2/token";
+        let answer = respond(&allow(), arn, Some(signing)).unwrap();
+        for key in MAC_KEYS {
+            assert!(answer.context[key].is_string(), "{key} missing: {:?}", answer.context);
+        }
+        assert_eq!(answer.context["contextMacExpires"], Value::String("1800000300".into()));
+        let Decision::Allow(a) = allow() else { unreachable!() };
+        let prod = ApiBinding { api_id: "a1b2c3".into(), stage: "prod".into() };
+        assert_eq!(verify(&answer.context, &a.context, &prod, &keys, now), Ok(()));
+        let beta = ApiBinding { api_id: "a1b2c3".into(), stage: "beta".into() };
+        assert!(verify(&answer.context, &a.context, &beta, &keys, now).is_err());
+
+        assert_eq!(respond(&allow(), arn, None), Err(Unauthorized), "never an Allow without a MAC");
+        let no_stage = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3";
+        assert_eq!(respond(&allow(), no_stage, Some(signing)), Err(Unauthorized));
     }
 
     #[test]

@@ -147,6 +147,7 @@ async fn setup(o: Options) -> Setup {
         jwks: Arc::new(SlowJwks { inner: jwks.clone(), delay: o.jwks_delay }),
         metrics: MetricsSink::to_writer("TokenBroker", CaptureWriter::default()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
     let app = build(&cfg, deps).await.unwrap();
     Setup { app, ca, leaf, crls, jwks, partner, _policy: policy }
@@ -326,6 +327,7 @@ async fn a_cached_mtls_allow_ends_when_an_intermediate_of_the_chain_expires() {
         jwks: Arc::new(MemoryJwksFetcher::default()),
         metrics: MetricsSink::to_writer("TokenBroker", CaptureWriter::default()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
     let app = build(&cfg, deps).await.unwrap();
     let event = mtls_event(&leaf.pem);

@@ -72,6 +72,8 @@ async fn handler_json_is_what_api_gateway_expects() {
     insta::assert_json_snapshot!("allow_mtls", allow, {
         ".context.credentialFingerprint" => "[fingerprint]",
         ".context.policyVersion" => "[policy-version]",
+        ".context.contextMac" => "[mac]",
+        ".context.contextMacExpires" => "[expires]",
     });
     let deny = answer(&w, &mtls_event(&w.cert("stranger").pem)).await.unwrap();
     insta::assert_json_snapshot!("deny_unknown_caller", deny);
@@ -180,6 +182,8 @@ async fn partner_jwt_yields_its_caller() {
     insta::assert_json_snapshot!("allow_jwt", v, {
         ".context.credentialFingerprint" => "[fingerprint]",
         ".context.policyVersion" => "[policy-version]",
+        ".context.contextMac" => "[mac]",
+        ".context.contextMacExpires" => "[expires]",
     });
 }
 
@@ -367,7 +371,12 @@ fn silent_endpoint() -> (String, std::net::TcpListener) {
 #[tokio::test(flavor = "multi_thread")]
 async fn trust_material_on_a_silent_endpoint_does_not_hold_the_cold_start() {
     let (endpoint, _listener) = silent_endpoint();
-    let env = [("TRUSTSTORE_URI", "s3://trust/truststore.pem"), ("CRL_URI", "s3://trust/crls.pem")];
+    let env = [
+        ("TRUSTSTORE_URI", "s3://trust/truststore.pem"),
+        ("CRL_URI", "s3://trust/crls.pem"),
+        // Required by the SSM-backed adapters; this test keeps the world's in-memory key source.
+        ("CONTEXT_KEY_PARAMETER", "/token-broker/test/context-keys"),
+    ];
     let w = tokio::time::timeout(
         Duration::from_secs(20),
         tokio::task::spawn_blocking(move || {
@@ -416,6 +425,7 @@ async fn the_policys_key_floor_applies_through_the_builder() {
             jwks: Arc::new(MemoryJwksFetcher::default()),
             metrics: MetricsSink::to_writer("TokenBroker", CaptureWriter::default()),
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
         let app = build(&cfg, deps).await.unwrap();
         handle_request(&app, &mtls_event(&leaf.pem), now).await.map(|v| Value::from(v.principal_id))

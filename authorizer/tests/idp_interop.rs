@@ -210,6 +210,7 @@ impl World {
             jwks: fetcher(),
             metrics: MetricsSink::to_writer("TokenBroker", CaptureWriter::default()),
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
         let app = build(&cfg, deps).await.unwrap();
         let policy = Arc::new(Policy::load(file.path()).unwrap());

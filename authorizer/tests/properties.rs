@@ -274,6 +274,7 @@ issuers:
             jwks: Arc::new(jwks),
             metrics: MetricsSink::to_writer("TokenBroker", std::io::sink()),
             clock: Clock::fixed(now),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
         let app = rt.block_on(build(&cfg, deps)).unwrap();
 

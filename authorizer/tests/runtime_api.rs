@@ -2,6 +2,10 @@
 //! with the environment Lambda gives it, and answers REQUEST events through `/invocation/{id}/response|error`.
 //! A misconfigured environment is reported through `/runtime/init/error` and the process exits: never a hang.
 //!
+//! The context key set is an SSM SecureString in moto, as in Lambda, so these tests run through the emulator script
+//! (never skipped: without moto they fail and say so): `scripts/with-moto.sh cargo test -p tb-authorizer --test
+//! runtime_api`.
+//!
 //! The binary is `$TB_LAMBDA_BIN_DIR/authorizer`, the release build, when `scripts/test.sh` runs the tests; else this
 //! package's debug build (`tb_devkit::runtime_api::function_binary`).
 
@@ -11,13 +15,16 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use tb_devkit::fixtures::{temp_dir, write_file};
+use tb_devkit::fixtures::{context_key_set, temp_dir, write_file, CONTEXT_KEY_BYTES};
+use tb_devkit::moto::{self, unique};
 use tb_devkit::pki::{IssuedCert, TestCa};
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
 const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
 const REPORTING_DNS: &str = "reporting.svc.example.internal";
 const API_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5";
+/// The region `lambda_env` gives the function; the key parameter is made in the same one in moto.
+const REGION: &str = "eu-west-1";
 
 /// Cold start and one invocation, even of a debug build on a busy 2-core machine, take well under this.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +49,38 @@ callers:
     quotas: unlimited
     usage_plan_key: reporting-usage-plan-key-0001
 "#;
+
+/// Stores `document` as a new SecureString in moto and returns what the function needs to read it: the parameter's
+/// name in `CONTEXT_KEY_PARAMETER`, moto's endpoint and fake credentials (what Lambda's execution role gives it).
+async fn key_parameter_env(document: Option<&str>) -> Vec<(String, String)> {
+    let endpoint = moto::endpoint();
+    let name = format!("/token-broker-rt/context-keys/{}", unique("run"));
+    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
+    match document {
+        Some(document) => moto::put_secure_string(&sdk, &name, document).await,
+        // Asked here first: moto loads its SSM backend on the first call, which takes longer than the function's
+        // one-second budget; the function must then find the parameter missing, not time out.
+        None => {
+            let read = aws_sdk_ssm::Client::new(&sdk).get_parameter().name(&name).send().await;
+            assert!(read.is_err(), "{name} exists in moto");
+        }
+    }
+    [
+        ("CONTEXT_KEY_PARAMETER", name),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
+/// [`key_parameter_env`] holding the devkit's test key set.
+async fn test_keys_env() -> Vec<(String, String)> {
+    use secrecy::ExposeSecret;
+    key_parameter_env(Some(context_key_set().to_document().expose_secret())).await
+}
 
 struct World {
     _dir: tempfile::TempDir,
@@ -82,6 +121,7 @@ async fn world_with_truststore(truststore: Option<&str>) -> World {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
+    env.extend(test_keys_env().await);
     let function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
     World { _dir: dir, api, function, orders, reporting, stranger, revoked }
 }
@@ -114,6 +154,14 @@ async fn request_events_are_answered_through_the_runtime_api() {
     assert_eq!(allow["context"]["credentialFingerprint"], &w.orders.cert_sha256_hex()[..16]);
     assert!(allow["context"]["policyVersion"].as_str().is_some_and(|v| !v.is_empty()), "{allow}");
     assert!(allow.get("usageIdentifierKey").is_none_or(Value::is_null), "{allow}");
+    // The context carries a MAC made with the key read from SSM, for this request's API and stage only.
+    let context: std::collections::HashMap<String, Value> = serde_json::from_value(allow["context"].clone()).unwrap();
+    let caller = tb_shared::context::CallerContext::from_map(&context).unwrap();
+    let binding = |stage: &str| tb_shared::context::ApiBinding { api_id: "a1b2c3d4e5".into(), stage: stage.into() };
+    let keys = context_key_set();
+    let now = SystemTime::now();
+    assert_eq!(tb_shared::context::verify(&context, &caller, &binding("prod"), &keys, now), Ok(()), "{allow}");
+    assert!(tb_shared::context::verify(&context, &caller, &binding("beta"), &keys, now).is_err());
 
     // A caller with a usage plan key gets it as usageIdentifierKey.
     let Outcome::Response(rep) = invoke(&w, &mtls_event(&w.reporting.pem)).await else { panic!("reporting refused") };
@@ -150,6 +198,8 @@ async fn request_events_are_answered_through_the_runtime_api() {
     assert_eq!(w.api.init_error(Duration::ZERO).await, None);
     let logs = w.function.output();
     assert!(!logs.contains("BEGIN CERTIFICATE"), "certificates must not be logged:\n{logs}");
+    assert!(logs.contains("context keys loaded"), "{logs}");
+    assert_no_key_material(&logs);
     w.function.kill();
 }
 
@@ -240,16 +290,80 @@ async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
     let ca = TestCa::root("Dev Root CA").unwrap();
     // The file name does not say "policy": the message itself must.
     let missing = dir.path().join("missing.yaml").to_string_lossy().into_owned();
-    let extra = vec![
+    let mut extra = vec![
         ("POLICY_FILE".to_owned(), missing),
         ("TRUSTSTORE_URI".to_owned(), write_file(&dir, "truststore.pem", ca.cert_pem())),
     ];
+    extra.extend(test_keys_env().await);
     expect_init_error(extra, &["policy", "missing.yaml"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_callers_without_a_truststore_are_an_init_error() {
     let dir = temp_dir("init");
-    expect_init_error(vec![("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY))], &["TRUSTSTORE_URI"])
-        .await;
+    let mut extra = vec![("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY))];
+    extra.extend(test_keys_env().await);
+    expect_init_error(extra, &["TRUSTSTORE_URI"]).await;
+}
+
+/// Every form a key byte of the test key could take in a log line: base64 (both alphabets), hex, raw.
+fn assert_no_key_material(logs: &str) {
+    use base64::Engine as _;
+    let forms = [
+        base64::engine::general_purpose::STANDARD.encode(CONTEXT_KEY_BYTES),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(CONTEXT_KEY_BYTES),
+        hex::encode(CONTEXT_KEY_BYTES),
+        String::from_utf8_lossy(&CONTEXT_KEY_BYTES).into_owned(),
+    ];
+    for form in forms {
+        assert!(!logs.contains(&form), "a context key reached the output:\n{logs}");
+    }
+}
+
+/// Without its context key no Allow could carry a context the broker accepts, so the function does not start: the
+/// parameter unset, a parameter that does not exist, and a document that breaks the key-set rules (a key too
+/// short, and not JSON at all) are each an init error naming `CONTEXT_KEY_PARAMETER` and the reason, and neither the
+/// report nor any log line holds a byte of the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_or_invalid_context_key_parameter_is_an_init_error() {
+    use base64::Engine as _;
+    let dir = temp_dir("init");
+    let base = vec![
+        ("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY)),
+        (
+            "TRUSTSTORE_URI".to_owned(),
+            write_file(&dir, "truststore.pem", TestCa::root("Dev Root CA").unwrap().cert_pem()),
+        ),
+    ];
+
+    expect_init_error(base.clone(), &["CONTEXT_KEY_PARAMETER", "required"]).await;
+
+    let mut absent = base.clone();
+    absent.extend(key_parameter_env(None).await);
+    expect_init_error(absent, &["CONTEXT_KEY_PARAMETER", "does not exist"]).await;
+
+    // 31 bytes of the test key: one short of the floor.
+    let short = base64::engine::general_purpose::STANDARD.encode(&CONTEXT_KEY_BYTES[..31]);
+    let documents = [
+        (format!(r#"{{"signing_key_id":"k1","keys":{{"k1":"{short}"}}}}"#), "invalid"),
+        (format!("signing_key_id=k1 key={}", hex::encode(CONTEXT_KEY_BYTES)), "invalid"),
+    ];
+    for (document, reason) in documents {
+        let api = tb_devkit::runtime_api::RuntimeApi::start().await.unwrap();
+        let mut env = lambda_env(&api, "token-broker-authorizer");
+        env.extend(base.clone());
+        env.extend(key_parameter_env(Some(&document)).await);
+        let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+        let wait = api.wait_init_error(&mut function, INVOKE_TIMEOUT).await;
+        let tb_devkit::runtime_api::InitWait::Reported(error_type, message) = wait else {
+            panic!("expected an init error, got {wait:?}; output:\n{}", function.output())
+        };
+        assert_eq!(error_type, "Runtime.InitError");
+        assert!(message.contains("CONTEXT_KEY_PARAMETER") && message.contains(reason), "{message}");
+        function.wait_exit(Duration::from_secs(15)).await.expect("the function exits after its init error");
+        let logs = function.output();
+        assert!(logs.contains("init_failed"), "the failure is logged:\n{logs}");
+        assert_no_key_material(&format!("{message}\n{logs}"));
+        assert!(!logs.contains(&short) && !message.contains(&short), "{message}\n{logs}");
+    }
 }

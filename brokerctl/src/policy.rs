@@ -168,8 +168,17 @@ pub async fn explain(input: &ExplainInput) -> Result<Explanation, ExplainError> 
     ]))
     .map_err(|e| ExplainError::Input(e.to_string()))?;
     let now = input.at.unwrap_or_else(SystemTime::now);
-    let deps =
-        Deps { trust, jwks, metrics: MetricsSink::to_writer("Explain", std::io::sink()), clock: Clock::fixed(now) };
+    // Explain decides and never answers API Gateway, so it signs no context; the build still loads a key set, and a
+    // throwaway key made here keeps the deployment's key out of an operator's tool.
+    let throwaway = tb_shared::context::KeySet::single("explain", rand::random::<[u8; 32]>().to_vec())
+        .map_err(|e| ExplainError::Input(e.to_string()))?;
+    let deps = Deps {
+        trust,
+        jwks,
+        metrics: MetricsSink::to_writer("Explain", std::io::sink()),
+        clock: Clock::fixed(now),
+        context_keys: Arc::new(tb_shared::context::MemoryKeySource::new(throwaway.to_document())),
+    };
     let app = build(&cfg, deps).await.map_err(|e| match e {
         tb_authorizer::InitError::Truststore(t) => ExplainError::Input(format!("trust material: {t}")),
         other => ExplainError::Input(other.to_string()),

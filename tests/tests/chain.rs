@@ -43,6 +43,7 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
         jwks: Arc::new(MemoryJwksFetcher::default()),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
     let authorizer = tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.unwrap();
 
@@ -166,6 +167,7 @@ async fn both_builders_refuse_a_hashing_policy_without_a_key() {
         jwks: Arc::new(MemoryJwksFetcher::default()),
         metrics: MetricsSink::to_writer("T", std::io::sink()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
     let err = tb_authorizer::build(&cfg, deps).await.unwrap_err();
     assert!(matches!(err, tb_authorizer::InitError::MissingHashKey), "{err}");

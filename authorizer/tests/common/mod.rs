@@ -139,6 +139,7 @@ issuers:
         jwks: Arc::new(jwks.clone()),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
     let deps = adapt(&cfg, &Sources { trust: trust.clone(), crls: crls.clone() }, deps);
     let started = std::time::Instant::now();

@@ -303,6 +303,7 @@ impl DevStack {
             jwks: Arc::new(HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(setup("JWKS client"))?),
             metrics: metrics(),
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
         let authorizer_app = Arc::new(
             tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,

@@ -201,6 +201,7 @@ impl Authz {
             jwks: Arc::new(jwks.clone()),
             metrics,
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
         let app = tb_authorizer::build(&cfg, deps).await.expect("the authorizer starts");
         Authz { app, emf, certs: Certs::issue(&setup.ca), jwks, partner, _policy: policy }
