@@ -7,6 +7,11 @@
 //! - `grant/fresh_loopback`: reuse off, the full path including the quota charge, the credential cache and a real
 //!   HTTP round trip over a pooled keep-alive connection to the Cognito stand-in on loopback, which also signs an
 //!   RS256 JWT per request. Reported separately; it is dominated by the stand-in, not the handler.
+//! - `context/check`: what checking the authorizer's context MAC adds to every request (part of every figure
+//!   above): the key set from the warm key ring and `tb_shared::context::verify` on the event's context (base64
+//!   decoding, HMAC-SHA256 over the contract fields, API id, stage and expiry, the constant-time comparison).
+//! - `context/forged_refused`: a whole invocation whose context carries no MAC: refused (500) before the policy,
+//!   the body, the quota or the network, with its error log line and three EMF lines.
 //!
 //! Run: `cargo bench -p tb-broker --bench grant`
 
@@ -21,6 +26,7 @@ use tb_broker::{build, handle, ClientCredentials, Config, Deps, MemoryCredential
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_devkit::events::{lambda_event, ProxyRequestBuilder};
 use tb_shared::clock::Clock;
+use tb_shared::context::{verify, ApiBinding, CallerContext, KeyRing, KeyRingConfig};
 use tb_shared::env::Env;
 use tb_shared::telemetry::MetricsSink;
 
@@ -80,8 +86,9 @@ fn grant(c: &mut Criterion) {
             credentials: Arc::new(source),
             metrics: MetricsSink::to_writer("Bench", std::io::sink()),
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
-        (standin, build(&cfg, deps).unwrap())
+        (standin, build(&cfg, deps).await.unwrap())
     });
 
     let body = "grant_type=client_credentials&scope=api%2Fread+api%2Fwrite";
@@ -119,6 +126,45 @@ fn grant(c: &mut Criterion) {
             |ev| {
                 let r = rt.block_on(handle(&broker, ev)).unwrap();
                 assert_eq!(r.status_code, 200);
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("context");
+    let ring = rt
+        .block_on(KeyRing::load(tb_devkit::fixtures::context_keys(), KeyRingConfig::default(), Clock::system()))
+        .unwrap();
+    let signed = ProxyRequestBuilder::new("bench-reuse", body).build();
+    let fields = signed.request_context.authorizer.fields.clone();
+    let caller = CallerContext::from_map(&fields).unwrap();
+    let api = ApiBinding {
+        api_id: signed.request_context.apiid.clone().unwrap(),
+        stage: signed.request_context.stage.clone().unwrap(),
+    };
+    // Timed inside one task, as the handler runs it: no `block_on` per iteration in the figure.
+    g.bench_function("check", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    let keys = ring.current().await.unwrap();
+                    verify(&fields, &caller, &api, &keys, SystemTime::now()).unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    g.bench_function("forged_refused", |b| {
+        b.iter_batched(
+            || {
+                let request = ProxyRequestBuilder::new("bench-reuse", body).unsigned().build();
+                lambda_event(request, SystemTime::now() + Duration::from_secs(3600))
+            },
+            |ev| {
+                let r = rt.block_on(handle(&broker, ev)).unwrap();
+                assert_eq!(r.status_code, 500);
             },
             criterion::BatchSize::SmallInput,
         )

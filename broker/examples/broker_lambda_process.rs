@@ -9,19 +9,20 @@
 //!   cargo run --release -p tb-broker --example broker_lambda_process -- --runs 20 --invocations 200
 //! ```
 //!
-//! Every invocation is a real grant with token reuse off: the quota charged in DynamoDB (moto, from
-//! `scripts/with-moto.sh`), the app client's credentials from an SSM SecureString (moto; cached after the first
-//! read of each run, as in Lambda), and an HTTP call to the Cognito token-endpoint stand-in, which signs an RS256
+//! Every invocation is a real grant with token reuse off: the context MAC checked with the key set read from an SSM
+//! SecureString at cold start (moto), the quota charged in DynamoDB (moto, from `scripts/with-moto.sh`), the app
+//! client's credentials from an SSM SecureString (moto; cached after the first read of each run, as in Lambda), and an HTTP call to the Cognito token-endpoint stand-in, which signs an RS256
 //! token. Two callers: one with a per-minute and a per-day quota (a DynamoDB transaction per grant) and one with a
 //! single per-day quota (one conditional update); the limits are far above what a run uses. moto is a
 //! single-threaded Python server, so the round trips here are dominated by it: they say how the process behaves,
 //! not how fast DynamoDB is. Everything reached is on loopback. Nothing is asserted about time; answers are
 //! checked (200 and a token) so a misconfigured run cannot pass as a fast one. No secret or token is printed.
 
+use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
 use tb_devkit::cognito::{random_secret, CognitoStandin, StandinClient, StandinConfig};
 use tb_devkit::events::ProxyRequestBuilder;
-use tb_devkit::fixtures::{policy_yaml, reporting_caller, write_policy};
+use tb_devkit::fixtures::{context_key_set, policy_yaml, reporting_caller, write_policy};
 use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
 use tb_devkit::moto::{self, unique};
 use tb_devkit::runtime_api::Outcome;
@@ -101,11 +102,16 @@ async fn main() {
         moto::put_secure_string(&sdk, &format!("{ssm_prefix}/{caller}"), &value.to_string()).await;
     }
 
+    // The context-MAC key set, read once at cold start: the devkit's test key, which the events are signed with.
+    let key_parameter = format!("/token-broker-bench/{}", unique("context-key"));
+    moto::put_secure_string(&sdk, &key_parameter, context_key_set().to_document().expose_secret()).await;
+
     let policy = write_policy(&policy_yaml(&[ORDERS_CALLER, &reporting_caller(10_000_000)]));
     let config = [
         ("POLICY_FILE", policy.path().to_string_lossy().into_owned()),
         ("QUOTA_TABLE", table),
         ("SSM_PREFIX", ssm_prefix),
+        ("CONTEXT_KEY_PARAMETER", key_parameter),
         ("LOG_LEVEL", "info".to_owned()),
         // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
         ("AWS_ENDPOINT_URL", endpoint),

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use tb_shared::clock::Clock;
+use tb_shared::context::{KeyError, KeyRing, KeySource, SsmKeySource};
 use tb_shared::policy::Policy;
 use tb_shared::telemetry::{CallerIdHasher, MetricsSink, STACK_DIMENSION};
 
-use crate::config::Config;
+use crate::config::{Config, CONTEXT_KEY_PARAMETER};
 use crate::credentials::{
     CachedCredentials, CredentialError, CredentialSource, Credentials, SsmConfig, SsmCredentialSource,
 };
@@ -32,8 +33,10 @@ pub struct App {
     pub metrics: MetricsSink,
     /// How caller ids appear in logs (plain or keyed hash, per the policy's `hash_caller_ids`).
     pub hasher: CallerIdHasher,
-    /// The time quota windows are charged at.
+    /// The time quota windows are charged at and context MACs are checked against.
     pub clock: Clock,
+    /// The keys the authorizer's context MAC is checked with, kept fresh from their store.
+    pub context_keys: KeyRing,
 }
 
 /// Why the function could not start. Messages name the setting, never a secret value.
@@ -54,6 +57,10 @@ pub enum InitError {
     /// The upstream HTTP client could not be built.
     #[error("upstream HTTP client: {0}")]
     Upstream(#[from] reqwest::Error),
+    /// The context-MAC key set could not be read at cold start: without it no context can be verified, so the
+    /// broker would refuse every request. The message names the variable and the reason, never a key.
+    #[error("{CONTEXT_KEY_PARAMETER}: {0}")]
+    ContextKeys(KeyError),
 }
 
 /// The adapters the broker talks to the outside world through.
@@ -64,15 +71,25 @@ pub struct Deps {
     pub credentials: Arc<dyn CredentialSource>,
     /// Where metrics go.
     pub metrics: MetricsSink,
-    /// The time quota windows are charged at.
+    /// The time quota windows are charged at and context MACs are checked against.
     pub clock: Clock,
+    /// Where the context-MAC key set comes from; [`build`] loads it once and refreshes it per its configuration.
+    pub context_keys: Arc<dyn KeySource>,
 }
 
 impl Deps {
-    /// The production adapters: DynamoDB quotas and SSM credentials through one AWS SDK config (loaded once;
-    /// `AWS_ENDPOINT_URL` points it at an emulator), metrics to stdout with the stack's `Stack` dimension on every
-    /// line, the system clock.
+    /// The production adapters: DynamoDB quotas, SSM credentials and the SSM context-key parameter
+    /// (`CONTEXT_KEY_PARAMETER`, required here) through one AWS SDK config (loaded once; `AWS_ENDPOINT_URL` points it
+    /// at an emulator), metrics to stdout with the stack's `Stack` dimension on every line, the system clock.
     pub fn from_aws(cfg: &Config, sdk: &aws_config::SdkConfig) -> Result<Deps, InitError> {
+        let key_parameter = cfg.context_key_parameter.clone().ok_or_else(|| {
+            tb_shared::env::ConfigError::new(
+                CONTEXT_KEY_PARAMETER,
+                "is required: the SSM SecureString of the key set the authorizer signs its context with",
+            )
+        })?;
+        // The same client settings as the credential reads: one budget per SSM operation, retries included.
+        let ssm = aws_sdk_ssm::Client::from_conf(crate::credentials::ssm_client_config(sdk, cfg.aws_operation_timeout));
         let mut quota_cfg = DynamoQuotaConfig::new(cfg.quota_table.clone());
         quota_cfg.operation_timeout = cfg.aws_operation_timeout;
         let mut ssm_cfg = SsmConfig::new(cfg.ssm_prefix.clone());
@@ -82,16 +99,19 @@ impl Deps {
             credentials: Arc::new(SsmCredentialSource::from_sdk_config(sdk, ssm_cfg)?),
             metrics: MetricsSink::stdout(&cfg.metrics_namespace).with_dimension(STACK_DIMENSION, &cfg.stack_name),
             clock: Clock::system(),
+            context_keys: Arc::new(SsmKeySource::new(ssm, key_parameter)),
         })
     }
 }
 
-/// Builds the broker: loads the policy, puts the configured cache in front of the credential store, and builds
-/// the upstream client.
-pub fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
+/// Builds the broker: loads the policy and the context-MAC key set, puts the configured cache in front of the
+/// credential store, and builds the upstream client.
+pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Policy::load(&cfg.policy_file)?;
     let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
         .ok_or(InitError::MissingHashKey)?;
+    let context_keys =
+        KeyRing::load(deps.context_keys, cfg.context_keys, deps.clock.clone()).await.map_err(InitError::ContextKeys)?;
     Ok(App {
         policy: Arc::new(policy),
         quotas: deps.quotas,
@@ -101,5 +121,6 @@ pub fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
         metrics: deps.metrics,
         hasher,
         clock: deps.clock,
+        context_keys,
     })
 }

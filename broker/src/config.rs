@@ -16,6 +16,9 @@
 //! | `METRICS_NAMESPACE` | no | `TokenBroker` | CloudWatch namespace of the EMF metrics |
 //! | `STACK_NAME` | no | `token-broker` | value of the `Stack` dimension on every EMF line, so two stacks in one account never share a series (≤ 128 printable ASCII characters; the template passes the stack's name) |
 //! | `CALLER_HASH_KEY` | when the policy sets `hash_caller_ids` | | HMAC key for caller ids in logs (≥ 16 bytes) |
+//! | `CONTEXT_KEY_PARAMETER` | yes, in Lambda ([`crate::Deps::from_aws`]) | | SSM SecureString holding the context-MAC key set the authorizer signs with |
+//! | `CONTEXT_KEYS_TTL_SECONDS` | no | 300 | how long the key set is used before SSM is asked again (10..3600) |
+//! | `CONTEXT_KEYS_MAX_STALE_SECONDS` | no | 3600 | how long past the TTL the key set still serves while SSM fails (0..86400); after that every request is a 503 |
 //! | `LOG_LEVEL` | no | `info` | read by `tb_shared::telemetry::init_lambda_logging`; `trace` is lowered to `debug` |
 //!
 //! Anything missing or unparsable stops the cold start with a message naming the variable, so a bad deployment
@@ -25,10 +28,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use tb_shared::context::KeyRingConfig;
 use tb_shared::env::{ConfigError, Env};
 
 use crate::credentials::CacheConfig;
 use crate::upstream::UpstreamSettings;
+
+/// The variable naming the SSM parameter of the context-MAC key set (shared with the authorizer).
+pub(crate) const CONTEXT_KEY_PARAMETER: &str = "CONTEXT_KEY_PARAMETER";
 
 /// Typed configuration. `Debug` hides the hash key (it is a [`SecretString`]).
 #[derive(Debug, Clone)]
@@ -51,6 +58,11 @@ pub struct Config {
     pub stack_name: String,
     /// Key for hashed caller ids in logs.
     pub caller_hash_key: Option<SecretString>,
+    /// SSM parameter of the context-MAC key set. Optional here because in-process builds hand a key source in
+    /// [`crate::Deps`]; [`crate::Deps::from_aws`], which the Lambda uses, refuses to start without it.
+    pub context_key_parameter: Option<String>,
+    /// How the context-MAC key set is refreshed in a warm instance.
+    pub context_keys: KeyRingConfig,
 }
 
 impl Config {
@@ -62,7 +74,7 @@ impl Config {
     /// Reads from any [`Env`] (the local stack and tests pass a map).
     pub fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         // Defaults come from the adapters' own `Default`s, so a value is written once.
-        let (cache, upstream) = (CacheConfig::default(), UpstreamSettings::default());
+        let (cache, upstream, keys) = (CacheConfig::default(), UpstreamSettings::default(), KeyRingConfig::default());
         let ms = |d: Duration| d.as_millis() as u64;
         let connect = env.millis("UPSTREAM_CONNECT_TIMEOUT_MS", ms(upstream.connect_timeout), 50..=30_000)?;
         let attempt = env.millis("UPSTREAM_TIMEOUT_MS", ms(upstream.attempt_timeout), 100..=60_000)?;
@@ -96,6 +108,12 @@ impl Config {
             metrics_namespace: env.metrics_namespace()?,
             stack_name: env.stack_name()?,
             caller_hash_key: env.caller_hash_key()?,
+            context_key_parameter: env.optional(CONTEXT_KEY_PARAMETER),
+            context_keys: KeyRingConfig {
+                ttl: env.seconds("CONTEXT_KEYS_TTL_SECONDS", keys.ttl.as_secs(), 10..=3600)?,
+                max_stale: env.seconds("CONTEXT_KEYS_MAX_STALE_SECONDS", keys.max_stale.as_secs(), 0..=86_400)?,
+                ..keys
+            },
         })
     }
 }
@@ -120,6 +138,9 @@ mod tests {
         assert_eq!(c.aws_operation_timeout, Duration::from_millis(1500));
         assert!(c.caller_hash_key.is_none());
         assert_eq!(c.stack_name, tb_shared::env::DEFAULT_STACK_NAME);
+        assert_eq!(c.context_key_parameter, None, "required only where the SSM source is built");
+        assert_eq!(c.context_keys.ttl, Duration::from_secs(300));
+        assert_eq!(c.context_keys.max_stale, Duration::from_secs(3600));
         assert_eq!(with(&BASE[1..]).unwrap_err().var, "POLICY_FILE");
         let mut v = BASE.to_vec();
         v.push(("STACK_NAME", "tb-staging"));
@@ -141,6 +162,25 @@ mod tests {
         let mut v = BASE.to_vec();
         v.extend([("UPSTREAM_CONNECT_TIMEOUT_MS", "5000"), ("UPSTREAM_TIMEOUT_MS", "1000")]);
         assert_eq!(with(&v).unwrap_err().var, "UPSTREAM_CONNECT_TIMEOUT_MS");
+        for (var, bad) in [
+            ("CONTEXT_KEYS_TTL_SECONDS", "9"),
+            ("CONTEXT_KEYS_TTL_SECONDS", "3601"),
+            ("CONTEXT_KEYS_MAX_STALE_SECONDS", "86401"),
+            ("CONTEXT_KEYS_MAX_STALE_SECONDS", "an hour"),
+        ] {
+            let mut v = BASE.to_vec();
+            v.push((var, bad));
+            assert_eq!(with(&v).unwrap_err().var, var, "{var}={bad}");
+        }
+        let mut v = BASE.to_vec();
+        v.extend([
+            ("CONTEXT_KEY_PARAMETER", " /tb/context-key "),
+            ("CONTEXT_KEYS_TTL_SECONDS", "10"),
+            ("CONTEXT_KEYS_MAX_STALE_SECONDS", "0"),
+        ]);
+        let c = with(&v).unwrap();
+        assert_eq!(c.context_key_parameter.as_deref(), Some("/tb/context-key"));
+        assert_eq!((c.context_keys.ttl, c.context_keys.max_stale), (Duration::from_secs(10), Duration::ZERO));
         let mut v = BASE.to_vec();
         v.push(("CALLER_HASH_KEY", "0123456789abcdef-long-enough"));
         assert!(!format!("{:?}", with(&v).unwrap()).contains("long-enough"));

@@ -8,12 +8,15 @@
 
 use std::time::Duration;
 
-use tb_shared::context::ContextError;
+use tb_shared::context::{ContextError, MacError};
 
 /// `Retry-After` when the quota store cannot answer: a brief DynamoDB blip should not stall callers long.
 pub(crate) const RETRY_AFTER_QUOTA_STORE: Duration = Duration::from_secs(2);
 /// `Retry-After` when credentials cannot be read and none is cached: SSM outages tend to last longer.
 pub(crate) const RETRY_AFTER_CREDENTIALS: Duration = Duration::from_secs(5);
+/// `Retry-After` when the context-MAC keys cannot be read and the cached set is past its stale bound: like the
+/// credentials, they live in SSM.
+pub(crate) const RETRY_AFTER_CONTEXT_KEYS: Duration = Duration::from_secs(5);
 /// `Retry-After` when Cognito timed out or answered 5xx/throttled and the breaker is still closed.
 pub(crate) const RETRY_AFTER_UPSTREAM: Duration = Duration::from_secs(2);
 
@@ -44,6 +47,15 @@ pub enum BrokerError {
     /// The proxy event carries no usable authorizer context: the gateway is misconfigured or was bypassed.
     #[error("authorizer context unusable: {0}")]
     MissingContext(ContextError),
+    /// The authorizer context's MAC does not verify: the event was not made by API Gateway after this project's
+    /// authorizer (a direct invoke with a context of its own), or it was made for another API or stage, or too long
+    /// ago. The caller sees the same answer as for a missing context.
+    #[error("authorizer context refused: {0}")]
+    ForgedContext(MacError),
+    /// The context-MAC keys cannot be read and the last set read is past its stale bound: no context can be
+    /// verified, so nothing is issued until the store answers again.
+    #[error("context keys unavailable")]
+    ContextKeysUnavailable,
     /// The caller is unknown to the broker's policy or disabled (the authorizer should already have denied it).
     #[error("access denied: {0}")]
     AccessDenied(&'static str),
@@ -120,11 +132,17 @@ impl BrokerError {
             }
             BrokerError::InvalidScope(d) => a(400, "invalid_scope", d),
             BrokerError::InvalidClient => a(401, "invalid_client", "client_id does not match the authenticated client"),
-            BrokerError::MissingContext(_) => a(500, "server_error", "the request could not be processed"),
+            BrokerError::MissingContext(_) | BrokerError::ForgedContext(_) => {
+                a(500, "server_error", "the request could not be processed")
+            }
             BrokerError::AccessDenied(_) => a(403, "unauthorized_client", "this client may not obtain tokens"),
             BrokerError::QuotaExhausted { retry_after, .. } => ErrorAnswer {
                 retry_after: Some(*retry_after),
                 ..a(429, "temporarily_unavailable", "the grant quota for this client is exhausted")
+            },
+            BrokerError::ContextKeysUnavailable => ErrorAnswer {
+                retry_after: Some(RETRY_AFTER_CONTEXT_KEYS),
+                ..a(503, "temporarily_unavailable", "the service is temporarily unavailable")
             },
             BrokerError::QuotaUnavailable => ErrorAnswer {
                 retry_after: Some(RETRY_AFTER_QUOTA_STORE),
@@ -169,6 +187,8 @@ impl BrokerError {
             | BrokerError::InvalidScope(_)
             | BrokerError::InvalidClient
             | BrokerError::MissingContext(_)
+            | BrokerError::ForgedContext(_)
+            | BrokerError::ContextKeysUnavailable
             | BrokerError::AccessDenied(_)
             | BrokerError::QuotaExhausted { .. }
             | BrokerError::QuotaUnavailable => false,
@@ -186,6 +206,8 @@ impl BrokerError {
             BrokerError::InvalidScope(_) => "invalid_scope",
             BrokerError::InvalidClient => "client_id_mismatch",
             BrokerError::MissingContext(_) => "missing_authorizer_context",
+            BrokerError::ForgedContext(_) => "forged_authorizer_context",
+            BrokerError::ContextKeysUnavailable => "context_keys_unavailable",
             BrokerError::AccessDenied(r) => r,
             BrokerError::QuotaExhausted { .. } => "quota_exhausted",
             BrokerError::QuotaUnavailable => "quota_store_unavailable",
@@ -220,6 +242,8 @@ mod tests {
             BrokerError::InvalidScope("x"),
             BrokerError::InvalidClient,
             BrokerError::MissingContext(ContextError::Missing("callerId")),
+            BrokerError::ForgedContext(MacError::Mismatch),
+            BrokerError::ContextKeysUnavailable,
             BrokerError::AccessDenied("caller_unknown"),
             BrokerError::QuotaExhausted { retry_after: Duration::from_secs(9), window: "day".into() },
             BrokerError::QuotaUnavailable,
@@ -240,6 +264,21 @@ mod tests {
                 assert!(!d.contains(word), "{e:?} names {word}");
             }
         }
+    }
+
+    /// A forged context gets exactly the missing-context answer: a prober learns nothing from it about the MAC.
+    #[test]
+    fn a_forged_context_is_answered_like_a_missing_one() {
+        let missing = BrokerError::MissingContext(ContextError::Missing("callerId")).answer();
+        for reason in MacError::ALL {
+            assert_eq!(BrokerError::ForgedContext(reason).answer(), missing, "{reason:?}");
+        }
+        assert_eq!(BrokerError::ForgedContext(MacError::Expired).code(), "forged_authorizer_context");
+        let keys = BrokerError::ContextKeysUnavailable.answer();
+        assert_eq!(
+            (keys.status, keys.code, keys.retry_after),
+            (503, "temporarily_unavailable", Some(RETRY_AFTER_CONTEXT_KEYS))
+        );
     }
 
     #[test]

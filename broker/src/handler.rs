@@ -2,8 +2,12 @@
 //! tests and the benchmark all run exactly this code.
 //!
 //! Order of checks, and why:
-//! 1. Caller from `requestContext.authorizer` (and nowhere else). Missing means the gateway is misconfigured or was
-//!    bypassed: 500, logged at error level, nothing else looked at.
+//! 1. Caller from `requestContext.authorizer` (and nowhere else), and its MAC ([`crate::caller_context`]): the
+//!    context must be the authorizer's, made for this API and stage, and not expired. Missing means the gateway is
+//!    misconfigured or was bypassed; a MAC that does not verify means the broker was invoked directly with a context
+//!    of someone's making (or the two functions disagree on the key). Either is a 500, logged at error level, and
+//!    nothing else is looked at: no method, body, quota, credentials or Cognito. Without a usable key set (the store
+//!    down past its stale bound) it is a 503, again before anything else.
 //! 2. Caller known and enabled in the broker's own copy of the policy. The authorizer already denies unknown or
 //!    disabled callers; checking again means a stale authorizer cache or a policy mismatch between the two functions
 //!    can never turn into a token (defence in depth, 403 `unauthorized_client`).
@@ -27,6 +31,7 @@ use tb_shared::policy::Caller;
 use tracing::Instrument as _;
 
 use crate::app::App;
+use crate::caller_context::{self, RefusedContext};
 use crate::credentials::CredentialError;
 use crate::error::{BrokerError, RETRY_AFTER_UPSTREAM};
 use crate::metrics::InvocationMetrics;
@@ -49,6 +54,8 @@ struct Trace {
     quota: &'static str,
     upstream_latency: Option<Duration>,
     reused: bool,
+    /// Where a context whose MAC was refused claims to come from, for its log line.
+    refused_context: Option<RefusedContext>,
     metrics: InvocationMetrics,
 }
 
@@ -105,6 +112,12 @@ async fn process(
     trace.caller = Some(broker.hasher.display(&ctx.caller_id));
     trace.auth_method = Some(ctx.auth_method.as_str());
     trace.authorizer_policy = Some(ctx.policy_version.clone());
+    if let Err(e) = caller_context::check(broker, &req.request_context, &ctx).await {
+        if matches!(e, BrokerError::ForgedContext(_)) {
+            trace.refused_context = Some(RefusedContext::of(&req.request_context));
+        }
+        return Err(e);
+    }
     let caller = match broker.policy.caller(&ctx.caller_id) {
         None => return Err(BrokerError::AccessDenied("caller_unknown")),
         Some(c) if !c.enabled => return Err(BrokerError::AccessDenied("caller_disabled")),
@@ -343,7 +356,25 @@ fn finish(
             let reason = err.code();
             trace.metrics.denial_reason = Some(reason);
             let status = err.answer().status;
-            if let BrokerError::MissingContext(ref why) = err {
+            if let BrokerError::ForgedContext(why) = err {
+                trace.metrics.forged_context = Some(why.reason());
+                let unknown = RefusedContext { api_id: "-".into(), stage: "-".into(), key_id: "-".into() };
+                let origin = trace.refused_context.as_ref().unwrap_or(&unknown);
+                tracing::error!(
+                    event = "forged_context",
+                    decision = "deny",
+                    reason,
+                    mac_reason = why.reason(),
+                    claimed_caller = caller,
+                    auth_method,
+                    api_id = %origin.api_id,
+                    stage = %origin.stage,
+                    mac_key_id = %origin.key_id,
+                    status,
+                    "authorizer context refused: its MAC does not verify; the broker was invoked directly with a \
+                     context of someone's making, or the authorizer and the broker disagree on the context key"
+                );
+            } else if let BrokerError::MissingContext(ref why) = err {
                 trace.metrics.missing_context_alarm = true;
                 tracing::error!(
                     decision = "deny",
@@ -353,6 +384,7 @@ fn finish(
                     "request without a usable authorizer context: the gateway is misconfigured or was bypassed"
                 );
             } else if status >= 500 {
+                trace.metrics.context_keys_unavailable = err == BrokerError::ContextKeysUnavailable;
                 tracing::error!(
                     caller,
                     requested_scopes = requested,
@@ -441,8 +473,9 @@ callers:
             credentials: Arc::new(creds),
             metrics: MetricsSink::to_writer("T", emf.clone()).with_dimension(STACK_DIMENSION, &cfg.stack_name),
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
-        let app = build(&cfg, deps).unwrap();
+        let app = build(&cfg, deps).await.unwrap();
         let first_lines = |text: String| -> Vec<Value> {
             text.lines()
                 .map(|l| serde_json::from_str::<Value>(l).unwrap())

@@ -4,7 +4,7 @@
 //! Read in this order:
 //! - [`Config`] (the environment) and [`build`] with its [`Deps`] (the adapters): the one composition root that the
 //!   Lambda's `main`, the local stack, the tests and the benchmarks share;
-//! - [`handle`]: one proxy event in, one answer out (caller context, request grammar, scopes, reuse, quota,
+//! - [`handle`]: one proxy event in, one answer out (caller context and its MAC, request grammar, scopes, reuse, quota,
 //!   credentials, upstream, response), with its log line and metrics;
 //! - [`BrokerError`]: every refusal, and the one mapping to what a caller sees;
 //! - the outside systems, each behind a trait with its adapters: [`QuotaStore`] (DynamoDB, memory),
@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod app;
+mod caller_context;
 mod config;
 mod credentials;
 mod error;

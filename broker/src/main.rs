@@ -27,5 +27,5 @@ async fn init() -> Result<App, InitError> {
     let cfg = Config::from_env()?;
     let sdk = aws_config::load_from_env().await;
     let deps = Deps::from_aws(&cfg, &sdk)?;
-    build(&cfg, deps)
+    build(&cfg, deps).await
 }

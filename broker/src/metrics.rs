@@ -3,7 +3,8 @@
 //! Line one has the dimension set `{Service, Stack}` and carries the totals operators alarm on. Line two, only for a
 //! refusal, has `{Service, Stack, Reason}` so denials can be graphed by reason without multiplying every other
 //! metric by the number of reasons. Reasons are the fixed names of [`crate::error::BrokerError::code`]; caller ids
-//! are never a dimension (unbounded cardinality, and they may be hashed in logs for a reason).
+//! are never a dimension (unbounded cardinality, and they may be hashed in logs for a reason). A refused context MAC
+//! adds a third line, `ForgedAuthorizerContext` by `Reason` = [`tb_shared::context::MacError::reason`].
 //!
 //! ## Metrics
 //!
@@ -25,6 +26,9 @@
 //! | `TokenLifetimeExceeded` | Count | Service, Stack | Cognito issued a token longer-lived than the caller may hold | lower the app client's access-token validity |
 //! | `MissingAuthorizerContext` | Count | Service, Stack | a request came without an authorizer context | the gateway is misconfigured or bypassed |
 //! | `CredentialRefreshes` | Count | Service, Stack | credentials were re-read after Cognito refused them | |
+//! | `ForgedAuthorizerContext` | Count | Service, Stack | a request whose authorizer context's MAC did not verify (500) | page: the broker was invoked directly with a context of someone's making, or the authorizer and the broker disagree on the context key |
+//! | `ForgedAuthorizerContext` | Count | Service, Stack, Reason | per such request, its own line | by why the MAC was refused: `missing`, `malformed`, `unknown_key`, `expired`, `mismatch` |
+//! | `ContextKeysUnavailable` | Count | Service, Stack | a request refused (503) because the context-key set could not be read and the last one read is past `CONTEXT_KEYS_MAX_STALE_SECONDS` | |
 
 use std::time::Duration;
 
@@ -55,6 +59,11 @@ pub mod names {
     /// A request was refused, or its retry cut short, because the upstream circuit breaker is open: Cognito failed
     /// too often in a row and the broker fails fast.
     pub const BREAKER_OPEN: &str = "BreakerOpen";
+    /// A request's authorizer context carried no valid MAC: the broker was invoked directly with a context of
+    /// someone's making (or the two functions disagree on the key). Page someone.
+    pub const FORGED_CONTEXT: &str = "ForgedAuthorizerContext";
+    /// A request was refused because the context-key set could not be read and the last one is past its stale bound.
+    pub const CONTEXT_KEYS_UNAVAILABLE: &str = "ContextKeysUnavailable";
 
     /// Every name above, for the test that checks the template against the code.
     pub const ALL: &[&str] = &[
@@ -69,6 +78,8 @@ pub mod names {
         MISSING_CONTEXT_ALARM,
         CREDENTIAL_REFRESHES,
         BREAKER_OPEN,
+        FORGED_CONTEXT,
+        CONTEXT_KEYS_UNAVAILABLE,
     ];
 }
 
@@ -89,6 +100,9 @@ pub(crate) struct InvocationMetrics {
     pub missing_context_alarm: bool,
     pub credential_refreshes: u32,
     pub breaker_open: bool,
+    /// Why the context MAC was refused ([`tb_shared::context::MacError::reason`]), when it was.
+    pub forged_context: Option<&'static str>,
+    pub context_keys_unavailable: bool,
 }
 
 impl InvocationMetrics {
@@ -126,6 +140,12 @@ impl InvocationMetrics {
         if self.breaker_open {
             m.put(names::BREAKER_OPEN, Unit::Count, 1.0);
         }
+        if self.forged_context.is_some() {
+            m.put(names::FORGED_CONTEXT, Unit::Count, 1.0);
+        }
+        if self.context_keys_unavailable {
+            m.put(names::CONTEXT_KEYS_UNAVAILABLE, Unit::Count, 1.0);
+        }
         m.flush();
         if let Some(reason) = self.denial_reason {
             let mut by_reason = sink.start();
@@ -134,6 +154,15 @@ impl InvocationMetrics {
                 .dimension("Reason", reason)
                 .property("requestId", request_id)
                 .put(names::DENIALS, Unit::Count, 1.0);
+            by_reason.flush();
+        }
+        if let Some(reason) = self.forged_context {
+            let mut by_reason = sink.start();
+            by_reason
+                .dimension(SERVICE_DIMENSION, SERVICE)
+                .dimension("Reason", reason)
+                .property("requestId", request_id)
+                .put(names::FORGED_CONTEXT, Unit::Count, 1.0);
             by_reason.flush();
         }
     }
@@ -169,6 +198,29 @@ mod tests {
         assert_eq!(lines[1]["Reason"], "invalid_scope");
         assert_eq!(lines[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Reason", "Service", "Stack"]]));
         assert!(lines.iter().all(|l| l["Stack"] == "tb-test" && l["Service"] == "broker"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_forged_context_is_counted_in_total_and_by_mac_reason() {
+        let lines = flushed(InvocationMetrics {
+            denial_reason: Some("forged_authorizer_context"),
+            forged_context: Some("mismatch"),
+            ..Default::default()
+        });
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0][names::FORGED_CONTEXT], 1.0);
+        assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Service", "Stack"]]));
+        assert_eq!(lines[1]["Reason"], "forged_authorizer_context");
+        assert!(lines[1].get(names::FORGED_CONTEXT).is_none(), "the denial line carries Denials only");
+        assert_eq!(lines[2]["Reason"], "mismatch");
+        assert_eq!(lines[2][names::FORGED_CONTEXT], 1.0);
+        assert_eq!(names_and_units(&lines[2]), [("ForgedAuthorizerContext".to_owned(), "Count".to_owned())]);
+        assert_eq!(lines[2]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Reason", "Service", "Stack"]]));
+        assert!(lines.iter().all(|l| l["Stack"] == "tb-test" && l["Service"] == "broker"), "{lines:?}");
+        let granted = flushed(InvocationMetrics { granted: true, ..Default::default() });
+        assert_eq!(granted.len(), 1);
+        assert!(granted[0].get(names::FORGED_CONTEXT).is_none());
+        assert!(names::ALL.contains(&names::FORGED_CONTEXT) && names::ALL.contains(&names::CONTEXT_KEYS_UNAVAILABLE));
     }
 
     #[test]

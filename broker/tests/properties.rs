@@ -5,7 +5,10 @@
 //! well-formed request of a registered, enabled caller, with exactly the scopes it may have.
 //!
 //! Each target compares the handler with a model of the documented rules (the error table and the request flow of
-//! docs/architecture.md: context, caller, method, content type, size, base64, form, client_id, scopes). Where the
+//! docs/architecture.md: context, its MAC, caller, method, content type, size, base64, form, client_id, scopes).
+//! Generated contexts are signed as the authorizer signs them (the devkit's test key, the event's API id and stage),
+//! or carry no MAC, or a MAC broken one way or another ([`MacPlan`]); the model accepts exactly the MAC the
+//! authorizer's `sign` would have written for the context, the event's API and stage and the MAC's stated expiry. Where the
 //! documents leave an input's class open (a malformed media-type parameter, two Content-Type values, an oversized
 //! body that is also not base64), the model accepts each of the documented answers that could apply.
 //!
@@ -27,7 +30,11 @@ use serde_json::{json, Map, Value};
 use tb_broker::{build, handle, App, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
+use tb_shared::context::{
+    sign, ApiBinding, AuthMethod, CallerContext, KeySet, KEY_MAC, KEY_MAC_EXPIRES, KEY_MAC_KEY_ID,
+};
 use tb_shared::env::Env;
+use tb_shared::ids::CallerId;
 use tb_shared::telemetry::MetricsSink;
 
 /// Cases per target when `TB_PROPTEST_CASES` is not set: well under a minute for the whole binary on two cores
@@ -180,8 +187,9 @@ impl World {
                 credentials: store,
                 metrics: MetricsSink::to_writer("TokenBroker", std::io::sink()),
                 clock: Clock::system(),
+                context_keys: tb_devkit::fixtures::context_keys(),
             };
-            (build(&cfg, deps).unwrap(), standin)
+            (build(&cfg, deps).await.unwrap(), standin)
         });
         World { rt, app, standin, _policy_file: policy_file }
     }
@@ -336,9 +344,49 @@ fn model_form(body: &[u8]) -> Result<(Option<String>, Option<String>), Answer> {
     }
 }
 
+/// The context the authorizer would have signed, from the model's reading of the contract.
+fn model_caller_context(m: &HashMap<String, Value>, id: &str) -> Option<CallerContext> {
+    Some(CallerContext {
+        caller_id: CallerId::try_from(id).ok()?,
+        auth_method: if scalar(m, "authMethod")? == "jwt" { AuthMethod::Jwt } else { AuthMethod::Mtls },
+        credential_fingerprint: scalar(m, "credentialFingerprint")?,
+        policy_version: scalar(m, "policyVersion")?,
+    })
+}
+
+/// The MAC rule: the context carries the test key's id, an expiry that has not passed (and is no further ahead than
+/// the longest authorizer cache TTL allows), and exactly the MAC the authorizer's `sign` writes for this context, the
+/// event's `apiId` and `stage` and that expiry.
+fn model_mac(req: &ApiGatewayProxyRequest, id: &str) -> bool {
+    let m = &req.request_context.authorizer.fields;
+    let (Some(tag), Some(key_id), Some(expires)) =
+        (scalar(m, KEY_MAC), scalar(m, KEY_MAC_KEY_ID), scalar(m, KEY_MAC_EXPIRES))
+    else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<u64>() else { return false };
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    if key_id != tb_devkit::fixtures::CONTEXT_KEY_ID || expires < now || expires > now + 3600 + 60 {
+        return false;
+    }
+    let Some(ctx) = model_caller_context(m, id) else { return false };
+    let api = ApiBinding {
+        api_id: req.request_context.apiid.clone().unwrap_or_default(),
+        stage: req.request_context.stage.clone().unwrap_or_default(),
+    };
+    let ttl = Duration::from_secs(MAC_TTL);
+    let signed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(expires) - ttl;
+    let [(_, expected), _, _] = sign(&ctx, &api, test_keys(), signed_at, ttl);
+    tag == expected
+}
+
 /// Every answer the documents allow for this event.
 fn model(req: &ApiGatewayProxyRequest) -> Vec<Answer> {
     let Some(id) = model_context(&req.request_context.authorizer.fields) else { return vec![SERVER_ERROR] };
+    if !model_mac(req, &id) {
+        // A context the authorizer did not sign for this API and stage: refused before anything else is looked at.
+        return vec![SERVER_ERROR];
+    }
     let Some(caller) = caller(&id).filter(|c| c.enabled) else { return vec![UNAUTHORIZED_CLIENT] };
     if req.http_method != http::Method::POST {
         return vec![NOT_POST];
@@ -488,6 +536,101 @@ enum Ctx {
     Absent,
     Null,
     Map(Vec<(String, Option<Value>)>),
+}
+
+/// Lifetime of the MACs the generated events carry (the authorizer's default).
+const MAC_TTL: u64 = 300;
+
+/// The devkit's test key set, which the world's broker holds.
+fn test_keys() -> &'static KeySet {
+    static K: OnceLock<KeySet> = OnceLock::new();
+    K.get_or_init(tb_devkit::fixtures::context_key_set)
+}
+
+/// How a generated context is signed, when its contract fields can be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MacPlan {
+    /// As the authorizer signs it: the test key, the event's API and stage, valid from now.
+    Signed,
+    /// No MAC entries: a direct invoke that does not know the key.
+    Absent,
+    /// Signed for another stage, or another API id, than the event carries.
+    OtherStage,
+    OtherApi,
+    /// Signed as the authorizer would, then the event loses its `apiId` (not made by API Gateway).
+    NoApiId,
+    /// Signed long enough ago to have expired.
+    Expired,
+    /// Signed with a key of the same id but other bytes, or with a key id the broker does not hold.
+    WrongKey,
+    UnknownKey,
+    /// Signed, then one character of the MAC changed.
+    FlippedTag,
+    /// Signed, then the expiry moved an hour later.
+    MovedExpiry,
+}
+
+fn mac_plan() -> impl Strategy<Value = MacPlan> {
+    prop_oneof![
+        40 => Just(MacPlan::Signed),
+        2 => Just(MacPlan::Absent),
+        1 => Just(MacPlan::OtherStage),
+        1 => Just(MacPlan::OtherApi),
+        1 => Just(MacPlan::NoApiId),
+        1 => Just(MacPlan::Expired),
+        1 => Just(MacPlan::WrongKey),
+        1 => Just(MacPlan::UnknownKey),
+        1 => Just(MacPlan::FlippedTag),
+        1 => Just(MacPlan::MovedExpiry),
+    ]
+}
+
+/// Adds the MAC entries `plan` asks for to the event JSON `e`, whose `requestContext.authorizer` is already set.
+/// A context whose contract fields cannot be read gets none: the authorizer never signs such a context.
+fn apply_mac(e: &mut Value, plan: &MacPlan) {
+    let rc = &mut e["requestContext"];
+    let Some(fields) = rc.get("authorizer").and_then(Value::as_object) else { return };
+    let map: HashMap<String, Value> = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let Ok(ctx) = CallerContext::from_map(&map) else { return };
+    let mut api = ApiBinding {
+        api_id: rc["apiId"].as_str().unwrap_or_default().to_owned(),
+        stage: rc["stage"].as_str().unwrap_or_default().to_owned(),
+    };
+    let other_key;
+    let mut keys = test_keys();
+    let mut now = SystemTime::now();
+    match plan {
+        MacPlan::Absent => return,
+        MacPlan::OtherStage => api.stage = "other-stage".into(),
+        MacPlan::OtherApi => api.api_id = "zz9zz9zz9z".into(),
+        MacPlan::Expired => now -= Duration::from_secs(MAC_TTL + 120),
+        MacPlan::WrongKey => {
+            other_key = KeySet::single(tb_devkit::fixtures::CONTEXT_KEY_ID, vec![0x5a; 32]).unwrap();
+            keys = &other_key;
+        }
+        MacPlan::UnknownKey => {
+            other_key = KeySet::single("not-held", tb_devkit::fixtures::CONTEXT_KEY_BYTES.to_vec()).unwrap();
+            keys = &other_key;
+        }
+        MacPlan::Signed | MacPlan::NoApiId | MacPlan::FlippedTag | MacPlan::MovedExpiry => {}
+    }
+    let auth = rc["authorizer"].as_object_mut().unwrap();
+    for (k, v) in sign(&ctx, &api, keys, now, Duration::from_secs(MAC_TTL)) {
+        auth.insert(k.to_owned(), json!(v));
+    }
+    match plan {
+        MacPlan::NoApiId => drop(rc.as_object_mut().unwrap().remove("apiId")),
+        MacPlan::FlippedTag => {
+            let mut tag: Vec<u8> = auth[KEY_MAC].as_str().unwrap().bytes().collect();
+            tag[0] = if tag[0] == b'A' { b'B' } else { b'A' };
+            auth.insert(KEY_MAC.into(), json!(String::from_utf8(tag).unwrap()));
+        }
+        MacPlan::MovedExpiry => {
+            let e: u64 = auth[KEY_MAC_EXPIRES].as_str().unwrap().parse().unwrap();
+            auth.insert(KEY_MAC_EXPIRES.into(), json!((e + 3600).to_string()));
+        }
+        _ => {}
+    }
 }
 
 fn any_json() -> impl Strategy<Value = Value> {
@@ -810,6 +953,7 @@ struct EventPlan {
     body: BodyPlan,
     b64: B64,
     ctx: Ctx,
+    mac: MacPlan,
     request_id: Option<Option<String>>,
 }
 
@@ -821,13 +965,13 @@ fn event_plan() -> impl Strategy<Value = EventPlan> {
         prop::collection::vec(("[a-z][a-z0-9-]{0,12}", "[ -~]{0,30}"), 0..3),
         body_plan(),
         b64(),
-        prop_oneof![5 => valid_context(), 1 => context()],
+        (prop_oneof![5 => valid_context(), 1 => context()], mac_plan()),
         prop::option::weighted(
             0.95,
             prop::option::weighted(0.97, prop_oneof![10 => "[a-f0-9-]{36}", 1 => "[ -~]{0,8}", 1 => "[a-z]{129,140}"]),
         ),
     )
-        .prop_map(|(method, content_types, mirror_multi, noise, body, b64, ctx, request_id)| EventPlan {
+        .prop_map(|(method, content_types, mirror_multi, noise, body, b64, (ctx, mac), request_id)| EventPlan {
             method,
             content_types,
             mirror_multi,
@@ -835,6 +979,7 @@ fn event_plan() -> impl Strategy<Value = EventPlan> {
             body,
             b64,
             ctx,
+            mac,
             request_id,
         })
 }
@@ -915,7 +1060,7 @@ fn case_name(name: &str, case: u16) -> String {
 
 /// The proxy event JSON the plan describes, read as the Lambda runtime reads it.
 fn event(p: &EventPlan) -> Result<ApiGatewayProxyRequest, String> {
-    let mut e = tb_devkit::events::ProxyRequestBuilder::new("svc-a", "").to_json();
+    let mut e = tb_devkit::events::ProxyRequestBuilder::new("svc-a", "").unsigned().to_json();
     e["httpMethod"] = json!(p.method);
     e["requestContext"]["httpMethod"] = json!(p.method);
     let mut headers = Map::new();
@@ -971,6 +1116,8 @@ fn event(p: &EventPlan) -> Result<ApiGatewayProxyRequest, String> {
             rc["authorizer"] = Value::Object(m.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect());
         }
     }
+    apply_mac(&mut e, &p.mac);
+    let rc = &mut e["requestContext"];
     match &p.request_id {
         None => drop(rc.as_object_mut().unwrap().remove("requestId")),
         Some(None) => rc["requestId"] = Value::Null,
@@ -983,6 +1130,7 @@ fn event(p: &EventPlan) -> Result<ApiGatewayProxyRequest, String> {
 /// A grant that succeeds for `ctx`'s caller when the context is valid: POST, form content type, `grant_type` only.
 fn grant_plan(ctx: Ctx) -> EventPlan {
     EventPlan {
+        mac: MacPlan::Signed,
         method: "POST".into(),
         content_types: vec![(0, FORM.into())],
         mirror_multi: true,
@@ -1012,6 +1160,7 @@ fn form_plan() -> impl Strategy<Value = EventPlan> {
                 body,
                 b64,
                 ctx,
+                mac: MacPlan::Signed,
                 request_id: Some(Some("apigw-request-1".into())),
             }
         },
@@ -1045,14 +1194,19 @@ proptest! {
     }
 
     /// Authorizer context maps of any shape in front of a grant that would otherwise succeed: missing keys, null,
-    /// numbers, booleans, arrays, objects, empty, oversized and non-ASCII values, extra keys. 500 unless the contract
-    /// holds, then 403 unless the caller is registered and enabled, else the grant.
+    /// numbers, booleans, arrays, objects, empty, oversized and non-ASCII values, extra keys; signed, unsigned or
+    /// with a broken MAC. 500 unless the contract holds and the MAC is the authorizer's for this API and stage, then
+    /// 403 unless the caller is registered and enabled, else the grant.
     #[test]
-    fn authorizer_context_maps_get_a_documented_answer(ctx in context()) {
+    fn authorizer_context_maps_get_a_documented_answer(ctx in context(), mac in mac_plan()) {
         let w = world();
-        let plan = grant_plan(ctx);
+        let plan = EventPlan { mac: mac.clone(), ..grant_plan(ctx) };
         let req = event(&plan).map_err(TestCaseError::fail)?;
-        check(w, req)?;
+        let got = check(w, req)?;
+        // Independently of the model's MAC rule: a context not signed as the authorizer signs it is never served.
+        if mac != MacPlan::Signed {
+            prop_assert_eq!(got, SERVER_ERROR, "{:?}", mac);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Lambda runtime test: the real `broker` binary runs under the Runtime API emulator of `tb_devkit::runtime_api`
-//! with the environment Lambda gives it, DynamoDB and SSM in moto (`AWS_ENDPOINT_URL`) and the Cognito stand-in as
-//! token endpoint, and answers API Gateway proxy events. A misconfigured environment is reported through
+//! with the environment Lambda gives it, DynamoDB and SSM in moto (`AWS_ENDPOINT_URL`; the context-MAC key set is a
+//! SecureString there, as `CONTEXT_KEY_PARAMETER` names it) and the Cognito stand-in as token endpoint, and answers
+//! API Gateway proxy events, refusing one whose context the authorizer did not sign. A misconfigured environment is reported through
 //! `/runtime/init/error` and the process exits: never a hang.
 //!
 //! Run through the emulator script (never skipped: without moto the token test fails and says so):
@@ -15,10 +16,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common_moto::{create_quota_table, unique};
+use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_devkit::events::ProxyRequestBuilder;
-use tb_devkit::fixtures::{temp_dir, write_file};
+use tb_devkit::fixtures::{context_key_set, temp_dir, write_file};
 use tb_devkit::moto;
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
@@ -48,6 +50,11 @@ fn function_bin() -> PathBuf {
 /// API Gateway's REST proxy event for `POST /oauth2/token` after the authorizer allowed `order-processing`.
 fn proxy_event(body: &str) -> Value {
     ProxyRequestBuilder::new("order-processing", body).to_json()
+}
+
+/// The same request with the context but not the authorizer's MAC: a direct invoke of the function.
+fn forged_event(body: &str) -> Value {
+    ProxyRequestBuilder::new("order-processing", body).unsigned().to_json()
 }
 
 /// The same request without `requestContext.authorizer`: it did not pass through the authorizer.
@@ -90,6 +97,10 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     let prefix = format!("{SSM_PREFIX}/{}", unique("run"));
     let parameter = json!({"client_id": COGNITO_CLIENT_ID, "client_secret": secret, "token_url": cognito.token_url()});
     moto::put_secure_string(&sdk, &format!("{prefix}/order-processing"), &parameter.to_string()).await;
+    // The key set the authorizer signs its context with: the devkit's test key, which the events are signed with.
+    let key_parameter = format!("/token-broker-rt/{}", unique("context-key"));
+    let key_document = context_key_set().to_document();
+    moto::put_secure_string(&sdk, &key_parameter, key_document.expose_secret()).await;
 
     let dir = temp_dir("broker");
     let api = RuntimeApi::start().await.unwrap();
@@ -99,6 +110,7 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
             ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
             ("QUOTA_TABLE", table),
             ("SSM_PREFIX", prefix),
+            ("CONTEXT_KEY_PARAMETER", key_parameter),
             ("LOG_LEVEL", "info".to_owned()),
             // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
             ("AWS_ENDPOINT_URL", endpoint),
@@ -109,6 +121,14 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
         .map(|(k, v)| (k.to_owned(), v)),
     );
     let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+
+    // A direct invoke with a context of its own making: 500, not a function error, and no quota used (the two grants
+    // of the day below still go through).
+    let forged = invoke(&api, &function, &forged_event("grant_type=client_credentials")).await;
+    assert_eq!(forged["statusCode"], 500, "{forged}");
+    assert_eq!(body_json(&forged)["error"], "server_error", "{forged}");
+    assert!(body_json(&forged).get("access_token").is_none());
+    assert_eq!(cognito.token_requests(), 0);
 
     // A token for the caller the authorizer established, with the caller's default scope.
     let ok = invoke(&api, &function, &proxy_event("grant_type=client_credentials")).await;
@@ -142,7 +162,14 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     assert!(function.try_exit_status().is_none(), "a warm function keeps running:\n{}", function.output());
     assert_eq!(api.init_error(Duration::ZERO).await, None);
     let logs = function.output();
+    assert!(logs.contains("forged_context"), "the forged context is logged:\n{logs}");
     assert!(!logs.contains(&secret), "the client secret must never be logged");
+    let key = serde_json::from_str::<Value>(key_document.expose_secret()).unwrap()["keys"]
+        [tb_devkit::fixtures::CONTEXT_KEY_ID]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!logs.contains(&key), "the context key must never be logged");
     assert!(!logs.contains(token), "an access token must never be logged");
     function.kill();
 }
@@ -163,6 +190,8 @@ async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
         ("POLICY_FILE".to_owned(), missing),
         ("QUOTA_TABLE".to_owned(), "quota".to_owned()),
         ("SSM_PREFIX".to_owned(), SSM_PREFIX.to_owned()),
+        // Set, so the policy is what fails (it is loaded before the key set is read).
+        ("CONTEXT_KEY_PARAMETER".to_owned(), "/token-broker-rt/unused".to_owned()),
     ];
     expect_init_error(extra, &["policy", "missing.yaml"]).await;
 }
@@ -175,4 +204,37 @@ async fn missing_quota_table_setting_is_an_init_error_and_the_process_exits() {
         ("SSM_PREFIX".to_owned(), SSM_PREFIX.to_owned()),
     ];
     expect_init_error(extra, &["QUOTA_TABLE"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_context_key_parameter_is_an_init_error_and_the_process_exits() {
+    let dir = temp_dir("init");
+    let extra = vec![
+        ("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY)),
+        ("QUOTA_TABLE".to_owned(), "quota".to_owned()),
+        ("SSM_PREFIX".to_owned(), SSM_PREFIX.to_owned()),
+    ];
+    expect_init_error(extra, &["CONTEXT_KEY_PARAMETER", "required"]).await;
+}
+
+/// `CONTEXT_KEY_PARAMETER` names a parameter that does not exist in SSM (moto): the function cannot verify any
+/// context, so it does not start, and the error names the variable and the parameter.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absent_context_key_parameter_is_an_init_error_and_the_process_exits() {
+    let endpoint = moto::endpoint();
+    let dir = temp_dir("init");
+    let absent = format!("/token-broker-rt/{}", unique("no-such-key"));
+    let extra = [
+        ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
+        ("QUOTA_TABLE", "quota".to_owned()),
+        ("SSM_PREFIX", SSM_PREFIX.to_owned()),
+        ("CONTEXT_KEY_PARAMETER", absent.clone()),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec();
+    expect_init_error(extra, &["CONTEXT_KEY_PARAMETER", &absent, "does not exist"]).await;
 }

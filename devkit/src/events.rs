@@ -2,8 +2,11 @@
 //! examples and benchmarks do not each keep their own copy.
 //!
 //! [`proxy_request`] is the usual case: `POST /oauth2/token` with a form body, after the authorizer allowed a caller
-//! by its client certificate. [`ProxyRequestBuilder`] varies it (how the caller authenticated, the policy version,
-//! headers, the request id, no authorizer context at all); [`lambda_event`] wraps an event with a Lambda deadline
+//! by its client certificate. Its context carries the authorizer's MAC, made with the test key of
+//! [`crate::fixtures::context_key_set`] for the event's own API id and stage ([`API_ID`], [`STAGE`]), valid for five
+//! minutes from when the event is built; a broker built with [`crate::fixtures::context_keys`] accepts it.
+//! [`ProxyRequestBuilder`] varies it (how the caller authenticated, the policy version, headers, the request id,
+//! another key set, no MAC, no authorizer context at all); [`lambda_event`] wraps an event with a Lambda deadline
 //! for an in-process handler call.
 //!
 //! The REQUEST authorizer events come from two JSON fixtures in `devkit/fixtures/` (API Gateway's documented shape,
@@ -13,7 +16,7 @@
 //!
 //! ```
 //! use tb_devkit::events::{proxy_request, ProxyRequestBuilder};
-//! use tb_shared::context::{AuthMethod, CallerContext};
+//! use tb_shared::context::{sign, ApiBinding, AuthMethod, CallerContext, KeySet};
 //!
 //! let request = proxy_request("reporting", "grant_type=client_credentials");
 //! let ctx = CallerContext::from_map(&request.request_context.authorizer.fields).unwrap();
@@ -27,6 +30,8 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,7 +41,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::context::{sign, ApiBinding, AuthMethod, CallerContext, KeySet};
 use tb_shared::ids::CallerId;
 
 /// API Gateway's REQUEST authorizer event for `POST /oauth2/token` on the mTLS domain, with `__PEM__` where the
@@ -89,8 +94,12 @@ const HOST: &str = "tokens.example.internal";
 const SOURCE_IP: &str = "203.0.113.7";
 const USER_AGENT: &str = "curl/8.5.0";
 const ACCOUNT_ID: &str = "123456789012";
-const API_ID: &str = "a1b2c3d4e5";
-const STAGE: &str = "prod";
+/// The REST API id the events carry in `requestContext.apiId`, and the one their context MAC is made for.
+pub const API_ID: &str = "a1b2c3d4e5";
+/// The stage the events carry in `requestContext.stage`, and the one their context MAC is made for.
+pub const STAGE: &str = "prod";
+/// Lifetime of the events' context MAC (the authorizer's default `CONTEXT_MAC_TTL_SECONDS`).
+pub const CONTEXT_MAC_TTL: Duration = Duration::from_secs(300);
 
 /// The proxy event for `POST /oauth2/token` with `body` after the authorizer allowed `caller` by mutual TLS: the
 /// caller context in `requestContext.authorizer` exactly as `tb_shared::context` writes it, next to the
@@ -115,6 +124,8 @@ pub struct ProxyRequestBuilder {
     body: String,
     headers: Vec<(String, String)>,
     request_id: Option<String>,
+    /// The keys the context's MAC is made with; `None` for a context without one.
+    mac_keys: Option<Arc<KeySet>>,
 }
 
 impl ProxyRequestBuilder {
@@ -140,7 +151,13 @@ impl ProxyRequestBuilder {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .to_vec();
-        ProxyRequestBuilder { context: Some(context), body: body.to_owned(), headers, request_id: None }
+        ProxyRequestBuilder {
+            context: Some(context),
+            body: body.to_owned(),
+            headers,
+            request_id: None,
+            mac_keys: Some(Arc::new(crate::fixtures::context_key_set())),
+        }
     }
 
     /// How the authorizer says the caller authenticated (default mutual TLS).
@@ -170,6 +187,18 @@ impl ProxyRequestBuilder {
     /// No `requestContext.authorizer` at all: a request that did not pass the authorizer (a misconfigured gateway).
     pub fn without_authorizer(mut self) -> Self {
         self.context = None;
+        self
+    }
+
+    /// The context's MAC made with `keys`' signing key instead of the test key.
+    pub fn signed_with(mut self, keys: Arc<KeySet>) -> Self {
+        self.mac_keys = Some(keys);
+        self
+    }
+
+    /// A context without the MAC entries: what a direct invoke that does not know the key would send.
+    pub fn unsigned(mut self) -> Self {
+        self.mac_keys = None;
         self
     }
 
@@ -217,6 +246,12 @@ impl ProxyRequestBuilder {
         if let Some(caller) = &self.context {
             // API Gateway copies the authorizer's context next to these two.
             let mut fields: HashMap<String, Value> = caller.to_map();
+            if let Some(keys) = &self.mac_keys {
+                let api = ApiBinding { api_id: API_ID.to_owned(), stage: STAGE.to_owned() };
+                for (k, v) in sign(caller, &api, keys, SystemTime::now(), CONTEXT_MAC_TTL) {
+                    fields.insert(k.to_owned(), Value::String(v));
+                }
+            }
             fields.insert("principalId".to_owned(), Value::String(caller.caller_id.to_string()));
             fields.insert("integrationLatency".to_owned(), Value::from(12));
             ctx.authorizer.fields = fields;
@@ -301,6 +336,30 @@ mod tests {
         assert_eq!(v["multiValueHeaders"]["content-type"][0], FORM_CONTENT_TYPE);
         let back: ApiGatewayProxyRequest = serde_json::from_value(v).unwrap();
         assert!(CallerContext::from_map(&back.request_context.authorizer.fields).is_ok());
+    }
+
+    /// The default event's context verifies with the test key for its own API and stage; `unsigned` drops the MAC.
+    #[test]
+    fn the_context_carries_a_mac_for_the_events_api_and_stage() {
+        use tb_shared::context::{verify, MacError, MAC_KEYS};
+        let r = proxy_request("reporting", "");
+        let fields = &r.request_context.authorizer.fields;
+        let ctx = CallerContext::from_map(fields).unwrap();
+        let keys = crate::fixtures::context_key_set();
+        let api = ApiBinding {
+            api_id: r.request_context.apiid.clone().unwrap(),
+            stage: r.request_context.stage.clone().unwrap(),
+        };
+        assert_eq!(verify(fields, &ctx, &api, &keys, SystemTime::now()), Ok(()));
+        let other = ApiBinding { stage: "other".into(), ..api.clone() };
+        assert_eq!(verify(fields, &ctx, &other, &keys, SystemTime::now()), Err(MacError::Mismatch));
+        let bare = ProxyRequestBuilder::new("reporting", "").unsigned().build();
+        assert!(MAC_KEYS.iter().all(|k| !bare.request_context.authorizer.fields.contains_key(*k)));
+        let mine = Arc::new(KeySet::single("mine", vec![9u8; 32]).unwrap());
+        let r = ProxyRequestBuilder::new("reporting", "").signed_with(mine.clone()).build();
+        let fields = &r.request_context.authorizer.fields;
+        assert_eq!(verify(fields, &ctx, &api, &mine, SystemTime::now()), Ok(()));
+        assert_eq!(verify(fields, &ctx, &api, &keys, SystemTime::now()), Err(MacError::UnknownKey));
     }
 
     #[test]

@@ -69,8 +69,9 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
         credentials: Arc::new(source),
         metrics: MetricsSink::to_writer("TokenBroker", metrics.clone()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
-    let broker = tb_broker::build(&broker_cfg, broker_deps).unwrap();
+    let broker = tb_broker::build(&broker_cfg, broker_deps).await.unwrap();
 
     // WHEN the authorizer decides on the caller's certificate
     let auth_event = tb_devkit::events::authorizer_mtls_event(&cert.pem);
@@ -179,7 +180,8 @@ async fn both_builders_refuse_a_hashing_policy_without_a_key() {
         credentials: Arc::new(MemoryCredentialSource::new()),
         metrics: MetricsSink::to_writer("T", std::io::sink()),
         clock: Clock::system(),
+        context_keys: tb_devkit::fixtures::context_keys(),
     };
-    let err = tb_broker::build(&cfg, deps).err().expect("refused");
+    let err = tb_broker::build(&cfg, deps).await.err().expect("refused");
     assert!(matches!(err, tb_broker::InitError::MissingHashKey), "{err}");
 }

@@ -19,6 +19,7 @@ mod ssm;
 
 pub use cache::{CacheConfig, CachedCredentials};
 pub use memory::MemoryCredentialSource;
+pub(crate) use ssm::client_config as ssm_client_config;
 pub use ssm::{is_valid_prefix as is_valid_ssm_prefix, SsmConfig, SsmCredentialSource};
 
 /// One app client's credentials. `Debug` never shows the secret (it is a [`SecretString`]).

@@ -18,7 +18,7 @@ use tb_broker::{
 };
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
-use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::context::{sign, ApiBinding, AuthMethod, CallerContext, KeyRingConfig, KeySet, MemoryKeySource};
 use tb_shared::env::Env;
 use tb_shared::ids::CallerId;
 use tb_shared::telemetry::{CaptureWriter, MetricsSink};
@@ -124,6 +124,8 @@ pub struct Options {
     pub hash_caller_ids: bool,
     /// A quota store to use instead of the harness's in-memory one (whose counters then stay untouched).
     pub quota_store: Option<Arc<dyn QuotaStore>>,
+    /// How the context-key ring refreshes, instead of the configuration's defaults.
+    pub context_keys: Option<KeyRingConfig>,
 }
 
 impl Default for Options {
@@ -135,6 +137,7 @@ impl Default for Options {
             credentials_cache: CacheConfig::default(),
             hash_caller_ids: false,
             quota_store: None,
+            context_keys: None,
         }
     }
 }
@@ -150,6 +153,8 @@ pub struct Harness {
     pub emf: CaptureWriter,
     /// Every client secret ever configured (initial and rotated), for leak scans.
     pub secrets: Vec<String>,
+    /// The context-key store the broker reads its MAC keys from (the devkit's test key).
+    pub context_keys: Arc<MemoryKeySource>,
 }
 
 /// One answer, decoded.
@@ -195,6 +200,7 @@ impl Harness {
             store.insert(app, creds_for(&standin, &c.client_id, &c.client_secret));
         }
         let quotas = Arc::new(MemoryQuotaStore::new());
+        let context_keys = tb_devkit::fixtures::context_keys();
         let emf = CaptureWriter::default();
         let doc = POLICY.replace("HASH", if opts.hash_caller_ids { "true" } else { "false" });
         let policy_file = tb_devkit::fixtures::write_policy(&doc);
@@ -210,14 +216,18 @@ impl Harness {
         cfg.upstream.breaker_failure_threshold = opts.breaker_threshold;
         cfg.upstream.breaker_open_for = opts.breaker_open;
         cfg.credentials_cache = opts.credentials_cache.clone();
+        if let Some(keys) = opts.context_keys {
+            cfg.context_keys = keys;
+        }
         let deps = Deps {
             quotas: opts.quota_store.clone().unwrap_or_else(|| quotas.clone()),
             credentials: store.clone(),
             metrics: MetricsSink::to_writer("TokenBrokerTest", emf.clone()),
             clock: Clock::system(),
+            context_keys: context_keys.clone(),
         };
-        let broker = build(&cfg, deps).unwrap();
-        Harness { standin, broker, quotas, store, emf, secrets }
+        let broker = build(&cfg, deps).await.unwrap();
+        Harness { standin, broker, quotas, store, emf, secrets, context_keys }
     }
 
     /// A grant request from `caller` with `body`, through the real handler.
@@ -285,8 +295,28 @@ pub fn creds_for(standin: &CognitoStandin, client_id: &str, secret: &str) -> Cli
     }
 }
 
-/// The proxy event API Gateway builds for `POST /oauth2/token` after the authorizer allowed `caller` (or, with
-/// `None`, an event with no authorizer context at all).
+/// The API id and stage every [`request`] comes through.
+pub const API_ID: &str = "h4rn3ss0ap";
+pub const STAGE: &str = "v1";
+
+/// The API binding of [`API_ID`] and [`STAGE`].
+pub fn api() -> ApiBinding {
+    ApiBinding { api_id: API_ID.into(), stage: STAGE.into() }
+}
+
+/// Replaces the MAC entries of `req`'s context with a MAC made by `keys` for `api`, valid `ttl` from `now`: what the
+/// authorizer writes for the contract fields the context holds now.
+pub fn sign_context(req: &mut ApiGatewayProxyRequest, keys: &KeySet, api: &ApiBinding, now: SystemTime, ttl: Duration) {
+    let fields = &mut req.request_context.authorizer.fields;
+    let ctx = CallerContext::from_map(fields).expect("a readable context to sign");
+    for (k, v) in sign(&ctx, api, keys, now, ttl) {
+        fields.insert(k.to_owned(), Value::String(v));
+    }
+}
+
+/// The proxy event API Gateway builds for `POST /oauth2/token` after the authorizer allowed `caller`, its context
+/// signed with the devkit's test key for [`API_ID`] and [`STAGE`] (or, with `None`, an event with no authorizer
+/// context at all).
 pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
     let mut r = ApiGatewayProxyRequest::default();
     r.http_method = Method::POST;
@@ -296,6 +326,8 @@ pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
     r.body = Some(body.to_owned());
     r.request_context.request_id = Some("apigw-req-1".into());
     r.request_context.http_method = Method::POST;
+    r.request_context.apiid = Some(API_ID.into());
+    r.request_context.stage = Some(STAGE.into());
     if let Some(c) = caller {
         let ctx = CallerContext {
             caller_id: CallerId::try_from(c).unwrap(),
@@ -304,6 +336,8 @@ pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
             policy_version: "0123456789abcdef".into(),
         };
         r.request_context.authorizer.fields = ctx.to_map();
+        let keys = tb_devkit::fixtures::context_key_set();
+        sign_context(&mut r, &keys, &api(), SystemTime::now(), Duration::from_secs(300));
     }
     r
 }

@@ -275,6 +275,7 @@ impl DevStack {
                     credentials: Arc::new(mem),
                     metrics: metrics(),
                     clock: Clock::system(),
+                    context_keys: tb_devkit::fixtures::context_keys(),
                 };
                 (trust, deps, CrlTarget::File)
             }
@@ -293,8 +294,13 @@ impl DevStack {
                         Arc::new(S3ObjectSource::new(trust_s3, &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>
                     ),
                 };
-                let mut deps = tb_broker::Deps::from_aws(&broker_cfg, &sdk).map_err(setup("AWS adapters"))?;
+                // Both functions share the devkit's in-memory key set, as without an endpoint: the SSM key source
+                // `from_aws` makes (it needs a parameter name) is replaced before anything reads it.
+                let mut aws_cfg = broker_cfg.clone();
+                aws_cfg.context_key_parameter.get_or_insert_with(|| "/unused/in-memory-context-key".into());
+                let mut deps = tb_broker::Deps::from_aws(&aws_cfg, &sdk).map_err(setup("AWS adapters"))?;
                 deps.metrics = metrics();
+                deps.context_keys = tb_devkit::fixtures::context_keys();
                 (trust, deps, CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() })
             }
         };
@@ -308,7 +314,8 @@ impl DevStack {
         let authorizer_app = Arc::new(
             tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,
         );
-        let broker = Arc::new(tb_broker::build(&broker_cfg, broker_deps).map_err(setup("building the broker"))?);
+        let broker =
+            Arc::new(tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?);
 
         let mut gw_settings = opts.gateway.clone();
         if gw_settings.usage_plan_keys.is_empty() {

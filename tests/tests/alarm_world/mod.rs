@@ -318,8 +318,9 @@ impl Broker {
             metrics: MetricsSink::to_writer(&cfg.metrics_namespace, emf.clone())
                 .with_dimension(STACK_DIMENSION, &cfg.stack_name),
             clock: Clock::system(),
+            context_keys: tb_devkit::fixtures::context_keys(),
         };
-        let app = tb_broker::build(&cfg, deps).expect("the broker starts");
+        let app = tb_broker::build(&cfg, deps).await.expect("the broker starts");
         Broker { app, emf, standin, _policy: policy }
     }
 
