@@ -314,8 +314,7 @@ impl DevStack {
         let authorizer_app = Arc::new(
             tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,
         );
-        let broker =
-            Arc::new(tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?);
+        let broker = Arc::new(tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?);
 
         let mut gw_settings = opts.gateway.clone();
         if gw_settings.usage_plan_keys.is_empty() {
