@@ -24,6 +24,13 @@ use crate::secret::{self, PutOptions, SecretError};
 /// Bytes of a new key: HMAC-SHA256's output size, the smallest the key-set rules accept.
 pub const KEY_BYTES: usize = 32;
 
+/// The least time `promote` and `retire` leave after the key set's last change unless told otherwise (`--settle`):
+/// the template's CONTEXT_KEYS_TTL_SECONDS (300) plus CONTEXT_MAC_TTL_SECONDS (300) plus a minute of margin, so an
+/// instance that loaded the previous set has read it again and every context signed before has expired.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(11 * 60);
+/// [`DEFAULT_SETTLE`] as the command line writes it.
+pub const DEFAULT_SETTLE_ARG: &str = "11m";
+
 /// The Description written with the key set: says what the parameter is, never what it holds.
 pub const DESCRIPTION: &str = "token-broker context-MAC key set (brokerctl context-key; never edit by hand)";
 
@@ -292,6 +299,11 @@ mod tests {
         for (_, key) in doc["keys"].as_object().unwrap() {
             assert!(!shown.contains(key.as_str().unwrap()));
         }
+    }
+
+    #[test]
+    fn the_default_settle_is_written_as_it_is_meant() {
+        assert_eq!(humantime::parse_duration(DEFAULT_SETTLE_ARG).unwrap(), DEFAULT_SETTLE);
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub struct StepArgs {
     pub key_id: String,
     /// Least time since the key set's last change: at least CONTEXT_KEYS_TTL_SECONDS (and, for retire, plus
     /// CONTEXT_MAC_TTL_SECONDS) with a margin. 0s skips the check (an emergency; see the runbook).
-    #[arg(long, value_name = "DURATION", default_value = "11m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = context_key::DEFAULT_SETTLE_ARG, value_parser = humantime::parse_duration)]
     pub settle: Duration,
     /// KMS key of the SecureString; default: the key it is encrypted with now.
     #[arg(long, value_name = "KEY")]
