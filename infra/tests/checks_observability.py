@@ -22,6 +22,7 @@ EMF_ALARMS = {
     "QuotaDenialsAlarm": (B, "names::QUOTA_EXHAUSTED"),
     "MissingAuthorizerContextAlarm": (B, "names::MISSING_CONTEXT_ALARM"),
     "TokenLifetimeAlarm": (B, "names::LIFETIME_ALARM"),
+    "ForgedContextAlarm": (B, "names::FORGED_CONTEXT"),
     "AuthorizerErrorsAlarm": (A, "names::AUTHORIZER_ERRORS"),
     "TrustRefreshFailuresAlarm": (A, "names::TRUST_REFRESH_FAILURES"),
     "CrlNextUpdateWarningAlarm": (A, "names::CRL_SECONDS_TO_NEXT_UPDATE"),
@@ -136,6 +137,17 @@ def _alarm(exp, name):
     return a, props(a)
 
 
+def check_forged_context_alarm(src, exp):
+    """One refused context MAC in one minute pages: no ordinary request produces one (API Gateway hands on only
+    contexts the authorizer signed), so a single one is a direct invoke of the broker or a key disagreement, and
+    waiting for more would let an attacker probe. The {Service, Stack} series counts every MAC reason."""
+    _, p = _alarm(exp, "ForgedContextAlarm")
+    assert (p["Statistic"], p["Period"], p["EvaluationPeriods"]) == ("Sum", 60, 1), p
+    assert p.get("DatapointsToAlarm", 1) == 1, p
+    assert p["Threshold"] == 1 and p["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", p
+    assert p["TreatMissingData"] == "notBreaching", p
+
+
 def check_trust_alarms(src, exp):
     params = src["Parameters"]
     for name, threshold, cond in (("CrlNextUpdateWarningAlarm", "CrlWarningSeconds", "HasCrl"),
@@ -240,7 +252,8 @@ def check_dashboard(src, exp):
     assert not unknown, f"the dashboard names metrics nobody emits: {unknown}"
     wanted = {c["consts"][path][ident] for path, ident in (
         (B, "names::GRANTS"), (B, "names::DENIALS"), (B, "names::QUOTA_EXHAUSTED"), (B, "names::UPSTREAM_LATENCY"),
-        (B, "names::UPSTREAM_ERRORS"), (B, "names::BREAKER_OPEN"), (A, "names::UNAUTHORIZED"),
+        (B, "names::UPSTREAM_ERRORS"), (B, "names::BREAKER_OPEN"), (B, "names::FORGED_CONTEXT"),
+        (B, "names::CONTEXT_KEYS_UNAVAILABLE"), (A, "names::UNAUTHORIZED"),
         (A, "names::AUTHORIZER_ERRORS"), (A, "names::CRL_SECONDS_TO_NEXT_UPDATE"),
         (A, "names::TRUSTSTORE_SECONDS_TO_EXPIRY"), (A, "names::TRUST_REFRESH_FAILURES"),
         (A, "names::JWKS_FETCH_FAILURES"))} | derived | {"4XXError", "5XXError"}
@@ -248,6 +261,7 @@ def check_dashboard(src, exp):
     d = c["dims"]
     for path, ident, dim in ((B, "names::DENIALS", d["Reason"]), (A, "names::UNAUTHORIZED", d["Reason"]),
                              (A, "names::AUTHORIZER_ERRORS", d["Reason"]), (A, "names::TRUST_REFRESH_FAILURES", d["Object"]),
+                             (B, "names::FORGED_CONTEXT", d["Reason"]),
                              (A, "names::JWKS_FETCH_FAILURES", d["Issuer"])):
         metric = c["consts"][path][ident]
         assert dim in searched.get(metric, set()), f"the dashboard does not break {metric} down by {dim}"
@@ -257,6 +271,6 @@ def check_dashboard(src, exp):
 
 
 CHECKS = [
-    check_emf_contract, check_alarms, check_authorizer_errors_alarm, check_trust_alarms, check_metric_filters,
-    check_dashboard,
+    check_emf_contract, check_alarms, check_authorizer_errors_alarm, check_forged_context_alarm, check_trust_alarms,
+    check_metric_filters, check_dashboard,
 ]

@@ -1,18 +1,24 @@
 """Checks on the functions, their roles and releases, and the state they keep (quota table, truststore bucket)."""
 
+import json
+
 from tplutil import allowed, as_list, api_body, branches, function_of, is_no_value, one, props, resources, role_statements, sub_string, TOKEN_PATH
 
 # The environment contract with the Rust functions (authorizer/src/config.rs, broker/src/config.rs).
 AUTHORIZER_ENV = {
     "POLICY_FILE", "TRUSTSTORE_URI", "TRUSTSTORE_VERSION", "CRL_URI", "TRUST_REFRESH_SECONDS",
     "DECISION_CACHE_TTL_SECONDS", "JWKS_REFETCH_COOLDOWN_SECONDS", "LOG_LEVEL", "CALLER_HASH_KEY", "METRICS_NAMESPACE",
-    "STACK_NAME",
+    "STACK_NAME", "CONTEXT_KEY_PARAMETER", "CONTEXT_KEYS_TTL_SECONDS", "CONTEXT_KEYS_MAX_STALE_SECONDS",
+    "CONTEXT_MAC_TTL_SECONDS",
 }
 BROKER_ENV = {
     "POLICY_FILE", "QUOTA_TABLE", "SSM_PREFIX", "CREDENTIALS_TTL_SECONDS", "CREDENTIALS_MAX_STALE_SECONDS",
     "UPSTREAM_CONNECT_TIMEOUT_MS", "UPSTREAM_TIMEOUT_MS", "BREAKER_FAILURE_THRESHOLD", "BREAKER_OPEN_SECONDS",
-    "METRICS_NAMESPACE", "CALLER_HASH_KEY", "LOG_LEVEL", "STACK_NAME",
+    "METRICS_NAMESPACE", "CALLER_HASH_KEY", "LOG_LEVEL", "STACK_NAME", "CONTEXT_KEY_PARAMETER",
+    "CONTEXT_KEYS_TTL_SECONDS", "CONTEXT_KEYS_MAX_STALE_SECONDS",
 }
+# The one parameter holding the context-MAC keys, as an ARN (the template's Fn::Sub string).
+CONTEXT_KEY_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ContextKeyParameterName}"
 FUNCTIONS = ("AuthorizerFunction", "BrokerFunction")
 RELEASE_ALARMS = {"Api5xxAlarm", "BrokerFunctionErrorsAlarm", "AuthorizerErrorsAlarm"}
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -87,6 +93,8 @@ def check_broker_role(src, exp):
             continue
         assert "*" not in action, f"wildcard action {action}"
         assert resource != "*", f"{action} on every resource"
+        if service == "ssm" and sub_string(resource) == CONTEXT_KEY_ARN or _context_key_decrypt(action, resource, stmt):
+            continue  # check_context_key
         if service == "ssm":
             assert action == "ssm:GetParameter", f"broker may only read single parameters, not {action}"
             assert sub_string(resource) == ssm_arn, f"ssm on {resource}"
@@ -119,6 +127,8 @@ def check_authorizer_role(src, exp):
         seen.add(service)
         if _xray_only(action, resource, stmt):
             continue
+        if service == "ssm" and sub_string(resource) == CONTEXT_KEY_ARN or _context_key_decrypt(action, resource, stmt):
+            continue  # check_context_key
         if service == "s3":
             assert action in {"s3:GetObject", "s3:GetObjectVersion"}, f"authorizer may only read objects, not {action}"
             assert isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), list), f"s3 on {resource}"
@@ -135,6 +145,49 @@ def check_authorizer_role(src, exp):
     # Exactly the two objects its environment names (TRUSTSTORE_URI, CRL_URI: check_mtls_domain).
     assert objects == {"TruststoreUri", "CrlUri"}, f"authorizer reads {objects}"
     assert "xray" in seen, "authorizer role cannot write X-Ray segments"
+
+
+def _context_key_decrypt(action, resource, stmt):
+    """A kms statement whose encryption-context condition names the context-key parameter (check_context_key checks
+    it in full)."""
+    cond = json.dumps(stmt.get("Condition", {}))
+    return action.startswith("kms:") and "${ContextKeyParameterName}" in cond
+
+
+def check_context_key(src, exp):
+    """Both functions read the one context-key parameter the template names, and nothing else through this grant:
+    ssm:GetParameter on exactly its ARN, and kms:Decrypt of SsmKmsKeyArn only through SSM and only for exactly that
+    parameter (StringEquals, no wildcard). Both get CONTEXT_KEY_PARAMETER from the same parameter, and the
+    parameter's default is outside the credentials prefix."""
+    param = src["Parameters"]["ContextKeyParameterName"]
+    assert param["Default"] == "/token-broker/context-key", param
+    assert not param["Default"].startswith(src["Parameters"]["SsmPrefix"]["Default"] + "/")
+    assert param.get("AllowedPattern") == src["Parameters"]["SsmPrefix"]["AllowedPattern"], param
+    for function, role in (("AuthorizerFunction", "AuthorizerRole"), ("BrokerFunction", "BrokerRole")):
+        env = function_of(exp, function)["Environment"]["Variables"]
+        assert env.get("CONTEXT_KEY_PARAMETER") == {"Ref": "ContextKeyParameterName"}, f"{function}: {env}"
+        # The rotation runbook's waits are these two numbers: the template states them rather than relying on
+        # defaults, and both functions hold a key set equally long.
+        assert env.get("CONTEXT_KEYS_TTL_SECONDS") == "300", f"{function}: CONTEXT_KEYS_TTL_SECONDS"
+        assert env.get("CONTEXT_KEYS_MAX_STALE_SECONDS") == "3600", f"{function}: CONTEXT_KEYS_MAX_STALE_SECONDS"
+        grants = [(a, r, s) for a, r, s in allowed(role_statements(exp, role))
+                  if sub_string(r) == CONTEXT_KEY_ARN or _context_key_decrypt(a, r, s)]
+        ssm = [(a, r) for a, r, _ in grants if a.startswith("ssm:")]
+        assert ssm == [("ssm:GetParameter", {"Fn::Sub": CONTEXT_KEY_ARN})], f"{role}: context-key ssm grants {ssm}"
+        kms = [(a, r, s) for a, r, s in grants if a.startswith("kms:")]
+        assert len(kms) == 1, f"{role}: one kms grant for the context key expected, found {kms}"
+        a, r, s = kms[0]
+        assert a == "kms:Decrypt" and r == {"Ref": "SsmKmsKeyArn"}, f"{role}: {a} on {r}"
+        cond = s.get("Condition", {})
+        assert set(cond) == {"StringEquals"}, f"{role}: the context key's decrypt condition must be exact: {cond}"
+        assert sub_string(cond["StringEquals"].get("kms:ViaService")) == "ssm.${AWS::Region}.amazonaws.com", cond
+        assert sub_string(cond["StringEquals"].get("kms:EncryptionContext:PARAMETER_ARN")) == CONTEXT_KEY_ARN, cond
+    authorizer = function_of(exp, "AuthorizerFunction")["Environment"]["Variables"]
+    # The MAC's lifetime must cover the gateway's authorizer cache (off here); both are at most an hour.
+    ttl = authorizer.get("CONTEXT_MAC_TTL_SECONDS")
+    assert isinstance(ttl, str) and ttl.isdigit() and 1 <= int(ttl) <= 3600, f"CONTEXT_MAC_TTL_SECONDS {ttl}"
+    cache = api_body(exp)["components"]["securitySchemes"]["CallerAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert int(ttl) >= int(cache.get("authorizerResultTtlInSeconds", 300)), "a cached context would outlive its MAC"
 
 
 def check_quota_table(src, exp):
@@ -192,6 +245,7 @@ def check_trust_objects_protected(src, exp):
 
 
 CHECKS = [
-    check_functions, check_timeouts, check_releases, check_broker_role, check_authorizer_role, check_quota_table,
+    check_functions, check_timeouts, check_releases, check_broker_role, check_authorizer_role, check_context_key,
+    check_quota_table,
     check_truststore_bucket, check_trust_objects_protected,
 ]

@@ -274,6 +274,51 @@ def guard_only_truststore(t):
     guard["Fn::If"][1]["Resource"] = guard["Fn::If"][1]["Resource"][:1]
 
 
+def authorizer_reads_every_parameter(t):
+    _policy(t, "AuthorizerRole", "context-key")["PolicyDocument"]["Statement"][0]["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*"}
+
+
+def context_key_prefix_match(t):
+    """A wildcard after the name would grant /token-broker/context-key-anything too."""
+    stmt = _policy(t, "BrokerRole", "context-key")["PolicyDocument"]["Statement"][0]
+    stmt["Resource"] = {"Fn::Sub": stmt["Resource"]["Fn::Sub"] + "*"}
+
+
+def context_key_decrypt_any_parameter(t):
+    cond = _policy(t, "AuthorizerRole", "context-key")["PolicyDocument"]["Statement"][1]["Condition"]
+    del cond["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"]
+
+
+def context_key_decrypt_outside_ssm(t):
+    cond = _policy(t, "BrokerRole", "context-key")["PolicyDocument"]["Statement"][1]["Condition"]
+    del cond["StringEquals"]["kms:ViaService"]
+
+
+def context_key_decrypt_under_credentials(t):
+    """The broker's context-key grant pointed at the credentials path instead of the key parameter."""
+    cond = _policy(t, "BrokerRole", "context-key")["PolicyDocument"]["Statement"][1]["Condition"]
+    cond["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmPrefix}/*"}
+
+
+def drop_authorizer_context_key_grant(t):
+    _r(t, "AuthorizerRole")["Policies"] = [
+        p for p in _r(t, "AuthorizerRole")["Policies"] if not (isinstance(p, dict) and p.get("PolicyName") == "context-key")]
+
+
+def broker_without_context_key_env(t):
+    del _r(t, "BrokerFunction")["Environment"]["Variables"]["CONTEXT_KEY_PARAMETER"]
+
+
+def authorizer_context_key_hard_coded(t):
+    _r(t, "AuthorizerFunction")["Environment"]["Variables"]["CONTEXT_KEY_PARAMETER"] = "/token-broker/context-key"
+
+
+def context_key_ttls_differ(t):
+    _r(t, "BrokerFunction")["Environment"]["Variables"]["CONTEXT_KEYS_TTL_SECONDS"] = "60"
+
+
 # --- observability ---------------------------------------------------------------------------------------------------
 def no_invalid_client_alarm(t):
     del t["Resources"]["UpstreamInvalidClientAlarm"]
@@ -339,6 +384,23 @@ def drop_execution_log_group(t):
     del t["Resources"]["ExecutionLogGroup"]
 
 
+def drop_forged_context_alarm(t):
+    del t["Resources"]["ForgedContextAlarm"]
+
+
+def forged_context_alarm_on_authorizer(t):
+    _dims(t, "ForgedContextAlarm")[0]["Value"] = {"Fn::FindInMap": ["Emf", "Dimension", "Authorizer"]}
+
+
+def forged_context_alarm_waits(t):
+    _r(t, "ForgedContextAlarm")["Period"] = 300
+    _r(t, "ForgedContextAlarm")["EvaluationPeriods"] = 3
+
+
+def forged_context_alarm_on_missing_context(t):
+    _r(t, "ForgedContextAlarm")["MetricName"] = {"Fn::FindInMap": ["Emf", "Metric", "MissingAuthorizerContext"]}
+
+
 def dashboard_typo(t):
     d = _r(t, "Dashboard")
     d["DashboardBody"] = {"Fn::Sub": d["DashboardBody"]["Fn::Sub"].replace("CrlSecondsToNextUpdate", "CrlSecondsToNextUpdat")}
@@ -365,4 +427,9 @@ MUTATIONS = {f.__name__: f for f in [
     drop_stack_dimension, stack_dimension_hard_coded, crl_alarm_average, crl_alarm_missing_breaching,
     drop_crl_gauge_missing_alarm, jwks_alarm_single_failure, metric_filter_without_stack,
     execution_log_without_retention, drop_execution_log_group, dashboard_typo, dashboard_without_reason_breakdown,
+    authorizer_reads_every_parameter, context_key_prefix_match, context_key_decrypt_any_parameter,
+    context_key_decrypt_outside_ssm, context_key_decrypt_under_credentials, drop_authorizer_context_key_grant,
+    broker_without_context_key_env, authorizer_context_key_hard_coded, context_key_ttls_differ,
+    drop_forged_context_alarm, forged_context_alarm_on_authorizer, forged_context_alarm_waits,
+    forged_context_alarm_on_missing_context,
 ]}

@@ -11,12 +11,14 @@ mod alarm_sim;
 mod alarm_world;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_sim::{evaluate_all, parse_lines, AlarmSet, Datapoint, Evaluation};
 use alarm_world::*;
 use tb_devkit::cognito::ThrottleStyle;
 use tb_devkit::events::ProxyRequestBuilder;
+use tb_shared::context::{KeySet, KEY_CALLER_ID};
 use tb_shared::telemetry::CaptureWriter;
 
 const GRANT: &str = "grant_type=client_credentials";
@@ -35,6 +37,7 @@ const SIMULATED: &[(&str, &str)] = &[
     ("QuotaDenialsAlarm", "a_caller_past_its_quota_raises_quota_denials_at_the_threshold"),
     ("MissingAuthorizerContextAlarm", "a_request_without_authorizer_context_raises_missing_authorizer_context"),
     ("TokenLifetimeAlarm", "an_over_long_cognito_token_raises_token_lifetime"),
+    ("ForgedContextAlarm", "a_forged_caller_context_raises_forged_context"),
 ];
 
 /// The template's other alarms, and why no EMF line can decide them.
@@ -377,4 +380,46 @@ async fn an_over_long_cognito_token_raises_token_lifetime() {
         Broker::start(BrokerSetup { token_validity: Duration::from_secs(7_200), ..BrokerSetup::default() }).await;
     broker.post_n(2, "reporting", GRANT, (502, "server_error")).await;
     verdicts("Cognito token lifetime too long", &set, &[&broker.emf], &["TokenLifetimeAlarm"]);
+}
+
+/// Someone invokes the broker directly with a caller context of their own making: one without a MAC, one whose MAC
+/// is made with a key of their own under the real key id, and a context the authorizer really signed (for the
+/// partner) with the caller swapped for another. Each is refused with 500, reaches no Cognito, and the first one in a
+/// minute pages; none of them is a missing context. Contexts the authorizer signed, next to them, are granted
+/// (`ordinary_traffic_pages_nobody` keeps the alarm quiet under everything else).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_caller_context_raises_forged_context() {
+    let set = alarms();
+    let broker = Broker::start(BrokerSetup::default()).await;
+    broker.post_n(5, "reporting", GRANT, (200, "-")).await;
+    verdicts("signed contexts only", &set, &[&broker.emf], &[]);
+
+    let refused = (500, "server_error".to_owned());
+    let unsigned = ProxyRequestBuilder::new("reporting", GRANT).unsigned().build();
+    assert_eq!(broker.send(unsigned).await, refused);
+    let evals = verdicts("one direct invoke without a MAC", &set, &[&broker.emf], &["ForgedContextAlarm"]);
+    assert_eq!(verdict(&evals, "ForgedContextAlarm").value, Some(1.0));
+
+    let own_key = KeySet::single(tb_devkit::fixtures::CONTEXT_KEY_ID, vec![7u8; 32]).expect("a key set");
+    let guessed = ProxyRequestBuilder::new("batch", GRANT).signed_with(Arc::new(own_key)).build();
+    assert_eq!(broker.send(guessed).await, refused);
+    let mut swapped = ProxyRequestBuilder::new("partner-acme", GRANT).build();
+    for key in [KEY_CALLER_ID, "principalId"] {
+        swapped.request_context.authorizer.fields.insert(key.to_owned(), "reporting".into());
+    }
+    assert_eq!(broker.send(swapped).await, refused);
+    broker.post_n(2, "reporting", GRANT, (200, "-")).await;
+
+    let evals = verdicts("three forged contexts", &set, &[&broker.emf], &["ForgedContextAlarm"]);
+    assert_eq!(verdict(&evals, "ForgedContextAlarm").value, Some(3.0));
+    assert_eq!(verdict(&evals, "MissingAuthorizerContextAlarm").samples, 0, "a forged context is not a missing one");
+    assert_eq!(broker.standin.token_requests(), 7, "only the signed requests reached Cognito");
+    // The breakdown says why each was refused.
+    let mut reasons: Vec<String> = points(&[&broker.emf])
+        .into_iter()
+        .filter(|p| p.metric == "ForgedAuthorizerContext")
+        .filter_map(|p| p.dimensions.get("Reason").cloned())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["mismatch", "mismatch", "missing"]);
 }
