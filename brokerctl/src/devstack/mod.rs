@@ -12,6 +12,10 @@
 //! of both functions. Quotas and secrets live in memory unless `aws_endpoint` points DynamoDB, SSM and S3 (the
 //! truststore and CRL objects) at an AWS-compatible endpoint such as moto; `token_url` replaces the Cognito stand-in
 //! with a real token endpoint.
+//!
+//! The context-MAC key set is made afresh at every start (one random key, never written to the state directory or
+//! printed): both functions share it in memory, or, with `aws_endpoint`, read it from the SecureString
+//! [`AwsNames::context_key_parameter`] that the stack writes there, as a deployment's functions read theirs.
 
 pub mod gateway;
 pub mod listener;
@@ -30,6 +34,7 @@ use tb_authorizer::{
 use tb_broker::{MemoryCredentialSource, MemoryQuotaStore};
 use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
+use tb_shared::context::{KeySource, MemoryKeySource, SsmKeySource};
 use tb_shared::env::Env;
 use tb_shared::policy::Policy;
 use tb_shared::telemetry::{MetricsSink, STACK_DIMENSION};
@@ -44,6 +49,16 @@ pub struct AwsNames {
     pub quota_table: String,
     pub ssm_prefix: String,
     pub bucket: String,
+}
+
+impl AwsNames {
+    /// The SecureString of the context-MAC key set (the template's `ContextKeyParameterName`): `context-key` beside
+    /// the credentials prefix, outside it as the template keeps it (`/token-broker-dev/cognito` gives
+    /// `/token-broker-dev/context-key`), so stacks with their own prefix on one emulator have their own key set.
+    pub fn context_key_parameter(&self) -> String {
+        let parent = self.ssm_prefix.rsplit_once('/').map_or("", |(p, _)| p);
+        format!("{parent}/context-key")
+    }
 }
 
 impl Default for AwsNames {
@@ -145,6 +160,7 @@ pub fn authorizer_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, Str
         ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
         ("STACK_NAME".into(), DEV_STACK_NAME.into()),
         ("CALLER_HASH_KEY".into(), DEV_CALLER_HASH_KEY.into()),
+        ("CONTEXT_KEY_PARAMETER".into(), opts.aws_names.context_key_parameter()),
     ]
 }
 
@@ -158,6 +174,7 @@ pub fn broker_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)
         ("METRICS_NAMESPACE".into(), METRICS_NAMESPACE.into()),
         ("STACK_NAME".into(), DEV_STACK_NAME.into()),
         ("CALLER_HASH_KEY".into(), DEV_CALLER_HASH_KEY.into()),
+        ("CONTEXT_KEY_PARAMETER".into(), opts.aws_names.context_key_parameter()),
     ];
     if let (Some(_), Some(t)) = (&opts.aws_endpoint, opts.aws_operation_timeout) {
         env.push(("AWS_OPERATION_TIMEOUT_MS".into(), t.as_millis().to_string()));
@@ -260,7 +277,11 @@ impl DevStack {
         };
         let truststore_pem =
             std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
-        let (trust, broker_deps, crl_target) = match &opts.aws_endpoint {
+        // A new development key set at every start: nothing signed by an earlier run is accepted, and there is no
+        // key file to protect.
+        let key_id = crate::context_key::new_key_id(std::time::SystemTime::now()).map_err(setup("context key"))?;
+        let context_keys = crate::context_key::initial(&key_id).map_err(setup("context key"))?;
+        let (trust, broker_deps, authorizer_keys, crl_target) = match &opts.aws_endpoint {
             None => {
                 let mem = MemoryCredentialSource::new();
                 for s in &secrets {
@@ -270,20 +291,33 @@ impl DevStack {
                     truststore: Arc::new(FileObjectSource::new(state.paths.truststore())),
                     crls: Some(Arc::new(FileObjectSource::new(state.paths.crl()))),
                 };
+                // Both functions read one source, as both read one parameter in a deployment.
+                let keys: Arc<dyn KeySource> = Arc::new(MemoryKeySource::new(context_keys.to_document()));
                 let deps = tb_broker::Deps {
                     quotas: Arc::new(MemoryQuotaStore::new()),
                     credentials: Arc::new(mem),
                     metrics: metrics(),
                     clock: Clock::system(),
-                    context_keys: tb_devkit::fixtures::context_keys(),
+                    context_keys: keys.clone(),
                 };
-                (trust, deps, CrlTarget::File)
+                (trust, deps, keys, CrlTarget::File)
             }
             Some(endpoint) => {
                 let names = &opts.aws_names;
                 let sdk = crate::aws::sdk_config(Some(endpoint)).await;
                 let s3 = crate::aws::s3_client(&sdk, Some(endpoint));
                 prepare_aws(&sdk, &s3, names, &truststore_pem, &crl_pem, &secrets, &credential_json).await?;
+                // The key set in SSM, where both functions read it through their own SSM key source (the broker's
+                // from `from_aws`, with CONTEXT_KEY_PARAMETER set as the template sets it).
+                let ssm = aws_sdk_ssm::Client::new(&sdk);
+                let opts_put = crate::secret::PutOptions {
+                    kms_key_id: None,
+                    overwrite: true,
+                    description: crate::context_key::DESCRIPTION.to_owned(),
+                };
+                crate::secret::put(&ssm, &names.context_key_parameter(), &context_keys.to_document(), &opts_put)
+                    .await
+                    .map_err(setup("writing the context key set to SSM"))?;
                 // The authorizer reads trust material with its own S3 client and timeouts (a shared emulator may
                 // queue a call past the production budget: `aws_operation_timeout` raises it, as for the broker).
                 let timeout = opts.aws_operation_timeout.unwrap_or(tb_authorizer::S3_OPERATION_TIMEOUT);
@@ -294,14 +328,19 @@ impl DevStack {
                         Arc::new(S3ObjectSource::new(trust_s3, &names.bucket, "crl.pem")) as Arc<dyn ObjectSource>
                     ),
                 };
-                // Both functions share the devkit's in-memory key set, as without an endpoint: the SSM key source
-                // `from_aws` makes (it needs a parameter name) is replaced before anything reads it.
-                let mut aws_cfg = broker_cfg.clone();
-                aws_cfg.context_key_parameter.get_or_insert_with(|| "/unused/in-memory-context-key".into());
-                let mut deps = tb_broker::Deps::from_aws(&aws_cfg, &sdk).map_err(setup("AWS adapters"))?;
+                let mut deps = tb_broker::Deps::from_aws(&broker_cfg, &sdk).map_err(setup("AWS adapters"))?;
                 deps.metrics = metrics();
-                deps.context_keys = tb_devkit::fixtures::context_keys();
-                (trust, deps, CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() })
+                // The authorizer's own SSM client, with its production budget unless the emulator needs more.
+                let ssm_timeout = opts.aws_operation_timeout.unwrap_or(tb_authorizer::SSM_OPERATION_TIMEOUT);
+                let authorizer_ssm = aws_sdk_ssm::Client::from_conf(
+                    aws_sdk_ssm::config::Builder::from(&sdk)
+                        .timeout_config(tb_shared::aws::timeouts(ssm_timeout))
+                        .build(),
+                );
+                let keys: Arc<dyn KeySource> =
+                    Arc::new(SsmKeySource::new(authorizer_ssm, names.context_key_parameter()));
+                let crl_target = CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() };
+                (trust, deps, keys, crl_target)
             }
         };
         let authorizer_deps = tb_authorizer::Deps {
@@ -309,7 +348,7 @@ impl DevStack {
             jwks: Arc::new(HttpJwksFetcher::new(&JwksFetcherConfig::default()).map_err(setup("JWKS client"))?),
             metrics: metrics(),
             clock: Clock::system(),
-            context_keys: tb_devkit::fixtures::context_keys(),
+            context_keys: authorizer_keys,
         };
         let authorizer_app = Arc::new(
             tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,
