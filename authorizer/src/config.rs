@@ -120,34 +120,14 @@ impl Config {
             // reached (by accident or by an attacker's doing) at two hours in all. 0 refuses as soon as a due
             // refresh has failed.
             jwks_max_stale: env.seconds("JWKS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
-            context_key_parameter: context_key_parameter(env)?,
-            context_keys: KeyRingConfig {
-                ttl: env.seconds("CONTEXT_KEYS_TTL_SECONDS", 300, 10..=3600)?,
-                max_stale: env.seconds("CONTEXT_KEYS_MAX_STALE_SECONDS", 3600, 0..=86_400)?,
-                ..KeyRingConfig::default()
-            },
+            context_key_parameter: env.context_key_parameter()?,
+            context_keys: env.context_key_ring()?,
             context_mac_ttl: env.seconds("CONTEXT_MAC_TTL_SECONDS", 300, 1..=3600)?,
             caller_hash_key: env.caller_hash_key()?,
             metrics_namespace: env.metrics_namespace()?,
             stack_name: env.stack_name()?,
         })
     }
-}
-
-/// Longest SSM parameter name (a fully qualified one included).
-const MAX_PARAMETER_NAME_LEN: usize = 2048;
-
-/// `CONTEXT_KEY_PARAMETER`, checked against SSM's naming rules so a typo is an init error that says so rather than
-/// an access error from SSM.
-fn context_key_parameter(env: &Env<'_>) -> Result<Option<String>, ConfigError> {
-    const VAR: &str = "CONTEXT_KEY_PARAMETER";
-    let Some(name) = env.optional(VAR) else { return Ok(None) };
-    // `:` for a parameter ARN (a parameter shared from another account is named by its ARN).
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/' | b':');
-    if name.len() > MAX_PARAMETER_NAME_LEN || !name.bytes().all(allowed) {
-        return Err(ConfigError::new(VAR, "is not an SSM parameter name or ARN (letters, digits, _ . - / :)"));
-    }
-    Ok(Some(name))
 }
 
 impl Config {

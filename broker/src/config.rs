@@ -74,7 +74,7 @@ impl Config {
     /// Reads from any [`Env`] (the local stack and tests pass a map).
     pub fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         // Defaults come from the adapters' own `Default`s, so a value is written once.
-        let (cache, upstream, keys) = (CacheConfig::default(), UpstreamSettings::default(), KeyRingConfig::default());
+        let (cache, upstream) = (CacheConfig::default(), UpstreamSettings::default());
         let ms = |d: Duration| d.as_millis() as u64;
         let connect = env.millis("UPSTREAM_CONNECT_TIMEOUT_MS", ms(upstream.connect_timeout), 50..=30_000)?;
         let attempt = env.millis("UPSTREAM_TIMEOUT_MS", ms(upstream.attempt_timeout), 100..=60_000)?;
@@ -108,12 +108,8 @@ impl Config {
             metrics_namespace: env.metrics_namespace()?,
             stack_name: env.stack_name()?,
             caller_hash_key: env.caller_hash_key()?,
-            context_key_parameter: env.optional(CONTEXT_KEY_PARAMETER),
-            context_keys: KeyRingConfig {
-                ttl: env.seconds("CONTEXT_KEYS_TTL_SECONDS", keys.ttl.as_secs(), 10..=3600)?,
-                max_stale: env.seconds("CONTEXT_KEYS_MAX_STALE_SECONDS", keys.max_stale.as_secs(), 0..=86_400)?,
-                ..keys
-            },
+            context_key_parameter: env.context_key_parameter()?,
+            context_keys: env.context_key_ring()?,
         })
     }
 }

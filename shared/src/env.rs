@@ -147,6 +147,33 @@ impl<'a> Env<'a> {
         Ok(ns)
     }
 
+    /// `CONTEXT_KEY_PARAMETER`: the SSM parameter (name or ARN) of the context-MAC key set, checked against SSM's
+    /// naming rules so a typo is an init error that says so rather than an access error from SSM. `None` when unset:
+    /// in-process builds hand a key source over directly; where a function reads its keys from SSM it is required.
+    pub fn context_key_parameter(&self) -> Result<Option<String>, ConfigError> {
+        const VAR: &str = "CONTEXT_KEY_PARAMETER";
+        const MAX_LEN: usize = 2048;
+        let Some(name) = self.optional(VAR) else { return Ok(None) };
+        // `:` for a parameter ARN (a parameter shared from another account is named by its ARN).
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/' | b':');
+        if name.len() > MAX_LEN || !name.bytes().all(allowed) {
+            return Err(ConfigError::new(VAR, "is not an SSM parameter name or ARN (letters, digits, _ . - / :)"));
+        }
+        Ok(Some(name))
+    }
+
+    /// `CONTEXT_KEYS_TTL_SECONDS` (default 300, 10..=3600) and `CONTEXT_KEYS_MAX_STALE_SECONDS` (default 3600,
+    /// 0..=86400): how both functions keep the context-MAC key set fresh. One reader, so the authorizer and the broker
+    /// can never disagree on how long a retired key is still honoured.
+    pub fn context_key_ring(&self) -> Result<crate::context::KeyRingConfig, ConfigError> {
+        let defaults = crate::context::KeyRingConfig::default();
+        Ok(crate::context::KeyRingConfig {
+            ttl: self.seconds("CONTEXT_KEYS_TTL_SECONDS", defaults.ttl.as_secs(), 10..=3600)?,
+            max_stale: self.seconds("CONTEXT_KEYS_MAX_STALE_SECONDS", defaults.max_stale.as_secs(), 0..=86_400)?,
+            ..defaults
+        })
+    }
+
     /// `STACK_NAME`: the deployment's stack name, the value of the `Stack` dimension on every metric line
     /// ([`crate::telemetry::STACK_DIMENSION`]); [`DEFAULT_STACK_NAME`] when unset. At most
     /// [`MAX_STACK_NAME_LEN`] printable ASCII characters: a CloudWatch dimension value must not hold control

@@ -122,8 +122,11 @@ fn both_functions_read_the_shared_variables_alike() {
         let mut vars: Vec<(&str, &str)> = base.to_vec();
         vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
         vars.extend_from_slice(extra);
-        let a = tb_authorizer::Config::read(&Env::from_pairs(vars.clone())).map(|c| format!("{:?}", c.caller_hash_key));
-        let b = tb_broker::Config::read(&Env::from_pairs(vars)).map(|c| format!("{:?}", c.caller_hash_key));
+        // What both read from the shared variables: the hash key, and the context-MAC key set's parameter and refresh.
+        let a = tb_authorizer::Config::read(&Env::from_pairs(vars.clone()))
+            .map(|c| format!("{:?} {:?} {:?}", c.caller_hash_key, c.context_key_parameter, c.context_keys));
+        let b = tb_broker::Config::read(&Env::from_pairs(vars))
+            .map(|c| format!("{:?} {:?} {:?}", c.caller_hash_key, c.context_key_parameter, c.context_keys));
         (a.map_err(|e| e.var), b.map_err(|e| e.var))
     };
     type Case<'a> = (&'a [(&'a str, &'a str)], Result<(), &'a str>);
@@ -138,6 +141,13 @@ fn both_functions_read_the_shared_variables_alike() {
         (&[("METRICS_NAMESPACE", "")], Ok(())),
         (&[("METRICS_NAMESPACE", "a:b")], Err("METRICS_NAMESPACE")),
         (&[("METRICS_NAMESPACE", "Team Tokens")], Ok(())),
+        (&[("CONTEXT_KEY_PARAMETER", "/token-broker/prod/context-key")], Ok(())),
+        (&[("CONTEXT_KEY_PARAMETER", "arn:aws:ssm:eu-west-1:123456789012:parameter/tb/ck")], Ok(())),
+        (&[("CONTEXT_KEY_PARAMETER", "/token broker/key")], Err("CONTEXT_KEY_PARAMETER")),
+        (&[("CONTEXT_KEYS_TTL_SECONDS", "10")], Ok(())),
+        (&[("CONTEXT_KEYS_TTL_SECONDS", "9")], Err("CONTEXT_KEYS_TTL_SECONDS")),
+        (&[("CONTEXT_KEYS_MAX_STALE_SECONDS", "0")], Ok(())),
+        (&[("CONTEXT_KEYS_MAX_STALE_SECONDS", "86401")], Err("CONTEXT_KEYS_MAX_STALE_SECONDS")),
     ];
     for (extra, expected) in cases {
         let (a, b) = read(extra);
@@ -150,7 +160,7 @@ fn both_functions_read_the_shared_variables_alike() {
             }
         }
         if let (Ok(ka), Ok(kb)) = (&a, &b) {
-            assert_eq!(ka, kb, "{extra:?}: the two functions hold different keys");
+            assert_eq!(ka, kb, "{extra:?}: the two functions read the shared variables differently");
         }
     }
 }
