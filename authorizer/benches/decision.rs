@@ -8,13 +8,17 @@
 //! figures the run prints both ratios measured in alternating short rounds (decision, bare verification, decision,
 //! …; median of the rounds), so a machine whose load changes during the run slows both sides alike.
 //!
+//! `answer/*` is what the context MAC adds to every Allow: `answer/mac_sign` the signing alone (one HMAC-SHA256 over
+//! the contract fields, API id, stage and expiry, and its base64), `answer/allow_cache_hit` the whole handler on a
+//! cached mTLS decision (key ring read, signing, the answer, its log line and metrics) for scale.
+//!
 //! Run: `cargo bench -p tb-authorizer --bench decision` (`-- ratio` for the ratios alone)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, Criterion};
-use tb_authorizer::{build, Authorizer, Config, Deps, Presented, Trust, TrustSources};
+use tb_authorizer::{build, handle_request, App, Authorizer, Config, Deps, Presented, Trust, TrustSources};
 use tb_authorizer::{MemoryJwksFetcher, MemoryObjectSource};
 use tb_devkit::jwt::{standard_claims, PartnerKey};
 use tb_devkit::pki::{KeyKind, TestCa};
@@ -52,9 +56,14 @@ issuers:
     yaml
 }
 
-/// The authorizer built as the Lambda builds it (its configuration reader and builder), with in-memory trust material
-/// and JWKS, and the decision cache on or off.
+/// The authorizer's decision core of [`app`].
 fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &TestCa) -> Authorizer {
+    app(rt, cache, key, ca).authorizer
+}
+
+/// The authorizer built as the Lambda builds it (its configuration reader and builder), with in-memory trust material,
+/// JWKS and context keys, and the decision cache on or off.
+fn app(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &TestCa) -> App {
     let now = SystemTime::now();
     let trust = MemoryObjectSource::new(ca.cert_pem().as_bytes().to_vec());
     let crl = ca.crl(&[], now - Duration::from_secs(60), now + Duration::from_secs(3600)).expect("crl");
@@ -75,7 +84,33 @@ fn authorizer(rt: &tokio::runtime::Runtime, cache: bool, key: &PartnerKey, ca: &
         clock: Clock::system(),
         context_keys: tb_devkit::fixtures::context_keys(),
     };
-    rt.block_on(build(&cfg, deps)).expect("authorizer").authorizer
+    rt.block_on(build(&cfg, deps)).expect("authorizer")
+}
+
+/// What signing adds to each Allow.
+fn answers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use tb_shared::context::{sign, ApiBinding, AuthMethod, CallerContext};
+    let keys = tb_devkit::fixtures::context_key_set();
+    let context = CallerContext {
+        caller_id: tb_shared::ids::CallerId::try_from("order-processing").expect("caller id"),
+        auth_method: AuthMethod::Mtls,
+        credential_fingerprint: "0123456789abcdef".into(),
+        policy_version: "0123456789abcdef".into(),
+    };
+    let api = ApiBinding { api_id: "a1b2c3d4e5".into(), stage: "prod".into() };
+    let ttl = Duration::from_secs(300);
+    c.bench_function("answer/mac_sign", |b| {
+        b.iter(|| sign(std::hint::black_box(&context), &api, &keys, SystemTime::now(), ttl))
+    });
+
+    let now = SystemTime::now();
+    let ca = TestCa::root_with("Bench answer Root CA", KeyKind::EcdsaP256).expect("ca");
+    let leaf = leaf_of(&ca, now);
+    let app = app(rt, true, &PartnerKey::ec_p256("k3").expect("ec"), &ca);
+    let event = tb_devkit::events::authorizer_mtls_event(&leaf.pem);
+    let answer = rt.block_on(handle_request(&app, &event, now)).expect("an Allow");
+    assert!(answer.context.contains_key(tb_shared::context::KEY_MAC), "{answer:?}");
+    c.bench_function("answer/allow_cache_hit", |b| b.iter(|| rt.block_on(handle_request(&app, &event, now))));
 }
 
 /// One bare signature verification through webpki's own aws-lc-rs algorithm objects: key parsing and the
@@ -117,6 +152,7 @@ fn leaf_of(ca: &TestCa, now: SystemTime) -> tb_devkit::pki::IssuedCert {
 fn bench(c: &mut Criterion) {
     baselines(c);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    answers(c, &rt);
     let now = SystemTime::now();
     let partner = PartnerKey::rsa("k1").expect("rsa");
     // The CA's key type sets the cost of a full mTLS decision: the leaf's signature is checked with it (the CRL's

@@ -5,11 +5,13 @@
 //! ```sh
 //! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target
 //! cargo build --release -p tb-authorizer --bins
-//! cargo run --release -p tb-authorizer --example authorizer_lambda_process -- --runs 20 --invocations 200
+//! scripts/with-moto.sh \
+//!   cargo run --release -p tb-authorizer --example authorizer_lambda_process -- --runs 20 --invocations 200
 //! ```
 //!
 //! The function gets what it gets in Lambda: a policy file, the truststore and a CRL (as files here, from S3 in
-//! Lambda), `LOG_LEVEL=info`. The events cycle through `--certs N` (default 20) distinct client certificates of
+//! Lambda), the context key set from an SSM SecureString (moto, from `scripts/with-moto.sh`; read once per cold
+//! start, so each start includes one SSM read), `LOG_LEVEL=info`. Every Allow is signed. The events cycle through `--certs N` (default 20) distinct client certificates of
 //! known callers, four partner JWTs (RS256, the JWKS from a loopback server, fetched on the first JWT of each run),
 //! an unknown and a revoked certificate (Deny) and a request without credentials (401): each credential's first
 //! use takes the full verification path, its repeats the decision cache, and both are reported apart.
@@ -18,13 +20,19 @@
 
 use std::time::{Duration, SystemTime};
 
+use secrecy::ExposeSecret as _;
+
+use tb_devkit::fixtures::context_key_set;
 use tb_devkit::jwt::{standard_claims, JwksServer, PartnerKey};
 use tb_devkit::lambda_bench::{load_average, measure, print_report, release_binary, BenchArgs, BenchEvent, Workload};
+use tb_devkit::moto::{self, unique};
 use tb_devkit::pki::{ClientCertBuilder, IssuedCert, TestCa};
 use tb_devkit::runtime_api::Outcome;
 
-const USAGE: &str = "usage: cargo run --release -p tb-authorizer --example authorizer_lambda_process -- \
-                     [--runs N (20)] [--invocations N (200)] [--certs N (20)]";
+const USAGE: &str = "usage: scripts/with-moto.sh cargo run --release -p tb-authorizer --example \
+                     authorizer_lambda_process -- [--runs N (20)] [--invocations N (200)] [--certs N (20)]";
+/// The region the runtime emulator's environment gives the function; the key parameter is made in the same one.
+const REGION: &str = "eu-west-1";
 const ISSUER: &str = "https://idp.bench.example";
 const PARTNER_SUBJECT: &str = "bench-partner-sync";
 const AUDIENCE: &str = "token-broker";
@@ -73,6 +81,11 @@ use tb_devkit::events::{
     authorizer_jwt as jwt_event, authorizer_mtls as mtls_event, authorizer_no_credentials as no_credentials_event,
 };
 
+/// Whether an answer's context carries the MAC.
+fn signed(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Response(r) if r["context"][tb_shared::context::KEY_MAC].is_string())
+}
+
 /// The effect of the policy statement the authorizer answered with.
 fn effect(outcome: &Outcome) -> Result<&str, String> {
     match outcome {
@@ -86,7 +99,8 @@ fn effect(outcome: &Outcome) -> Result<&str, String> {
 fn check(ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
     match ev.kind {
         ALLOW_MTLS | ALLOW_JWT => match effect(outcome)? {
-            "Allow" => Ok(()),
+            "Allow" if signed(outcome) => Ok(()),
+            "Allow" => Err("an Allow without a context MAC".into()),
             other => Err(format!("expected Allow, got {other}")),
         },
         DENY_MTLS => match effect(outcome)? {
@@ -104,6 +118,10 @@ fn check(ev: &BenchEvent, outcome: &Outcome) -> Result<(), String> {
 async fn main() {
     let args = BenchArgs::from_env_args(USAGE, &[("certs", 20)]);
     let bin = release_binary("authorizer", "tb-authorizer");
+    let endpoint = moto::try_endpoint().unwrap_or_else(|why| {
+        eprintln!("{why}:\n  {USAGE}");
+        std::process::exit(2)
+    });
     let load_before = load_average();
 
     // A test PKI: the callers' certificates, one of nobody in the policy, one revoked (listed in the CRL).
@@ -124,12 +142,23 @@ async fn main() {
     let partner = PartnerKey::rsa("bench-partner-1").expect("partner RSA key");
     let (jwks, _jwks_task) = JwksServer::start(partner.jwks()).await.expect("JWKS server on loopback");
 
+    // The context key set, as the operator stores it before the first deploy.
+    let key_parameter = format!("/token-broker-bench/context-keys/{}", unique("run"));
+    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
+    moto::put_secure_string(&sdk, &key_parameter, context_key_set().to_document().expose_secret()).await;
+
     let dir = tempfile::Builder::new().prefix("tb-bench-authorizer-").tempdir().expect("a temporary directory");
     let config = [
         ("POLICY_FILE", write_file(&dir, "policy.yaml", &policy(clients.len(), &jwks.url))),
         ("TRUSTSTORE_URI", write_file(&dir, "truststore.pem", ca.cert_pem())),
         ("CRL_URI", write_file(&dir, "crls.pem", &crl.pem)),
         ("LOG_LEVEL", "info".to_owned()),
+        ("CONTEXT_KEY_PARAMETER", key_parameter.clone()),
+        // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing".to_owned()),
     ]
     .map(|(k, v)| (k.to_owned(), v))
     .to_vec();

@@ -4,8 +4,13 @@
 //! `AuthorizerErrors` (`no_trust_material`) for every certificate and `TrustRefreshFailures` (`truststore`) for every
 //! failed read. Every EMF line carries the `Stack` dimension with the `STACK_NAME` the function was given.
 //!
+//! The function reads its context key set from an SSM SecureString in moto, as in Lambda: run through
+//! `scripts/with-moto.sh`.
+//!
 //! The binary is `$TB_LAMBDA_BIN_DIR/authorizer`, the release build, when `scripts/test.sh` runs the tests; else this
 //! package's debug build (`tb_devkit::runtime_api::function_binary`).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -94,6 +99,7 @@ async fn world(truststore_missing: bool) -> World {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
+    env.extend(common::test_keys_env().await);
     let function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
     World { _dir: dir, api, function, ca, orders }
 }

@@ -3,7 +3,9 @@
 //! API Gateway expects (docs/design.md, "What each input gets"):
 //!
 //! - Allow, only for the registered, enabled caller that every presented credential proves, with the caller
-//!   context, the caller's usage-plan key and a policy for the token method of the request's API;
+//!   context and its MAC for the API and stage the `methodArn` names (an Allow whose `methodArn` names no stage is
+//!   refused: it could not be signed), the caller's usage-plan key and a policy for the token method of the
+//!   request's API;
 //! - an explicit Deny (a verified credential that no enabled caller owns, a revoked certificate, two callers);
 //! - `Unauthorized` (no credential, a malformed `Authorization`, a credential that fails verification, or a
 //!   `methodArn` that is not an execute-api ARN).
@@ -418,6 +420,16 @@ fn model_resource(arn: Option<&str>) -> Option<String> {
         .then(|| format!("arn:{partition}:execute-api:{region}:{account}:{api}/*/POST/oauth2/token"))
 }
 
+/// The API and stage an Allow's context MAC is bound to: the `methodArn`'s API id and the next `/`-part, present,
+/// printable and at most 128 characters each; `None` when the ARN names none.
+fn model_binding(arn: Option<&str>) -> Option<tb_shared::context::ApiBinding> {
+    let rest = arn?.splitn(6, ':').nth(5)?;
+    let mut parts = rest.splitn(3, '/');
+    let (api_id, stage) = (parts.next()?, parts.next()?);
+    let ok = |s: &str| (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
+    (ok(api_id) && ok(stage)).then(|| tb_shared::context::ApiBinding { api_id: api_id.into(), stage: stage.into() })
+}
+
 /// The `Authorization` header as the documents define it: at most one value (in `headers` and in
 /// `multiValueHeaders`), `Bearer` in any case, one space, a token without spaces.
 fn model_bearer(w: &World, e: &RequestEvent) -> Result<Option<Presented>, ()> {
@@ -466,8 +478,10 @@ fn model_cert(w: &World, e: &RequestEvent) -> (Option<Presented>, bool) {
     (Some(Presented { cred: Cred::Invalid, fingerprint: String::new() }), lenient)
 }
 
-/// Reads the answer back as API Gateway would, checking its shape; the outcome it stands for.
-fn observe(w: &World, resource: Option<&str>, r: &Result<AuthorizerResponse, Unauthorized>) -> Result<Outcome, String> {
+/// Reads the answer to a request with `arn` as its `methodArn` back as API Gateway and then the broker would,
+/// checking its shape and an Allow's context MAC; the outcome it stands for.
+fn observe(w: &World, arn: Option<&str>, r: &Result<AuthorizerResponse, Unauthorized>) -> Result<Outcome, String> {
+    let resource = model_resource(arn);
     let resp = match r {
         Err(Unauthorized) => return Ok(Outcome::Unauthorized),
         Ok(resp) => resp,
@@ -494,12 +508,19 @@ fn observe(w: &World, resource: Option<&str>, r: &Result<AuthorizerResponse, Una
             let ctx = v["context"].as_object().ok_or("Allow without context")?;
             let keys: Vec<&str> = ctx.keys().map(String::as_str).collect();
             let mut want = vec!["authMethod", "callerId", "credentialFingerprint", "policyVersion"];
+            want.extend(tb_shared::context::MAC_KEYS);
             want.sort_unstable();
             let mut got = keys.clone();
             got.sort_unstable();
             if got != want || ctx.values().any(|x| !x.is_string()) {
-                return Err(format!("context is not the four flat strings: {v}"));
+                return Err(format!("context is not the four flat strings and the MAC: {v}"));
             }
+            let binding = model_binding(arn).ok_or_else(|| format!("an Allow for a methodArn without a stage: {v}"))?;
+            let map: HashMap<String, Value> = ctx.clone().into_iter().collect();
+            let caller = tb_shared::context::CallerContext::from_map(&map).map_err(|e| format!("{e}: {v}"))?;
+            let keys = tb_devkit::fixtures::context_key_set();
+            tb_shared::context::verify(&map, &caller, &binding, &keys, w.now)
+                .map_err(|e| format!("the broker would refuse the context ({}): {v}", e.reason()))?;
             let caller = ctx["callerId"].as_str().unwrap_or_default();
             if caller != principal || ctx["policyVersion"] != w.app.authorizer.policy().version.as_str() {
                 return Err(format!("principal or policy version: {v}"));
@@ -535,8 +556,14 @@ fn check_event(w: &World, e: &RequestEvent) -> Result<Outcome, TestCaseError> {
     let resource = model_resource(e.method_arn.as_deref());
     let (cert, lenient_only) = model_cert(w, e);
     let bearer = model_bearer(w, e);
-    let expect = model(cert, bearer, resource.as_deref());
-    let got = observe(w, resource.as_deref(), &w.run(e)).map_err(TestCaseError::fail)?;
+    let expect = match model(cert, bearer, resource.as_deref()) {
+        // An Allow is only ever answered with its MAC, which binds the stage: without one, no Allow.
+        Expect::Exactly(Outcome::Allow { .. }) if model_binding(e.method_arn.as_deref()).is_none() => {
+            Expect::Exactly(Outcome::Unauthorized)
+        }
+        other => other,
+    };
+    let got = observe(w, e.method_arn.as_deref(), &w.run(e)).map_err(TestCaseError::fail)?;
     match (&expect, &got) {
         (Expect::Exactly(want), got) if want == got => {}
         (Expect::Refusal, Outcome::Deny | Outcome::Unauthorized) => {}
@@ -1432,8 +1459,7 @@ proptest! {
         let token = w.signer.sign(&render(&header), &render(&claims));
         let want = token_model(w, &last_wins(&header), &last_wins(&claims), &token);
         let event = jwt_event_for(&token);
-        let resource = model_resource(event.method_arn.as_deref());
-        let got = observe(w, resource.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
+        let got = observe(w, event.method_arn.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
         prop_assert_eq!(got, want, "header {} claims {}", render(&header), render(&claims));
     }
 
@@ -1457,8 +1483,7 @@ proptest! {
         let last = token_model(w, &last_wins(&header), &last_wins(&claims), &token);
         let first = token_model(w, &first_wins(&header), &first_wins(&claims), &token);
         let event = jwt_event_for(&token);
-        let resource = model_resource(event.method_arn.as_deref());
-        let got = observe(w, resource.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
+        let got = observe(w, event.method_arn.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
         prop_assert!(
             got == Outcome::Unauthorized || got == last,
             "got {:?}; last member counts: {:?}; first member counts: {:?}; header {} claims {}",
@@ -1498,8 +1523,7 @@ proptest! {
             _ => vec![Outcome::Unauthorized],
         };
         let event = jwt_event_for(&token);
-        let resource = model_resource(event.method_arn.as_deref());
-        let got = observe(w, resource.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
+        let got = observe(w, event.method_arn.as_deref(), &w.run(&event)).map_err(TestCaseError::fail)?;
         prop_assert!(
             allowed.contains(&got),
             "got {:?}, documented {:?}; header {:?} payload {:?}",
@@ -1581,14 +1605,16 @@ fn duplicate_members_are_refused_or_the_last_one_counts_per_member() {
 fn pool_credentials_alone_get_their_documented_answers() {
     let w = world();
     let resource = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/*/POST/oauth2/token";
+    // The events' own methodArn.
+    let arn = Some("arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/POST/oauth2/token");
     for c in &w.certs {
-        let got = observe(w, Some(resource), &w.run(&tb_devkit::events::authorizer_mtls_event(&c.pem))).unwrap();
+        let got = observe(w, arn, &w.run(&tb_devkit::events::authorizer_mtls_event(&c.pem))).unwrap();
         let want =
             model(Some(Presented { cred: c.cred.clone(), fingerprint: sha16(&c.der) }), Ok(None), Some(resource));
         assert_eq!(Expect::Exactly(got), want, "certificate {}", c.name);
     }
     for t in &w.tokens {
-        let got = observe(w, Some(resource), &w.run(&jwt_event_for(&t.token))).unwrap();
+        let got = observe(w, arn, &w.run(&jwt_event_for(&t.token))).unwrap();
         let want = model(
             None,
             Ok(Some(Presented { cred: t.cred.clone(), fingerprint: sha16(t.token.as_bytes()) })),

@@ -16,15 +16,12 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use tb_devkit::fixtures::{context_key_set, temp_dir, write_file, CONTEXT_KEY_BYTES};
-use tb_devkit::moto::{self, unique};
 use tb_devkit::pki::{IssuedCert, TestCa};
 use tb_devkit::runtime_api::{assert_init_error, function_binary, lambda_env, FunctionProcess, Outcome, RuntimeApi};
 
 const ORDERS_URI: &str = "spiffe://example.internal/ns/orders/sa/order-processing";
 const REPORTING_DNS: &str = "reporting.svc.example.internal";
 const API_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5";
-/// The region `lambda_env` gives the function; the key parameter is made in the same one in moto.
-const REGION: &str = "eu-west-1";
 
 /// Cold start and one invocation, even of a debug build on a busy 2-core machine, take well under this.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,38 +46,6 @@ callers:
     quotas: unlimited
     usage_plan_key: reporting-usage-plan-key-0001
 "#;
-
-/// Stores `document` as a new SecureString in moto and returns what the function needs to read it: the parameter's
-/// name in `CONTEXT_KEY_PARAMETER`, moto's endpoint and fake credentials (what Lambda's execution role gives it).
-async fn key_parameter_env(document: Option<&str>) -> Vec<(String, String)> {
-    let endpoint = moto::endpoint();
-    let name = format!("/token-broker-rt/context-keys/{}", unique("run"));
-    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
-    match document {
-        Some(document) => moto::put_secure_string(&sdk, &name, document).await,
-        // Asked here first: moto loads its SSM backend on the first call, which takes longer than the function's
-        // one-second budget; the function must then find the parameter missing, not time out.
-        None => {
-            let read = aws_sdk_ssm::Client::new(&sdk).get_parameter().name(&name).send().await;
-            assert!(read.is_err(), "{name} exists in moto");
-        }
-    }
-    [
-        ("CONTEXT_KEY_PARAMETER", name),
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_SESSION_TOKEN", "testing".to_owned()),
-    ]
-    .map(|(k, v)| (k.to_owned(), v))
-    .to_vec()
-}
-
-/// [`key_parameter_env`] holding the devkit's test key set.
-async fn test_keys_env() -> Vec<(String, String)> {
-    use secrecy::ExposeSecret;
-    key_parameter_env(Some(context_key_set().to_document().expose_secret())).await
-}
 
 struct World {
     _dir: tempfile::TempDir,
@@ -121,7 +86,7 @@ async fn world_with_truststore(truststore: Option<&str>) -> World {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    env.extend(test_keys_env().await);
+    env.extend(common::test_keys_env().await);
     let function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
     World { _dir: dir, api, function, orders, reporting, stranger, revoked }
 }
@@ -294,7 +259,7 @@ async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
         ("POLICY_FILE".to_owned(), missing),
         ("TRUSTSTORE_URI".to_owned(), write_file(&dir, "truststore.pem", ca.cert_pem())),
     ];
-    extra.extend(test_keys_env().await);
+    extra.extend(common::test_keys_env().await);
     expect_init_error(extra, &["policy", "missing.yaml"]).await;
 }
 
@@ -302,7 +267,7 @@ async fn missing_policy_file_is_an_init_error_and_the_process_exits() {
 async fn certificate_callers_without_a_truststore_are_an_init_error() {
     let dir = temp_dir("init");
     let mut extra = vec![("POLICY_FILE".to_owned(), write_file(&dir, "policy.yaml", POLICY))];
-    extra.extend(test_keys_env().await);
+    extra.extend(common::test_keys_env().await);
     expect_init_error(extra, &["TRUSTSTORE_URI"]).await;
 }
 
@@ -339,7 +304,7 @@ async fn a_missing_or_invalid_context_key_parameter_is_an_init_error() {
     expect_init_error(base.clone(), &["CONTEXT_KEY_PARAMETER", "required"]).await;
 
     let mut absent = base.clone();
-    absent.extend(key_parameter_env(None).await);
+    absent.extend(common::key_parameter_env(None).await);
     expect_init_error(absent, &["CONTEXT_KEY_PARAMETER", "does not exist"]).await;
 
     // 31 bytes of the test key: one short of the floor.
@@ -352,7 +317,7 @@ async fn a_missing_or_invalid_context_key_parameter_is_an_init_error() {
         let api = tb_devkit::runtime_api::RuntimeApi::start().await.unwrap();
         let mut env = lambda_env(&api, "token-broker-authorizer");
         env.extend(base.clone());
-        env.extend(key_parameter_env(Some(&document)).await);
+        env.extend(common::key_parameter_env(Some(&document)).await);
         let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
         let wait = api.wait_init_error(&mut function, INVOKE_TIMEOUT).await;
         let tb_devkit::runtime_api::InitWait::Reported(error_type, message) = wait else {

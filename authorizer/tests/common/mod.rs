@@ -250,3 +250,38 @@ pub fn authorizer_errors_in(output: &str) -> Vec<String> {
     assert_eq!(total as usize, reasons.len(), "every AuthorizerErrors counts once for the alarm and once by reason");
     reasons
 }
+
+/// The region `tb_devkit::runtime_api::lambda_env` gives a function binary; its key parameter is made there in moto.
+pub const LAMBDA_REGION: &str = "eu-west-1";
+
+/// Stores `document` as a new SecureString in moto and returns what the function needs to read it: the parameter's
+/// name in `CONTEXT_KEY_PARAMETER`, moto's endpoint and fake credentials (what Lambda's execution role gives it).
+pub async fn key_parameter_env(document: Option<&str>) -> Vec<(String, String)> {
+    let endpoint = tb_devkit::moto::endpoint();
+    let name = format!("/token-broker-rt/context-keys/{}", tb_devkit::moto::unique("run"));
+    let sdk = tb_devkit::moto::sdk_config_at(&endpoint, LAMBDA_REGION).await;
+    match document {
+        Some(document) => tb_devkit::moto::put_secure_string(&sdk, &name, document).await,
+        // Asked here first: moto loads its SSM backend on the first call, which takes longer than the function's
+        // one-second budget; the function must then find the parameter missing, not time out.
+        None => {
+            let read = aws_sdk_ssm::Client::new(&sdk).get_parameter().name(&name).send().await;
+            assert!(read.is_err(), "{name} exists in moto");
+        }
+    }
+    [
+        ("CONTEXT_KEY_PARAMETER", name),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_SESSION_TOKEN", "testing".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
+/// [`key_parameter_env`] holding the devkit's test key set.
+pub async fn test_keys_env() -> Vec<(String, String)> {
+    use secrecy::ExposeSecret;
+    key_parameter_env(Some(tb_devkit::fixtures::context_key_set().to_document().expose_secret())).await
+}
