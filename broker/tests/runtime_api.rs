@@ -224,6 +224,12 @@ async fn an_absent_context_key_parameter_is_an_init_error_and_the_process_exits(
     let endpoint = moto::endpoint();
     let dir = temp_dir("init");
     let absent = format!("/token-broker-rt/{}", unique("no-such-key"));
+    // Asked here first: moto loads its SSM backend on its first call, which can take longer than the function's SSM
+    // budget (much longer under emulation, as in the release check); the function must find the parameter missing,
+    // not time out.
+    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
+    let read = aws_sdk_ssm::Client::new(&sdk).get_parameter().name(&absent).send().await;
+    assert!(read.is_err(), "{absent} exists in moto");
     let extra = [
         ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
         ("QUOTA_TABLE", "quota".to_owned()),
