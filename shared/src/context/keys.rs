@@ -383,6 +383,11 @@ mod tests {
             let k = URL_SAFE_NO_PAD.encode(vec![1u8; bytes]);
             assert!(KeySet::parse(format!(r#"{{"signing_key_id":"a","keys":{{"a":"{k}"}}}}"#).as_bytes()).is_ok());
         }
+        // A document of exactly the size limit is read; one byte more is not (the refused list above).
+        let doc = format!(r#"{{"signing_key_id":"a","keys":{{"a":"{K1}"}}}}"#);
+        let padded = format!("{doc}{}", " ".repeat(MAX_DOCUMENT_BYTES - doc.len()));
+        assert!(KeySet::parse(padded.as_bytes()).is_ok());
+        assert!(KeySet::parse(format!("{padded} ").as_bytes()).is_err());
         let k = STANDARD.encode([1u8; 31]);
         assert!(KeySet::parse(format!(r#"{{"signing_key_id":"a","keys":{{"a":"{k}"}}}}"#).as_bytes()).is_err());
     }
@@ -392,6 +397,7 @@ mod tests {
         let set = KeySet::parse(format!(r#"{{"signing_key_id":"a","keys":{{"a":"{K1}"}}}}"#).as_bytes()).unwrap();
         let shown = format!("{set:?}");
         assert!(!shown.contains(K1) && !shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("ContextKey(a, [redacted])"), "the id is shown, the bytes are not: {shown}");
         // A document with a syntax error right after a key: serde's message would quote the input.
         let broken = format!(r#"{{"signing_key_id":"a","keys":{{"a":"{K1}" "b"}}}}"#);
         let err = KeySet::parse(broken.as_bytes()).unwrap_err().to_string();
@@ -432,6 +438,8 @@ mod tests {
         };
         let ring = KeyRing::load(source.clone(), config, clock).await.unwrap();
         assert_eq!(source.fetches(), 1);
+        let shown = format!("{ring:?}");
+        assert!(shown.starts_with("KeyRing {") && shown.contains("ttl: 300s") && !shown.contains(K1), "{shown}");
         advance(299);
         assert_eq!(ring.current().await.unwrap().signing().id(), "a");
         assert_eq!(source.fetches(), 1, "fresh within the TTL");

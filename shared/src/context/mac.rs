@@ -25,7 +25,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::keys::{ContextKey, KeySet, MAX_KEY_ID_LEN};
-use super::{CallerContext, KEYS};
+use super::CallerContext;
 
 /// Context key of the MAC (base64url of the 32-byte HMAC-SHA256, no padding).
 pub const KEY_MAC: &str = "contextMac";
@@ -188,11 +188,12 @@ pub fn verify(
         return Err(MacError::Malformed);
     }
     let tag = URL_SAFE_NO_PAD.decode(tag.as_bytes()).map_err(|_| MacError::Malformed)?;
-    if tag.len() != MAC_LEN || expires.is_empty() || expires.len() > 20 || !expires.bytes().all(|b| b.is_ascii_digit())
-    {
+    if tag.len() != MAC_LEN {
         return Err(MacError::Malformed);
     }
-    let expires_at: u64 = expires.parse().map_err(|_| MacError::Malformed)?;
+    // Only the canonical decimal form the authorizer writes: no sign, no leading zeros, no spaces. (The MAC covers the
+    // parsed value, so another spelling of the same second would otherwise verify too.)
+    let expires_at: u64 = expires.parse().ok().filter(|v: &u64| v.to_string() == expires).ok_or(MacError::Malformed)?;
     let key = keys.get(&key_id).ok_or(MacError::UnknownKey)?;
     let now_s = epoch_seconds(now);
     if expires_at < now_s || expires_at > now_s + (MAX_MAC_TTL + CLOCK_SKEW).as_secs() {
@@ -202,11 +203,6 @@ pub fn verify(
     let mac = compute(key, expires_at, api, [&fields[0], &fields[1], &fields[2], &fields[3]]);
     // `verify_slice` compares in constant time.
     mac.verify_slice(&tag).map_err(|_| MacError::Mismatch)
-}
-
-/// Every context key the authorizer writes: the contract's and the MAC's.
-pub fn all_context_keys() -> impl Iterator<Item = &'static str> {
-    KEYS.into_iter().chain(MAC_KEYS)
 }
 
 #[cfg(test)]
@@ -339,7 +335,7 @@ mod tests {
             m.insert(KEY_MAC.into(), Value::String(bad_tag.clone()));
             assert_eq!(verify(&m, &ctx(), &api(), &k, now), Err(MacError::Malformed), "tag {bad_tag:?}");
         }
-        for bad_expiry in ["", "-1", "1e6", " 1000300", "99999999999999999999999"] {
+        for bad_expiry in ["", "-1", "1e6", " 1000300", "99999999999999999999999", "+1000300", "01000300"] {
             let mut m = good.clone();
             m.insert(KEY_MAC_EXPIRES.into(), Value::String(bad_expiry.into()));
             assert_eq!(verify(&m, &ctx(), &api(), &k, now), Err(MacError::Malformed), "expiry {bad_expiry:?}");
@@ -347,6 +343,12 @@ mod tests {
         let mut m = good.clone();
         m.insert(KEY_MAC_KEY_ID.into(), Value::String("x".repeat(MAX_KEY_ID_LEN + 1)));
         assert_eq!(verify(&m, &ctx(), &api(), &k, now), Err(MacError::Malformed));
+        let mut m = good.clone();
+        m.insert(KEY_MAC_KEY_ID.into(), Value::String(String::new()));
+        assert_eq!(verify(&m, &ctx(), &api(), &k, now), Err(MacError::Malformed), "an empty key id");
+        let mut m = good.clone();
+        m.insert(KEY_MAC_KEY_ID.into(), Value::String("x".repeat(MAX_KEY_ID_LEN)));
+        assert_eq!(verify(&m, &ctx(), &api(), &k, now), Err(MacError::UnknownKey), "the longest id is well-formed");
         // A numeric expiry, as API Gateway may pass a numeric-looking string on, still verifies.
         let mut m = good.clone();
         let n: u64 = good[KEY_MAC_EXPIRES].as_str().unwrap().parse().unwrap();
