@@ -10,10 +10,12 @@
 use std::collections::HashMap;
 use std::fmt;
 
+pub mod claims;
 pub mod keys;
 pub mod mac;
 pub mod ssm;
 
+pub use claims::{CallerClaims, ClaimsError};
 pub use keys::{ContextKey, KeyError, KeyRing, KeyRingConfig, KeySet, KeySource, MemoryKeySource};
 pub use mac::{sign, verify, ApiBinding, MacError, KEY_MAC, KEY_MAC_EXPIRES, KEY_MAC_KEY_ID, MAC_KEYS};
 pub use ssm::SsmKeySource;
