@@ -7,6 +7,9 @@
 //! 400 (500 for internal errors) with `{"__type": "<ExceptionName>", "message": "..."}`.
 //!
 //! Operations served, with the errors Cognito documents for them (API Reference):
+//! - `GetClientToken` (`ClientId`, `Secret`, optional `Scopes` and `ClientMetadata`): a client-credentials access
+//!   token for an `ALLOW_CLIENT_TOKEN_AUTH` app client; see the `client_token` module for its errors. It is the
+//!   only operation the fault switches and the token counters apply to: it is a token request, the others are not.
 //! - `AddUserPoolClientSecret` (`UserPoolId`, `ClientId`, optional `ClientSecret` of 24-64 `[\w+]`): answers
 //!   `ClientSecretDescriptor` with `ClientSecretId`, `ClientSecretCreateDate` and, only when the stand-in generated
 //!   the value, `ClientSecretValue`. A third secret is `LimitExceededException`.
@@ -32,6 +35,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::client_token;
 use super::keys::random_uuid;
 use super::secrets::{SecretEntry, SecretsError};
 use super::{lock, random_secret, Shared};
@@ -42,6 +46,7 @@ const TARGET_PREFIX: &str = "AWSCognitoIdentityProviderService.";
 /// The operations the stand-in serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Operation {
+    GetClientToken,
     AddUserPoolClientSecret,
     ListUserPoolClientSecrets,
     DeleteUserPoolClientSecret,
@@ -51,6 +56,7 @@ impl Operation {
     /// The operation an `X-Amz-Target` value names, if the stand-in serves it.
     fn from_target(target: &str) -> Option<Self> {
         match target.strip_prefix(TARGET_PREFIX)? {
+            "GetClientToken" => Some(Operation::GetClientToken),
             "AddUserPoolClientSecret" => Some(Operation::AddUserPoolClientSecret),
             "ListUserPoolClientSecrets" => Some(Operation::ListUserPoolClientSecrets),
             "DeleteUserPoolClientSecret" => Some(Operation::DeleteUserPoolClientSecret),
@@ -61,6 +67,7 @@ impl Operation {
     /// The operation's name, as counted by [`super::CognitoStandin::api_calls`].
     pub(super) fn name(self) -> &'static str {
         match self {
+            Operation::GetClientToken => "GetClientToken",
             Operation::AddUserPoolClientSecret => "AddUserPoolClientSecret",
             Operation::ListUserPoolClientSecrets => "ListUserPoolClientSecrets",
             Operation::DeleteUserPoolClientSecret => "DeleteUserPoolClientSecret",
@@ -68,22 +75,30 @@ impl Operation {
     }
 }
 
-/// A Cognito API error: its exception name and message.
-struct ApiError {
+/// A Cognito API error: its HTTP status (400 but for internal errors), exception name and message. A message never
+/// holds a secret or a metadata value.
+pub(super) struct ApiError {
+    status: StatusCode,
     kind: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+    pub(super) fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind, message: message.into() }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    /// An error with another status than 400 (`InternalErrorException` is a 500).
+    pub(super) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::new("InvalidParameterException", message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new("ResourceNotFoundException", message)
     }
 }
@@ -98,8 +113,7 @@ fn headers() -> [(header::HeaderName, HeaderValue); 2] {
 
 fn error_answer(e: ApiError) -> Response {
     tracing::debug!(error = e.kind, "cognito stand-in API refused a request");
-    let mut resp = (StatusCode::BAD_REQUEST, headers(), json!({ "__type": e.kind, "message": e.message }).to_string())
-        .into_response();
+    let mut resp = (e.status, headers(), json!({ "__type": e.kind, "message": e.message }).to_string()).into_response();
     resp.headers_mut().insert(header::HeaderName::from_static("x-amzn-errortype"), HeaderValue::from_static(e.kind));
     resp
 }
@@ -110,6 +124,14 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, headers_in: Head
     let Some(op) = Operation::from_target(target) else {
         return error_answer(ApiError::new("UnknownOperationException", "the stand-in does not serve this operation"));
     };
+    if op == Operation::GetClientToken {
+        // A token request: counted and subject to the fault switches before anything is checked, as at the token
+        // endpoint.
+        client_token::count(&shared, &body);
+        if let Some(e) = client_token::injected_fault(&shared).await {
+            return error_answer(e);
+        }
+    }
     let json_1_1 = headers_in
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -122,6 +144,7 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, headers_in: Head
     }
     *lock(&shared.counters.api_calls).entry(op.name()).or_insert(0) += 1;
     let result = match op {
+        Operation::GetClientToken => parse(&body).and_then(|r| client_token::get_client_token(&shared, r)),
         Operation::AddUserPoolClientSecret => parse(&body).and_then(|r| add_secret(&shared, r)),
         Operation::ListUserPoolClientSecrets => parse(&body).and_then(|r| list_secrets(&shared, r)),
         Operation::DeleteUserPoolClientSecret => parse(&body).and_then(|r| delete_secret(&shared, r)),
@@ -133,7 +156,7 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, headers_in: Head
 }
 
 /// Reads the request members. serde's messages are not passed on: a request may carry a secret.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|_| ApiError::invalid("the request is not a valid JSON object for this operation"))
 }

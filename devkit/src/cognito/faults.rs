@@ -1,8 +1,12 @@
-//! Injectable faults for the token endpoint. NOT FOR PRODUCTION.
+//! Injectable faults for token requests. NOT FOR PRODUCTION.
 //!
 //! Why: the broker must behave when Cognito is slow (timeouts), down (retry, circuit breaker) or throttling (the
-//! account-wide 150 rps client_credentials quota), and a test has to produce each of those on demand and switch it
-//! off again. Faults apply to `POST /oauth2/token` only; the JWKS keeps answering so verification still works.
+//! account-wide M2M request quota, which both entry points count against), and a test has to produce each of those
+//! on demand and switch it off again. Faults apply to every token request, whichever entry point it uses:
+//! `POST /oauth2/token` and the `GetClientToken` API operation take uses from the same switches, in arrival order,
+//! each answering in its own protocol (an OAuth error JSON there, an `InternalErrorException` or
+//! `TooManyRequestsException` here). The JWKS and the secret-rotation operations keep answering, so verification
+//! and rotation still work.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -70,7 +74,8 @@ impl Faults {
         lock(&self.state).delay = delay;
     }
 
-    /// The next `n` token requests get HTTP `status` (500–599) with `{"error":"server_error"}`.
+    /// The next `n` token requests get HTTP `status` (500–599): `{"error":"server_error"}` at the token endpoint,
+    /// `InternalErrorException` from `GetClientToken`.
     ///
     /// # Panics
     /// If `status` is not a 5xx: a test bug, not a request.
@@ -88,7 +93,8 @@ impl Faults {
         lock(&self.state).fail = Some((Remaining::All, status));
     }
 
-    /// The next `n` token requests are throttled in `style`.
+    /// The next `n` token requests are throttled: in `style` at the token endpoint, always as Cognito's API
+    /// throttles (HTTP 400 `TooManyRequestsException`) from `GetClientToken`.
     pub fn throttle_next(&self, n: u64, style: ThrottleStyle) {
         lock(&self.state).throttle = (n > 0).then_some((Remaining::Next(n), style));
     }

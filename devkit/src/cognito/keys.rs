@@ -34,12 +34,21 @@ pub struct AccessTokenClaims {
     pub jti: String,
     /// The app client id.
     pub client_id: String,
+    /// Every other claim, by name: what a pre-token-generation trigger added (for example the broker's caller
+    /// claims and `cnf`). Empty in a token no trigger touched, as in Cognito's.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl AccessTokenClaims {
     /// The granted scopes as a list.
     pub fn scopes(&self) -> Vec<&str> {
         self.scope.split(' ').filter(|s| !s.is_empty()).collect()
+    }
+
+    /// A claim outside Cognito's fixed set (see [`AccessTokenClaims::extra`]), e.g. `tb:callerId` or `cnf`.
+    pub fn claim(&self, name: &str) -> Option<&serde_json::Value> {
+        self.extra.get(name)
     }
 }
 

@@ -35,6 +35,11 @@
 //! answers HTTP 400 with `TooManyRequestsException` (`{"__type":"TooManyRequestsException","message":"Rate exceeded"}`);
 //! [`ThrottleStyle`] offers that shape and a plain 429 so a caller can be tested against both.
 //!
+//! It also serves `GetClientToken`, the user-pool API operation that issues the same client-credentials access token
+//! to an app client whose only flow is `ALLOW_CLIENT_TOKEN_AUTH` ([`ClientFlow::ClientTokenAuth`]); each client
+//! gets tokens at one entry point only, and both share the fault switches and the token counters (see the
+//! `client_token` module).
+//!
 //! It also serves the user-pool API operations of client-secret rotation (`AddUserPoolClientSecret`,
 //! `ListUserPoolClientSecrets`, `DeleteUserPoolClientSecret`) in Cognito's JSON 1.1 protocol on `POST /`, so the AWS
 //! SDK pointed at [`CognitoStandin::base_url`] rotates a client's secrets here: up to two active secrets per client,
@@ -45,7 +50,9 @@
 
 mod api;
 mod auth;
+mod client_token;
 mod faults;
+mod issue;
 mod keys;
 mod secrets;
 mod server;
@@ -75,6 +82,19 @@ pub const DEFAULT_POOL_ID: &str = "us-east-1_devpool";
 /// before it stops the server hard, so a test's teardown cannot hang on a fault it injected.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How an app client gets its access tokens. Cognito makes the two exclusive: `ALLOW_CLIENT_TOKEN_AUTH` "must be the
+/// only authentication flow that you configure for the app client" (API Reference, `GetClientToken`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientFlow {
+    /// The OAuth 2.0 `client_credentials` grant on `POST /oauth2/token` (allowed OAuth flow
+    /// `client_credentials`); `GetClientToken` is refused. What every client gets unless told otherwise.
+    #[default]
+    ClientCredentials,
+    /// `ALLOW_CLIENT_TOKEN_AUTH`: tokens from the `GetClientToken` API operation only; `POST /oauth2/token` answers
+    /// `unauthorized_client`.
+    ClientTokenAuth,
+}
+
 /// One registered app client, as configured in a Cognito user pool.
 #[derive(Clone)]
 pub struct StandinClient {
@@ -87,8 +107,11 @@ pub struct StandinClient {
     /// Access-token lifetime. Cognito allows 5 minutes to 1 day; shorter values are accepted here so tests of
     /// expiry and token reuse do not have to wait.
     pub token_validity: Duration,
-    /// Whether the client_credentials flow is enabled for the client; when not, requests get `unauthorized_client`.
+    /// Whether the client_credentials flow is enabled for a [`ClientFlow::ClientCredentials`] client; when not,
+    /// requests get `unauthorized_client`. Has no effect on a [`ClientFlow::ClientTokenAuth`] client.
     pub client_credentials_enabled: bool,
+    /// Which entry point the client gets its tokens from.
+    pub flow: ClientFlow,
 }
 
 impl StandinClient {
@@ -100,6 +123,7 @@ impl StandinClient {
             allowed_scopes: allowed_scopes.iter().map(|s| (*s).to_owned()).collect(),
             token_validity: DEFAULT_TOKEN_VALIDITY,
             client_credentials_enabled: true,
+            flow: ClientFlow::ClientCredentials,
         }
     }
 
@@ -113,6 +137,12 @@ impl StandinClient {
         self.token_validity = validity;
         self
     }
+
+    /// Sets how the client gets its tokens: [`ClientFlow::ClientTokenAuth`] makes it a `GetClientToken` client.
+    pub fn flow(mut self, flow: ClientFlow) -> Self {
+        self.flow = flow;
+        self
+    }
 }
 
 impl fmt::Debug for StandinClient {
@@ -123,6 +153,7 @@ impl fmt::Debug for StandinClient {
             .field("allowed_scopes", &self.allowed_scopes)
             .field("token_validity", &self.token_validity)
             .field("client_credentials_enabled", &self.client_credentials_enabled)
+            .field("flow", &self.flow)
             .finish()
     }
 }
@@ -166,6 +197,7 @@ struct ClientEntry {
     allowed_scopes: Vec<String>,
     token_validity: Duration,
     client_credentials_enabled: bool,
+    flow: ClientFlow,
 }
 
 /// Request counters. Per-client counts are kept only for registered client ids so a caller cannot grow the map.
@@ -242,6 +274,7 @@ impl CognitoStandin {
                 allowed_scopes: c.allowed_scopes,
                 token_validity: c.token_validity,
                 client_credentials_enabled: c.client_credentials_enabled,
+                flow: c.flow,
             };
             if clients.insert(c.client_id, entry).is_some() {
                 return Err(invalid("duplicate client_id"));
@@ -364,22 +397,24 @@ impl CognitoStandin {
             allowed_scopes: client.allowed_scopes,
             token_validity: client.token_validity,
             client_credentials_enabled: client.client_credentials_enabled,
+            flow: client.flow,
         };
         lock(&self.shared.clients).insert(client.client_id, entry);
     }
 
-    /// Every request that reached `POST /oauth2/token`, including rejected and fault-answered ones: the figure a
-    /// test asserts on to prove "no upstream call".
+    /// Every token request that reached the stand-in, at `POST /oauth2/token` or as a `GetClientToken` API call,
+    /// including rejected and fault-answered ones: the figure a test asserts on to prove "no upstream call".
     pub fn token_requests(&self) -> u64 {
         self.shared.counters.token_requests.load(Ordering::SeqCst)
     }
 
-    /// Requests to `POST /oauth2/token` that named `client_id` (in Basic or in the body), whatever their outcome.
+    /// Token requests that named `client_id` (in Basic or in the body of `POST /oauth2/token`, or as the `ClientId`
+    /// of `GetClientToken`), whatever their outcome.
     pub fn token_requests_for(&self, client_id: &str) -> u64 {
         lock(&self.shared.counters.per_client).get(client_id).copied().unwrap_or(0)
     }
 
-    /// Access tokens issued (200 answers).
+    /// Access tokens issued (200 answers), at either entry point.
     pub fn tokens_issued(&self) -> u64 {
         self.shared.counters.tokens_issued.load(Ordering::SeqCst)
     }

@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::auth::{self, parse_basic, parse_form, parse_scope};
+use super::auth::{parse_basic, parse_form, parse_scope};
 use super::faults::{Injected, ThrottleStyle};
-use super::keys::{now_secs, random_uuid, AccessTokenClaims};
-use super::{lock, random_secret, Shared};
+use super::issue::{self, EntryPoint, IssueError};
+use super::keys::random_uuid;
+use super::{lock, random_secret, ClientFlow, Shared};
 
 /// The largest body read from a token request; Cognito's requests are a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
@@ -128,17 +129,12 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 /// Best-effort client id for the per-client counter, read before any validation so even rejected and
-/// fault-answered requests are attributed. Only registered ids are counted.
+/// fault-answered requests are attributed.
 fn count_request(shared: &Shared, headers: &HeaderMap, body: &[u8]) {
-    shared.counters.token_requests.fetch_add(1, Ordering::SeqCst);
     let from_basic = headers.get(header::AUTHORIZATION).and_then(|v| parse_basic(v.as_bytes())).map(|c| c.client_id);
     let named = from_basic
         .or_else(|| form_urlencoded::parse(body).find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned()));
-    if let Some(id) = named {
-        if lock(&shared.clients).contains_key(&id) {
-            *lock(&shared.counters.per_client).entry(id).or_insert(0) += 1;
-        }
-    }
+    issue::count_token_request(shared, named);
 }
 
 async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -191,27 +187,11 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         },
     };
 
-    // Look the client up and compare the secret in constant time; an unknown id is compared against a dummy
-    // digest so it costs the same as a wrong secret.
-    let client = {
-        let clients = lock(&shared.clients);
-        let entry = clients.get(&client_id);
-        let ok = match entry {
-            Some(e) => e.secrets.matches(&secret),
-            None => {
-                let _ = std::hint::black_box(auth::secret_matches(&secret, &[0u8; 32]));
-                false
-            }
-        };
-        match entry {
-            Some(e) if ok => Some((e.allowed_scopes.clone(), e.token_validity, e.client_credentials_enabled)),
-            _ => None,
-        }
-    };
-    let Some((allowed_scopes, validity, cc_enabled)) = client else {
+    let Ok(client) = issue::authenticate(&shared, &client_id, &secret) else {
         return oauth_error(&shared, OAuthError::InvalidClient, Some(&client_id));
     };
-    if grant_type != "client_credentials" || !cc_enabled {
+    let oauth_allowed = client.flow == ClientFlow::ClientCredentials && client.client_credentials_enabled;
+    if grant_type != "client_credentials" || !oauth_allowed {
         return oauth_error(&shared, OAuthError::UnauthorizedClient, Some(&client_id));
     }
 
@@ -220,46 +200,24 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         Some(Some(scopes)) => scopes,
         Some(None) => return oauth_error(&shared, OAuthError::InvalidScope, Some(&client_id)),
     };
-    let granted = if requested.is_empty() {
-        allowed_scopes
-    } else if requested.iter().all(|s| allowed_scopes.contains(s)) {
-        requested
-    } else {
+    let Ok(scopes) = issue::grant_scopes(requested, client.allowed_scopes) else {
         return oauth_error(&shared, OAuthError::InvalidScope, Some(&client_id));
     };
-    if granted.is_empty() {
-        // client_credentials needs at least one custom scope; a client with none cannot get a token.
-        return oauth_error(&shared, OAuthError::InvalidScope, Some(&client_id));
-    }
 
-    let now = now_secs();
-    let expires_in = validity.as_secs().max(1);
-    let claims = AccessTokenClaims {
-        sub: client_id.clone(),
-        token_use: "access".to_owned(),
-        scope: granted.join(" "),
-        auth_time: now,
-        iss: shared.issuer.clone(),
-        exp: now + expires_in,
-        iat: now,
-        version: 2,
-        jti: random_uuid(),
-        client_id: client_id.clone(),
+    let grant = issue::Grant {
+        entry: EntryPoint::TokenEndpoint,
+        client_id: &client_id,
+        scopes,
+        validity: client.validity,
+        metadata: None,
     };
-    let signed = tb_shared::sync::read(&shared.keys).current().sign(&claims);
-    let access_token = match signed {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "cognito stand-in could not sign a token");
-            return json_answer(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": "server_error" }));
-        }
-    };
-    shared.counters.tokens_issued.fetch_add(1, Ordering::SeqCst);
-    tracing::debug!(client_id = %client_id, scope = %claims.scope, expires_in, "cognito stand-in issued a token");
-    json_answer(
-        StatusCode::OK,
-        json!({ "access_token": access_token, "expires_in": expires_in, "token_type": "Bearer" }),
-    )
+    match issue::issue(&shared, grant) {
+        Ok(issued) => json_answer(
+            StatusCode::OK,
+            json!({ "access_token": issued.access_token, "expires_in": issued.expires_in, "token_type": "Bearer" }),
+        ),
+        Err(IssueError::Signing) => json_answer(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": "server_error" })),
+    }
 }
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {

@@ -72,3 +72,27 @@ pub fn decode_part(token: &str, index: usize) -> Value {
     let part = token.split('.').nth(index).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// A client-token (`ALLOW_CLIENT_TOKEN_AUTH`) app client of the example pool: read and write.
+pub const M2M_ID: &str = "m2mclient000000000000000001";
+pub const M2M_SECRET: &str = "m2msecret00000000000000000000000000000000000000001";
+
+/// The example pool plus [`M2M_ID`], which gets its tokens from `GetClientToken` only.
+pub fn client_token_pool_config() -> StandinConfig {
+    let mut cfg = example_pool_config();
+    cfg.clients.push(
+        StandinClient::new(M2M_ID, M2M_SECRET, &["customer-api/read", "customer-api/write"])
+            .flow(tb_devkit::cognito::ClientFlow::ClientTokenAuth),
+    );
+    cfg
+}
+
+/// The real AWS SDK's Cognito client aimed at the stand-in, with static test credentials and a region, and no SDK
+/// retries (so one call is one request; a test that wants the SDK's retries builds its own).
+pub async fn cognito_sdk(s: &CognitoStandin) -> aws_sdk_cognitoidentityprovider::Client {
+    let sdk = tb_devkit::moto::sdk_config_at(&s.base_url(), "us-east-1").await;
+    let conf = aws_sdk_cognitoidentityprovider::config::Builder::from(&sdk)
+        .retry_config(aws_sdk_cognitoidentityprovider::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_cognitoidentityprovider::Client::from_conf(conf)
+}
