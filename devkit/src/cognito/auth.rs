@@ -4,6 +4,8 @@
 //! authentication methods at once, malformed Basic credentials) rather than what a framework extractor happens to
 //! accept, and it must never panic on what a caller sends.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -26,6 +28,8 @@ pub(super) struct TokenForm {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `aws_client_metadata`: the client metadata Cognito hands to the pre-token-generation trigger.
+    pub client_metadata: Option<HashMap<String, String>>,
 }
 
 /// Why a body could not be read as a token request.
@@ -34,12 +38,21 @@ pub(super) enum FormError {
     /// A parameter appeared more than once (RFC 6749 §3.2: "Request and response parameters MUST NOT be included
     /// more than once").
     Repeated,
+    /// `aws_client_metadata` is not a JSON object of string values.
+    BadMetadata,
 }
 
 /// Parses an `application/x-www-form-urlencoded` body. Unknown parameters are ignored, as OAuth servers do.
 pub(super) fn parse_form(body: &[u8]) -> Result<TokenForm, FormError> {
     let mut form = TokenForm::default();
     for (k, v) in form_urlencoded::parse(body) {
+        if k == "aws_client_metadata" {
+            let metadata = parse_client_metadata(&v).ok_or(FormError::BadMetadata)?;
+            if form.client_metadata.replace(metadata).is_some() {
+                return Err(FormError::Repeated);
+            }
+            continue;
+        }
         let slot = match k.as_ref() {
             "grant_type" => &mut form.grant_type,
             "scope" => &mut form.scope,
@@ -52,6 +65,35 @@ pub(super) fn parse_form(body: &[u8]) -> Result<TokenForm, FormError> {
         }
     }
     Ok(form)
+}
+
+/// Reads the (already form-decoded) value of `aws_client_metadata`: "the client metadata object URL-encoded to
+/// string" (Developer Guide, pre token generation trigger), a JSON object whose values are strings, like the API's
+/// `ClientMetadata` map. `None` when it is anything else, or names a key twice (which a map cannot hold, so which
+/// value the trigger would see is undefined).
+fn parse_client_metadata(value: &str) -> Option<HashMap<String, String>> {
+    use serde::de::{Deserializer as _, MapAccess, Visitor};
+
+    struct StringMap;
+    impl<'de> Visitor<'de> for StringMap {
+        type Value = Option<HashMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object of string values")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = HashMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.insert(k, v).is_some() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(value);
+    let parsed = de.deserialize_map(StringMap).ok()??;
+    de.end().ok()?;
+    Some(parsed)
 }
 
 /// Client id and secret from an `Authorization: Basic` value. Per RFC 6749 §2.3.1 both halves are
@@ -154,6 +196,35 @@ mod tests {
     fn repeated_parameter_is_rejected() {
         assert_eq!(parse_form(b"grant_type=a&grant_type=b").err(), Some(FormError::Repeated));
         assert!(parse_form(b"grant_type=a&other=1&other=2").is_ok());
+    }
+
+    #[test]
+    fn client_metadata_is_a_json_object_of_strings() {
+        let form = parse_form(b"aws_client_metadata=%7B%22a%22%3A%22x%22%2C%22b%22%3A%22%22%7D").unwrap();
+        let md = form.client_metadata.unwrap();
+        assert_eq!((md.len(), md["a"].as_str(), md["b"].as_str()), (2, "x", ""));
+        assert_eq!(parse_form(b"aws_client_metadata=%7B%7D").unwrap().client_metadata.unwrap().len(), 0);
+        assert!(parse_form(b"grant_type=client_credentials").unwrap().client_metadata.is_none());
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "\"x\"",
+            r#"{"a":1}"#,
+            r#"{"a":null}"#,
+            r#"{"a":{"b":"c"}}"#,
+            r#"{"a":"x","a":"y"}"#,
+            r#"{"a":"x"} trailing"#,
+            r#"{"a":"x""#,
+        ] {
+            let body: String =
+                form_urlencoded::Serializer::new(String::new()).append_pair("aws_client_metadata", bad).finish();
+            assert_eq!(parse_form(body.as_bytes()).err(), Some(FormError::BadMetadata), "{bad}");
+        }
+        assert_eq!(
+            parse_form(b"aws_client_metadata=%7B%7D&aws_client_metadata=%7B%7D").err(),
+            Some(FormError::Repeated)
+        );
     }
 
     #[test]

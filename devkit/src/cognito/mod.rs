@@ -11,7 +11,9 @@
 //! What it mimics, and where that comes from (Amazon Cognito Developer Guide, "The token issuer endpoint" and
 //! "Understanding the access token"):
 //! - `POST /oauth2/token`, `Content-Type: application/x-www-form-urlencoded` ("must always be"), form parameters
-//!   `grant_type`, `scope`, `client_id`, `client_secret`.
+//!   `grant_type`, `scope`, `client_id`, `client_secret`, and `aws_client_metadata` ("the client metadata object
+//!   URL-encoded to string", Developer Guide, pre token generation trigger): a JSON object of string values, handed
+//!   to the pre-token-generation trigger; anything else there is `invalid_request`.
 //! - Client authentication with HTTP Basic (`client_id:client_secret`, each form-urlencoded per RFC 6749 §2.3.1) or
 //!   with `client_id` + `client_secret` in the body; a body `client_id` next to Basic must name the same client.
 //! - `scope` absent: every custom scope of the app client ("If the client doesn't request any scopes, the

@@ -209,7 +209,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         client_id: &client_id,
         scopes,
         validity: client.validity,
-        metadata: None,
+        metadata: form.client_metadata.as_ref(),
     };
     match issue::issue(&shared, grant) {
         Ok(issued) => json_answer(
