@@ -42,6 +42,9 @@ pub enum Refusal {
     /// The client metadata is missing, malformed or does not verify.
     #[error("caller claims refused: {0}")]
     Metadata(ClaimsError),
+    /// No usable context key set (SSM failing past the key ring's stale bound): nothing can be verified.
+    #[error("no usable context key set")]
+    KeysUnavailable,
 }
 
 impl Refusal {
@@ -57,6 +60,7 @@ impl Refusal {
             Refusal::Metadata(ClaimsError::UnknownKey) => "mac_unknown_key",
             Refusal::Metadata(ClaimsError::Expired) => "mac_expired",
             Refusal::Metadata(ClaimsError::Mismatch) => "mac_mismatch",
+            Refusal::KeysUnavailable => "context_keys_unavailable",
         }
     }
 }
@@ -77,11 +81,18 @@ pub struct Customized {
 /// The event with `response.claimsAndScopeOverrideDetails` filled in from verified client metadata (a
 /// client-credentials grant), the event unchanged (any other trigger source), or a [`Refusal`].
 pub fn customize(event: Value, prefix: &ClaimPrefix, keys: &KeySet, now: SystemTime) -> Result<Value, Refusal> {
-    customize_traced(event, prefix, keys, now).result
+    customize_traced(event, prefix, Some(keys), now).result
 }
 
-/// [`customize`], with what the decision log needs.
-pub fn customize_traced(event: Value, prefix: &ClaimPrefix, keys: &KeySet, now: SystemTime) -> Customized {
+/// Whether [`customize`] needs the key set for `event` (a client-credentials grant). The Lambda reads the key ring
+/// only then, so a key-store outage never touches users' sign-ins.
+pub fn needs_keys(event: &Value) -> bool {
+    event.get("triggerSource").and_then(Value::as_str) == Some(CLIENT_CREDENTIALS)
+}
+
+/// [`customize`], with what the decision log needs. `keys` is `None` when no usable key set could be had: a
+/// client-credentials token is then refused ([`Refusal::KeysUnavailable`]); any other passes unchanged.
+pub fn customize_traced(event: Value, prefix: &ClaimPrefix, keys: Option<&KeySet>, now: SystemTime) -> Customized {
     let mut out =
         Customized { result: Err(Refusal::MalformedEvent), trigger_source: None, client_id: None, claims: None };
     let Some(source) = event.get("triggerSource").and_then(Value::as_str) else {
@@ -94,6 +105,10 @@ pub fn customize_traced(event: Value, prefix: &ClaimPrefix, keys: &KeySet, now: 
         out.result = Ok(event);
         return out;
     }
+    let Some(keys) = keys else {
+        out.result = Err(Refusal::KeysUnavailable);
+        return out;
+    };
     match verified_claims(&event, keys, now) {
         Ok(verified) => {
             out.result = with_claims(event, prefix, &verified);

@@ -224,7 +224,7 @@ fn user_flow_events_come_back_unchanged_whatever_their_metadata() {
             let mut e = event_with(metadata);
             e["triggerSource"] = json!(source);
             e["version"] = json!("2");
-            let traced = customize_traced(e.clone(), &ClaimPrefix::default(), &keys(), now());
+            let traced = customize_traced(e.clone(), &ClaimPrefix::default(), None, now());
             assert_eq!(traced.result, Ok(e), "{source}");
             assert!(traced.claims.is_none());
             assert_eq!(traced.trigger_source.as_deref(), Some(source));
@@ -234,17 +234,18 @@ fn user_flow_events_come_back_unchanged_whatever_their_metadata() {
 
 #[test]
 fn the_trace_names_the_client_and_the_caller_only_when_verified() {
-    let ok = customize_traced(event(true), &ClaimPrefix::default(), &keys(), now());
+    let ok = customize_traced(event(true), &ClaimPrefix::default(), Some(&keys()), now());
     assert_eq!(ok.client_id.as_deref(), Some(CLIENT));
     assert_eq!(ok.trigger_source.as_deref(), Some(CLIENT_CREDENTIALS));
     assert_eq!(ok.claims, Some(caller(true)));
-    let refused = customize_traced(event_with(json!(signed(false, "x"))), &ClaimPrefix::default(), &keys(), now());
+    let refused =
+        customize_traced(event_with(json!(signed(false, "x"))), &ClaimPrefix::default(), Some(&keys()), now());
     assert!(refused.result.is_err() && refused.claims.is_none());
     assert_eq!(refused.client_id.as_deref(), Some(CLIENT));
     let mut odd = event(false);
     odd["callerContext"]["clientId"] = json!("has space\n");
     odd["triggerSource"] = json!("x".repeat(MAX_LOGGED_LEN + 1));
-    let t = customize_traced(odd, &ClaimPrefix::default(), &keys(), now());
+    let t = customize_traced(odd, &ClaimPrefix::default(), Some(&keys()), now());
     assert_eq!((t.client_id, t.trigger_source), (None, None), "odd values are not copied into logs");
 }
 
@@ -260,6 +261,7 @@ fn reasons_are_distinct_and_refusals_show_no_event_values() {
         Refusal::Metadata(ClaimsError::UnknownKey),
         Refusal::Metadata(ClaimsError::Expired),
         Refusal::Metadata(ClaimsError::Mismatch),
+        Refusal::KeysUnavailable,
     ];
     let reasons: std::collections::BTreeSet<_> = all.iter().map(Refusal::reason).collect();
     assert_eq!(reasons.len(), all.len());
@@ -270,4 +272,21 @@ fn reasons_are_distinct_and_refusals_show_no_event_values() {
             assert!(!shown.contains(value.as_str()), "{shown} shows {value}");
         }
     }
+}
+
+#[test]
+fn without_a_key_set_client_credentials_tokens_are_refused_and_others_pass() {
+    assert!(needs_keys(&event(false)));
+    let t = customize_traced(event(false), &ClaimPrefix::default(), None, now());
+    assert_eq!(t.result, Err(Refusal::KeysUnavailable));
+    assert_eq!(t.client_id.as_deref(), Some(CLIENT));
+    let mut user = event(false);
+    user["triggerSource"] = json!("TokenGeneration_RefreshTokens");
+    assert!(!needs_keys(&user));
+    assert_eq!(customize_traced(user.clone(), &ClaimPrefix::default(), None, now()).result, Ok(user));
+    assert!(!needs_keys(&json!(null)));
+    assert_eq!(
+        customize_traced(json!(null), &ClaimPrefix::default(), None, now()).result,
+        Err(Refusal::MalformedEvent)
+    );
 }

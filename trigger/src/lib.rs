@@ -11,11 +11,20 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod app;
+mod config;
 mod customize;
 pub mod event;
+mod handler;
+pub mod metrics;
 mod prefix;
 
-pub use customize::{customize, customize_traced, token_claims, Customized, Refusal, CNF_CLAIM, CNF_X5T_S256};
+pub use app::{build, App, Deps, InitError};
+pub use config::{Config, CLAIM_PREFIX};
+pub use customize::{
+    customize, customize_traced, needs_keys, token_claims, Customized, Refusal, CNF_CLAIM, CNF_X5T_S256,
+};
+pub use handler::{handle, REFUSED_ERROR_TYPE};
 pub use prefix::{
     is_reserved_claim, ClaimPrefix, PrefixError, CLAIM_SUFFIXES, DEFAULT_PREFIX, MAX_PREFIX_LEN, RESERVED_CLAIMS,
 };
