@@ -114,9 +114,14 @@ pub(super) fn get_client_token(shared: &Shared, r: GetClientTokenRequest) -> Res
         validity: client.validity,
         metadata: r.client_metadata.as_ref(),
     };
-    let issued = issue::issue(shared, grant).map_err(|e| match e {
-        IssueError::Signing => ApiError::new("InternalErrorException", "Internal server error.")
-            .with_status(StatusCode::INTERNAL_SERVER_ERROR),
+    let issued = issue::issue(shared, grant).map_err(|e| {
+        let message = e.trigger_message().unwrap_or_default();
+        match e {
+            IssueError::TriggerFailed(_) => ApiError::new("UserLambdaValidationException", message),
+            IssueError::TriggerResponseInvalid => ApiError::new("InvalidLambdaResponseException", message),
+            IssueError::Signing => ApiError::new("InternalErrorException", "Internal server error.")
+                .with_status(StatusCode::INTERNAL_SERVER_ERROR),
+        }
     })?;
     Ok(json!({
         "ClientAuthenticationResult": {

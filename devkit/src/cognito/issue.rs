@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::keys::{now_secs, random_uuid, AccessTokenClaims};
-use super::{auth, lock, ClientFlow, Shared};
+use super::{auth, lock, pretoken, ClientFlow, Shared};
 
 /// Client metadata of one token request: string keys and values, as Cognito's `ClientMetadata` and the token
 /// endpoint's `aws_client_metadata` carry them.
@@ -115,8 +115,24 @@ pub(super) struct Issued {
 /// Why no token was issued after the request itself was accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum IssueError {
+    /// The pre-token-generation trigger failed the token, with this message.
+    TriggerFailed(String),
+    /// The trigger answered with something Cognito cannot read.
+    TriggerResponseInvalid,
     /// The token could not be signed (a stand-in fault, not a request problem).
     Signing,
+}
+
+impl IssueError {
+    /// The message Cognito gives for a failed trigger, in the API's error and the token endpoint's
+    /// `error_description`.
+    pub(super) fn trigger_message(&self) -> Option<String> {
+        match self {
+            IssueError::TriggerFailed(m) => Some(format!("PreTokenGeneration failed with error {m}.")),
+            IssueError::TriggerResponseInvalid => Some("Invalid lambda response received.".to_owned()),
+            IssueError::Signing => None,
+        }
+    }
 }
 
 /// What one grant is for.
@@ -128,13 +144,36 @@ pub(super) struct Grant<'a> {
     pub metadata: Option<&'a ClientMetadata>,
 }
 
-/// Builds the access token of a grant, signs it and counts it.
+/// Builds the access token of a grant, runs the pre-token-generation trigger on it when one is configured, signs it
+/// and counts it.
 pub(super) fn issue(shared: &Shared, grant: Grant<'_>) -> Result<Issued, IssueError> {
     let now = now_secs();
     let expires_in = grant.validity.as_secs().max(1);
-    let scopes = grant.scopes;
-    let extra = serde_json::Map::new();
-    let _ = grant.metadata;
+    let mut scopes = grant.scopes;
+    let mut extra = serde_json::Map::new();
+    let trigger = tb_shared::sync::read(&shared.pre_token_generation).clone();
+    if let Some(trigger) = trigger {
+        let event = pretoken::event(&pretoken::EventInput {
+            pool_id: &shared.pool_id,
+            client_id: grant.client_id,
+            scopes: &scopes,
+            metadata: grant.metadata,
+        });
+        // Never the metadata or the answer in a log line: the metadata carries a MAC.
+        let answer = trigger.invoke(event).map_err(|message| {
+            tracing::debug!(
+                client_id = grant.client_id,
+                entry = grant.entry.as_str(),
+                "cognito stand-in: the pre-token-generation trigger failed the token"
+            );
+            IssueError::TriggerFailed(message)
+        })?;
+        let overrides = pretoken::Overrides::from_event(&answer).map_err(|()| {
+            tracing::debug!(client_id = grant.client_id, "cognito stand-in: the trigger's answer is not readable");
+            IssueError::TriggerResponseInvalid
+        })?;
+        overrides.apply(grant.client_id, &mut scopes, &mut extra);
+    }
     let claims = AccessTokenClaims {
         sub: grant.client_id.to_owned(),
         token_use: "access".to_owned(),

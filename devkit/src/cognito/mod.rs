@@ -42,6 +42,10 @@
 //! gets tokens at one entry point only, and both share the fault switches and the token counters (see the
 //! `client_token` module).
 //!
+//! With [`StandinConfig::pre_token_generation`] it runs a pre-token-generation trigger (event version `V3_0`)
+//! before signing each client-credentials token, at both entry points, and applies its answer as Cognito does;
+//! [`PreTokenGeneration::caller_claims`] is the project's own trigger (see the `pretoken` module).
+//!
 //! It also serves the user-pool API operations of client-secret rotation (`AddUserPoolClientSecret`,
 //! `ListUserPoolClientSecrets`, `DeleteUserPoolClientSecret`) in Cognito's JSON 1.1 protocol on `POST /`, so the AWS
 //! SDK pointed at [`CognitoStandin::base_url`] rotates a client's secrets here: up to two active secrets per client,
@@ -56,6 +60,7 @@ mod client_token;
 mod faults;
 mod issue;
 mod keys;
+mod pretoken;
 mod secrets;
 mod server;
 
@@ -73,6 +78,7 @@ use tokio::task::JoinHandle;
 pub use faults::{Faults, ThrottleStyle};
 pub use jsonwebtoken::jwk::JwkSet;
 pub use keys::{verify_access_token_with_jwks, AccessTokenClaims, VerifyError};
+pub use pretoken::PreTokenGeneration;
 
 /// Cognito's default access-token lifetime (one hour), used by [`StandinClient::new`].
 pub const DEFAULT_TOKEN_VALIDITY: Duration = Duration::from_secs(3600);
@@ -173,6 +179,9 @@ pub struct StandinConfig {
     /// Serve the `/_devkit/` admin routes (stats, faults, secret rotation) for the local stack. Off by default so a
     /// test never reaches them by accident.
     pub admin_routes: bool,
+    /// The pool's pre-token-generation trigger (event version `V3_0`), run before every client-credentials token
+    /// at both entry points; `None` (the default) runs none and ignores client metadata. See the `pretoken` module.
+    pub pre_token_generation: Option<PreTokenGeneration>,
 }
 
 impl StandinConfig {
@@ -189,6 +198,7 @@ impl Default for StandinConfig {
             issuer_path: DEFAULT_POOL_ID.to_owned(),
             invalid_client_status: 400,
             admin_routes: false,
+            pre_token_generation: None,
         }
     }
 }
@@ -223,6 +233,8 @@ struct Shared {
     faults: Faults,
     counters: Counters,
     invalid_client_status: http::StatusCode,
+    /// The trigger run before signing a client-credentials token, if any.
+    pre_token_generation: RwLock<Option<PreTokenGeneration>>,
 }
 
 use tb_shared::sync::lock;
@@ -301,6 +313,7 @@ impl CognitoStandin {
             faults: Faults::default(),
             counters: Counters::default(),
             invalid_client_status,
+            pre_token_generation: RwLock::new(cfg.pre_token_generation),
         });
         let app = server::router(shared.clone(), &cfg.issuer_path, cfg.admin_routes);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -390,6 +403,12 @@ impl CognitoStandin {
             }
             None => false,
         }
+    }
+
+    /// Replaces the pool's pre-token-generation trigger (`None` removes it) for the requests that arrive from now
+    /// on: for a test that rotates the trigger's key set, or switches the trigger on in a running stack.
+    pub fn set_pre_token_generation(&self, trigger: Option<PreTokenGeneration>) {
+        *tb_shared::sync::write(&self.shared.pre_token_generation) = trigger;
     }
 
     /// Registers a client at run time, replacing any client with the same id.

@@ -217,6 +217,13 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             json!({ "access_token": issued.access_token, "expires_in": issued.expires_in, "token_type": "Bearer" }),
         ),
         Err(IssueError::Signing) => json_answer(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": "server_error" })),
+        Err(e) => {
+            let description = e.trigger_message().unwrap_or_default();
+            json_answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "invalid_request", "error_description": description }),
+            )
+        }
     }
 }
 
