@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
 use moka::future::Cache;
 use moka::Expiry;
 use sha2::{Digest, Sha256};
@@ -337,7 +338,9 @@ impl Authorizer {
         let mut fingerprint = String::new();
 
         if let (Some(pem), Some(fp)) = (presented.client_cert_pem, cert_fp) {
-            fingerprint = hex::encode(&fp[..8]);
+            // The certificate's RFC 8705 `x5t#S256` thumbprint: the same value a certificate-bound token carries in
+            // `cnf`, so the broker can bind a token to it and a log line names the certificate exactly.
+            fingerprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fp);
             let Some(certs) = &self.certs else {
                 return (Decision::Unauthorized(UnauthorizedReason::CertificatesNotAccepted), None);
             };

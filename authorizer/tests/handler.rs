@@ -2,6 +2,7 @@
 //! GIVEN a policy and trust material WHEN an event arrives THEN the answer is exactly what API Gateway expects.
 
 mod common;
+use base64::Engine as _;
 use common::*;
 
 #[test]
@@ -30,7 +31,9 @@ async fn each_match_rule_yields_its_caller_and_context() {
         assert_eq!(v["context"]["authMethod"], "mtls");
         assert_eq!(v["context"]["policyVersion"], w.app.authorizer.policy().version.as_str());
         let fp = v["context"]["credentialFingerprint"].as_str().unwrap();
-        assert_eq!(fp, &w.cert(name).cert_sha256_hex()[..16]);
+        // The certificate's RFC 8705 thumbprint: base64url of the whole SHA-256 of its DER.
+        let sha = hex::decode(w.cert(name).cert_sha256_hex()).unwrap();
+        assert_eq!(fp, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha));
         for (_, val) in v["context"].as_object().unwrap() {
             assert!(val.is_string(), "context values must be flat strings");
         }

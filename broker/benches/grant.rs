@@ -67,11 +67,11 @@ fn grant(c: &mut Criterion) {
         let source = MemoryCredentialSource::new();
         source.insert(
             "bench",
-            ClientCredentials {
-                client_id: client.client_id.clone(),
-                client_secret: SecretString::from(client.client_secret.clone()),
-                token_url: standin.token_url().parse().unwrap(),
-            },
+            ClientCredentials::token_endpoint(
+                client.client_id.clone(),
+                SecretString::from(client.client_secret.clone()),
+                standin.token_url().parse().unwrap(),
+            ),
         );
         // Built as the Lambda builds it (its configuration defaults), with in-memory stores.
         let policy = tb_devkit::fixtures::write_policy(POLICY);

@@ -56,6 +56,10 @@ pub enum BrokerError {
     /// verified, so nothing is issued until the store answers again.
     #[error("context keys unavailable")]
     ContextKeysUnavailable,
+    /// The caller's tokens must be bound to its client certificate, but the context carries no certificate
+    /// thumbprint (an authorizer that predates certificate binding, during a deployment): nothing is issued unbound.
+    #[error("certificate binding impossible: the context names no certificate thumbprint")]
+    CertificateBindingUnavailable,
     /// The caller is unknown to the broker's policy or disabled (the authorizer should already have denied it).
     #[error("access denied: {0}")]
     AccessDenied(&'static str),
@@ -132,7 +136,9 @@ impl BrokerError {
             }
             BrokerError::InvalidScope(d) => a(400, "invalid_scope", d),
             BrokerError::InvalidClient => a(401, "invalid_client", "client_id does not match the authenticated client"),
-            BrokerError::MissingContext(_) | BrokerError::ForgedContext(_) => {
+            BrokerError::MissingContext(_)
+            | BrokerError::ForgedContext(_)
+            | BrokerError::CertificateBindingUnavailable => {
                 a(500, "server_error", "the request could not be processed")
             }
             BrokerError::AccessDenied(_) => a(403, "unauthorized_client", "this client may not obtain tokens"),
@@ -189,6 +195,7 @@ impl BrokerError {
             | BrokerError::MissingContext(_)
             | BrokerError::ForgedContext(_)
             | BrokerError::ContextKeysUnavailable
+            | BrokerError::CertificateBindingUnavailable
             | BrokerError::AccessDenied(_)
             | BrokerError::QuotaExhausted { .. }
             | BrokerError::QuotaUnavailable => false,
@@ -208,6 +215,7 @@ impl BrokerError {
             BrokerError::MissingContext(_) => "missing_authorizer_context",
             BrokerError::ForgedContext(_) => "forged_authorizer_context",
             BrokerError::ContextKeysUnavailable => "context_keys_unavailable",
+            BrokerError::CertificateBindingUnavailable => "certificate_binding_unavailable",
             BrokerError::AccessDenied(r) => r,
             BrokerError::QuotaExhausted { .. } => "quota_exhausted",
             BrokerError::QuotaUnavailable => "quota_store_unavailable",
@@ -244,6 +252,7 @@ mod tests {
             BrokerError::MissingContext(ContextError::Missing("callerId")),
             BrokerError::ForgedContext(MacError::Mismatch),
             BrokerError::ContextKeysUnavailable,
+            BrokerError::CertificateBindingUnavailable,
             BrokerError::AccessDenied("caller_unknown"),
             BrokerError::QuotaExhausted { retry_after: Duration::from_secs(9), window: "day".into() },
             BrokerError::QuotaUnavailable,

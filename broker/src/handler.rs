@@ -25,7 +25,8 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use lambda_runtime::LambdaEvent;
 use secrecy::SecretString;
 use subtle::ConstantTimeEq as _;
-use tb_shared::context::CallerContext;
+use tb_shared::context::claims::{self, CallerClaims};
+use tb_shared::context::{AuthMethod, CallerContext};
 use tb_shared::ids::ScopeSet;
 use tb_shared::policy::Caller;
 use tracing::Instrument as _;
@@ -133,7 +134,13 @@ async fn process(
     let scopes = approved_scopes(caller, token_req.scope.as_deref())?;
     trace.requested = Some(scopes.to_param());
 
-    let reuse_key = ReuseKey { app_client: caller.cognito_client.clone(), scopes: scopes.clone() };
+    let cert_thumbprint = certificate_binding(caller, &ctx)?;
+    let reuse_key = ReuseKey {
+        app_client: caller.cognito_client.clone(),
+        scopes: scopes.clone(),
+        caller: ctx.caller_id.clone(),
+        cert_thumbprint: cert_thumbprint.clone(),
+    };
     if caller.token_reuse {
         if let Some(hit) = broker.reuse.get(&reuse_key) {
             // A token shared with another caller of the same app client must still fit this caller's maximum.
@@ -162,7 +169,8 @@ async fn process(
         }
     };
 
-    match obtain(broker, caller, &scopes, deadline, trace).await {
+    let claims = CallerClaims { context: ctx, cert_thumbprint };
+    match obtain(broker, caller, &scopes, &claims, deadline, trace).await {
         Ok(grant) => {
             if caller.token_reuse {
                 let lifetime = Duration::from_secs(grant.expires_in);
@@ -231,20 +239,47 @@ fn approved_scopes(caller: &Caller, requested: Option<&str>) -> Result<ScopeSet,
     }
 }
 
-/// Credentials, the upstream call, one credential refresh on `invalid_client`, and the lifetime check.
+/// The certificate thumbprint a caller's tokens are bound to, when its policy asks for binding (RFC 8705 §3).
+///
+/// The thumbprint is the context's `credentialFingerprint` of an mTLS caller, which the context MAC covers: the
+/// authorizer computed it from the certificate it verified. A caller bound by policy but without one (a JWT caller,
+/// which the policy loader already refuses to bind, or an authorizer from before binding) gets nothing rather than an
+/// unbound token.
+fn certificate_binding(caller: &Caller, ctx: &CallerContext) -> Result<Option<String>, BrokerError> {
+    if !caller.bind_token_to_certificate {
+        return Ok(None);
+    }
+    if ctx.auth_method != AuthMethod::Mtls || !claims::is_thumbprint(&ctx.credential_fingerprint) {
+        tracing::error!(
+            auth_method = ctx.auth_method.as_str(),
+            "the caller's tokens must be bound to its certificate, but the context names no certificate thumbprint"
+        );
+        return Err(BrokerError::CertificateBindingUnavailable);
+    }
+    Ok(Some(ctx.credential_fingerprint.clone()))
+}
+
+/// Credentials, the upstream call, one credential refresh on `invalid_client`, and the lifetime check. The caller
+/// claims go with every attempt, signed for the app client id of the credentials used.
 async fn obtain(
     broker: &App,
     caller: &Caller,
     scopes: &ScopeSet,
+    claims: &CallerClaims,
     deadline: Option<Instant>,
     trace: &mut Trace,
 ) -> Result<Grant, BrokerError> {
     let app = caller.cognito_client.as_str();
     let mut creds = broker.credentials.get(app).await.map_err(|e| credential_error(app, e, trace))?;
+    let keys = broker.context_keys.current().await.map_err(|e| {
+        tracing::error!(event = "context_keys_unavailable", error = %e, "cannot sign the caller claims");
+        BrokerError::ContextKeysUnavailable
+    })?;
     let mut refreshed = false;
     let token = loop {
+        let metadata = claims::sign(claims, &creds.client_id, &keys, broker.clock.now(), claims::CLAIMS_TTL);
         let started = Instant::now();
-        let result = broker.upstream.request_token(&creds, scopes, deadline).await;
+        let result = broker.upstream.request_token(&creds, scopes, &metadata, deadline).await;
         let took = started.elapsed();
         trace.upstream_latency = Some(trace.upstream_latency.unwrap_or_default() + took);
         match result {
@@ -461,11 +496,11 @@ callers:
         let creds = MemoryCredentialSource::new();
         creds.insert(
             "orders",
-            ClientCredentials {
-                client_id: "orders-client".into(),
-                client_secret: secrecy::SecretString::from("orders-secret".to_owned()),
-                token_url: format!("http://127.0.0.1:{port}/oauth2/token").parse().unwrap(),
-            },
+            ClientCredentials::token_endpoint(
+                "orders-client",
+                secrecy::SecretString::from("orders-secret".to_owned()),
+                format!("http://127.0.0.1:{port}/oauth2/token").parse().unwrap(),
+            ),
         );
         let emf = CaptureWriter::default();
         let deps = Deps {

@@ -8,8 +8,8 @@
 //!   credentials, upstream, response), with its log line and metrics;
 //! - [`BrokerError`]: every refusal, and the one mapping to what a caller sees;
 //! - the outside systems, each behind a trait with its adapters: [`QuotaStore`] (DynamoDB, memory),
-//!   [`CredentialSource`] (SSM, memory) behind the [`CachedCredentials`] cache, and [`Upstream`] (Cognito's token
-//!   endpoint, with timeouts, one retry and a circuit breaker);
+//!   [`CredentialSource`] (SSM, memory) behind the [`CachedCredentials`] cache, and [`Upstream`] (Cognito's hosted
+//!   token endpoint or its `GetClientToken` API, per app client, with timeouts, one retry and a circuit breaker);
 //! - [`TokenReuse`]: the opt-in in-memory reuse of still-fresh tokens.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -31,7 +31,8 @@ pub use app::{build, App, Deps, InitError};
 pub use config::Config;
 pub use credentials::{
     is_valid_ssm_prefix, CacheConfig, CachedCredentials, ClientCredentials, CredentialError, CredentialSource,
-    Credentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource,
+    Credentials, MemoryCredentialSource, SsmConfig, SsmCredentialSource, UpstreamEndpoint, MODE_GET_CLIENT_TOKEN,
+    MODE_TOKEN_ENDPOINT,
 };
 pub use error::BrokerError;
 pub use handler::handle;
@@ -40,7 +41,7 @@ pub use quota::{
     Charge, ChargedCounter, DynamoQuotaConfig, DynamoQuotaStore, MemoryQuotaStore, QuotaError, QuotaOutcome, QuotaStore,
 };
 pub use reuse::TokenReuse;
-pub use upstream::{Upstream, UpstreamSettings};
+pub use upstream::{ClientMetadata, Upstream, UpstreamSettings};
 
 /// The DynamoDB quota table's layout (see `docs/quota-table.md`): what tools and tests need to create the table and
 /// read its counters.

@@ -1,6 +1,9 @@
 //! The broker Lambda's entry point: logging, configuration read once, adapters built once, then the runtime loop.
 //! Everything else lives in the library so tests and the local stack run the same code.
 
+// The GetClientToken call nests the AWS SDK's futures deeper than the default limit allows the compiler to lay out.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{service_fn, LambdaEvent};
 use tb_broker::{build, handle, App, Config, Deps, InitError};
 use tb_shared::telemetry::init_lambda_logging;

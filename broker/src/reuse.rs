@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use secrecy::SecretString;
-use tb_shared::ids::ScopeSet;
+use tb_shared::ids::{CallerId, ScopeSet};
 
 /// Share of a token's life during which it is served again.
 const REUSE_NUMERATOR: u32 = 3;
@@ -22,11 +22,18 @@ const REUSE_DENOMINATOR: u32 = 4;
 /// Entry bound: one entry per (app client, scope set) actually used, so a few hundred at most in practice.
 const MAX_ENTRIES: u64 = 1024;
 
-/// Cache key: the token's rights are fully described by the app client and the exact granted scope set.
+/// Cache key: everything a token says. Its rights are the app client and the exact scope set; the caller claims
+/// name the caller, so a token is never handed to another caller of the same app client; a certificate-bound token
+/// is usable only with its certificate, so it is served again only to a request made with that certificate.
+///
+/// A reused token keeps the `credentialFingerprint` claim of the request that obtained it: for a partner that
+/// presents a new JWT per request, the claim names the JWT that asked Cognito, not the latest one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReuseKey {
     pub app_client: String,
     pub scopes: ScopeSet,
+    pub caller: CallerId,
+    pub cert_thumbprint: Option<String>,
 }
 
 struct Entry {
@@ -117,7 +124,12 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn key(scopes: &str) -> ReuseKey {
-        ReuseKey { app_client: "c".into(), scopes: ScopeSet::parse_param(scopes).unwrap() }
+        ReuseKey {
+            app_client: "c".into(),
+            scopes: ScopeSet::parse_param(scopes).unwrap(),
+            caller: CallerId::try_from("a").unwrap(),
+            cert_thumbprint: None,
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn secure_string_is_read_decrypted() {
     let c = m.source.get(&app).await.unwrap();
     assert_eq!(c.client_id, "abc123");
     assert_eq!(c.client_secret.expose_secret(), "moto-secret-1");
-    assert_eq!(c.token_url.as_str(), "https://auth.example.com/oauth2/token");
+    assert_eq!(c.upstream.to_string(), "https://auth.example.com/oauth2/token");
     let shown = format!("{c:?}");
     assert!(!shown.contains("moto-secret-1"), "Debug shows the secret: {shown}");
 }
@@ -102,7 +102,7 @@ async fn domain_prefix_and_region_form_builds_the_cognito_url() {
         put(&m.ssm, r#"{"client_id":"abc","client_secret":"x","domain_prefix":"my-pool","region":"ap-southeast-2"}"#)
             .await;
     let c = m.source.get(&app).await.unwrap();
-    assert_eq!(c.token_url.as_str(), "https://my-pool.auth.ap-southeast-2.amazoncognito.com/oauth2/token");
+    assert_eq!(c.upstream.to_string(), "https://my-pool.auth.ap-southeast-2.amazoncognito.com/oauth2/token");
 }
 
 #[tokio::test]

@@ -165,11 +165,11 @@ impl World {
             for (c, sc) in CALLERS.iter().zip(&clients) {
                 store.insert(
                     c.app,
-                    ClientCredentials {
-                        client_id: sc.client_id.clone(),
-                        client_secret: SecretString::from(sc.client_secret.clone()),
-                        token_url: standin.token_url().parse().unwrap(),
-                    },
+                    ClientCredentials::token_endpoint(
+                        sc.client_id.clone(),
+                        SecretString::from(sc.client_secret.clone()),
+                        standin.token_url().parse().unwrap(),
+                    ),
                 );
             }
             // Generous upstream budgets: a slow shared machine must not turn a grant into a 503.

@@ -1,5 +1,6 @@
 //! The app-client credentials parameter in SSM, as the broker reads it (`{prefix}/{cognito_client}`, a SecureString
-//! holding `{"client_id","client_secret","token_url"}` or `domain_prefix` + `region` instead of `token_url`):
+//! holding `{"client_id","client_secret","token_url"}`, `domain_prefix` + `region` instead of `token_url`, or
+//! `"upstream": "get_client_token"` with `region` (and `endpoint_url`) for the GetClientToken API):
 //! reading a value from standard input, checking it with the broker's own parser, writing and reading the
 //! parameter, and the non-secret record of which Cognito secret id the value holds.
 //!
@@ -260,7 +261,7 @@ mod tests {
         let rotated = with_secret(&SecretString::from(ok), &SecretString::from("new-value".to_owned())).unwrap();
         let c = validate(&rotated).await.unwrap();
         assert_eq!(c.client_secret.expose_secret(), "new-value");
-        assert_eq!(c.token_url.as_str(), "https://x.example/oauth2/token");
+        assert_eq!(c.upstream.to_string(), "https://x.example/oauth2/token");
     }
 
     #[test]

@@ -301,10 +301,12 @@ async fn the_standin_answers_the_user_pool_api_as_cognito_does() {
     let generated = d.client_secret_value().unwrap().to_owned();
     assert!(!format!("{d:?}").contains(&generated), "the SDK redacts the value in Debug");
     let second = d.client_secret_id().unwrap().to_owned();
-    let creds = |s: &str| ClientCredentials {
-        client_id: CLIENT_ID.into(),
-        client_secret: SecretString::from(s.to_owned()),
-        token_url: w.standin.token_url().parse().unwrap(),
+    let creds = |s: &str| {
+        ClientCredentials::token_endpoint(
+            CLIENT_ID.into(),
+            SecretString::from(s.to_owned()),
+            w.standin.token_url().parse().unwrap(),
+        )
     };
     assert_eq!(w.grant(&creds(&generated)).await, Grant::Issued);
     assert_eq!(w.grant(&creds(FIRST_SECRET)).await, Grant::Issued);

@@ -52,11 +52,11 @@ async fn authorizer_allow_carries_the_caller_to_the_broker_which_grants() {
     let source = MemoryCredentialSource::new();
     source.insert(
         "reporting",
-        ClientCredentials {
-            client_id: client.client_id.clone(),
-            client_secret: SecretString::from(client.client_secret.clone()),
-            token_url: standin.token_url().parse().unwrap(),
-        },
+        ClientCredentials::token_endpoint(
+            client.client_id.clone(),
+            SecretString::from(client.client_secret.clone()),
+            standin.token_url().parse().unwrap(),
+        ),
     );
     let broker_cfg = tb_broker::Config::read(&Env::from_pairs([
         ("POLICY_FILE", policy_path),

@@ -135,11 +135,11 @@ impl World {
             let credentials = MemoryCredentialSource::new();
             credentials.insert(
                 "reporting",
-                ClientCredentials {
-                    client_id: client.client_id.clone(),
-                    client_secret: SecretString::from(client.client_secret.clone()),
-                    token_url: standin.token_url().parse().expect("a URL"),
-                },
+                ClientCredentials::token_endpoint(
+                    client.client_id.clone(),
+                    SecretString::from(client.client_secret.clone()),
+                    standin.token_url().parse().expect("a URL"),
+                ),
             );
             let deps = tb_broker::Deps {
                 quotas: Arc::new(MemoryQuotaStore::new()),

@@ -220,7 +220,7 @@ impl<S: CredentialSource> CachedCredentials<S> {
 /// the secret).
 fn same(a: &ClientCredentials, b: &ClientCredentials) -> bool {
     a.client_id == b.client_id
-        && a.token_url == b.token_url
+        && a.upstream == b.upstream
         && bool::from(a.client_secret.expose_secret().as_bytes().ct_eq(b.client_secret.expose_secret().as_bytes()))
 }
 
@@ -249,11 +249,11 @@ mod tests {
     use secrecy::SecretString;
 
     fn creds(secret: &str) -> ClientCredentials {
-        ClientCredentials {
-            client_id: "app".into(),
-            client_secret: SecretString::from(secret.to_owned()),
-            token_url: url::Url::parse("https://auth.example.com/oauth2/token").unwrap(),
-        }
+        ClientCredentials::token_endpoint(
+            "app",
+            SecretString::from(secret.to_owned()),
+            url::Url::parse("https://auth.example.com/oauth2/token").unwrap(),
+        )
     }
 
     /// Short enough for a test, long enough that a loaded 2-core CI machine stalling between two statements does not

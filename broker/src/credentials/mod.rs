@@ -1,8 +1,15 @@
 //! The Cognito app-client credentials the broker authenticates with, one SSM SecureString per app client.
 //!
-//! The parameter value is JSON: `{"client_id": "...", "client_secret": "...", "token_url": "https://..."}`, or
-//! instead of `token_url` a `domain_prefix` plus `region` (Cognito's hosted domain; `token_url` wins when both are
-//! set). Unknown keys are refused, so a typo (`tokenurl`) cannot silently fall back to the other form.
+//! The parameter value is JSON. `client_id` and `client_secret` always; then where tokens come from:
+//! - `"upstream": "token_endpoint"` (the default when `upstream` is absent): the user pool's hosted OAuth
+//!   `/oauth2/token`, given as `token_url`, or as `domain_prefix` plus `region` (Cognito's hosted domain; `token_url`
+//!   wins when both are set);
+//! - `"upstream": "get_client_token"`: Cognito's `GetClientToken` API in `region` (the app client must have
+//!   `ALLOW_CLIENT_TOKEN_AUTH` as its only flow; no user-pool domain is needed), optionally at `endpoint_url` instead
+//!   of AWS's own endpoint (the local stand-in; https, or http only to a loopback host).
+//!
+//! Unknown keys are refused, and so are keys of the other mode, so a typo (`tokenurl`) or a half-edited parameter
+//! cannot silently fall back to something else.
 //!
 //! Sources: [`ssm::SsmCredentialSource`] (production), [`memory::MemoryCredentialSource`] (tests, local stack), and
 //! [`cache::CachedCredentials`] in front of either (TTL, single flight, bounded stale serving, refresh on rotation).
@@ -27,11 +34,63 @@ pub use ssm::{is_valid_prefix as is_valid_ssm_prefix, SsmConfig, SsmCredentialSo
 pub struct ClientCredentials {
     /// The Cognito app client id.
     pub client_id: String,
-    /// Its secret; exposed only where the Basic header is built.
+    /// Its secret; exposed only where an upstream request is built.
     pub client_secret: SecretString,
-    /// The user pool's `/oauth2/token` endpoint.
-    pub token_url: url::Url,
+    /// Where tokens for this app client come from.
+    pub upstream: UpstreamEndpoint,
 }
+
+/// Where the broker asks for an app client's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamEndpoint {
+    /// The user pool's hosted OAuth 2.0 `/oauth2/token` endpoint (client credentials grant, Basic authentication).
+    TokenEndpoint(url::Url),
+    /// Cognito's `GetClientToken` API (AWS JSON protocol, signed with the function's own AWS credentials).
+    GetClientToken {
+        /// The user pool's region.
+        region: String,
+        /// The API's endpoint when it is not AWS's own for `region` (the local stand-in).
+        endpoint_url: Option<url::Url>,
+    },
+}
+
+impl UpstreamEndpoint {
+    /// The mode's name in the parameter (`upstream`), in logs and in metrics.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            UpstreamEndpoint::TokenEndpoint(_) => MODE_TOKEN_ENDPOINT,
+            UpstreamEndpoint::GetClientToken { .. } => MODE_GET_CLIENT_TOKEN,
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamEndpoint::TokenEndpoint(u) => write!(f, "{u}"),
+            UpstreamEndpoint::GetClientToken { region, endpoint_url: None } => write!(f, "GetClientToken in {region}"),
+            UpstreamEndpoint::GetClientToken { region, endpoint_url: Some(u) } => {
+                write!(f, "GetClientToken in {region} at {u}")
+            }
+        }
+    }
+}
+
+impl ClientCredentials {
+    /// Credentials for the hosted `/oauth2/token` endpoint at `token_url`.
+    pub fn token_endpoint(client_id: impl Into<String>, client_secret: SecretString, token_url: url::Url) -> Self {
+        ClientCredentials {
+            client_id: client_id.into(),
+            client_secret,
+            upstream: UpstreamEndpoint::TokenEndpoint(token_url),
+        }
+    }
+}
+
+/// `upstream` value of the hosted-endpoint mode.
+pub const MODE_TOKEN_ENDPOINT: &str = "token_endpoint";
+/// `upstream` value of the `GetClientToken` mode.
+pub const MODE_GET_CLIENT_TOKEN: &str = "get_client_token";
 
 /// Why credentials could not be had. Messages never contain the parameter value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +141,8 @@ pub trait Credentials: Send + Sync {
     ) -> Result<ClientCredentials, CredentialError>;
 }
 
-const KEYS: &[&str] = &["client_id", "client_secret", "token_url", "domain_prefix", "region"];
+const KEYS: &[&str] =
+    &["client_id", "client_secret", "upstream", "token_url", "domain_prefix", "region", "endpoint_url"];
 const MAX_CLIENT_ID_LEN: usize = 128;
 const MAX_SECRET_LEN: usize = 1024;
 
@@ -98,7 +158,9 @@ pub(crate) fn parse_parameter(value: &SecretString) -> Result<ClientCredentials,
     let Value::Object(obj) = json else { return Err(malformed("not a JSON object")) };
     if obj.keys().any(|k| !KEYS.contains(&k.as_str())) {
         // The unknown key is not named: a mangled document may have the secret in key position.
-        return Err(malformed("unknown key (allowed: client_id, client_secret, token_url, domain_prefix, region)"));
+        return Err(malformed(
+            "unknown key (allowed: client_id, client_secret, upstream, token_url, domain_prefix, region, endpoint_url)",
+        ));
     }
 
     let client_id = string(&obj, "client_id")?.ok_or_else(|| malformed("client_id is missing"))?;
@@ -114,24 +176,60 @@ pub(crate) fn parse_parameter(value: &SecretString) -> Result<ClientCredentials,
         return Err(malformed("client_secret must be 1-1024 printable ASCII characters"));
     }
 
-    let token_url = match string(&obj, "token_url")? {
-        Some(u) => checked_url(u)?,
-        None => {
-            let prefix = string(&obj, "domain_prefix")?;
-            let region = string(&obj, "region")?;
-            match (prefix, region) {
-                (Some(p), Some(r)) => cognito_url(p, r)?,
-                (None, None) => return Err(malformed("token_url, or domain_prefix and region, is required")),
-                _ => return Err(malformed("domain_prefix and region must be given together")),
+    let upstream = match string(&obj, "upstream")?.unwrap_or(MODE_TOKEN_ENDPOINT) {
+        MODE_TOKEN_ENDPOINT => {
+            if obj.contains_key("endpoint_url") {
+                return Err(malformed("endpoint_url is only for \"upstream\": \"get_client_token\""));
             }
+            UpstreamEndpoint::TokenEndpoint(token_endpoint_url(&obj)?)
         }
+        MODE_GET_CLIENT_TOKEN => {
+            if obj.contains_key("token_url") || obj.contains_key("domain_prefix") {
+                return Err(malformed(
+                    "token_url and domain_prefix are for the hosted endpoint, not \"upstream\": \"get_client_token\"",
+                ));
+            }
+            let region = string(&obj, "region")?.ok_or_else(|| malformed("region is required for get_client_token"))?;
+            if !valid_region(region) {
+                return Err(malformed("region is not an AWS region name such as eu-west-1"));
+            }
+            let endpoint_url = match string(&obj, "endpoint_url")? {
+                None => None,
+                Some(u) => {
+                    let u = checked_url("endpoint_url", u)?;
+                    if u.path() != "/" {
+                        return Err(malformed("endpoint_url must be a base URL without a path"));
+                    }
+                    Some(u)
+                }
+            };
+            UpstreamEndpoint::GetClientToken { region: region.to_owned(), endpoint_url }
+        }
+        _ => return Err(malformed("upstream must be \"token_endpoint\" or \"get_client_token\"")),
     };
 
     Ok(ClientCredentials {
         client_id: client_id.to_owned(),
         client_secret: SecretString::from(secret.to_owned()),
-        token_url,
+        upstream,
     })
+}
+
+/// The hosted endpoint: `token_url`, or the URL of `domain_prefix` and `region`.
+fn token_endpoint_url(obj: &Map<String, Value>) -> Result<url::Url, CredentialError> {
+    let malformed = |m: &str| CredentialError::Malformed(m.to_owned());
+    match string(obj, "token_url")? {
+        Some(u) => checked_url("token_url", u),
+        None => {
+            let prefix = string(obj, "domain_prefix")?;
+            let region = string(obj, "region")?;
+            match (prefix, region) {
+                (Some(p), Some(r)) => cognito_url(p, r),
+                (None, None) => Err(malformed("token_url, or domain_prefix and region, is required")),
+                _ => Err(malformed("domain_prefix and region must be given together")),
+            }
+        }
+    }
 }
 
 fn string<'a>(obj: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, CredentialError> {
@@ -172,27 +270,28 @@ fn valid_region(r: &str) -> bool {
         && parts[n - 1].bytes().all(|b| b.is_ascii_digit())
 }
 
-/// A token URL the broker may send a client secret to: https, or http only to a loopback host (the local stand-in).
-/// No user info, query or fragment: the endpoint is a plain URL, anything else is a mistake or an attempt.
-fn checked_url(raw: &str) -> Result<url::Url, CredentialError> {
-    let malformed = |m: &str| CredentialError::Malformed(m.to_owned());
-    let u = url::Url::parse(raw).map_err(|_| malformed("token_url is not a URL"))?;
+/// A URL the broker may send a client secret to (`what` names the key for the error): https, or http only to a
+/// loopback host (the local stand-in). No user info, query or fragment: the endpoint is a plain URL, anything else
+/// is a mistake or an attempt.
+fn checked_url(what: &str, raw: &str) -> Result<url::Url, CredentialError> {
+    let malformed = |m: &str| CredentialError::Malformed(format!("{what} {m}"));
+    let u = url::Url::parse(raw).map_err(|_| malformed("is not a URL"))?;
     let loopback = match u.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => return Err(malformed("token_url has no host")),
+        None => return Err(malformed("has no host")),
     };
     match u.scheme() {
         "https" => {}
         "http" if loopback => {}
-        _ => return Err(malformed("token_url must be https (http only to a loopback host)")),
+        _ => return Err(malformed("must be https (http only to a loopback host)")),
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err(malformed("token_url must not carry user info"));
+        return Err(malformed("must not carry user info"));
     }
     if u.query().is_some() || u.fragment().is_some() {
-        return Err(malformed("token_url must not carry a query or fragment"));
+        return Err(malformed("must not carry a query or fragment"));
     }
     Ok(u)
 }
@@ -215,7 +314,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.client_id, "abc123");
         assert_eq!(c.client_secret.expose_secret(), SECRET);
-        assert_eq!(c.token_url.as_str(), "https://login.example.com/oauth2/token");
+        assert_eq!(c.upstream.to_string(), "https://login.example.com/oauth2/token");
     }
 
     #[test]
@@ -224,12 +323,12 @@ mod tests {
             r#"{{"client_id":"abc","client_secret":"{SECRET}","domain_prefix":"my-pool-1","region":"eu-west-1"}}"#
         ))
         .unwrap();
-        assert_eq!(c.token_url.as_str(), "https://my-pool-1.auth.eu-west-1.amazoncognito.com/oauth2/token");
+        assert_eq!(c.upstream.to_string(), "https://my-pool-1.auth.eu-west-1.amazoncognito.com/oauth2/token");
         let c = parse(&format!(
             r#"{{"client_id":"abc","client_secret":"{SECRET}","domain_prefix":"p","region":"us-gov-west-1"}}"#
         ))
         .unwrap();
-        assert_eq!(c.token_url.host_str(), Some("p.auth.us-gov-west-1.amazoncognito.com"));
+        assert_eq!(c.upstream.to_string(), "https://p.auth.us-gov-west-1.amazoncognito.com/oauth2/token");
     }
 
     #[test]
@@ -239,7 +338,54 @@ mod tests {
                 "domain_prefix":"p","region":"eu-west-1"}}"#
         ))
         .unwrap();
-        assert_eq!(c.token_url.host_str(), Some("auth.example.com"));
+        assert_eq!(c.upstream.to_string(), "https://auth.example.com/oauth2/token");
+    }
+
+    #[test]
+    fn get_client_token_mode() {
+        let c = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","upstream":"get_client_token","region":"eu-west-1"}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.upstream, UpstreamEndpoint::GetClientToken { region: "eu-west-1".into(), endpoint_url: None });
+        assert_eq!(c.upstream.mode(), "get_client_token");
+        let c = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","upstream":"get_client_token","region":"eu-west-1",
+                "endpoint_url":"http://127.0.0.1:4566/"}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.upstream.to_string(), "GetClientToken in eu-west-1 at http://127.0.0.1:4566/");
+        let explicit = parse(&format!(
+            r#"{{"client_id":"abc","client_secret":"{SECRET}","upstream":"token_endpoint","token_url":"https://a.example/t"}}"#
+        ))
+        .unwrap();
+        assert_eq!(explicit.upstream.mode(), "token_endpoint");
+    }
+
+    #[test]
+    fn the_modes_keys_do_not_mix() {
+        let gct = r#""upstream":"get_client_token","region":"eu-west-1""#;
+        for (extra, why) in [
+            (format!(r#"{gct}"#).replace(r#","region":"eu-west-1""#, ""), "region is required"),
+            (format!(r#"{gct},"token_url":"https://a.example/t""#), "token_url and domain_prefix"),
+            (format!(r#"{gct},"domain_prefix":"p""#), "token_url and domain_prefix"),
+            (format!(r#"{gct},"endpoint_url":"http://cognito.example/""#), "endpoint_url must be https"),
+            (format!(r#"{gct},"endpoint_url":"https://cognito.example/x""#), "without a path"),
+            (format!(r#"{gct},"endpoint_url":"https://u:p@cognito.example/""#), "user info"),
+            (r#""upstream":"get_client_token","region":"eu.west-1""#.to_owned(), "region is not"),
+            (r#""upstream":"GetClientToken","region":"eu-west-1""#.to_owned(), "upstream must be"),
+            (r#""upstream":7,"region":"eu-west-1""#.to_owned(), "upstream must be a string"),
+            (
+                r#""token_url":"https://a.example/t","endpoint_url":"https://b.example/""#.to_owned(),
+                "endpoint_url is only",
+            ),
+        ] {
+            let j = format!(r#"{{"client_id":"a","client_secret":"{SECRET}",{extra}}}"#);
+            match parse(&j) {
+                Err(CredentialError::Malformed(m)) => assert!(m.contains(why), "{extra}: {m}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
     }
 
     #[test]

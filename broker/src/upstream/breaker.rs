@@ -134,21 +134,21 @@ mod tests {
         use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
         // A loopback port nothing listens on: every attempt fails to connect at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let creds = crate::credentials::ClientCredentials {
-            client_id: "c".into(),
-            client_secret: secrecy::SecretString::from("s".to_owned()),
-            token_url: format!("http://127.0.0.1:{port}/oauth2/token").parse().unwrap(),
-        };
+        let creds = crate::credentials::ClientCredentials::token_endpoint(
+            "c",
+            secrecy::SecretString::from("s".to_owned()),
+            format!("http://127.0.0.1:{port}/oauth2/token").parse().unwrap(),
+        );
         let scopes = tb_shared::ids::ScopeSet::parse_param("api/read").unwrap();
         let settings = UpstreamSettings { breaker_failure_threshold: 1, ..UpstreamSettings::default() };
         let upstream = Upstream::new(settings).unwrap();
-        let first = upstream.request_token(&creds, &scopes, None).await.unwrap_err();
+        let first = upstream.request_token(&creds, &scopes, &Default::default(), None).await.unwrap_err();
         assert!(
             matches!(first, UpstreamError::Unavailable { reason, retry_after: Some(_) } if reason == OPEN_REASON),
             "the retry meets the breaker the first attempt opened: {first:?}"
         );
         assert!(upstream.breaker_open());
-        let second = upstream.request_token(&creds, &scopes, None).await.unwrap_err();
+        let second = upstream.request_token(&creds, &scopes, &Default::default(), None).await.unwrap_err();
         assert!(matches!(second, UpstreamError::Unavailable { reason, .. } if reason == OPEN_REASON), "{second:?}");
     }
 

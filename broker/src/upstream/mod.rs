@@ -1,26 +1,33 @@
-//! The call to Cognito's `/oauth2/token`: one pooled HTTPS client, timeouts inside the Lambda's deadline, one
-//! jittered retry, a circuit breaker, Basic client authentication and a strict check of what comes back.
+//! Getting a token from Cognito: one pooled client per upstream mode, timeouts inside the Lambda's deadline, one
+//! jittered retry, a circuit breaker shared by both modes, and a strict check of what comes back.
 //!
-//! The request carries exactly `grant_type=client_credentials` and the policy-approved `scope`: nothing the caller
-//! sent is passed through. Nothing from Cognito's answer reaches the caller except a validated token; error bodies
-//! are reduced to a fixed classification.
+//! Two modes, chosen per app client in its credentials ([`crate::credentials::UpstreamEndpoint`]):
+//! [`token_endpoint`] (the hosted `/oauth2/token`) and [`client_token`] (the `GetClientToken` API). Both send
+//! exactly the policy-approved scopes and the signed caller claims as client metadata: nothing the caller sent is
+//! passed through. Nothing from Cognito's answer reaches the caller except a validated token; error bodies are
+//! reduced to a fixed classification, the same for both modes.
 
 pub(crate) mod breaker;
+mod client_token;
+mod token_endpoint;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use std::collections::BTreeMap;
+
 use rand::Rng as _;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use tb_shared::http::{read_capped, BodyError};
+use secrecy::SecretString;
 use tb_shared::ids::ScopeSet;
 
-use crate::credentials::ClientCredentials;
+use crate::credentials::{ClientCredentials, UpstreamEndpoint};
 use breaker::CircuitBreaker;
+use client_token::ClientTokenApi;
+
+/// Client metadata sent with a token request (the signed caller claims, `tb_shared::context::claims`).
+pub type ClientMetadata = BTreeMap<String, String>;
 
 /// Largest token response read. A Cognito access token is 1–2 KiB; anything far larger is not a token response.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(super) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest access token accepted (API Gateway and most clients choke long before this).
 const MAX_ACCESS_TOKEN_BYTES: usize = 16 * 1024;
 /// Time kept back from the Lambda deadline to build and return the answer after the last attempt gives up.
@@ -84,17 +91,18 @@ pub enum UpstreamError {
     BadResponse(&'static str),
 }
 
-/// The pooled client plus breaker. Built once at cold start and shared by every invocation, so TLS sessions and
+/// The pooled clients plus breaker. Built once at cold start and shared by every invocation, so TLS sessions and
 /// connections to Cognito are reused while the Lambda stays warm.
 #[derive(Debug)]
 pub struct Upstream {
     http: reqwest::Client,
+    client_token: ClientTokenApi,
     settings: UpstreamSettings,
     breaker: CircuitBreaker,
 }
 
 /// One attempt's classified outcome.
-enum Attempt {
+pub(super) enum Attempt {
     Done(Result<IssuedToken, UpstreamError>),
     Retryable(&'static str),
 }
@@ -112,7 +120,8 @@ impl Upstream {
             .user_agent(concat!("token-broker/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let breaker = CircuitBreaker::new(settings.breaker_failure_threshold, settings.breaker_open_for);
-        Ok(Upstream { http, settings, breaker })
+        let client_token = ClientTokenApi::new(settings.connect_timeout);
+        Ok(Upstream { http, client_token, settings, breaker })
     }
 
     /// Whether the breaker currently fails requests fast.
@@ -120,12 +129,14 @@ impl Upstream {
         self.breaker.is_open(Instant::now())
     }
 
-    /// Asks for a client-credentials token with exactly `scopes`, giving up by `deadline` (the Lambda's, when known).
-    /// At most two attempts, the second only after a timeout, 5xx or throttle and only if time remains.
+    /// Asks for a client-credentials token with exactly `scopes` and `metadata`, from wherever `creds` says, giving
+    /// up by `deadline` (the Lambda's, when known). At most two attempts, the second only after a timeout, 5xx or
+    /// throttle and only if time remains.
     pub async fn request_token(
         &self,
         creds: &ClientCredentials,
         scopes: &ScopeSet,
+        metadata: &ClientMetadata,
         deadline: Option<Instant>,
     ) -> Result<IssuedToken, UpstreamError> {
         let mut last_reason = "upstream_unavailable";
@@ -151,7 +162,15 @@ impl Upstream {
                     })
                 }
             };
-            match self.attempt(creds, scopes, timeout).await {
+            let outcome = match &creds.upstream {
+                UpstreamEndpoint::TokenEndpoint(url) => {
+                    token_endpoint::attempt(&self.http, url, creds, scopes, metadata, timeout).await
+                }
+                UpstreamEndpoint::GetClientToken { region, endpoint_url } => {
+                    self.client_token.attempt(region, endpoint_url.as_ref(), creds, scopes, metadata, timeout).await
+                }
+            };
+            match outcome {
                 Attempt::Done(result) => {
                     permit.success();
                     return result;
@@ -176,185 +195,22 @@ impl Upstream {
         };
         (budget >= MIN_ATTEMPT).then_some(budget)
     }
-
-    async fn attempt(&self, creds: &ClientCredentials, scopes: &ScopeSet, timeout: Duration) -> Attempt {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("scope", &scopes.to_param())
-            .finish();
-        let mut auth = match http::HeaderValue::from_str(&basic_authorization(creds)) {
-            Ok(v) => v,
-            // Only possible with a control character in the credentials: an operator error, not an outage.
-            Err(_) => return Attempt::Done(Err(UpstreamError::BadResponse("credentials not usable in a header"))),
-        };
-        auth.set_sensitive(true);
-        let sent = self
-            .http
-            .post(creds.token_url.clone())
-            .timeout(timeout)
-            .header(http::header::AUTHORIZATION, auth)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(http::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
-            .await;
-        let mut resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return Attempt::Retryable("upstream_timeout"),
-            Err(_) => return Attempt::Retryable("upstream_connect_failed"),
-        };
-        let status = resp.status();
-        let body = match read_capped(&mut resp, MAX_RESPONSE_BYTES).await {
-            Ok(b) => b,
-            Err(BodyError::Timeout) => return Attempt::Retryable("upstream_timeout"),
-            Err(BodyError::Io) => return Attempt::Retryable("upstream_connect_failed"),
-            Err(BodyError::TooLarge) => return Attempt::Done(Err(UpstreamError::BadResponse("response too large"))),
-        };
-        if status.is_server_error() {
-            return Attempt::Retryable("upstream_5xx");
-        }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || is_cognito_throttle(&body) {
-            return Attempt::Retryable("upstream_throttled");
-        }
-        if !status.is_success() {
-            return Attempt::Done(Err(classify_error(status, &body)));
-        }
-        Attempt::Done(validate_success(&body, scopes))
-    }
 }
 
-/// RFC 6749 §2.3.1: the client id and secret are form-urlencoded before they are joined and base64-encoded.
-/// The only place the secret is exposed.
-fn basic_authorization(creds: &ClientCredentials) -> String {
-    let id: String = form_urlencoded::byte_serialize(creds.client_id.as_bytes()).collect();
-    let secret: String = form_urlencoded::byte_serialize(creds.client_secret.expose_secret().as_bytes()).collect();
-    let joined = format!("{id}:{secret}");
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(joined))
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<String>,
-    #[serde(rename = "__type")]
-    aws_type: Option<String>,
-}
-
-/// Cognito's API answers throttling with HTTP 400 and `{"__type":"TooManyRequestsException"}` rather than 429; that
-/// is Cognito being busy (the account-wide 150 rps), not a refusal of our request, so it is retried like a 429.
-fn is_cognito_throttle(body: &[u8]) -> bool {
-    serde_json::from_slice::<ErrorBody>(body)
-        .ok()
-        .and_then(|b| b.aws_type)
-        .is_some_and(|t| t.ends_with("TooManyRequestsException") || t.ends_with("LimitExceededException"))
-}
-
-/// A 4xx from Cognito. `invalid_client` (or a bare 401) means our credentials were refused; anything else means the
-/// broker's configuration and Cognito's disagree (e.g. a scope no longer on the app client): not the caller's fault.
-fn classify_error(status: reqwest::StatusCode, body: &[u8]) -> UpstreamError {
-    let code = serde_json::from_slice::<ErrorBody>(body).ok().and_then(|b| b.error);
-    match code.as_deref() {
-        Some("invalid_client") => UpstreamError::InvalidClient,
-        None if status == reqwest::StatusCode::UNAUTHORIZED => UpstreamError::InvalidClient,
-        Some("invalid_scope") => UpstreamError::BadResponse("upstream refused the approved scopes"),
-        Some("unauthorized_client") => UpstreamError::BadResponse("app client may not use client_credentials"),
-        _ => UpstreamError::BadResponse("upstream error answer"),
-    }
-}
-
-#[derive(Deserialize)]
-struct SuccessBody {
+/// The checks both modes make on a successful answer: a Bearer token type, a positive lifetime, and a non-empty
+/// token of sane length.
+pub(super) fn checked_token(
+    token_type: Option<&str>,
+    expires_in: Option<u64>,
     access_token: Option<String>,
-    token_type: Option<String>,
-    expires_in: Option<serde_json::Value>,
-    scope: Option<String>,
-}
-
-/// Checks a 200 answer: Bearer token type, a positive integer `expires_in`, a non-empty token of sane length, and
-/// a granted scope within the request.
-fn validate_success(body: &[u8], requested: &ScopeSet) -> Result<IssuedToken, UpstreamError> {
-    let b: SuccessBody =
-        serde_json::from_slice(body).map_err(|_| UpstreamError::BadResponse("response is not a token response"))?;
-    if !b.token_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("bearer")) {
+) -> Result<(SecretString, u64), UpstreamError> {
+    if !token_type.is_some_and(|t| t.eq_ignore_ascii_case("bearer")) {
         return Err(UpstreamError::BadResponse("token_type is not Bearer"));
     }
-    let expires_in = b
-        .expires_in
-        .as_ref()
-        .and_then(serde_json::Value::as_u64)
-        .filter(|&n| n > 0)
-        .ok_or(UpstreamError::BadResponse("expires_in is not a positive integer"))?;
-    let access_token = b
-        .access_token
+    let expires_in =
+        expires_in.filter(|&n| n > 0).ok_or(UpstreamError::BadResponse("expires_in is not a positive integer"))?;
+    let access_token = access_token
         .filter(|t| !t.is_empty() && t.len() <= MAX_ACCESS_TOKEN_BYTES)
         .ok_or(UpstreamError::BadResponse("access_token missing, empty or too long"))?;
-    let scope = match b.scope.as_deref() {
-        None => requested.clone(),
-        Some(s) => {
-            let granted = ScopeSet::parse_param(s).map_err(|_| UpstreamError::BadResponse("scope is malformed"))?;
-            if !granted.is_subset(requested) {
-                return Err(UpstreamError::BadResponse("scope exceeds the request"));
-            }
-            granted
-        }
-    };
-    Ok(IssuedToken { access_token: SecretString::from(access_token), expires_in, scope })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scopes(s: &str) -> ScopeSet {
-        ScopeSet::parse_param(s).unwrap()
-    }
-
-    #[test]
-    fn basic_auth_form_encodes_before_base64() {
-        let creds = ClientCredentials {
-            client_id: "id:1".into(),
-            client_secret: SecretString::from("s e+c%ret"),
-            token_url: "https://example.invalid/oauth2/token".parse().unwrap(),
-        };
-        let h = basic_authorization(&creds);
-        let decoded = base64::engine::general_purpose::STANDARD.decode(h.strip_prefix("Basic ").unwrap()).unwrap();
-        assert_eq!(String::from_utf8(decoded).unwrap(), "id%3A1:s+e%2Bc%25ret");
-    }
-
-    #[test]
-    fn success_checks() {
-        let req = scopes("a/read a/write");
-        let ok = br#"{"access_token":"t","token_type":"bearer","expires_in":3600,"scope":"a/read"}"#;
-        let t = validate_success(ok, &req).unwrap();
-        assert_eq!((t.expires_in, t.scope.to_param()), (3600, "a/read".to_owned()));
-        let no_scope = br#"{"access_token":"t","token_type":"Bearer","expires_in":5}"#;
-        assert_eq!(validate_success(no_scope, &req).unwrap().scope, req);
-        for bad in [
-            &br#"{"access_token":"t","token_type":"mac","expires_in":3600}"#[..],
-            br#"{"access_token":"t","token_type":"Bearer","expires_in":0}"#,
-            br#"{"access_token":"t","token_type":"Bearer","expires_in":"3600"}"#,
-            br#"{"access_token":"t","token_type":"Bearer","expires_in":1.5}"#,
-            br#"{"access_token":"t","token_type":"Bearer","expires_in":-1}"#,
-            br#"{"access_token":"","token_type":"Bearer","expires_in":3600}"#,
-            br#"{"token_type":"Bearer","expires_in":3600}"#,
-            br#"{"access_token":"t","token_type":"Bearer","expires_in":3600,"scope":"a/admin"}"#,
-            br#"{"access_token":"t","token_type":"Bearer","expires_in":3600,"scope":"a/read  a/write"}"#,
-            b"not json",
-        ] {
-            assert!(validate_success(bad, &req).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn error_classification() {
-        use reqwest::StatusCode as S;
-        assert_eq!(classify_error(S::BAD_REQUEST, br#"{"error":"invalid_client"}"#), UpstreamError::InvalidClient);
-        assert_eq!(classify_error(S::UNAUTHORIZED, b""), UpstreamError::InvalidClient);
-        assert!(matches!(
-            classify_error(S::BAD_REQUEST, br#"{"error":"invalid_scope"}"#),
-            UpstreamError::BadResponse(_)
-        ));
-        assert!(matches!(classify_error(S::FORBIDDEN, b"<html>"), UpstreamError::BadResponse(_)));
-        assert!(is_cognito_throttle(br#"{"__type":"TooManyRequestsException","message":"Rate exceeded"}"#));
-        assert!(!is_cognito_throttle(br#"{"error":"invalid_client"}"#));
-    }
+    Ok((SecretString::from(access_token), expires_in))
 }

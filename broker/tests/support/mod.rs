@@ -288,11 +288,11 @@ pub fn client_id_of(app: &str) -> &'static str {
 }
 
 pub fn creds_for(standin: &CognitoStandin, client_id: &str, secret: &str) -> ClientCredentials {
-    ClientCredentials {
-        client_id: client_id.to_owned(),
-        client_secret: SecretString::from(secret.to_owned()),
-        token_url: standin.token_url().parse().unwrap(),
-    }
+    ClientCredentials::token_endpoint(
+        client_id.to_owned(),
+        SecretString::from(secret.to_owned()),
+        standin.token_url().parse().unwrap(),
+    )
 }
 
 /// The API id and stage every [`request`] comes through.

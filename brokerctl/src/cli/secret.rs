@@ -81,7 +81,12 @@ pub enum SecretCommand {
     ///
     ///   {"client_id":"...","client_secret":"...","token_url":"https://<domain>.auth.<region>.amazoncognito.com/oauth2/token"}
     ///
-    /// or "domain_prefix" and "region" instead of "token_url". Unknown keys, an http token URL (other than to a
+    /// or "domain_prefix" and "region" instead of "token_url"; or, for Cognito's GetClientToken API instead of the
+    /// hosted endpoint (an app client whose only flow is ALLOW_CLIENT_TOKEN_AUTH):
+    ///
+    ///   {"client_id":"...","client_secret":"...","upstream":"get_client_token","region":"eu-west-1"}
+    ///
+    /// Unknown keys, keys of the other mode, an http token URL (other than to a
     /// loopback host) and malformed values are refused exactly as the broker refuses them. The secret is never
     /// printed.
     ///
@@ -151,10 +156,10 @@ impl SecretPutArgs {
         };
         let version = secret::put(&ssm, &name, &value, &opts).await.map_err(failed)?;
         println!(
-            "wrote {name} version {version} (SecureString, key {}): client_id {}, token URL {}",
+            "wrote {name} version {version} (SecureString, key {}): client_id {}, tokens from {}",
             self.kms_key_id.as_deref().unwrap_or("SSM's default"),
             creds.client_id,
-            creds.token_url
+            creds.upstream
         );
         match &self.cognito_secret_id {
             Some(id) => println!("recorded Cognito secret id {id} in the description"),
@@ -165,7 +170,7 @@ impl SecretPutArgs {
         let source = SsmCredentialSource::with_client(ssm, prefix)
             .map_err(|e| CliError::failed(format!("written, but cannot read it back: {e}")))?;
         match source.get(last).await {
-            Ok(back) if back.client_id == creds.client_id && back.token_url == creds.token_url => {
+            Ok(back) if back.client_id == creds.client_id && back.upstream == creds.upstream => {
                 println!("read back through the broker's SSM credential source: ok");
                 Ok(Exit::Ok)
             }

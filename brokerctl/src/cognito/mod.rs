@@ -15,7 +15,7 @@ use aws_sdk_cognitoidentityprovider::error::ProvideErrorMetadata;
 use aws_sdk_cognitoidentityprovider::Client;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use tb_broker::ClientCredentials;
+use tb_broker::{ClientCredentials, UpstreamEndpoint};
 
 pub use rotate::{rotate, RotateError, RotateOptions, RotateOutcome, StopAfter};
 
@@ -151,15 +151,53 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// One client-credentials grant with `creds` at their token URL, authenticated as the broker does (HTTP Basic with
-/// both halves form-urlencoded, RFC 6749 §2.3.1), asking for no scope (Cognito then grants all of the client's).
-/// The token is discarded unread.
+/// One token request with `creds`, the way their upstream mode says (the hosted token endpoint or `GetClientToken`),
+/// asking for no scope (Cognito then grants all of the client's). The token is discarded unread.
 pub async fn grant(http: &reqwest::Client, creds: &ClientCredentials) -> Grant {
+    match &creds.upstream {
+        UpstreamEndpoint::TokenEndpoint(url) => grant_at_token_endpoint(http, url, creds).await,
+        UpstreamEndpoint::GetClientToken { region, endpoint_url } => {
+            grant_with_client_token(region, endpoint_url.as_ref(), creds).await
+        }
+    }
+}
+
+/// `GetClientToken` in `region` (at `endpoint_url` when given), signed with this tool's own AWS credentials like the
+/// broker's call is with its role's. `NotAuthorizedException` is Cognito refusing the secret.
+async fn grant_with_client_token(region: &str, endpoint_url: Option<&url::Url>, creds: &ClientCredentials) -> Grant {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await;
+    let api = client(&sdk, endpoint_url.map(url::Url::as_str));
+    let out =
+        api.get_client_token().client_id(&creds.client_id).secret(creds.client_secret.expose_secret()).send().await;
+    match out {
+        Ok(o)
+            if o.client_authentication_result
+                .as_ref()
+                .and_then(|r| r.access_token.as_deref())
+                .is_some_and(|t| !t.is_empty()) =>
+        {
+            Grant::Issued
+        }
+        Ok(_) => Grant::Failed("GetClientToken answered without an access token".to_owned()),
+        Err(e) => match e.as_service_error().and_then(|s| s.code()) {
+            Some("NotAuthorizedException") => Grant::Refused,
+            Some(code) => Grant::Failed(format!("GetClientToken refused: {code:.64}")),
+            None => Grant::Failed(format!("GetClientToken failed: {}", tb_shared::aws::describe(&e))),
+        },
+    }
+}
+
+/// One client-credentials grant at `token_url`, authenticated as the broker does (HTTP Basic with both halves
+/// form-urlencoded, RFC 6749 §2.3.1).
+async fn grant_at_token_endpoint(http: &reqwest::Client, token_url: &url::Url, creds: &ClientCredentials) -> Grant {
     let id: String = form_urlencoded::byte_serialize(creds.client_id.as_bytes()).collect();
     let secret: String = form_urlencoded::byte_serialize(creds.client_secret.expose_secret().as_bytes()).collect();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
     let res = http
-        .post(creds.token_url.clone())
+        .post(token_url.clone())
         .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
         .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body("grant_type=client_credentials")

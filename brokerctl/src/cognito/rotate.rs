@@ -255,7 +255,7 @@ fn describe(a: &Action, state: &State, opts: &RotateOptions) -> String {
     let client = &state.creds.client_id;
     match a {
         Action::VerifyCurrent => {
-            format!("check that the credentials in {name} get a token at {}", state.creds.token_url)
+            format!("check that the credentials in {name} get a token from {}", state.creds.upstream)
         }
         Action::Record { id } => format!("record in {name}'s description that it holds secret {id} (value unchanged)"),
         Action::Stage { reuse: false } => format!("generate a new secret and stage it in {pending}"),
@@ -267,7 +267,7 @@ fn describe(a: &Action, state: &State, opts: &RotateOptions) -> String {
         ),
         Action::DropPending => format!("delete the staged copy {pending}"),
         Action::VerifyNew => {
-            format!("check that the new credentials in {name} get a token at {}", state.creds.token_url)
+            format!("check that the new credentials in {name} get a token from {}", state.creds.upstream)
         }
         Action::Wait { remaining } if remaining.is_zero() => {
             format!("no wait left: {name} was written at least {} ago", humantime::format_duration(opts.wait))

@@ -28,7 +28,8 @@ use crate::ids::CallerId;
 pub const KEY_CALLER_ID: &str = "callerId";
 /// Key of how the caller authenticated (`mtls` or `jwt`).
 pub const KEY_AUTH_METHOD: &str = "authMethod";
-/// Key of a non-secret fingerprint of the verified credential (SHA-256 prefix), for correlating logs.
+/// Key of a non-secret fingerprint of the verified credential: for a client certificate its RFC 8705 `x5t#S256`
+/// thumbprint, for a partner JWT a SHA-256 prefix of the token.
 pub const KEY_CREDENTIAL_FINGERPRINT: &str = "credentialFingerprint";
 /// Key of the policy version the authorizer decided with.
 pub const KEY_POLICY_VERSION: &str = "policyVersion";
@@ -70,8 +71,10 @@ pub struct CallerContext {
     pub caller_id: CallerId,
     /// Whether the caller came in with a client certificate or a partner JWT.
     pub auth_method: AuthMethod,
-    /// First 16 hex digits of the SHA-256 of the client certificate (DER) or of the JWT, for matching the
-    /// authorizer's and the broker's log lines about one credential.
+    /// For a client certificate, its RFC 8705 `x5t#S256` thumbprint (base64url, no padding, of the SHA-256 of the
+    /// DER): what a certificate-bound token carries in `cnf`. For a partner JWT, the first 16 hex digits of the
+    /// token's SHA-256 (a token is a bearer credential, so no more of its hash than needed to match log lines).
+    /// Either way it matches the authorizer's and the broker's log lines about one credential.
     pub credential_fingerprint: String,
     /// The authorizer's policy version; the broker logs it beside its own, so a mismatch shows a deployment in flight.
     pub policy_version: String,

@@ -65,6 +65,10 @@ pub struct Caller {
     pub max_token_lifetime: Duration,
     /// Serve a still-fresh token from the broker's in-memory cache instead of calling Cognito again.
     pub token_reuse: bool,
+    /// Bind every token this caller gets to its client certificate (RFC 8705 §3): the token carries the
+    /// certificate's `x5t#S256` thumbprint in `cnf`, and a resource server accepts it only over mutual TLS with that
+    /// certificate. Only for callers whose every identity is a certificate identity.
+    pub bind_token_to_certificate: bool,
     /// The API key value of the caller's usage plan, returned as `usageIdentifierKey`.
     pub usage_plan_key: Option<UsagePlanKey>,
 }

@@ -454,3 +454,19 @@ mod limits {
         assert_eq!(format!("{:?}", reporting.usage_plan_key.as_ref().unwrap()), "UsagePlanKey(<redacted>)");
     }
 }
+
+#[test]
+fn certificate_binding_is_off_by_default_and_only_for_certificate_callers() {
+    let plain = load(&format!("version: 1\ncallers:{BASE_CALLER}")).unwrap();
+    assert!(!plain.callers()[0].bind_token_to_certificate);
+    let bound = load(&format!("version: 1\ncallers:{BASE_CALLER}    bind_token_to_certificate: true\n")).unwrap();
+    assert!(bound.callers()[0].bind_token_to_certificate);
+    let with_jwt = format!(
+        "{ISSUER_DOC}callers:\n  - id: a\n    identities:\n      - {{ type: san_uri, value: \"spiffe://x/a\" }}\n      \
+         - {{ type: jwt, issuer: \"https://i\", subject: s }}\n    cognito_client: a\n    allowed_scopes: [s/read]\n    \
+         max_token_lifetime_seconds: 3600\n    quotas: unlimited\n    bind_token_to_certificate: true\n"
+    );
+    let e = err(&with_jwt);
+    assert!(e.contains("bind_token_to_certificate") && e.contains("jwt identity"), "{e}");
+    assert!(load(&with_jwt.replace("    bind_token_to_certificate: true\n", "")).is_ok());
+}

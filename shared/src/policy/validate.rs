@@ -243,6 +243,16 @@ fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Resu
         return Err(ctx.caller(name, "max_token_lifetime_seconds", format!("must be 60..={MAX_LIFETIME_SECONDS}")));
     }
 
+    // A bound token names the certificate that asked for it; a caller that may also come in with a JWT has no
+    // certificate on that path, and a token it got there would silently be unbound.
+    if rc.bind_token_to_certificate && identities.iter().any(|i| matches!(i, Identity::Jwt { .. })) {
+        return Err(ctx.caller(
+            name,
+            "bind_token_to_certificate",
+            "needs every identity to be a certificate identity (this caller has a jwt identity)",
+        ));
+    }
+
     if let Some(key) = &rc.usage_plan_key {
         // API Gateway API key values are 20-128 printable characters.
         if key.len() < 20 || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
@@ -260,6 +270,7 @@ fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Resu
         quotas,
         max_token_lifetime: Duration::from_secs(rc.max_token_lifetime_seconds),
         token_reuse: rc.token_reuse,
+        bind_token_to_certificate: rc.bind_token_to_certificate,
         usage_plan_key: rc.usage_plan_key.map(UsagePlanKey::new),
     })
 }

@@ -297,11 +297,11 @@ impl Broker {
         let standin = CognitoStandin::start(StandinConfig::new(clients.clone())).await.expect("the stand-in starts");
         let store = MemoryCredentialSource::new();
         for ((app, _), c) in APP_CLIENTS.iter().zip(&clients) {
-            let creds = ClientCredentials {
-                client_id: c.client_id.clone(),
-                client_secret: SecretString::from(c.client_secret.clone()),
-                token_url: standin.token_url().parse().expect("a URL"),
-            };
+            let creds = ClientCredentials::token_endpoint(
+                c.client_id.clone(),
+                SecretString::from(c.client_secret.clone()),
+                standin.token_url().parse().expect("a URL"),
+            );
             store.insert(app, creds);
         }
         let policy = tb_devkit::fixtures::write_policy(POLICY);
