@@ -14,9 +14,9 @@ use secrecy::SecretString;
 use serde_json::Value;
 use tb_broker::{
     build, handle, App, CacheConfig, ClientCredentials, Config, Deps, MemoryCredentialSource, MemoryQuotaStore,
-    QuotaStore,
+    QuotaStore, UpstreamEndpoint,
 };
-use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::cognito::{ClientFlow, CognitoStandin, PreTokenGeneration, StandinClient, StandinConfig};
 use tb_shared::clock::Clock;
 use tb_shared::context::{sign, ApiBinding, AuthMethod, CallerContext, KeyRingConfig, KeySet, MemoryKeySource};
 use tb_shared::env::Env;
@@ -94,6 +94,23 @@ callers:
     quotas: unlimited
     max_token_lifetime_seconds: 600
     token_reuse: true
+  - id: bound-svc
+    identities: [{ type: san_uri, value: "spiffe://test/bound-svc" }]
+    cognito_client: bound
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
+    bind_token_to_certificate: true
+  - id: bound-twin-svc
+    identities: [{ type: san_uri, value: "spiffe://test/bound-twin-svc" }]
+    cognito_client: bound
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
   - id: hostile-svc
     identities: [{ type: san_uri, value: "spiffe://test/hostile-svc" }]
     cognito_client: hostile
@@ -104,7 +121,7 @@ callers:
 "#;
 
 /// App client name in the policy → (Cognito client id, scopes it may request at the stand-in).
-pub const APP_CLIENTS: [(&str, &str, &[&str]); 7] = [
+pub const APP_CLIENTS: [(&str, &str, &[&str]); 8] = [
     ("orders", "orders-client", &["api/read", "api/write"]),
     ("others", "others-client", &["api/admin"]),
     ("reusers", "reusers-client", &["api/read"]),
@@ -112,6 +129,7 @@ pub const APP_CLIENTS: [(&str, &str, &[&str]); 7] = [
     ("shortlived", "shortlived-client", &["api/read"]),
     ("once", "once-client", &["api/read"]),
     ("hostile", "hostile-client", &["api/read", "api/write"]),
+    ("bound", "bound-client", &["api/read"]),
 ];
 
 /// Knobs a fault test turns.
@@ -126,6 +144,10 @@ pub struct Options {
     pub quota_store: Option<Arc<dyn QuotaStore>>,
     /// How the context-key ring refreshes, instead of the configuration's defaults.
     pub context_keys: Option<KeyRingConfig>,
+    /// Run the project's pre-token-generation trigger (default claim prefix, the devkit's test key) in the stand-in.
+    pub trigger: bool,
+    /// App clients (policy names) that get their tokens from `GetClientToken` instead of `/oauth2/token`.
+    pub client_token_apps: &'static [&'static str],
 }
 
 impl Default for Options {
@@ -138,6 +160,8 @@ impl Default for Options {
             hash_caller_ids: false,
             quota_store: None,
             context_keys: None,
+            trigger: false,
+            client_token_apps: &[],
         }
     }
 }
@@ -191,13 +215,34 @@ impl Harness {
     }
 
     pub async fn with(opts: Options) -> Harness {
-        let clients: Vec<StandinClient> =
-            APP_CLIENTS.iter().map(|(_, id, scopes)| StandinClient::with_random_secret(*id, scopes)).collect();
+        let clients: Vec<StandinClient> = APP_CLIENTS
+            .iter()
+            .map(|(app, id, scopes)| {
+                let c = StandinClient::with_random_secret(*id, scopes);
+                if opts.client_token_apps.contains(app) {
+                    c.flow(ClientFlow::ClientTokenAuth)
+                } else {
+                    c
+                }
+            })
+            .collect();
         let secrets: Vec<String> = clients.iter().map(|c| c.client_secret.clone()).collect();
-        let standin = CognitoStandin::start(StandinConfig::new(clients.clone())).await.unwrap();
+        let mut standin_cfg = StandinConfig::new(clients.clone());
+        if opts.trigger {
+            standin_cfg.pre_token_generation = Some(PreTokenGeneration::caller_claims(
+                tb_trigger::ClaimPrefix::default(),
+                tb_devkit::fixtures::context_key_set(),
+            ));
+        }
+        let standin = CognitoStandin::start(standin_cfg).await.unwrap();
         let store = Arc::new(MemoryCredentialSource::new());
         for ((app, _, _), c) in APP_CLIENTS.iter().zip(&clients) {
-            store.insert(app, creds_for(&standin, &c.client_id, &c.client_secret));
+            let creds = if opts.client_token_apps.contains(app) {
+                client_token_creds_for(&standin, &c.client_id, &c.client_secret)
+            } else {
+                creds_for(&standin, &c.client_id, &c.client_secret)
+            };
+            store.insert(app, creds);
         }
         let quotas = Arc::new(MemoryQuotaStore::new());
         let context_keys = tb_devkit::fixtures::context_keys();
@@ -295,6 +340,18 @@ pub fn creds_for(standin: &CognitoStandin, client_id: &str, secret: &str) -> Cli
     )
 }
 
+/// Credentials for the stand-in's `GetClientToken` API (the AWS SDK pointed at the stand-in).
+pub fn client_token_creds_for(standin: &CognitoStandin, client_id: &str, secret: &str) -> ClientCredentials {
+    ClientCredentials {
+        client_id: client_id.to_owned(),
+        client_secret: SecretString::from(secret.to_owned()),
+        upstream: UpstreamEndpoint::GetClientToken {
+            region: "eu-west-1".into(),
+            endpoint_url: Some(format!("{}/", standin.base_url().trim_end_matches('/')).parse().unwrap()),
+        },
+    }
+}
+
 /// The API id and stage every [`request`] comes through.
 pub const API_ID: &str = "h4rn3ss0ap";
 pub const STAGE: &str = "v1";
@@ -318,6 +375,12 @@ pub fn sign_context(req: &mut ApiGatewayProxyRequest, keys: &KeySet, api: &ApiBi
 /// signed with the devkit's test key for [`API_ID`] and [`STAGE`] (or, with `None`, an event with no authorizer
 /// context at all).
 pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
+    request_with_fingerprint(caller, body, "9f86d081884c7d65")
+}
+
+/// [`request`] with the context's `credentialFingerprint` set to `fingerprint` (for an mTLS caller, the
+/// certificate's `x5t#S256` thumbprint).
+pub fn request_with_fingerprint(caller: Option<&str>, body: &str, fingerprint: &str) -> ApiGatewayProxyRequest {
     let mut r = ApiGatewayProxyRequest::default();
     r.http_method = Method::POST;
     r.path = Some("/oauth2/token".into());
@@ -332,7 +395,7 @@ pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
         let ctx = CallerContext {
             caller_id: CallerId::try_from(c).unwrap(),
             auth_method: AuthMethod::Mtls,
-            credential_fingerprint: "9f86d081884c7d65".into(),
+            credential_fingerprint: fingerprint.into(),
             policy_version: "0123456789abcdef".into(),
         };
         r.request_context.authorizer.fields = ctx.to_map();
