@@ -59,7 +59,7 @@ async fn put_writes_a_securestring_the_brokers_source_reads_back() {
     let creds = source.get("orders").await.unwrap();
     assert_eq!(creds.client_id, "abc123client");
     assert_eq!(creds.client_secret.expose_secret(), SECRET);
-    assert_eq!(creds.token_url.as_str(), "https://auth.example.com/oauth2/token");
+    assert_eq!(creds.upstream.to_string(), "https://auth.example.com/oauth2/token");
     let info = secret::info(&ssm, &format!("{prefix}/orders")).await.unwrap().unwrap();
     assert!(info.secure);
     assert_eq!(info.description.as_deref().and_then(secret::recorded_secret_id), None);
