@@ -81,6 +81,31 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
+    finish(builder, cert_pem, key_pem)
+}
+
+/// TLS 1.2+ server config of the sample resource server's mTLS listener: a client certificate is asked for and, when
+/// one is sent, must pass [`GatewayClientVerifier`] against `client_roots` (the local stack's CA), but a client may
+/// send none. The handshake then proves possession of the certificate's key, and the application decides what a
+/// request without a certificate gets: RFC 8705 §3 wants a 401 `invalid_token` for a bound token, not a failed
+/// handshake, and an unbound token is still served.
+pub fn optional_client_cert_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_roots: &str,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(Arc::new(GatewayClientVerifier::optional(client_roots)?));
+    finish(builder, cert_pem, key_pem)
+}
+
+fn finish(
+    builder: rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut cfg = builder.with_single_cert(certs(cert_pem)?, key(key_pem)?).map_err(|e| e.to_string())?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -109,7 +134,18 @@ pub struct GatewayClientVerifier {
 
 impl GatewayClientVerifier {
     /// A verifier for the CA certificates of `truststore_pem`; it needs at least one self-signed CA among them.
+    /// A client certificate is required.
     pub fn new(truststore_pem: &str) -> Result<Self, String> {
+        Self::with_roots(truststore_pem, true)
+    }
+
+    /// Like [`GatewayClientVerifier::new`], but a client that sends no certificate completes the handshake (the
+    /// sample resource server's mTLS listener); one that sends a certificate is checked as by `new`.
+    pub fn optional(truststore_pem: &str) -> Result<Self, String> {
+        Self::with_roots(truststore_pem, false)
+    }
+
+    fn with_roots(truststore_pem: &str, mandatory: bool) -> Result<Self, String> {
         let mut roots = RootCertStore::empty();
         let mut truststore_intermediates = Vec::new();
         for c in certs(truststore_pem)? {
@@ -126,9 +162,9 @@ impl GatewayClientVerifier {
             return Err("truststore: no self-signed root CA (an intermediate needs its root in the truststore)".into());
         }
         let roots = Arc::new(roots);
-        let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
-            .build()
-            .map_err(|e| format!("client verifier: {e}"))?;
+        let builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider());
+        let builder = if mandatory { builder } else { builder.allow_unauthenticated() };
+        let inner = builder.build().map_err(|e| format!("client verifier: {e}"))?;
         Ok(GatewayClientVerifier { inner, roots, truststore_intermediates, provider: provider() })
     }
 }
@@ -145,6 +181,10 @@ fn inside_validity(end_entity: &CertificateDer<'_>, now: UnixTime) -> UnixTime {
 impl ClientCertVerifier for GatewayClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
     }
 
     fn verify_client_cert(
@@ -301,6 +341,19 @@ mod tests {
         let expired_foreign =
             lookalike.issue_client().validity(SystemTime::now() - 30 * DAY, SystemTime::now() - DAY).build().unwrap();
         assert!(check(ca.cert_pem(), &expired_foreign, &[]).is_err(), "expired and untrusted");
+    }
+
+    #[test]
+    fn the_resource_servers_verifier_lets_clients_without_a_certificate_through_and_checks_the_others() {
+        let ca = TestCa::root("Dev Root CA").unwrap();
+        assert!(GatewayClientVerifier::new(ca.cert_pem()).unwrap().client_auth_mandatory());
+        let optional = GatewayClientVerifier::optional(ca.cert_pem()).unwrap();
+        assert!(!optional.client_auth_mandatory() && optional.offer_client_auth());
+        let now = UnixTime::since_unix_epoch(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap());
+        let verify = |leaf: &IssuedCert| optional.verify_client_cert(&CertificateDer::from(leaf.der.clone()), &[], now);
+        assert!(verify(&ca.issue_client().cn("ok").build().unwrap()).is_ok());
+        assert!(verify(&ca.lookalike().unwrap().issue_client().cn("ok").build().unwrap()).is_err(), "another CA");
+        assert!(verify(&self_signed_client().cn("ok").build().unwrap()).is_err(), "self-signed");
     }
 
     #[test]

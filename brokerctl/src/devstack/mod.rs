@@ -79,6 +79,8 @@ pub struct DevOptions {
     pub mtls_addr: SocketAddr,
     pub partner_addr: SocketAddr,
     pub resource_addr: SocketAddr,
+    /// The sample resource server's mutual-TLS listener (client certificate optional, for certificate-bound tokens).
+    pub resource_mtls_addr: SocketAddr,
     /// DynamoDB, SSM and S3 on this endpoint instead of the embedded stores.
     pub aws_endpoint: Option<String>,
     pub aws_names: AwsNames,
@@ -105,6 +107,7 @@ impl Default for DevOptions {
             mtls_addr: any,
             partner_addr: any,
             resource_addr: any,
+            resource_mtls_addr: any,
             aws_endpoint: None,
             aws_names: AwsNames::default(),
             aws_operation_timeout: None,
@@ -187,6 +190,7 @@ pub struct DevStack {
     pub mtls_addr: SocketAddr,
     pub partner_addr: SocketAddr,
     pub resource_addr: SocketAddr,
+    pub resource_mtls_addr: SocketAddr,
     pub token_url: String,
     pub jwks_url: String,
     pub policy_path: PathBuf,
@@ -204,6 +208,7 @@ impl std::fmt::Debug for DevStack {
             .field("mtls_addr", &self.mtls_addr)
             .field("partner_addr", &self.partner_addr)
             .field("resource_addr", &self.resource_addr)
+            .field("resource_mtls_addr", &self.resource_mtls_addr)
             .finish_non_exhaustive()
     }
 }
@@ -392,19 +397,21 @@ impl DevStack {
             None => (String::new(), String::new()),
         };
         let rs = Arc::new(resource::ResourceServer::new(rs_jwks, rs_issuer));
-        let rs_handler: listener::Handler = Arc::new(move |req, _conn| {
-            let rs = rs.clone();
-            Box::pin(async move { rs.handle(req).await })
-        });
-        let (resource_addr, t) = listener::serve(opts.resource_addr, open_tls, gateway::Domain::Partner, rs_handler)
+        // Its mTLS listener accepts certificates of the stack's CA, the one every example client's chains to.
+        let rs_mtls_tls =
+            listener::optional_client_cert_config(&state.server_cert_pem, &state.server_key_pem, &state.ca_cert_pem)
+                .map_err(setup("resource server mTLS listener TLS"))?;
+        let rs_listeners = resource::serve(rs, (opts.resource_addr, open_tls), (opts.resource_mtls_addr, rs_mtls_tls))
             .await
             .map_err(setup("binding the resource server"))?;
-        tasks.push(t);
+        let (resource_addr, resource_mtls_addr) = (rs_listeners.plain_addr, rs_listeners.mtls_addr);
+        tasks.extend(rs_listeners.tasks);
 
         Ok(DevStack {
             mtls_addr,
             partner_addr,
             resource_addr,
+            resource_mtls_addr,
             token_url,
             jwks_url: jwks_server.url.clone(),
             policy_path,
@@ -430,6 +437,12 @@ impl DevStack {
     /// `https://127.0.0.1:PORT` of the sample resource server.
     pub fn resource_url(&self) -> String {
         format!("https://{}", self.resource_addr)
+    }
+
+    /// `https://127.0.0.1:PORT` of the sample resource server's mTLS listener, where a certificate-bound token is
+    /// served to the client presenting its certificate.
+    pub fn resource_mtls_url(&self) -> String {
+        format!("https://{}", self.resource_mtls_addr)
     }
 
     /// What the gateway did so far.
@@ -475,10 +488,11 @@ impl DevStack {
         let mut out = String::new();
         out.push_str(&format!(
             "token-broker local stack (NOT FOR PRODUCTION)\n  mTLS domain:     {}\n  partner domain:  {}\n  \
-             resource server: {}\n  token endpoint:  {}\n  state:           {}\n\n",
+             resource server: {} (mTLS: {})\n  token endpoint:  {}\n  state:           {}\n\n",
             self.mtls_url(),
             self.partner_url(),
             self.resource_url(),
+            self.resource_mtls_url(),
             self.token_url,
             p.dir.display()
         ));
@@ -506,12 +520,17 @@ impl DevStack {
             "# use a token on the sample resource server (GET needs customer-api/read, DELETE customer-api/admin)\n\
              TOKEN=$(curl -s --cacert {ca} --cert {} --key {} -d grant_type=client_credentials {}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\
              curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" {}/customers\n\
-             curl -s --cacert {ca} -X DELETE -H \"Authorization: Bearer $TOKEN\" {}/customers/123\n",
+             curl -s --cacert {ca} -X DELETE -H \"Authorization: Bearer $TOKEN\" {}/customers/123\n\
+             # on the mTLS listener, with the certificate the token was obtained with (required for a certificate-bound token)\n\
+             curl -s --cacert {ca} --cert {} --key {} -H \"Authorization: Bearer $TOKEN\" {}/customers\n",
             rel(p.client_cert("reporting")),
             rel(p.client_key("reporting")),
             self.mtls_url(),
             self.resource_url(),
-            self.resource_url()
+            self.resource_url(),
+            rel(p.client_cert("reporting")),
+            rel(p.client_key("reporting")),
+            self.resource_mtls_url()
         ));
         out
     }
