@@ -18,7 +18,7 @@ use std::time::Duration;
 use common_moto::{create_quota_table, unique};
 use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
-use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::cognito::{ClientFlow, CognitoStandin, PreTokenGeneration, StandinClient, StandinConfig};
 use tb_devkit::events::ProxyRequestBuilder;
 use tb_devkit::fixtures::{context_key_set, temp_dir, write_file};
 use tb_devkit::moto;
@@ -170,6 +170,65 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
         .unwrap()
         .to_owned();
     assert!(!logs.contains(&key), "the context key must never be logged");
+    assert!(!logs.contains(token), "an access token must never be logged");
+    function.kill();
+}
+
+/// The released binary's `GetClientToken` path: an app client whose credentials in SSM (moto) say
+/// `"upstream": "get_client_token"`, the AWS SDK inside the binary signing with the function's environment
+/// credentials and calling the Cognito stand-in, which runs the project's trigger: the token names the caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_client_token_app_client_gets_tokens_that_name_the_caller() {
+    let endpoint = moto::endpoint();
+    let sdk = moto::sdk_config_at(&endpoint, REGION).await;
+    let table = create_quota_table(&aws_sdk_dynamodb::Client::new(&sdk), "rt-quota-gct").await;
+    let secret = tb_devkit::cognito::random_secret();
+    let mut cfg = StandinConfig::new(vec![StandinClient::new(
+        COGNITO_CLIENT_ID,
+        secret.clone(),
+        &["customer-api/read", "customer-api/write"],
+    )
+    .flow(ClientFlow::ClientTokenAuth)]);
+    cfg.pre_token_generation =
+        Some(PreTokenGeneration::caller_claims(tb_trigger::ClaimPrefix::default(), context_key_set()));
+    let cognito = CognitoStandin::start(cfg).await.unwrap();
+    let prefix = format!("{SSM_PREFIX}/{}", unique("gct"));
+    let parameter = json!({
+        "client_id": COGNITO_CLIENT_ID, "client_secret": secret, "upstream": "get_client_token",
+        "region": "eu-central-1", "endpoint_url": format!("{}/", cognito.base_url().trim_end_matches('/')),
+    });
+    moto::put_secure_string(&sdk, &format!("{prefix}/order-processing"), &parameter.to_string()).await;
+    let key_parameter = format!("/token-broker-rt/{}", unique("context-key"));
+    moto::put_secure_string(&sdk, &key_parameter, context_key_set().to_document().expose_secret()).await;
+
+    let dir = temp_dir("broker-gct");
+    let api = RuntimeApi::start().await.unwrap();
+    let mut env = lambda_env(&api, "token-broker-broker");
+    env.extend(
+        [
+            ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
+            ("QUOTA_TABLE", table),
+            ("SSM_PREFIX", prefix),
+            ("CONTEXT_KEY_PARAMETER", key_parameter),
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_SESSION_TOKEN", "testing".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
+    let ok = invoke(&api, &function, &proxy_event("grant_type=client_credentials")).await;
+    assert_eq!(ok["statusCode"], 200, "{ok}\n{}", function.output());
+    let grant = body_json(&ok);
+    let token = grant["access_token"].as_str().expect("access_token");
+    let claims = cognito.verify_access_token(token).expect("a token the Cognito stand-in issued");
+    assert_eq!(cognito.api_calls("GetClientToken"), 1);
+    assert_eq!(claims.scopes(), vec!["customer-api/read"]);
+    assert_eq!(claims.claim("tb:callerId"), Some(&json!("order-processing")));
+    assert_eq!(claims.claim("tb:authMethod"), Some(&json!("mtls")));
+    let logs = function.output();
+    assert!(!logs.contains(&secret), "the client secret must never be logged");
     assert!(!logs.contains(token), "an access token must never be logged");
     function.kill();
 }
