@@ -303,7 +303,7 @@ async fn the_standin_answers_the_user_pool_api_as_cognito_does() {
     let second = d.client_secret_id().unwrap().to_owned();
     let creds = |s: &str| {
         ClientCredentials::token_endpoint(
-            CLIENT_ID.into(),
+            CLIENT_ID,
             SecretString::from(s.to_owned()),
             w.standin.token_url().parse().unwrap(),
         )

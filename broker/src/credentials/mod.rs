@@ -366,7 +366,7 @@ mod tests {
     fn the_modes_keys_do_not_mix() {
         let gct = r#""upstream":"get_client_token","region":"eu-west-1""#;
         for (extra, why) in [
-            (format!(r#"{gct}"#).replace(r#","region":"eu-west-1""#, ""), "region is required"),
+            (gct.to_string().replace(r#","region":"eu-west-1""#, ""), "region is required"),
             (format!(r#"{gct},"token_url":"https://a.example/t""#), "token_url and domain_prefix"),
             (format!(r#"{gct},"domain_prefix":"p""#), "token_url and domain_prefix"),
             (format!(r#"{gct},"endpoint_url":"http://cognito.example/""#), "endpoint_url must be https"),
