@@ -111,6 +111,9 @@ def check_broker_role(src, exp):
         elif service == "logs":
             assert action in {"logs:CreateLogStream", "logs:PutLogEvents"}
             assert resource == {"Fn::GetAtt": ["BrokerLogGroup", "Arn"]}
+        elif service == "cognito-idp":
+            raise AssertionError(f"broker role grants {action}: neither upstream mode needs a Cognito permission "
+                                 "(check_no_cognito_permissions)")
         else:
             raise AssertionError(f"broker role grants {action} on {resource}")
     assert {"ssm", "kms", "dynamodb", "xray"} <= seen, f"broker role lacks a needed grant: {seen}"
@@ -145,6 +148,39 @@ def check_authorizer_role(src, exp):
     # Exactly the two objects its environment names (TRUSTSTORE_URI, CRL_URI: check_mtls_domain).
     assert objects == {"TruststoreUri", "CrlUri"}, f"authorizer reads {objects}"
     assert "xray" in seen, "authorizer role cannot write X-Ray segments"
+
+
+def _iam_statements(exp):
+    """(resource name, statement) of every inline statement of every IAM role and policy, both arms of each Fn::If."""
+    for name, res in exp["Resources"].items():
+        p = props(res)
+        if res["Type"] == "AWS::IAM::Role":
+            docs = [arm["PolicyDocument"] for pol in p.get("Policies", []) for arm in branches(pol) if not is_no_value(arm)]
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+            docs = [p["PolicyDocument"]]
+        else:
+            continue
+        for doc in docs:
+            for stmt in as_list(doc["Statement"]):
+                for arm in branches(stmt):
+                    if not is_no_value(arm):
+                        yield name, arm
+
+
+def check_no_cognito_permissions(src, exp):
+    """No role of the stack may do anything in Cognito. Both upstream modes authenticate the app client by its id and
+    secret alone: the hosted /oauth2/token endpoint with HTTP Basic, and GetClientToken, for which Cognito evaluates no
+    IAM policy (its API reference: IAM permissions cannot be granted for it). A cognito-idp grant would therefore
+    authorise nothing the broker uses, and a broad one (cognito-idp:*, a Cognito managed policy) would let the
+    functions change user pools, app clients and their secrets."""
+    for name, stmt in _iam_statements(exp):
+        for action in as_list(stmt.get("Action", [])) + as_list(stmt.get("NotAction", [])):
+            assert isinstance(action, str), f"{name}: an action that is not a literal: {action}"
+            assert not action.lower().startswith("cognito"), f"{name} grants {action}"
+            assert action != "*", f"{name} grants every action"
+    for name, role in resources(exp, "AWS::IAM::Role").items():
+        for arn in props(role).get("ManagedPolicyArns", []):
+            assert "cognito" not in json.dumps(arn).lower(), f"{name} attaches {arn}"
 
 
 def _context_key_decrypt(action, resource, stmt):
@@ -246,6 +282,7 @@ def check_trust_objects_protected(src, exp):
 
 CHECKS = [
     check_functions, check_timeouts, check_releases, check_broker_role, check_authorizer_role, check_context_key,
+    check_no_cognito_permissions,
     check_quota_table,
     check_truststore_bucket, check_trust_objects_protected,
 ]

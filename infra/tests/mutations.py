@@ -319,6 +319,30 @@ def context_key_ttls_differ(t):
     _r(t, "BrokerFunction")["Environment"]["Variables"]["CONTEXT_KEYS_TTL_SECONDS"] = "60"
 
 
+# --- no Cognito permissions (both upstream modes authenticate with the app-client secret) ----------------------------
+def broker_grants_get_client_token(t):
+    """The grant someone might add for the GetClientToken mode: Cognito evaluates no IAM policy for that call."""
+    _r(t, "BrokerRole")["Policies"].append({
+        "PolicyName": "cognito-client-token", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "cognito-idp:GetClientToken",
+             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:cognito-idp:${AWS::Region}:${AWS::AccountId}:userpool/*"}}]}})
+
+
+def broker_cognito_wildcard_when_truststore(t):
+    """Every Cognito action on every pool, hidden in one arm of a condition."""
+    _r(t, "BrokerRole")["Policies"].append({"Fn::If": ["HasTruststore", {
+        "PolicyName": "cognito", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["cognito-idp:*"], "Resource": "*"}]}}, {"Ref": "AWS::NoValue"}]})
+
+
+def cognito_policy_beside_the_role(t):
+    """A separate policy resource attached to the broker's role, out of sight of the role's own Policies."""
+    t["Resources"]["BrokerCognitoPolicy"] = {"Type": "AWS::IAM::Policy", "Properties": {
+        "PolicyName": "cognito-client-token", "Roles": [{"Ref": "BrokerRole"}],
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "cognito-idp:GetClientToken", "Resource": "*"}]}}}
+
+
 # --- observability ---------------------------------------------------------------------------------------------------
 def no_invalid_client_alarm(t):
     del t["Resources"]["UpstreamInvalidClientAlarm"]
@@ -432,4 +456,5 @@ MUTATIONS = {f.__name__: f for f in [
     broker_without_context_key_env, authorizer_context_key_hard_coded, context_key_ttls_differ,
     drop_forged_context_alarm, forged_context_alarm_on_authorizer, forged_context_alarm_waits,
     forged_context_alarm_on_missing_context,
+    broker_grants_get_client_token, broker_cognito_wildcard_when_truststore, cognito_policy_beside_the_role,
 ]}
