@@ -6,6 +6,7 @@
 `assemble` copies every entry of SRC except a stale policy.yaml, marks `bootstrap` as a regular executable file
 (mode 0755, unix attributes: Lambda's provided runtimes exec it and fail with "permission denied" otherwise), and adds
 the policy as `policy.yaml` at the zip root (/var/task/policy.yaml, the template's PolicyFile default), mode 0644.
+A POLICY_YAML of `-` assembles a zip without a policy (the Cognito trigger reads none).
 `report` prints each zip's size and warns above the 5 MB target. Used by scripts/build-lambdas.sh; tested by
 infra/tests/test_build_zip.py.
 """
@@ -24,9 +25,14 @@ class AssemblyError(Exception):
     pass
 
 
+NO_POLICY = "-"
+
+
 def assemble(src, policy, out):
-    with open(policy, "rb") as f:
-        policy_bytes = f.read()
+    policy_bytes = None
+    if policy != NO_POLICY:
+        with open(policy, "rb") as f:
+            policy_bytes = f.read()
     with zipfile.ZipFile(src) as zin:
         names = zin.namelist()
         if "bootstrap" not in names:
@@ -39,6 +45,8 @@ def assemble(src, policy, out):
                     info.external_attr = EXECUTABLE << 16
                     info.create_system = UNIX
                 zout.writestr(info, zin.read(info.filename))
+            if policy_bytes is None:
+                return
             pi = zipfile.ZipInfo("policy.yaml", date_time=(1980, 1, 1, 0, 0, 0))
             pi.create_system = UNIX
             pi.external_attr = REGULAR << 16

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Tests what ships: builds the arm64 deployment zips with scripts/build-lambdas.sh, takes the `bootstrap` binary out of
-# each zip, and runs the Lambda runtime tests on those exact binaries under qemu-user-static (the functions run
-# against the project's Runtime API emulator, with moto for S3, SSM and DynamoDB, as in the ordinary test run).
+# Tests what ships: builds the arm64 deployment zips with scripts/build-lambdas.sh (authorizer, broker, trigger), takes
+# the `bootstrap` binary out of each zip, and runs the Lambda runtime tests on those exact binaries under
+# qemu-user-static (the functions run against the project's Runtime API emulator, with moto for S3, SSM and DynamoDB,
+# as in the ordinary test run).
 #
 #   scripts/release-check.sh --policy path/to/policy.yaml     # the arguments go to scripts/build-lambdas.sh
 #   scripts/release-check.sh --allow-example-policy           # a rehearsal with the example policy
@@ -20,7 +21,7 @@ args=()
 for a in "$@"; do
   case "$a" in
     --zips-only-test) build=false ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) args+=("$a") ;;
   esac
 done
@@ -40,7 +41,7 @@ fi
 
 bins="$(mktemp -d)"
 trap 'rm -rf "$bins"' EXIT
-for fn in authorizer broker; do
+for fn in authorizer broker trigger; do
   zip="infra/build/$fn.zip"
   [[ -f "$zip" ]] || { echo "release-check: $zip is missing (run without --zips-only-test)" >&2; exit 1; }
   python3 - "$zip" "$bins/$fn" <<'PY'
@@ -50,7 +51,9 @@ with zipfile.ZipFile(src) as z:
     info = z.getinfo("bootstrap")
     mode = (info.external_attr >> 16) & 0o777
     assert mode & 0o111, f"{src}: bootstrap is not executable in the zip (mode {oct(mode)}): Lambda could not run it"
-    assert "policy.yaml" in z.namelist(), f"{src} has no policy.yaml at its root"
+    # The trigger reads no policy, and ships none; the other two read /var/task/policy.yaml.
+    wants_policy = os.path.basename(src) != "trigger.zip"
+    assert ("policy.yaml" in z.namelist()) == wants_policy, f"{src}: policy.yaml present is not {wants_policy}"
     with open(out, "wb") as f:
         f.write(z.read(info))
 os.chmod(out, 0o755)
@@ -66,7 +69,7 @@ start=$(date +%s)
 # Every test file that runs a function binary under the Runtime API emulator (they all find it through
 # tb_devkit::runtime_api::function_binary, which honours both variables above), grouped by package.
 status=0
-for pkg in authorizer broker; do
+for pkg in authorizer broker trigger; do
   tests=()
   for t in "$pkg"/tests/*.rs; do
     grep -q "function_binary(" "$t" && tests+=(--test "$(basename "$t" .rs)")
