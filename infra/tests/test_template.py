@@ -92,7 +92,7 @@ def test_cognito_example():
     assert resources(t, "AWS::Cognito::UserPoolDomain")
     assert props(one(t, "AWS::Cognito::UserPool")[1])["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     clients = {props(c)["ClientName"]: props(c) for c in resources(t, "AWS::Cognito::UserPoolClient").values()}
-    assert set(clients) == {"order-processing", "reporting"}
+    assert set(clients) == {"order-processing", "reporting", "partner-acme"}
     assert set(clients["order-processing"]["AllowedOAuthScopes"]) == {"customer-api/read", "customer-api/write", "customer-api/admin"}
     assert clients["reporting"]["AllowedOAuthScopes"] == ["customer-api/read"]
     for c in clients.values():
