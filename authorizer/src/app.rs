@@ -132,7 +132,7 @@ impl Deps {
     /// stack's `Stack` dimension on every line, the system clock.
     pub async fn from_config(cfg: &Config) -> Result<Deps, InitError> {
         cfg.required_context_key_parameter()?;
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = tb_shared::aws::lambda_sdk_config();
         Self::from_sdk_config(cfg, &sdk)
     }
 

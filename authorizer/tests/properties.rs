@@ -353,8 +353,14 @@ issuers:
     }
 }
 
+/// A JWT's fingerprint: the first 16 hex digits of its SHA-256.
 fn sha16(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+/// A certificate's fingerprint: its RFC 8705 `x5t#S256` thumbprint (base64url of the SHA-256 of the DER).
+fn x5t(der: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -472,7 +478,7 @@ fn model_cert(w: &World, e: &RequestEvent) -> (Option<Presented>, bool) {
     let strict = pem_fingerprint(pem);
     let by_strict = strict.and_then(|fp| w.certs.iter().find(|c| <[u8; 32]>::from(Sha256::digest(&c.der)) == fp));
     if let Some(c) = by_strict {
-        return (Some(Presented { cred: c.cred.clone(), fingerprint: sha16(&c.der) }), false);
+        return (Some(Presented { cred: c.cred.clone(), fingerprint: x5t(&c.der) }), false);
     }
     let lenient = lenient_der(pem).is_some_and(|d| w.certs.iter().any(|c| c.der == d));
     (Some(Presented { cred: Cred::Invalid, fingerprint: String::new() }), lenient)
@@ -1609,8 +1615,7 @@ fn pool_credentials_alone_get_their_documented_answers() {
     let arn = Some("arn:aws:execute-api:eu-west-1:123456789012:a1b2c3d4e5/prod/POST/oauth2/token");
     for c in &w.certs {
         let got = observe(w, arn, &w.run(&tb_devkit::events::authorizer_mtls_event(&c.pem))).unwrap();
-        let want =
-            model(Some(Presented { cred: c.cred.clone(), fingerprint: sha16(&c.der) }), Ok(None), Some(resource));
+        let want = model(Some(Presented { cred: c.cred.clone(), fingerprint: x5t(&c.der) }), Ok(None), Some(resource));
         assert_eq!(Expect::Exactly(got), want, "certificate {}", c.name);
     }
     for t in &w.tokens {

@@ -116,7 +116,10 @@ async fn request_events_are_answered_through_the_runtime_api() {
     assert_eq!(statement["Resource"], json!([format!("{API_ARN}/*/POST/oauth2/token")]));
     assert_eq!(allow["context"]["callerId"], "order-processing");
     assert_eq!(allow["context"]["authMethod"], "mtls");
-    assert_eq!(allow["context"]["credentialFingerprint"], &w.orders.cert_sha256_hex()[..16]);
+    use base64::Engine as _;
+    let sha = hex::decode(w.orders.cert_sha256_hex()).unwrap();
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha);
+    assert_eq!(allow["context"]["credentialFingerprint"], thumbprint.as_str(), "the certificate's x5t#S256");
     assert!(allow["context"]["policyVersion"].as_str().is_some_and(|v| !v.is_empty()), "{allow}");
     assert!(allow.get("usageIdentifierKey").is_none_or(Value::is_null), "{allow}");
     // The context carries a MAC made with the key read from SSM, for this request's API and stage only.

@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 async fn init() -> Result<App, InitError> {
     let cfg = Config::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = tb_shared::aws::lambda_sdk_config();
     let deps = Deps::from_aws(&cfg, &sdk)?;
     build(&cfg, deps).await
 }

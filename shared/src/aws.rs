@@ -1,11 +1,36 @@
-//! What every AWS SDK client in the project shares: how a time budget becomes SDK timeouts, and how an SDK failure
-//! is described in a log line or an error without request contents.
+//! What every AWS SDK client in the project shares: the SDK configuration of a function running in Lambda, how a
+//! time budget becomes SDK timeouts, and how an SDK failure is described in a log line or an error without request
+//! contents.
 
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::timeout::TimeoutConfig;
+
+/// The AWS SDK configuration of a function running in Lambda: the region Lambda sets (`AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`), the execution role's credentials from the environment variables Lambda sets
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), and `AWS_ENDPOINT_URL` when set (an AWS API
+/// emulator in tests and the local stack).
+///
+/// Not `aws_config::load_defaults`: its provider chains (profile files, SSO, web identity through STS, the container
+/// and instance metadata endpoints) are never used inside Lambda, which always hands a function its role's
+/// credentials in the environment, yet they link the STS client and the metadata clients into every function binary:
+/// a few hundred kilobytes of each deployment zip, which must stay under its size limit. Clients built from this
+/// configuration get the SDK's default HTTPS client, sleep and time source from their own defaults.
+pub fn lambda_sdk_config() -> aws_config::SdkConfig {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
+    let credentials = aws_config::environment::EnvironmentVariableCredentialsProvider::new();
+    let mut b = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(region.map(aws_config::Region::new))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials));
+    if let Some(url) = env("AWS_ENDPOINT_URL") {
+        b = b.endpoint_url(url);
+    }
+    b.build()
+}
 
 /// Default budget of one SDK operation, retries included: short enough that a slow dependency becomes a quick,
 /// classified failure inside a Lambda's time, long enough for a retry after one stalled attempt.

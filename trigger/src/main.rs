@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
 
 async fn init() -> Result<App, InitError> {
     let cfg = Config::from_env()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = tb_shared::aws::lambda_sdk_config();
     let deps = Deps::from_sdk_config(&cfg, &sdk)?;
     build(&cfg, deps).await
 }

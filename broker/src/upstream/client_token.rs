@@ -46,8 +46,8 @@ impl ClientTokenApi {
         if let Some(c) = tb_shared::sync::lock(&self.clients).get(&key) {
             return c.clone();
         }
-        // The function's AWS configuration, read once: the role's credentials (from the Lambda environment).
-        let sdk = self.sdk.get_or_init(|| aws_config::defaults(aws_config::BehaviorVersion::latest()).load()).await;
+        // The function's AWS configuration, read once: the role's credentials from the Lambda environment.
+        let sdk = self.sdk.get_or_init(|| async { tb_shared::aws::lambda_sdk_config() }).await;
         let timeouts =
             aws_smithy_types::timeout::TimeoutConfig::builder().connect_timeout(self.connect_timeout).build();
         let mut conf = cognito::config::Builder::from(sdk)
