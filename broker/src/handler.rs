@@ -12,8 +12,12 @@
 //!    disabled callers; checking again means a stale authorizer cache or a policy mismatch between the two functions
 //!    can never turn into a token (defence in depth, 403 `unauthorized_client`).
 //! 3. Request grammar, then the body's `client_id` against the caller, then scopes. All before any quota or network.
-//! 4. Token reuse (when the caller has it on): a hit costs no quota, since quota meters Cognito grants.
-//! 5. Quota charge (fails closed), credentials, the Cognito call. A failure after the charge refunds it only when it
+//!    Then the certificate binding, for a caller whose policy asks for it: the context must name the certificate's
+//!    thumbprint, or nothing is issued (500, before any quota or network).
+//! 4. Token reuse (when the caller has it on): a hit costs no quota, since quota meters Cognito grants. A token is
+//!    reused only for the same caller, scopes and (when bound) certificate ([`crate::reuse::ReuseKey`]).
+//! 5. Quota charge (fails closed), credentials, the Cognito call in the app client's upstream mode, with the caller
+//!    claims signed into its client metadata for the pre-token-generation trigger (`tb_shared::context::claims`). A failure after the charge refunds it only when it
 //!    is a passing outage (a 503: the credential store or Cognito down, slow or throttling, the breaker open); a
 //!    failure the same request would meet again (a 502: a refused secret, missing credentials, an unusable answer)
 //!    keeps it, so retrying a failing request is metered like any other attempt to reach Cognito
