@@ -1,7 +1,8 @@
 //! Cognito's `GetClientToken` API: an M2M access token from the app client's id and secret, through the AWS SDK
-//! (JSON protocol, signed with the function's own AWS credentials), with the approved scopes and the signed caller
-//! claims as `ClientMetadata`. No user-pool domain is needed; the app client must have `ALLOW_CLIENT_TOKEN_AUTH` as
-//! its only flow.
+//! (JSON protocol), with the approved scopes and the signed caller claims as `ClientMetadata`. No user-pool domain is
+//! needed; the app client must have `ALLOW_CLIENT_TOKEN_AUTH` as its only flow. The SDK signs the request with the
+//! function's AWS credentials, but Cognito does not evaluate IAM for this operation: the app client's id and secret
+//! are what authenticates, as at the hosted endpoint, so the function's role needs no Cognito permission.
 //!
 //! One SDK client per (region, endpoint), built on first use from the function's AWS configuration (the Lambda's
 //! role credentials) and kept for the life of the instance. The SDK's own retries are off: the broker's retry,
