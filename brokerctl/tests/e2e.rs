@@ -48,10 +48,12 @@ async fn read_only_token_is_refused_by_delete_and_accepted_by_get(mode: Mode) {
     let none = anon.get(format!("{}/customers", s.resource_url())).send().await.unwrap();
     assert_eq!(none.status().as_u16(), 401);
 
+    // order-processing's tokens are bound to its certificate: served on the mTLS listener to that certificate.
     let orders = client(&s, Some("order-processing"));
     let (_, body) = token_request(&orders, &s.mtls_url(), Some("customer-api/admin"), None).await;
     let admin = body["access_token"].as_str().unwrap().to_owned();
-    let del = anon.delete(format!("{}/customers/123", s.resource_url())).bearer_auth(&admin).send().await.unwrap();
+    let url = format!("{}/customers/123", s.resource_mtls_url());
+    let del = orders.delete(url).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(del.status().as_u16(), 200);
 }
 

@@ -23,10 +23,14 @@ pub struct DevArgs {
     /// Port of the sample resource server.
     #[arg(long, default_value_t = 8445)]
     resource_port: u16,
+    /// Port of the sample resource server's mutual-TLS listener (where certificate-bound tokens are served).
+    #[arg(long, default_value_t = 8446)]
+    resource_mtls_port: u16,
     /// Send DynamoDB, SSM and S3 calls to this AWS-compatible endpoint (e.g. moto) instead of embedded stores.
     #[arg(long)]
     aws_endpoint: Option<String>,
-    /// Use this token endpoint instead of the Cognito stand-in (secrets.json must then hold real credentials).
+    /// Use this token endpoint instead of the Cognito stand-in (secrets.json must then hold real credentials). Every
+    /// app client then uses it, and no pre-token-generation trigger runs: tokens carry no caller claims of the stack.
     #[arg(long)]
     token_url: Option<String>,
     /// Use this policy instead of the generated one.
@@ -136,6 +140,7 @@ impl DevArgs {
             mtls_addr: (localhost, self.mtls_port).into(),
             partner_addr: (localhost, self.partner_port).into(),
             resource_addr: (localhost, self.resource_port).into(),
+            resource_mtls_addr: (localhost, self.resource_mtls_port).into(),
             aws_endpoint: self.aws_endpoint,
             token_url: self.token_url,
             policy: self.policy,

@@ -4,6 +4,8 @@
 //! client --mTLS--> [mtls listener] --\                                   /--> authorizer handler (in-process)
 //!                                     >-- gateway (throttle, cache, ... )
 //! partner --TLS--> [partner listener]/                                   \--> broker handler --HTTP--> Cognito stand-in
+//!                                                                                                 (pre-token-generation
+//!                                                                                                  trigger: tb-trigger)
 //! ```
 //!
 //! Both listeners are real TLS (rustls) on 127.0.0.1; the mTLS one requires a client certificate that chains to a
@@ -11,16 +13,21 @@
 //! between the handshake and the Lambdas with `infra/template.yaml`'s settings, and calls the production handlers
 //! of both functions. Quotas and secrets live in memory unless `aws_endpoint` points DynamoDB, SSM and S3 (the
 //! truststore and CRL objects) at an AWS-compatible endpoint such as moto; `token_url` replaces the Cognito stand-in
-//! with a real token endpoint.
+//! with a real token endpoint ([`upstream`] says what then changes).
 //!
 //! The context-MAC key set is made afresh at every start (one random key, never written to the state directory or
 //! printed): both functions share it in memory, or, with `aws_endpoint`, read it from the SecureString
-//! [`AwsNames::context_key_parameter`] that the stack writes there, as a deployment's functions read theirs.
+//! [`AwsNames::context_key_parameter`] that the stack writes there, as a deployment's functions read theirs. The
+//! stand-in's pre-token-generation trigger holds the same set, as the deployed trigger reads the same parameter: the
+//! broker signs each token request's caller claims with it and the trigger writes them into the token only if they
+//! verify.
 
 pub mod gateway;
 pub mod listener;
+mod printout;
 pub mod resource;
 pub mod state;
+pub mod upstream;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -32,16 +39,17 @@ use tb_authorizer::{
     FileObjectSource, HttpJwksFetcher, JwksFetcherConfig, ObjectSource, S3ObjectSource, Trust, TrustSources,
 };
 use tb_broker::{MemoryCredentialSource, MemoryQuotaStore};
-use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
+use tb_devkit::cognito::CognitoStandin;
 use tb_shared::clock::Clock;
-use tb_shared::context::{KeySource, MemoryKeySource, SsmKeySource};
+use tb_shared::context::{KeySet, KeySource, MemoryKeySource, SsmKeySource};
 use tb_shared::env::Env;
-use tb_shared::policy::Policy;
+use tb_shared::policy::{Caller, Policy};
 use tb_shared::telemetry::{MetricsSink, STACK_DIMENSION};
 use tokio::task::JoinHandle;
 
 pub use gateway::{GatewaySettings, GatewayStats, IdentitySource, IpRateLimit};
-pub use state::{DevState, StateError, CLIENTS};
+pub use state::{DevState, DevUpstream, StateError, APP_CLIENTS, CLIENTS};
+pub use upstream::UpstreamTarget;
 
 /// Names of the resources created on an AWS-compatible endpoint.
 #[derive(Debug, Clone)]
@@ -197,6 +205,9 @@ pub struct DevStack {
     state: DevState,
     stats: Arc<GatewayStats>,
     standin: Option<CognitoStandin>,
+    upstream: UpstreamTarget,
+    policy: Arc<Policy>,
+    context_keys: KeySet,
     crl_target: CrlTarget,
     aws_names: AwsNames,
     tasks: Vec<JoinHandle<()>>,
@@ -240,35 +251,23 @@ impl DevStack {
         };
         let policy = Arc::new(Policy::load(&policy_path)?);
 
-        // The token endpoint: the Cognito stand-in, or a real one.
+        // A new development key set at every start: nothing signed by an earlier run is accepted, and there is no
+        // key file to protect. Both functions and the stand-in's trigger hold it.
+        let key_id = crate::context_key::new_key_id(std::time::SystemTime::now()).map_err(setup("context key"))?;
+        let context_keys = crate::context_key::initial(&key_id).map_err(setup("context key"))?;
+
+        // The token endpoint: the Cognito stand-in running the project's trigger, or a real one.
         let secrets = state.secrets.clone();
-        let (standin, token_url) = match &opts.token_url {
-            Some(u) => (None, u.clone()),
+        let (standin, token_url, target) = match &opts.token_url {
+            Some(u) => (None, u.clone(), UpstreamTarget::Real { token_url: u.clone() }),
             None => {
-                let clients = secrets
-                    .iter()
-                    .map(|s| {
-                        let (scopes, validity) = state::APP_CLIENTS
-                            .iter()
-                            .find(|(n, _, _)| *n == s.app_client)
-                            .map(|(_, sc, v)| (*sc, *v))
-                            .unwrap_or((&[], 3600));
-                        StandinClient::new(&s.client_id, &s.client_secret, scopes)
-                            .token_validity(Duration::from_secs(validity))
-                    })
-                    .collect();
-                let standin =
-                    CognitoStandin::start(StandinConfig::new(clients)).await.map_err(setup("Cognito stand-in"))?;
+                let standin = upstream::start_standin(&secrets, &context_keys).await?;
+                let target = UpstreamTarget::standin(&standin);
                 let url = standin.token_url();
-                (Some(standin), url)
+                (Some(standin), url, target)
             }
         };
-        let credential_json = |s: &state::AppClientSecret| {
-            SecretString::from(
-                serde_json::json!({"client_id": s.client_id, "client_secret": s.client_secret, "token_url": token_url})
-                    .to_string(),
-            )
-        };
+        let credential_json = |s: &state::AppClientSecret| target.credentials(s);
 
         // Both functions built by their own builders from the environment the template would give them; only the
         // adapters are the stack's: embedded stores, or the AWS-compatible endpoint.
@@ -282,10 +281,6 @@ impl DevStack {
         };
         let truststore_pem =
             std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
-        // A new development key set at every start: nothing signed by an earlier run is accepted, and there is no
-        // key file to protect.
-        let key_id = crate::context_key::new_key_id(std::time::SystemTime::now()).map_err(setup("context key"))?;
-        let context_keys = crate::context_key::initial(&key_id).map_err(setup("context key"))?;
         let (trust, broker_deps, authorizer_keys, crl_target) = match &opts.aws_endpoint {
             None => {
                 let mem = MemoryCredentialSource::new();
@@ -418,6 +413,9 @@ impl DevStack {
             state,
             stats,
             standin,
+            upstream: target,
+            policy,
+            context_keys,
             crl_target,
             aws_names: opts.aws_names.clone(),
             tasks,
@@ -465,6 +463,28 @@ impl DevStack {
         self.standin.as_ref()
     }
 
+    /// Where the broker's credentials send it for each app client's tokens.
+    pub fn upstream(&self) -> &UpstreamTarget {
+        &self.upstream
+    }
+
+    /// The policy both functions run with (its `version` is the `policyVersion` every context and token carries).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// A caller of the policy by id.
+    pub fn caller(&self, id: &str) -> Option<&Caller> {
+        self.policy.callers().iter().find(|c| c.id.as_str() == id)
+    }
+
+    /// This run's context key set, which the authorizer signs contexts with, the broker signs caller claims with and
+    /// the stand-in's trigger verifies them with. For tests that play someone calling Cognito directly with metadata
+    /// of their own making; the stack never prints or writes it.
+    pub fn context_key_set(&self) -> &KeySet {
+        &self.context_keys
+    }
+
     /// Revokes an example client's certificate: adds it to the CRL and publishes the CRL where the authorizer
     /// reads it (the file, or the S3 object). It bites at the authorizer's next trust refresh.
     pub async fn revoke(&self, client: &str) -> Result<(), DevError> {
@@ -478,61 +498,6 @@ impl DevStack {
             })?;
         }
         Ok(())
-    }
-
-    /// Ready-to-paste curl commands for every example caller, the partner and the resource server.
-    pub fn curl_commands(&self) -> String {
-        let p = &self.state.paths;
-        let rel = |path: PathBuf| -> String { path.display().to_string() };
-        let ca = rel(p.ca_cert());
-        let mut out = String::new();
-        out.push_str(&format!(
-            "token-broker local stack (NOT FOR PRODUCTION)\n  mTLS domain:     {}\n  partner domain:  {}\n  \
-             resource server: {} (mTLS: {})\n  token endpoint:  {}\n  state:           {}\n\n",
-            self.mtls_url(),
-            self.partner_url(),
-            self.resource_url(),
-            self.resource_mtls_url(),
-            self.token_url,
-            p.dir.display()
-        ));
-        for c in CLIENTS {
-            let scope = match c.name {
-                "order-processing" => " --data-urlencode 'scope=customer-api/read customer-api/admin'",
-                _ => "",
-            };
-            out.push_str(&format!(
-                "# {} ({})\ncurl -s --cacert {ca} --cert {} --key {} -d grant_type=client_credentials{scope} {}/oauth2/token\n\n",
-                c.name,
-                c.describe,
-                rel(p.client_cert(c.name)),
-                rel(p.client_key(c.name)),
-                self.mtls_url()
-            ));
-        }
-        out.push_str(&format!(
-            "# partner-acme (partner JWT, no client certificate; token valid 5 minutes, new one: brokerctl dev token)\n\
-             curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {})\" -d grant_type=client_credentials {}/oauth2/token\n\n",
-            rel(p.partner_jwt()),
-            self.partner_url()
-        ));
-        out.push_str(&format!(
-            "# use a token on the sample resource server (GET needs customer-api/read, DELETE customer-api/admin)\n\
-             TOKEN=$(curl -s --cacert {ca} --cert {} --key {} -d grant_type=client_credentials {}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\
-             curl -s --cacert {ca} -H \"Authorization: Bearer $TOKEN\" {}/customers\n\
-             curl -s --cacert {ca} -X DELETE -H \"Authorization: Bearer $TOKEN\" {}/customers/123\n\
-             # on the mTLS listener, with the certificate the token was obtained with (required for a certificate-bound token)\n\
-             curl -s --cacert {ca} --cert {} --key {} -H \"Authorization: Bearer $TOKEN\" {}/customers\n",
-            rel(p.client_cert("reporting")),
-            rel(p.client_key("reporting")),
-            self.mtls_url(),
-            self.resource_url(),
-            self.resource_url(),
-            rel(p.client_cert("reporting")),
-            rel(p.client_key("reporting")),
-            self.resource_mtls_url()
-        ));
-        out
     }
 }
 

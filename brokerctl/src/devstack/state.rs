@@ -70,13 +70,53 @@ pub const CLIENTS: [ExampleClient; 3] = [
     },
 ];
 
+/// How the broker gets an example app client's tokens from the Cognito stand-in (the credentials' `upstream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevUpstream {
+    /// The hosted `/oauth2/token` endpoint (client_credentials grant).
+    TokenEndpoint,
+    /// Cognito's `GetClientToken` API (an app client whose only flow is `ALLOW_CLIENT_TOKEN_AUTH`).
+    GetClientToken,
+}
+
+/// One Cognito app client of the stand-in.
+#[derive(Debug, Clone, Copy)]
+pub struct AppClient {
+    /// The app client's name: the policy caller's `cognito_client` and the SSM parameter's last segment.
+    pub name: &'static str,
+    /// The scopes Cognito would allow it.
+    pub scopes: &'static [&'static str],
+    /// Its access-token validity in seconds.
+    pub token_validity_secs: u64,
+    /// Where the broker asks for its tokens.
+    pub upstream: DevUpstream,
+}
+
 /// The Cognito app clients of the stand-in, one per policy caller (`cognito_client`), with the scopes Cognito
-/// would allow them and their access-token validity in seconds (the broker refuses a token that outlives the
-/// caller's `max_token_lifetime_seconds`, so each matches its caller's policy, as an operator would configure it).
-pub const APP_CLIENTS: [(&str, &[&str], u64); 3] = [
-    ("order-processing", &["customer-api/read", "customer-api/write", "customer-api/admin"], 3600),
-    ("reporting", &["customer-api/read"], 3600),
-    ("partner-acme", &["customer-api/read"], 900),
+/// would allow them and their access-token validity (the broker refuses a token that outlives the caller's
+/// `max_token_lifetime_seconds`, so each matches its caller's policy, as an operator would configure it). One of
+/// them gets its tokens from `GetClientToken`, so the local stack shows both upstream modes; which mode an app client
+/// uses is decided here at every start (the state directory keeps only secrets), so an existing `.devstack/` keeps
+/// working.
+pub const APP_CLIENTS: [AppClient; 3] = [
+    AppClient {
+        name: "order-processing",
+        scopes: &["customer-api/read", "customer-api/write", "customer-api/admin"],
+        token_validity_secs: 3600,
+        upstream: DevUpstream::TokenEndpoint,
+    },
+    AppClient {
+        name: "reporting",
+        scopes: &["customer-api/read"],
+        token_validity_secs: 3600,
+        upstream: DevUpstream::GetClientToken,
+    },
+    AppClient {
+        name: "partner-acme",
+        scopes: &["customer-api/read"],
+        token_validity_secs: 900,
+        upstream: DevUpstream::TokenEndpoint,
+    },
 ];
 
 /// Why the state directory could not be prepared.
@@ -282,8 +322,8 @@ impl DevState {
 
         let secrets: Vec<AppClientSecret> = APP_CLIENTS
             .iter()
-            .map(|(name, _, _)| AppClientSecret {
-                app_client: (*name).to_owned(),
+            .map(|a| AppClientSecret {
+                app_client: a.name.to_owned(),
                 client_id: random_alnum(26),
                 client_secret: random_alnum(51),
             })
@@ -415,7 +455,9 @@ version: 1
 settings:
   hash_caller_ids: false
 callers:
-  # The example order-processing service: read, write and admin, recognised by its SPIFFE URI SAN.
+  # The example order-processing service: read, write and admin, recognised by its SPIFFE URI SAN. Its tokens are
+  # bound to the certificate it asks with (cnf.x5t#S256, RFC 8705): the sample resource server serves them only on
+  # its mTLS listener, to a client presenting that certificate.
   - id: order-processing
     identities:
       - type: san_uri
@@ -428,7 +470,9 @@ callers:
       - {{ per: day, limit: 100000000 }}
     max_token_lifetime_seconds: 3600
     usage_plan_key: dev-usage-plan-key-order-processing
-  # The example reporting service: read only, recognised by a DNS SAN, 3 grants a day.
+    bind_token_to_certificate: true
+  # The example reporting service: read only, recognised by a DNS SAN, 3 grants a day. Its app client gets tokens
+  # from Cognito's GetClientToken API (the credentials say so, not the policy).
   - id: reporting
     identities:
       - type: san_dns
