@@ -5,6 +5,8 @@
 //! Each suite (`tests/e2e*.rs`) is its own crate and uses a part of this module; the rest would be dead code there.
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use std::time::Duration;
 
 use brokerctl::devstack::{AwsNames, DevOptions, DevStack};
