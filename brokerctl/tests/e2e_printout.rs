@@ -5,7 +5,8 @@
 //! answers for an unbound token, and the certificate-bound token served with its certificate and refused (401
 //! `invalid_token`) with another one or none. Embedded stores and moto.
 //!
-//! A command added to the printout fails this test until a check for it is added here.
+//! A command added to the printout fails this test until a check for it is added here. Neither the printout nor the
+//! commands' answers show an app-client secret or the context key.
 
 use e2e_common::tokens::thumbprint;
 use e2e_common::{start, Mode};
@@ -55,6 +56,15 @@ async fn the_printed_commands_work_when_pasted(mode: Mode) {
     let commands = command_lines(&printed);
     let (outputs, stderr) = run_pasted(&commands).await;
     assert!(stderr.is_empty(), "the commands wrote to standard error:\n{stderr}");
+    // Neither the printout nor anything the commands show holds an app-client secret or a context-key byte.
+    let document: Value =
+        serde_json::from_str(secrecy::ExposeSecret::expose_secret(&s.context_key_set().to_document())).unwrap();
+    let keys = document["keys"].as_object().unwrap().values().map(|k| k.as_str().unwrap().to_owned());
+    let secrets = s.state().secrets.iter().map(|a| a.client_secret.clone());
+    let shown = format!("{printed}\n{}", outputs.join("\n"));
+    for secret in keys.chain(secrets) {
+        assert!(secret.len() >= 32 && !shown.contains(&secret), "a secret is shown");
+    }
 
     let version = s.policy().version.clone();
     let (orders_thumbprint, reporting_thumbprint) = (thumbprint(&s, "order-processing"), thumbprint(&s, "reporting"));
