@@ -1,5 +1,8 @@
 //! `brokerctl cognito rotate-secret` end to end: SSM on moto (`scripts/with-moto.sh`; these tests fail, never skip,
-//! without it), the user-pool API and the token endpoint on the Cognito stand-in, driven through the real AWS SDK.
+//! without it), the user-pool API, the token endpoint and `GetClientToken` on the Cognito stand-in, driven through
+//! the real AWS SDK. On a pool that runs the project's pre-token-generation trigger (the stand-in running
+//! `tb_trigger::customize` with the test context key set, which moto's SSM holds for the command), the proving grants
+//! pass only with `--context-key-parameter`.
 //!
 //! The broker's side is modelled with the broker's own parts: `SsmCredentialSource` reads the parameter, and a
 //! `CachedCredentials` with a short TTL plays a warm broker that keeps serving what it read until its cache turns
@@ -19,12 +22,25 @@ use secrecy::{ExposeSecret, SecretString};
 use tb_broker::{
     CacheConfig, CachedCredentials, ClientCredentials, CredentialSource, Credentials, SsmCredentialSource,
 };
-use tb_devkit::cognito::{CognitoStandin, StandinClient, StandinConfig};
-use tb_devkit::moto;
+use tb_devkit::cognito::{ClientFlow, CognitoStandin, PreTokenGeneration, StandinClient, StandinConfig};
+use tb_devkit::{fixtures, moto};
+use tb_shared::context::claims::{self, CallerClaims};
+use tb_shared::context::{AuthMethod, KeySet};
 
 const CLIENT_ID: &str = "orders0client0id0000000001";
 const FIRST_SECRET: &str = "firstsecret0000000000000000000000000000000000000001";
 const APP: &str = "orders";
+
+/// The app client's upstream mode, as its credentials JSON in SSM says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The hosted `/oauth2/token`.
+    Hosted,
+    /// `GetClientToken` (an `ALLOW_CLIENT_TOKEN_AUTH` app client).
+    ClientToken,
+}
+
+const MODES: [Mode; 2] = [Mode::Hosted, Mode::ClientToken];
 
 struct World {
     standin: CognitoStandin,
@@ -32,21 +48,38 @@ struct World {
     cognito: aws_sdk_cognitoidentityprovider::Client,
     http: reqwest::Client,
     prefix: String,
+    mode: Mode,
 }
 
 impl World {
     /// A stand-in with one app client and its credentials in SSM, written as `secret put` writes them (no secret id
     /// recorded unless `record` is given).
     async fn new(record: Option<&str>) -> Self {
-        let standin =
-            CognitoStandin::start(StandinConfig::new(vec![StandinClient::new(CLIENT_ID, FIRST_SECRET, &["api/read"])]))
-                .await
-                .unwrap();
+        Self::start(Mode::Hosted, None, record).await
+    }
+
+    /// A pool that runs the project's trigger with the test context key set, which is also stored in SSM under
+    /// [`World::key_parameter`]; the app client in `mode`.
+    async fn with_trigger(mode: Mode) -> Self {
+        let trigger = PreTokenGeneration::caller_claims(Default::default(), fixtures::context_key_set());
+        let w = Self::start(mode, Some(trigger), None).await;
+        w.put_keys(&fixtures::context_key_set()).await;
+        w
+    }
+
+    async fn start(mode: Mode, trigger: Option<PreTokenGeneration>, record: Option<&str>) -> Self {
+        let client = StandinClient::new(CLIENT_ID, FIRST_SECRET, &["api/read"]);
+        let client = match mode {
+            Mode::Hosted => client,
+            Mode::ClientToken => client.flow(ClientFlow::ClientTokenAuth),
+        };
+        let config = StandinConfig { pre_token_generation: trigger, ..StandinConfig::new(vec![client]) };
+        let standin = CognitoStandin::start(config).await.unwrap();
         let sdk = moto::sdk_config().await;
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         let cognito = cognito::client(&sdk, Some(&standin.base_url()));
         let prefix = format!("/{}", moto::unique("tb-rotate"));
-        let w = World { standin, ssm, cognito, http: cognito::http_client().unwrap(), prefix };
+        let w = World { standin, ssm, cognito, http: cognito::http_client().unwrap(), prefix, mode };
         let value = SecretString::from(w.value(FIRST_SECRET));
         let opts = PutOptions { kms_key_id: None, overwrite: false, description: secret::description(record) };
         secret::put(&w.ssm, &w.name(), &value, &opts).await.unwrap();
@@ -58,10 +91,35 @@ impl World {
     }
 
     fn value(&self, secret: &str) -> String {
-        format!(
-            r#"{{"client_id":"{CLIENT_ID}","client_secret":"{secret}","token_url":"{}"}}"#,
-            self.standin.token_url()
-        )
+        match self.mode {
+            Mode::Hosted => format!(
+                r#"{{"client_id":"{CLIENT_ID}","client_secret":"{secret}","token_url":"{}"}}"#,
+                self.standin.token_url()
+            ),
+            Mode::ClientToken => format!(
+                r#"{{"client_id":"{CLIENT_ID}","client_secret":"{secret}","upstream":"get_client_token","region":"{}","endpoint_url":"{}"}}"#,
+                moto::REGION,
+                self.standin.base_url()
+            ),
+        }
+    }
+
+    /// The SSM SecureString of the context key set, as the stack's ContextKeyParameterName names it.
+    fn key_parameter(&self) -> String {
+        format!("{}/context-key", self.prefix)
+    }
+
+    /// Writes `keys` to [`World::key_parameter`], as `brokerctl context-key` does.
+    async fn put_keys(&self, keys: &KeySet) {
+        let opts = PutOptions { kms_key_id: None, overwrite: true, description: "context key set".into() };
+        secret::put(&self.ssm, &self.key_parameter(), &keys.to_document(), &opts).await.unwrap();
+    }
+
+    /// Records in SSM that the parameter holds the app client's first secret, as a finished rotation leaves it.
+    async fn record_first(&self) {
+        let first = self.secret_ids()[0].clone();
+        let opts = PutOptions { kms_key_id: None, overwrite: true, description: secret::description(Some(&first)) };
+        secret::put(&self.ssm, &self.name(), &SecretString::from(self.value(FIRST_SECRET)), &opts).await.unwrap();
     }
 
     fn source(&self) -> SsmCredentialSource {
@@ -74,7 +132,13 @@ impl World {
     }
 
     async fn grant(&self, creds: &ClientCredentials) -> Grant {
-        cognito::grant(&self.http, creds).await
+        cognito::grant(&self.http, creds, None).await
+    }
+
+    /// A grant with caller claims signed with the test key set, as the broker's requests carry them.
+    async fn grant_with_claims(&self, creds: &ClientCredentials) -> Grant {
+        let claims = cognito::ProvingClaims::new(None, None, fixtures::context_key_set(), "test").unwrap();
+        cognito::grant(&self.http, creds, Some(&claims)).await
     }
 
     fn secret_ids(&self) -> Vec<String> {
@@ -130,7 +194,7 @@ fn warm_broker(w: &World, stop: Arc<AtomicBool>) -> (tokio::task::JoinHandle<()>
     let task = tokio::spawn(async move {
         while !stop.load(Ordering::SeqCst) {
             let creds = cache.get(APP).await.expect("the broker reads its credentials");
-            match cognito::grant(&http, &creds).await {
+            match cognito::grant(&http, &creds, None).await {
                 Grant::Issued => ok2.fetch_add(1, Ordering::SeqCst),
                 other => {
                     eprintln!("warm broker grant: {other:?}");
@@ -345,13 +409,152 @@ async fn the_standin_answers_the_user_pool_api_as_cognito_does() {
     assert_eq!(w.secret_ids(), vec![second]);
 }
 
+/// Key material a run must never print: the test key in every encoding a document or a log could hold it in.
+fn key_material() -> Vec<String> {
+    use base64::Engine as _;
+    let key = fixtures::CONTEXT_KEY_BYTES;
+    vec![
+        base64::engine::general_purpose::STANDARD.encode(key),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
+        String::from_utf8_lossy(&key).into_owned(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_context_key_parameter_a_pool_with_the_trigger_rotates_in_either_mode() {
+    for mode in MODES {
+        let w = World::with_trigger(mode).await;
+        let old = w.stored().await;
+        assert!(matches!(w.grant(&old).await, Grant::TriggerRefused(_)), "{mode:?}: the trigger is on");
+        let first_id = w.secret_ids()[0].clone();
+
+        let out = w.rotate(&["--wait", "0s", "--context-key-parameter", &w.key_parameter()]).await;
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {shown}");
+        assert!(shown.contains(&format!("{first_id} is deleted")), "{mode:?}: {shown}");
+        assert!(shown.contains("with caller claims signed with the key set in"), "{mode:?}: {shown}");
+        let new = w.stored().await;
+        let new_secret = new.client_secret.expose_secret().to_owned();
+        assert_ne!(new_secret, FIRST_SECRET);
+        assert_silent(&out, &[FIRST_SECRET, &new_secret]);
+        assert_silent(&out, &key_material().iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!shown.contains(claims::META_MAC), "{mode:?}: no metadata is printed: {shown}");
+        assert_eq!(w.secret_ids().len(), 1, "{mode:?}");
+        assert!(!w.pending_exists().await, "{mode:?}");
+        // The checks passed the trigger: the current secret, the staged one and the written one each got a token.
+        assert!(w.standin.tokens_issued() >= 3, "{mode:?}: {} tokens", w.standin.tokens_issued());
+        assert_eq!(w.grant_with_claims(&new).await, Grant::Issued, "{mode:?}: the new secret");
+        assert_eq!(w.grant_with_claims(&old).await, Grant::Refused, "{mode:?}: the old secret is gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proving_claims_name_the_caller_and_the_policy_version_and_bind_nothing() {
+    // The trigger here checks the metadata as the project's trigger does (the same verify, the same key set) and
+    // records what it verified.
+    let seen: Arc<std::sync::Mutex<Vec<CallerClaims>>> = Arc::default();
+    let record = seen.clone();
+    let trigger = PreTokenGeneration::from_fn(move |event| {
+        let metadata: std::collections::HashMap<String, String> =
+            serde_json::from_value(event["request"]["clientMetadata"].clone()).map_err(|_| "metadata_missing")?;
+        let client = event["callerContext"]["clientId"].as_str().unwrap_or_default();
+        let verified = claims::verify(&metadata, client, &fixtures::context_key_set(), std::time::SystemTime::now())
+            .map_err(|e| e.reason().to_owned())?;
+        record.lock().unwrap().push(verified);
+        Ok(event)
+    });
+    let w = World::start(Mode::ClientToken, Some(trigger), None).await;
+    w.put_keys(&fixtures::context_key_set()).await;
+    let caller = fixtures::reporting_caller(10).replace("cognito_client: reporting", &format!("cognito_client: {APP}"));
+    let policy = fixtures::write_policy(&fixtures::policy_yaml(&[&caller]));
+    let version = tb_shared::policy::Policy::load(policy.path()).unwrap().version;
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brokerctl"));
+    cmd.args(["cognito", "rotate-secret", "--prefix", &w.prefix, "--caller", fixtures::REPORTING_CALLER])
+        .arg("--policy")
+        .arg(policy.path())
+        .args(["--user-pool-id", &w.standin.pool_id(), "--region", moto::REGION])
+        .args(["--endpoint", &moto::endpoint(), "--cognito-endpoint", &w.standin.base_url()])
+        .args(["--verify-timeout", "1s", "--wait", "0s", "--context-key-parameter", &w.key_parameter()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 3, "every check carried claims: {}", seen.len());
+    for c in seen.iter() {
+        assert_eq!(c.context.caller_id.as_str(), fixtures::REPORTING_CALLER);
+        assert_eq!(c.context.auth_method, AuthMethod::Jwt);
+        assert_eq!(c.context.credential_fingerprint, "brokerctl-rotate-secret");
+        assert!(!claims::is_thumbprint(&c.context.credential_fingerprint));
+        assert_eq!(c.context.policy_version, version);
+        assert_eq!(c.cert_thumbprint, None, "a proving grant's token is never bound");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_flag_a_pool_with_the_trigger_stops_with_a_hint_and_changes_nothing() {
+    for mode in MODES {
+        // The first rotation (nothing recorded) and a later one (the parameter records its secret) both stop at the
+        // first check, before any secret is staged or added.
+        for recorded in [false, true] {
+            let w = World::with_trigger(mode).await;
+            if recorded {
+                w.record_first().await;
+            }
+            let (version, record) = (w.version().await, w.recorded().await);
+            let out = w.rotate(&["--wait", "0s"]).await;
+            let shown = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{mode:?} {recorded}: {shown}");
+            assert!(shown.contains("runs a pre-token-generation trigger"), "{mode:?} {recorded}: {shown}");
+            assert!(shown.contains("--context-key-parameter"), "{mode:?} {recorded}: {shown}");
+            assert!(shown.contains("metadata_missing"), "the trigger's reason is shown: {shown}");
+            assert_silent(&out, &[FIRST_SECRET]);
+            assert_eq!((w.version().await, w.recorded().await), (version, record), "{mode:?} {recorded}");
+            assert!(!w.pending_exists().await, "{mode:?} {recorded}: nothing staged");
+            assert_eq!(w.secret_ids().len(), 1, "{mode:?} {recorded}");
+            assert_eq!(w.standin.api_calls("AddUserPoolClientSecret"), 0, "{mode:?} {recorded}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_the_trigger_does_not_hold_stops_the_run_with_the_triggers_reason() {
+    let w = World::with_trigger(Mode::Hosted).await;
+    w.put_keys(&KeySet::single("other-1", vec![7u8; 32]).unwrap()).await;
+    let version = w.version().await;
+    let out = w.rotate(&["--wait", "0s", "--context-key-parameter", &w.key_parameter()]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("although it carried caller claims signed with the key set in"), "{shown}");
+    assert!(shown.contains("CONTEXT_KEY_PARAMETER") && shown.contains("mac_unknown_key"), "{shown}");
+    assert_eq!(w.version().await, version);
+    assert_eq!(w.standin.api_calls("AddUserPoolClientSecret"), 0);
+
+    // A parameter that does not exist is refused before anything is read from Cognito.
+    let missing = format!("{}/no-such-key", w.prefix);
+    let out = w.rotate(&["--wait", "0s", "--context-key-parameter", &missing]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains(&missing) && shown.contains("ContextKeyParameterName"), "{shown}");
+    assert_eq!(w.standin.api_calls("ListUserPoolClientSecrets"), 1, "only the first run listed the secrets");
+}
+
 #[test]
 fn help_explains_the_wait_and_resuming() {
     let out =
         Command::new(env!("CARGO_BIN_EXE_brokerctl")).args(["cognito", "rotate-secret", "--help"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out);
-    for needle in ["65m", "CREDENTIALS_TTL_SECONDS", "Resumable", "--dry-run", "Exit codes", "[default: 6m]"] {
+    for needle in [
+        "65m",
+        "CREDENTIALS_TTL_SECONDS",
+        "Resumable",
+        "--dry-run",
+        "Exit codes",
+        "[default: 6m]",
+        "--context-key-parameter",
+        "pre-token-generation trigger",
+    ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
     assert!(!help.contains("stop-after"), "the test-only flag is hidden");

@@ -6,7 +6,8 @@ use clap::{Args, Subcommand};
 
 use super::secret::{AwsArgs, ParameterArgs};
 use super::{CliError, CliResult};
-use crate::cognito::{self, RotateError, RotateOptions, RotateOutcome, StopAfter};
+use crate::cognito::{self, ProvingClaims, RotateError, RotateOptions, RotateOutcome, StopAfter};
+use crate::context_key::{ContextKeyError, KeyStore};
 use crate::exit::Exit;
 
 /// The broker's default CREDENTIALS_TTL_SECONDS (300 s) plus one minute.
@@ -35,6 +36,14 @@ pub enum CognitoCommand {
     /// for up to CREDENTIALS_MAX_STALE_SECONDS more (3600 s by default): if SSM reads were failing during the
     /// rotation (the broker logged "credential source unavailable; serving the last good credentials"), pass --wait
     /// 65m so no broker still holds the old secret when it is deleted.
+    ///
+    /// --context-key-parameter: on a user pool that runs the project's pre-token-generation trigger, every
+    /// client-credentials request without the broker's signed caller claims is refused, so the checks above fail
+    /// (the command then stops, changing nothing, and says so). Give the SSM SecureString of the context key set
+    /// (the stack's ContextKeyParameterName; ssm:GetParameter and kms:Decrypt on it) and each check carries caller
+    /// claims signed with it exactly as the broker signs them: callerId from --caller (else
+    /// brokerctl-rotate-secret), authMethod jwt, credentialFingerprint brokerctl-rotate-secret, policyVersion of
+    /// --policy (else brokerctl-no-policy), never a certificate thumbprint. The token is discarded unread.
     ///
     /// Flags only: the user pool id, prefix, KMS key and region are not read from the stack.
     ///
@@ -68,6 +77,10 @@ pub struct RotateSecretArgs {
     /// How long a just-added secret may be refused by the token endpoint before the command gives up.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub verify_timeout: Duration,
+    /// The context key set's SSM parameter (the stack's ContextKeyParameterName): sign the checks' caller claims
+    /// with it, for a user pool with the pre-token-generation trigger (see above).
+    #[arg(long, value_name = "NAME")]
+    pub context_key_parameter: Option<String>,
     /// Print the state and the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -89,12 +102,17 @@ impl RotateSecretArgs {
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         let cognito_client = cognito::client(&sdk, self.cognito_endpoint.as_deref());
         let http = cognito::http_client().map_err(CliError::failed)?;
+        let claims = match &self.context_key_parameter {
+            None => None,
+            Some(name) => Some(self.proving_claims(&ssm, name).await?),
+        };
         let opts = RotateOptions {
             user_pool_id: self.user_pool_id,
             parameter,
             kms_key_id: self.kms_key_id,
             wait: self.wait,
             verify_timeout: self.verify_timeout,
+            claims,
             dry_run: self.dry_run,
             stop_after: self.stop_after,
         };
@@ -112,5 +130,34 @@ impl RotateSecretArgs {
             Err(e @ RotateError::Refused(_)) => Err(CliError::failed(e.to_string())),
             Err(e) => Err(CliError::failed(format!("{e}; run the command again to continue from here"))),
         }
+    }
+
+    /// The caller claims of the checks: the key set read from `name` as the functions read it, the caller of
+    /// --caller, the version of --policy.
+    async fn proving_claims(&self, ssm: &aws_sdk_ssm::Client, name: &str) -> Result<ProvingClaims, CliError> {
+        let unusable = |e: String| CliError::failed(format!("--context-key-parameter: {e}; nothing was changed"));
+        let store = KeyStore::new(ssm.clone(), name).map_err(|_| {
+            CliError::usage(format!(
+                "--context-key-parameter {name:?} is not a parameter path like /token-broker/context-key"
+            ))
+        })?;
+        let keys = store
+            .read()
+            .await
+            .map_err(|e| match e {
+                ContextKeyError::Missing(n) => unusable(format!(
+                    "parameter {n} does not exist; give the context key set the functions read, the stack's \
+                     ContextKeyParameterName"
+                )),
+                other => unusable(other.to_string()),
+            })?
+            .keys;
+        let version = match &self.parameter.policy {
+            Some(path) => {
+                Some(tb_shared::policy::Policy::load(path).map_err(|e| CliError::failed(e.to_string()))?.version)
+            }
+            None => None,
+        };
+        ProvingClaims::new(self.parameter.caller.as_deref(), version.as_deref(), keys, name).map_err(unusable)
     }
 }

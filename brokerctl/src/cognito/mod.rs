@@ -1,14 +1,18 @@
 //! Cognito app-client secrets: the three user-pool API operations of client-secret rotation
 //! (`ListUserPoolClientSecrets`, `AddUserPoolClientSecret`, `DeleteUserPoolClientSecret`), a client-credentials
-//! grant that proves a secret works at the token endpoint, and [`rotate`], the resumable rotation behind
+//! grant that proves a secret works at the token endpoint (with signed caller claims on a pool that runs the
+//! pre-token-generation trigger, [`claims`]), and [`rotate`], the resumable rotation behind
 //! `brokerctl cognito rotate-secret`.
 //!
 //! A secret's value appears in exactly three places: the secret this tool generates and hands to Cognito
 //! (`AddUserPoolClientSecret` with `ClientSecret`, so Cognito never has to return it), the SSM SecureStrings it is
-//! written to, and the Basic header of the proving grant. It is never printed, logged, or put in an error.
+//! written to, and the proving grant (its Basic header, or `GetClientToken`'s `Secret`). It is never printed, logged,
+//! or put in an error. Neither is the signed client metadata of a proving grant, which carries a MAC.
 
+pub mod claims;
 pub mod rotate;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cognitoidentityprovider::error::ProvideErrorMetadata;
@@ -17,6 +21,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use tb_broker::{ClientCredentials, UpstreamEndpoint};
 
+pub use claims::ProvingClaims;
 pub use rotate::{rotate, RotateError, RotateOptions, RotateOutcome, StopAfter};
 
 /// Budget of one Cognito API call, retries included: an unreachable or silent endpoint fails the step instead of
@@ -136,8 +141,27 @@ pub enum Grant {
     Issued,
     /// `invalid_client`: this secret is not (or not yet) one of the app client's.
     Refused,
+    /// The user pool's pre-token-generation trigger failed the token, with Cognito's error code and message (bounded,
+    /// printable; Cognito's message for a failed trigger is the function's error, which for this project's trigger
+    /// is a fixed reason such as `metadata_missing`). Cognito runs the trigger only after it has accepted the secret.
+    TriggerRefused(String),
     /// Anything else: the endpoint is unreachable, failing, or answered something unexpected.
     Failed(String),
+}
+
+/// Longest part of a Cognito error message kept in a [`Grant`].
+const MAX_DETAIL: usize = 160;
+
+/// `code: message` with the message cut to [`MAX_DETAIL`] printable characters: it comes from the network.
+fn detail(code: &str, message: Option<&str>) -> String {
+    let code: String = code.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+    match message {
+        Some(m) if !m.is_empty() => {
+            let m: String = m.chars().filter(|c| !c.is_control()).take(MAX_DETAIL).collect();
+            format!("{code}: {m}")
+        }
+        _ => code,
+    }
 }
 
 /// The HTTP client of the proving grants: no redirects (a redirect would resend the Basic credentials), no proxy.
@@ -152,26 +176,41 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 }
 
 /// One token request with `creds`, the way their upstream mode says (the hosted token endpoint or `GetClientToken`),
-/// asking for no scope (Cognito then grants all of the client's). The token is discarded unread.
-pub async fn grant(http: &reqwest::Client, creds: &ClientCredentials) -> Grant {
+/// asking for no scope (Cognito then grants all of the client's), carrying `claims` signed for this request when
+/// given (as `aws_client_metadata` or `ClientMetadata`, as the broker sends them). The token is discarded unread.
+pub async fn grant(http: &reqwest::Client, creds: &ClientCredentials, claims: Option<&ProvingClaims>) -> Grant {
+    let metadata = claims.map(|c| c.metadata(&creds.client_id, SystemTime::now()));
     match &creds.upstream {
-        UpstreamEndpoint::TokenEndpoint(url) => grant_at_token_endpoint(http, url, creds).await,
+        UpstreamEndpoint::TokenEndpoint(url) => grant_at_token_endpoint(http, url, creds, metadata.as_ref()).await,
         UpstreamEndpoint::GetClientToken { region, endpoint_url } => {
-            grant_with_client_token(region, endpoint_url.as_ref(), creds).await
+            grant_with_client_token(region, endpoint_url.as_ref(), creds, metadata).await
         }
     }
 }
 
-/// `GetClientToken` in `region` (at `endpoint_url` when given), signed with this tool's own AWS credentials like the
-/// broker's call is with its role's. `NotAuthorizedException` is Cognito refusing the secret.
-async fn grant_with_client_token(region: &str, endpoint_url: Option<&url::Url>, creds: &ClientCredentials) -> Grant {
+/// `GetClientToken` in `region` (at `endpoint_url` when given). Cognito evaluates no IAM policy for this operation:
+/// the app client's id and secret are what authenticates it. The SDK still signs the request, so this tool's own
+/// AWS credentials (any valid ones) must be available, as the broker's role credentials are to it.
+/// `NotAuthorizedException` is Cognito refusing the secret; `UserLambdaValidationException` and
+/// `InvalidLambdaResponseException` are the pool's pre-token-generation trigger failing the token.
+async fn grant_with_client_token(
+    region: &str,
+    endpoint_url: Option<&url::Url>,
+    creds: &ClientCredentials,
+    metadata: Option<BTreeMap<String, String>>,
+) -> Grant {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()))
         .load()
         .await;
     let api = client(&sdk, endpoint_url.map(url::Url::as_str));
-    let out =
-        api.get_client_token().client_id(&creds.client_id).secret(creds.client_secret.expose_secret()).send().await;
+    let out = api
+        .get_client_token()
+        .client_id(&creds.client_id)
+        .secret(creds.client_secret.expose_secret())
+        .set_client_metadata(metadata.map(|m| m.into_iter().collect()))
+        .send()
+        .await;
     match out {
         Ok(o)
             if o.client_authentication_result
@@ -182,30 +221,57 @@ async fn grant_with_client_token(region: &str, endpoint_url: Option<&url::Url>, 
             Grant::Issued
         }
         Ok(_) => Grant::Failed("GetClientToken answered without an access token".to_owned()),
-        Err(e) => match e.as_service_error().and_then(|s| s.code()) {
-            Some("NotAuthorizedException") => Grant::Refused,
-            Some(code) => Grant::Failed(format!("GetClientToken refused: {code:.64}")),
-            None => Grant::Failed(format!("GetClientToken failed: {}", tb_shared::aws::describe(&e))),
-        },
+        Err(e) => {
+            let message = e.as_service_error().and_then(|s| s.message()).map(str::to_owned);
+            match e.as_service_error().and_then(|s| s.code()) {
+                Some("NotAuthorizedException") => Grant::Refused,
+                Some(code @ ("UserLambdaValidationException" | "InvalidLambdaResponseException")) => {
+                    Grant::TriggerRefused(format!("GetClientToken refused: {}", detail(code, message.as_deref())))
+                }
+                Some(code) => Grant::Failed(format!("GetClientToken refused: {code:.64}")),
+                None => Grant::Failed(format!("GetClientToken failed: {}", tb_shared::aws::describe(&e))),
+            }
+        }
     }
 }
 
+/// OAuth errors of the token endpoint that say something other than a failed trigger: a request this tool would
+/// have to fix, or an app client that may not use the grant. `invalid_client` is [`Grant::Refused`].
+const NOT_THE_TRIGGER: [&str; 4] = ["unauthorized_client", "unsupported_grant_type", "invalid_grant", "invalid_scope"];
+
 /// One client-credentials grant at `token_url`, authenticated as the broker does (HTTP Basic with both halves
-/// form-urlencoded, RFC 6749 §2.3.1).
-async fn grant_at_token_endpoint(http: &reqwest::Client, token_url: &url::Url, creds: &ClientCredentials) -> Grant {
+/// form-urlencoded, RFC 6749 §2.3.1), with `metadata` as `aws_client_metadata` (a URL-encoded JSON object) when
+/// given. The hosted endpoint reports a failed pre-token-generation trigger as HTTP 400 with an OAuth error other
+/// than `invalid_client` (`invalid_request`, the trigger's error as `error_description`); since this request is
+/// always well-formed, any 400 outside [`NOT_THE_TRIGGER`] is taken as the trigger's refusal.
+async fn grant_at_token_endpoint(
+    http: &reqwest::Client,
+    token_url: &url::Url,
+    creds: &ClientCredentials,
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Grant {
     let id: String = form_urlencoded::byte_serialize(creds.client_id.as_bytes()).collect();
     let secret: String = form_urlencoded::byte_serialize(creds.client_secret.expose_secret().as_bytes()).collect();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(m) = metadata {
+            // A map of strings always serialises.
+            form.append_pair("aws_client_metadata", &serde_json::to_string(m).unwrap_or_default());
+        }
+        form.finish()
+    };
     let res = http
         .post(token_url.clone())
         .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
         .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
+        .body(body)
         .send()
         .await;
     let resp = match res {
         Ok(r) => r,
-        // reqwest's message names the URL and the kind of failure, not the headers.
+        // reqwest's message names the URL and the kind of failure, not the headers or the body.
         Err(e) => return Grant::Failed(format!("token endpoint unreachable: {}", e.without_url())),
     };
     let status = resp.status();
@@ -218,18 +284,28 @@ async fn grant_at_token_endpoint(http: &reqwest::Client, token_url: &url::Url, c
     }
     match body.get("error").and_then(|e| e.as_str()) {
         Some("invalid_client") => Grant::Refused,
+        Some(code) if status == http::StatusCode::BAD_REQUEST && !NOT_THE_TRIGGER.contains(&code) => {
+            let description = body.get("error_description").and_then(|d| d.as_str());
+            Grant::TriggerRefused(format!("token endpoint answered HTTP {status} {}", detail(code, description)))
+        }
         Some(code) => Grant::Failed(format!("token endpoint answered HTTP {status} {code:.64}")),
         None => Grant::Failed(format!("token endpoint answered HTTP {status}")),
     }
 }
 
 /// [`grant`] until it is issued or `timeout` has passed (every 2 s): a secret just added to Cognito may take a
-/// moment to be accepted everywhere. Answers the last outcome.
-pub async fn grant_within(http: &reqwest::Client, creds: &ClientCredentials, timeout: Duration) -> Grant {
+/// moment to be accepted everywhere. A trigger's refusal ends it at once: the secret was accepted, and waiting does
+/// not change what the trigger thinks of the metadata. Answers the last outcome.
+pub async fn grant_within(
+    http: &reqwest::Client,
+    creds: &ClientCredentials,
+    claims: Option<&ProvingClaims>,
+    timeout: Duration,
+) -> Grant {
     let until = Instant::now() + timeout;
     loop {
-        let g = grant(http, creds).await;
-        if g == Grant::Issued || Instant::now() >= until {
+        let g = grant(http, creds, claims).await;
+        if matches!(g, Grant::Issued | Grant::TriggerRefused(_)) || Instant::now() >= until {
             return g;
         }
         tokio::time::sleep(Duration::from_secs(2).min(until.saturating_duration_since(Instant::now()))).await;
@@ -248,5 +324,18 @@ mod tests {
         let s = a.expose_secret();
         assert!((24..=64).contains(&s.len()));
         assert!(s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn an_error_detail_from_the_network_is_bounded_and_printable() {
+        assert_eq!(
+            detail("invalid_request", Some("PreTokenGeneration failed.")),
+            "invalid_request: PreTokenGeneration failed."
+        );
+        assert_eq!(detail("UserLambdaValidationException", None), "UserLambdaValidationException");
+        let long = detail("bad code\n", Some(&format!("a\u{1b}[31m{}", "x".repeat(1000))));
+        assert!(long.starts_with("badcode: a[31m"), "{long}");
+        assert_eq!(long.len(), "badcode: ".len() + MAX_DETAIL);
+        assert!(!long.chars().any(char::is_control));
     }
 }

@@ -4,7 +4,7 @@
 //! Cognito lets an app client hold two active secrets. The rotation, in order:
 //! 1. list the client's secrets; the SSM parameter's Description records which one its value holds
 //!    ([`crate::secret::description`]; a parameter written without that record is adopted when the client has only
-//!    one secret and the stored value gets a token);
+//!    one secret), and prove the stored value gets a token before anything is changed;
 //! 2. generate a new secret and stage it in the SecureString `{parameter}/rotation-pending` (never read by the
 //!    broker, whose names have no `/`), then add it to the app client (`AddUserPoolClientSecret` with the value, so
 //!    the value is already stored before Cognito knows it and an interruption cannot lose it);
@@ -18,6 +18,10 @@
 //! after every change, so a run interrupted anywhere continues where it stopped: it never adds a third secret, never
 //! deletes the secret SSM holds, and refuses, changing nothing, whenever the state is not one it produced (two
 //! secrets and neither recorded in SSM; a second secret whose value it does not hold).
+//!
+//! Every proving grant is a real token request. On a user pool that runs the project's pre-token-generation trigger,
+//! one without the broker's signed caller claims is refused by the trigger; [`RotateOptions::claims`] signs them as
+//! the broker does, and without it such a refusal stops the run with a message that says so.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -26,7 +30,10 @@ use aws_sdk_cognitoidentityprovider::Client;
 use secrecy::{ExposeSecret, SecretString};
 use tb_broker::ClientCredentials;
 
-use super::{add_secret, delete_secret, generate_secret, grant_within, list_secrets, CognitoError, Grant, SecretInfo};
+use super::{
+    add_secret, delete_secret, generate_secret, grant_within, list_secrets, CognitoError, Grant, ProvingClaims,
+    SecretInfo,
+};
 use crate::secret::{self, ParameterInfo, PutOptions, SecretError};
 
 /// The most plan-and-act rounds of one run; a full rotation takes six.
@@ -46,6 +53,9 @@ pub struct RotateOptions {
     pub wait: Duration,
     /// How long a proving grant may keep being refused (a secret just added may take a moment to be accepted).
     pub verify_timeout: Duration,
+    /// Caller claims for the proving grants, for a user pool whose pre-token-generation trigger refuses token
+    /// requests without them (`--context-key-parameter`).
+    pub claims: Option<ProvingClaims>,
     /// Print the plan and change nothing.
     pub dry_run: bool,
     /// Stop right after this change (tests of resumption; a hidden command-line flag).
@@ -159,7 +169,7 @@ async fn read_state(
         let staged = state.pending.as_ref().map(secret::validate);
         state.pending_grant = Some(match staged {
             Some(f) => match f.await {
-                Ok(c) => grant_within(http, &c, opts.verify_timeout).await,
+                Ok(c) => grant_within(http, &c, opts.claims.as_ref(), opts.verify_timeout).await,
                 Err(e) => Grant::Failed(format!("the staged value is malformed: {e}")),
             },
             None => Grant::Failed("no staged value".into()),
@@ -205,7 +215,13 @@ fn plan(state: &State, opts: &RotateOptions, now: SystemTime) -> Result<Vec<Acti
              credentials are probably refused; follow the emergency path of docs/runbooks/rotate-cognito-secret.md",
             ids.join(", ")
         ))),
-        (Some(l), [_]) => Ok(rest(l)),
+        (Some(l), [_]) => {
+            // Proved before anything changes, so a grant that cannot pass (a pool with the trigger and no claims, a
+            // stored value that no longer works) stops the run before it stages or adds a secret.
+            let mut p = vec![Action::VerifyCurrent];
+            p.extend(rest(l));
+            Ok(p)
+        }
         (Some(l), [a, b]) => {
             let (current, other) = if a.id == l { (a, b) } else { (b, a) };
             let tail = |old: &str, wait: Duration| {
@@ -221,6 +237,9 @@ fn plan(state: &State, opts: &RotateOptions, now: SystemTime) -> Result<Vec<Acti
                     let mut v = vec![Action::Write { new_id: Some(other.id.clone()) }, Action::DropPending];
                     v.extend(tail(&current.id, opts.wait));
                     Ok(v)
+                }
+                (Some(_), Some(Grant::TriggerRefused(why))) => {
+                    Err(RotateError::Refused(trigger_refusal(opts, &pending_name(name), why)))
                 }
                 (Some(_), Some(Grant::Failed(why))) => Err(RotateError::Refused(format!(
                     "cannot tell whether the staged secret in {} is secret {}: {why}",
@@ -249,13 +268,41 @@ fn plan(state: &State, opts: &RotateOptions, now: SystemTime) -> Result<Vec<Acti
     }
 }
 
+/// Why a proving grant of the credentials in `what` was refused by the pool's pre-token-generation trigger, and what
+/// to do: pass the context key set when none was given, else check it is the trigger's.
+fn trigger_refusal(opts: &RotateOptions, what: &str, why: &str) -> String {
+    match &opts.claims {
+        None => format!(
+            "the user pool runs a pre-token-generation trigger that refused the token request proving the credentials \
+             in {what} ({why}): it accepts only requests carrying the broker's signed caller claims. Run this again \
+             with --context-key-parameter NAME (the context key set, the stack's ContextKeyParameterName) so the \
+             proving requests carry them; nothing more was changed"
+        ),
+        Some(c) => format!(
+            "the user pool's pre-token-generation trigger refused the token request proving the credentials in \
+             {what} although it carried caller claims signed with the key set in {} ({why}): check that \
+             --context-key-parameter names the parameter the trigger reads (its CONTEXT_KEY_PARAMETER), that the \
+             trigger holds the current key set, and this machine's clock; nothing more was changed",
+            c.parameter()
+        ),
+    }
+}
+
+/// How a proving grant is made, for the plan's lines.
+fn proving(state: &State, opts: &RotateOptions) -> String {
+    match &opts.claims {
+        None => state.creds.upstream.to_string(),
+        Some(c) => format!("{} with caller claims signed with the key set in {}", state.creds.upstream, c.parameter()),
+    }
+}
+
 fn describe(a: &Action, state: &State, opts: &RotateOptions) -> String {
     let name = &opts.parameter;
     let pending = pending_name(name);
     let client = &state.creds.client_id;
     match a {
         Action::VerifyCurrent => {
-            format!("check that the credentials in {name} get a token from {}", state.creds.upstream)
+            format!("check that the credentials in {name} get a token from {}", proving(state, opts))
         }
         Action::Record { id } => format!("record in {name}'s description that it holds secret {id} (value unchanged)"),
         Action::Stage { reuse: false } => format!("generate a new secret and stage it in {pending}"),
@@ -267,7 +314,7 @@ fn describe(a: &Action, state: &State, opts: &RotateOptions) -> String {
         ),
         Action::DropPending => format!("delete the staged copy {pending}"),
         Action::VerifyNew => {
-            format!("check that the new credentials in {name} get a token from {}", state.creds.upstream)
+            format!("check that the new credentials in {name} get a token from {}", proving(state, opts))
         }
         Action::Wait { remaining } if remaining.is_zero() => {
             format!("no wait left: {name} was written at least {} ago", humantime::format_duration(opts.wait))
@@ -292,9 +339,16 @@ pub async fn rotate(
     opts: &RotateOptions,
     out: &mut dyn FnMut(&str),
 ) -> Result<RotateOutcome, RotateError> {
+    // The digest of the stored value this run has already proved: later rounds re-plan from a fresh read and need
+    // not prove the same value again (they do if someone else changed it meanwhile). A digest, so no secret is
+    // compared or kept for this.
+    let mut proved: Option<Vec<u8>> = None;
     for _ in 0..MAX_ROUNDS {
         let state = read_state(ssm, cognito, http, opts).await?;
-        let steps = plan(&state, opts, SystemTime::now())?;
+        let mut steps = plan(&state, opts, SystemTime::now())?;
+        if proved.as_deref() == Some(digest(&state.live).as_slice()) {
+            steps.retain(|a| *a != Action::VerifyCurrent);
+        }
         if opts.dry_run {
             out(&status(&state, opts));
             out("plan (dry run: nothing is changed):");
@@ -308,12 +362,21 @@ pub async fn rotate(
             if let Some(done) = act(ssm, cognito, http, opts, &state, a, out).await? {
                 return Ok(done);
             }
+            if *a == Action::VerifyCurrent {
+                proved = Some(digest(&state.live));
+            }
             if a.changes() {
                 break;
             }
         }
     }
     Err(RotateError::Refused(format!("the rotation did not settle in {MAX_ROUNDS} rounds; run it again")))
+}
+
+/// SHA-256 of a stored value.
+fn digest(value: &SecretString) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(value.expose_secret().as_bytes()).to_vec()
 }
 
 fn status(state: &State, opts: &RotateOptions) -> String {
@@ -348,8 +411,9 @@ async fn act(
     };
     match action {
         Action::VerifyCurrent | Action::VerifyNew => {
-            match grant_within(http, &state.creds, opts.verify_timeout).await {
+            match grant_within(http, &state.creds, opts.claims.as_ref(), opts.verify_timeout).await {
                 Grant::Issued => Ok(None),
+                Grant::TriggerRefused(why) => Err(RotateError::Refused(trigger_refusal(opts, name, &why))),
                 Grant::Refused => Err(RotateError::Refused(format!(
                     "the token endpoint refuses the credentials in {name} (invalid_client); nothing more was changed"
                 ))),
