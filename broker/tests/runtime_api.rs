@@ -80,6 +80,35 @@ async fn invoke(api: &RuntimeApi, function: &FunctionProcess, event: &Value) -> 
     }
 }
 
+/// The environment Lambda gives the function, with its configuration: the policy written to `dir`, the quota
+/// table, the credentials prefix and the context-key parameter in moto at `endpoint`.
+fn function_env(
+    api: &RuntimeApi,
+    dir: &tempfile::TempDir,
+    table: String,
+    prefix: String,
+    key_parameter: String,
+    endpoint: String,
+) -> Vec<(String, String)> {
+    let mut env = lambda_env(api, "token-broker-broker");
+    env.extend(
+        [
+            ("POLICY_FILE", write_file(dir, "policy.yaml", POLICY)),
+            ("QUOTA_TABLE", table),
+            ("SSM_PREFIX", prefix),
+            ("CONTEXT_KEY_PARAMETER", key_parameter),
+            ("LOG_LEVEL", "info".to_owned()),
+            // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_SESSION_TOKEN", "testing".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
     let endpoint = moto::endpoint();
@@ -104,22 +133,7 @@ async fn proxy_events_are_answered_with_tokens_through_the_runtime_api() {
 
     let dir = temp_dir("broker");
     let api = RuntimeApi::start().await.unwrap();
-    let mut env = lambda_env(&api, "token-broker-broker");
-    env.extend(
-        [
-            ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
-            ("QUOTA_TABLE", table),
-            ("SSM_PREFIX", prefix),
-            ("CONTEXT_KEY_PARAMETER", key_parameter),
-            ("LOG_LEVEL", "info".to_owned()),
-            // What Lambda's execution role gives the function; here moto's fake keys and its endpoint.
-            ("AWS_ENDPOINT_URL", endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("AWS_SESSION_TOKEN", "testing".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    let env = function_env(&api, &dir, table, prefix, key_parameter, endpoint);
     let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
 
     // A direct invoke with a context of its own making: 500, not a function error, and no quota used (the two grants
@@ -203,20 +217,7 @@ async fn a_get_client_token_app_client_gets_tokens_that_name_the_caller() {
 
     let dir = temp_dir("broker-gct");
     let api = RuntimeApi::start().await.unwrap();
-    let mut env = lambda_env(&api, "token-broker-broker");
-    env.extend(
-        [
-            ("POLICY_FILE", write_file(&dir, "policy.yaml", POLICY)),
-            ("QUOTA_TABLE", table),
-            ("SSM_PREFIX", prefix),
-            ("CONTEXT_KEY_PARAMETER", key_parameter),
-            ("AWS_ENDPOINT_URL", endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("AWS_SESSION_TOKEN", "testing".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    let env = function_env(&api, &dir, table, prefix, key_parameter, endpoint);
     let mut function = FunctionProcess::spawn(&function_bin(), &env).unwrap();
     let ok = invoke(&api, &function, &proxy_event("grant_type=client_credentials")).await;
     assert_eq!(ok["statusCode"], 200, "{ok}\n{}", function.output());

@@ -41,6 +41,10 @@ impl ClientTokenApi {
         ClientTokenApi { connect_timeout, sdk: OnceCell::new(), clients: Mutex::new(HashMap::new()) }
     }
 
+    pub(super) fn use_aws_config(&self, sdk: aws_config::SdkConfig) -> bool {
+        self.sdk.set(sdk).is_ok()
+    }
+
     /// The client for `region` at `endpoint_url` (AWS's own endpoint when `None`).
     async fn client(&self, region: &str, endpoint_url: Option<&url::Url>) -> cognito::Client {
         let key = (region.to_owned(), endpoint_url.map(|u| u.as_str().trim_end_matches('/').to_owned()));

@@ -124,6 +124,14 @@ impl Upstream {
         Ok(Upstream { http, client_token, settings, breaker })
     }
 
+    /// Makes the `GetClientToken` mode use `sdk` instead of the configuration read from the function's environment
+    /// ([`tb_shared::aws::lambda_sdk_config`]): for a host that is not Lambda and has no AWS credentials in its
+    /// environment (the local stack, tests). Answers whether it took effect: it cannot once a `GetClientToken` call
+    /// has been made.
+    pub fn use_aws_config(&self, sdk: aws_config::SdkConfig) -> bool {
+        self.client_token.use_aws_config(sdk)
+    }
+
     /// Whether the breaker currently fails requests fast.
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open(Instant::now())

@@ -272,6 +272,13 @@ impl Harness {
             context_keys: context_keys.clone(),
         };
         let broker = build(&cfg, deps).await.unwrap();
+        // GetClientToken is signed with static test credentials, so these tests need none in the environment.
+        let test_credentials = aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "broker-tests");
+        let sdk = tb_shared::aws::lambda_sdk_config()
+            .into_builder()
+            .credentials_provider(aws_sdk_ssm::config::SharedCredentialsProvider::new(test_credentials))
+            .build();
+        assert!(broker.upstream.use_aws_config(sdk));
         Harness { standin, broker, quotas, store, emf, secrets, context_keys }
     }
 

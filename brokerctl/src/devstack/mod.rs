@@ -353,7 +353,9 @@ impl DevStack {
         let authorizer_app = Arc::new(
             tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,
         );
-        let broker = Arc::new(tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?);
+        let broker = tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?;
+        broker.upstream.use_aws_config(upstream::signing_config());
+        let broker = Arc::new(broker);
 
         let mut gw_settings = opts.gateway.clone();
         if gw_settings.usage_plan_keys.is_empty() {

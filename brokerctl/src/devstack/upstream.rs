@@ -15,7 +15,6 @@
 //! caller claims and no `cnf`. A pool running the project's trigger would refuse them: the stack's key set is made
 //! afresh at every start and never leaves the process.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
@@ -97,26 +96,29 @@ pub async fn start_standin(secrets: &[AppClientSecret], keys: &KeySet) -> Result
         pre_token_generation: Some(PreTokenGeneration::caller_claims(Default::default(), trigger_keys)),
         ..StandinConfig::new(clients)
     };
-    if secrets.iter().any(|s| app_client_upstream(&s.app_client) == DevUpstream::GetClientToken) {
-        signing_credentials();
-    }
     CognitoStandin::start(config).await.map_err(setup("Cognito stand-in"))
 }
 
-/// Placeholder values of the AWS credential variables, for a process that has none.
+/// The placeholder access key of [`signing_config`].
 pub const PLACEHOLDER_ACCESS_KEY_ID: &str = "local-stack-placeholder";
 
-/// The broker signs `GetClientToken` with its function's AWS credentials, which Lambda hands a function in the
-/// environment. Cognito evaluates no IAM policy for that operation and the stand-in checks no signature, but the SDK
-/// sends no unsigned request: so that `brokerctl dev` needs no AWS account, a process without credentials in the
-/// environment gets placeholder ones (once, before the first broker call). Credentials already there are left alone.
-fn signing_credentials() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let unset = |k: &str| std::env::var_os(k).is_none_or(|v| v.is_empty());
-        if unset("AWS_ACCESS_KEY_ID") && unset("AWS_SECRET_ACCESS_KEY") {
-            std::env::set_var("AWS_ACCESS_KEY_ID", PLACEHOLDER_ACCESS_KEY_ID);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", PLACEHOLDER_ACCESS_KEY_ID);
-        }
-    });
+/// The AWS configuration the local stack's broker signs `GetClientToken` with. In Lambda the broker takes its role's
+/// credentials from the environment; Cognito evaluates no IAM policy for that operation and the stand-in checks no
+/// signature, but the SDK sends no unsigned request. So that `brokerctl dev` needs no AWS account, a process without
+/// credentials in its environment gets placeholder ones, handed to the broker alone (the process environment is left
+/// untouched); credentials already in the environment are used as they are.
+pub fn signing_config() -> aws_config::SdkConfig {
+    let env = tb_shared::aws::lambda_sdk_config();
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+        return env;
+    }
+    let placeholder = aws_sdk_ssm::config::Credentials::new(
+        PLACEHOLDER_ACCESS_KEY_ID,
+        PLACEHOLDER_ACCESS_KEY_ID,
+        None,
+        None,
+        "brokerctl-dev",
+    );
+    env.into_builder().credentials_provider(aws_sdk_ssm::config::SharedCredentialsProvider::new(placeholder)).build()
 }
