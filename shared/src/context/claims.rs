@@ -27,7 +27,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::keys::{ContextKey, KeySet, MAX_KEY_ID_LEN};
-use super::{AuthMethod, CallerContext, KEYS, KEY_AUTH_METHOD, KEY_CALLER_ID};
+use super::{AuthMethod, CallerContext, KEYS};
 
 /// Metadata key of the client certificate's RFC 8705 thumbprint (`x5t#S256`), present only when the token is to be
 /// bound to the certificate.
@@ -180,13 +180,9 @@ pub fn verify(
     let (tag, key_id, expires) = (get(META_MAC)?, get(META_MAC_KEY_ID)?, get(META_MAC_EXPIRES)?);
     let context_map: HashMap<String, Value> =
         KEYS.iter().map(|k| get(k).map(|v| ((*k).to_owned(), Value::String(v.clone())))).collect::<Result<_, _>>()?;
+    // Every value is a string here, so the context reader takes each as written (it converts only the numbers and
+    // booleans API Gateway may make of a context's strings).
     let context = CallerContext::from_map(&context_map).map_err(|_| ClaimsError::Malformed)?;
-    // from_map accepts what API Gateway may turn strings into; metadata is only ever strings, in the canonical form.
-    if context.caller_id.as_str() != context_map[KEY_CALLER_ID].as_str().unwrap_or_default()
-        || context.auth_method.as_str() != context_map[KEY_AUTH_METHOD].as_str().unwrap_or_default()
-    {
-        return Err(ClaimsError::Malformed);
-    }
     let cert_thumbprint = match metadata.get(META_CERT_THUMBPRINT) {
         None => None,
         Some(t) if is_thumbprint(t) && context.auth_method == AuthMethod::Mtls => Some(t.clone()),
@@ -224,6 +220,7 @@ mod tests {
     const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA";
     const THUMB: &str = "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg";
     const CLIENT: &str = "3n4b5urk1ft4fl3mg5e62d9ado";
+    const K1_BYTES: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 
     fn keys(signing: &str) -> KeySet {
         KeySet::parse(format!(r#"{{"signing_key_id":"{signing}","keys":{{"k1":"{K1}","k2":"{K2}"}}}}"#).as_bytes())
@@ -341,6 +338,40 @@ mod tests {
         let mut m = signed(false);
         m.insert(META_MAC.into(), ctx_mac[0].1.clone());
         assert_eq!(verify(&m, CLIENT, &k, at(1_000_000)), Err(ClaimsError::Mismatch));
+    }
+
+    #[test]
+    fn client_and_key_ids_are_bounded_at_their_limits() {
+        let now = at(1_000_000);
+        let long_client = "c".repeat(MAX_CLIENT_ID_LEN);
+        let m: HashMap<_, _> = sign(&claims(false), &long_client, &keys("k1"), now, CLAIMS_TTL).into_iter().collect();
+        assert_eq!(verify(&m, &long_client, &keys("k1"), now), Ok(claims(false)), "the longest client id");
+        let longer = "c".repeat(MAX_CLIENT_ID_LEN + 1);
+        assert_eq!(verify(&m, &longer, &keys("k1"), now), Err(ClaimsError::Malformed));
+
+        let long_id = "k".repeat(MAX_KEY_ID_LEN);
+        let set = KeySet::single(&long_id, K1_BYTES.to_vec()).unwrap();
+        let m: HashMap<_, _> = sign(&claims(false), CLIENT, &set, now, CLAIMS_TTL).into_iter().collect();
+        assert_eq!(verify(&m, CLIENT, &set, now), Ok(claims(false)), "the longest key id");
+        let mut too_long = m.clone();
+        too_long.insert(META_MAC_KEY_ID.into(), "k".repeat(MAX_KEY_ID_LEN + 1));
+        assert_eq!(verify(&too_long, CLIENT, &set, now), Err(ClaimsError::Malformed));
+    }
+
+    #[test]
+    fn reasons_are_distinct_metric_names() {
+        let all = [
+            ClaimsError::Missing,
+            ClaimsError::UnexpectedKey,
+            ClaimsError::Malformed,
+            ClaimsError::UnknownKey,
+            ClaimsError::Expired,
+            ClaimsError::Mismatch,
+        ];
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|e| e.reason()).collect();
+        assert_eq!(names.len(), all.len());
+        assert!(names.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+        assert!(names.contains("mismatch") && names.contains("unexpected_key"));
     }
 
     #[test]
