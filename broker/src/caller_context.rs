@@ -15,7 +15,9 @@
 //! expired: the authorizer's `CONTEXT_MAC_TTL_SECONDS` must be at least the gateway's cache TTL.
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequestContext;
-use tb_shared::context::{verify, ApiBinding, CallerContext, KEY_MAC_KEY_ID};
+use std::sync::Arc;
+
+use tb_shared::context::{verify, ApiBinding, CallerContext, KeySet, KEY_MAC_KEY_ID};
 
 use crate::app::App;
 use crate::error::BrokerError;
@@ -24,7 +26,9 @@ use crate::error::BrokerError;
 /// These values come from the event, which a direct invoke can fill with anything.
 const MAX_LOGGED_LEN: usize = 128;
 
-/// Checks the MAC of `ctx` (read from `rc.authorizer`) for the API and stage `rc` names, at the app's time.
+/// Checks the MAC of `ctx` (read from `rc.authorizer`) for the API and stage `rc` names, at the app's time, and
+/// answers the key set it used: the request signs its caller claims with the same set, so one request reads the key
+/// ring once, before anything is charged.
 ///
 /// [`BrokerError::ContextKeysUnavailable`] when no usable key set can be had (logged here with the store's reason);
 /// [`BrokerError::ForgedContext`] when the MAC is missing, malformed, made with a key the broker does not hold,
@@ -33,7 +37,7 @@ pub(crate) async fn check(
     broker: &App,
     rc: &ApiGatewayProxyRequestContext,
     ctx: &CallerContext,
-) -> Result<(), BrokerError> {
+) -> Result<Arc<KeySet>, BrokerError> {
     let keys = broker.context_keys.current().await.map_err(|e| {
         tracing::error!(
             event = "context_keys_unavailable",
@@ -43,7 +47,8 @@ pub(crate) async fn check(
         BrokerError::ContextKeysUnavailable
     })?;
     let api = binding(rc);
-    verify(&rc.authorizer.fields, ctx, &api, &keys, broker.clock.now()).map_err(BrokerError::ForgedContext)
+    verify(&rc.authorizer.fields, ctx, &api, &keys, broker.clock.now()).map_err(BrokerError::ForgedContext)?;
+    Ok(keys)
 }
 
 /// The API and stage the event says it came through (empty when it does not say).

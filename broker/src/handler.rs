@@ -30,7 +30,7 @@ use lambda_runtime::LambdaEvent;
 use secrecy::SecretString;
 use subtle::ConstantTimeEq as _;
 use tb_shared::context::claims::{self, CallerClaims};
-use tb_shared::context::{AuthMethod, CallerContext};
+use tb_shared::context::{AuthMethod, CallerContext, KeySet};
 use tb_shared::ids::ScopeSet;
 use tb_shared::policy::Caller;
 use tracing::Instrument as _;
@@ -117,12 +117,15 @@ async fn process(
     trace.caller = Some(broker.hasher.display(&ctx.caller_id));
     trace.auth_method = Some(ctx.auth_method.as_str());
     trace.authorizer_policy = Some(ctx.policy_version.clone());
-    if let Err(e) = caller_context::check(broker, &req.request_context, &ctx).await {
-        if matches!(e, BrokerError::ForgedContext(_)) {
-            trace.refused_context = Some(RefusedContext::of(&req.request_context));
+    let keys = match caller_context::check(broker, &req.request_context, &ctx).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            if matches!(e, BrokerError::ForgedContext(_)) {
+                trace.refused_context = Some(RefusedContext::of(&req.request_context));
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     let caller = match broker.policy.caller(&ctx.caller_id) {
         None => return Err(BrokerError::AccessDenied("caller_unknown")),
         Some(c) if !c.enabled => return Err(BrokerError::AccessDenied("caller_disabled")),
@@ -143,11 +146,12 @@ async fn process(
         app_client: caller.cognito_client.clone(),
         scopes: scopes.clone(),
         caller: ctx.caller_id.clone(),
+        auth_method: ctx.auth_method,
         cert_thumbprint: cert_thumbprint.clone(),
     };
     if caller.token_reuse {
         if let Some(hit) = broker.reuse.get(&reuse_key) {
-            // A token shared with another caller of the same app client must still fit this caller's maximum.
+            // Checked again although the token was this caller's: the policy is the one rule, whatever is cached.
             if hit.expires_in <= caller.max_token_lifetime.as_secs() {
                 trace.reused = true;
                 trace.metrics.reuse_hit = true;
@@ -174,7 +178,7 @@ async fn process(
     };
 
     let claims = CallerClaims { context: ctx, cert_thumbprint };
-    match obtain(broker, caller, &scopes, &claims, deadline, trace).await {
+    match obtain(broker, caller, &scopes, (&claims, &keys), deadline, trace).await {
         Ok(grant) => {
             if caller.token_reuse {
                 let lifetime = Duration::from_secs(grant.expires_in);
@@ -264,24 +268,21 @@ fn certificate_binding(caller: &Caller, ctx: &CallerContext) -> Result<Option<St
 }
 
 /// Credentials, the upstream call, one credential refresh on `invalid_client`, and the lifetime check. The caller
-/// claims go with every attempt, signed for the app client id of the credentials used.
+/// claims go with every attempt, signed with the key set the context was verified with (read once per request,
+/// before any charge) for the app client id of the credentials used.
 async fn obtain(
     broker: &App,
     caller: &Caller,
     scopes: &ScopeSet,
-    claims: &CallerClaims,
+    (claims, keys): (&CallerClaims, &KeySet),
     deadline: Option<Instant>,
     trace: &mut Trace,
 ) -> Result<Grant, BrokerError> {
     let app = caller.cognito_client.as_str();
     let mut creds = broker.credentials.get(app).await.map_err(|e| credential_error(app, e, trace))?;
-    let keys = broker.context_keys.current().await.map_err(|e| {
-        tracing::error!(event = "context_keys_unavailable", error = %e, "cannot sign the caller claims");
-        BrokerError::ContextKeysUnavailable
-    })?;
     let mut refreshed = false;
     let token = loop {
-        let metadata = claims::sign(claims, &creds.client_id, &keys, broker.clock.now(), claims::CLAIMS_TTL);
+        let metadata = claims::sign(claims, &creds.client_id, keys, broker.clock.now(), claims::CLAIMS_TTL);
         let started = Instant::now();
         let result = broker.upstream.request_token(&creds, scopes, &metadata, deadline).await;
         let took = started.elapsed();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use secrecy::SecretString;
+use tb_shared::context::AuthMethod;
 use tb_shared::ids::{CallerId, ScopeSet};
 
 /// Share of a token's life during which it is served again.
@@ -23,8 +24,10 @@ const REUSE_DENOMINATOR: u32 = 4;
 const MAX_ENTRIES: u64 = 1024;
 
 /// Cache key: everything a token says. Its rights are the app client and the exact scope set; the caller claims
-/// name the caller, so a token is never handed to another caller of the same app client; a certificate-bound token
-/// is usable only with its certificate, so it is served again only to a request made with that certificate.
+/// name the caller and how it authenticated, so a token is never handed to another caller of the same app client,
+/// nor to the same caller coming in another way (a caller with a certificate and a partner JWT gets a token saying
+/// `jwt` for its JWT requests); a certificate-bound token is usable only with its certificate, so it is served again
+/// only to a request made with that certificate.
 ///
 /// A reused token keeps the `credentialFingerprint` claim of the request that obtained it: for a partner that
 /// presents a new JWT per request, the claim names the JWT that asked Cognito, not the latest one.
@@ -33,6 +36,7 @@ pub struct ReuseKey {
     pub app_client: String,
     pub scopes: ScopeSet,
     pub caller: CallerId,
+    pub auth_method: AuthMethod,
     pub cert_thumbprint: Option<String>,
 }
 
@@ -128,6 +132,7 @@ mod tests {
             app_client: "c".into(),
             scopes: ScopeSet::parse_param(scopes).unwrap(),
             caller: CallerId::try_from("a").unwrap(),
+            auth_method: AuthMethod::Mtls,
             cert_thumbprint: None,
         }
     }

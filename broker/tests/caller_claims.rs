@@ -10,7 +10,7 @@ use serde_json::json;
 use support::*;
 use tb_broker::metric_names as names;
 use tb_devkit::cognito::{PreTokenGeneration, ThrottleStyle};
-use tb_shared::context::KeySet;
+use tb_shared::context::{AuthMethod, KeySet};
 
 const GRANT: &str = "grant_type=client_credentials";
 /// Two `x5t#S256` thumbprints (base64url of 32 bytes), as the authorizer writes them for two certificates.
@@ -75,6 +75,23 @@ async fn a_bound_callers_tokens_carry_its_certificate_and_are_reused_only_with_i
     assert_eq!(twin_claims.claim("tb:callerId"), Some(&json!("bound-twin-svc")));
     assert_eq!(h.standin.token_requests(), 3);
     assert_eq!(h.metric_total(names::REUSE_HITS), 1.0);
+}
+
+/// GIVEN a caller with a certificate identity and a partner JWT identity, token reuse on THEN a token obtained with
+/// the certificate (claims say `mtls`) is never served to a request made with the JWT, which gets its own token
+/// saying `jwt`; each is then served its own.
+#[tokio::test]
+async fn a_token_is_reused_only_for_the_same_way_of_authenticating() {
+    let h = with(true, &[]).await;
+    let by_cert = h.send(request_as(Some("dual-svc"), GRANT, AuthMethod::Mtls, THUMB_A)).await;
+    assert_eq!(claims_of(&h, &by_cert).claim("tb:authMethod"), Some(&json!("mtls")));
+    let by_jwt = h.send(request_as(Some("dual-svc"), GRANT, AuthMethod::Jwt, "1bdfa238a01cec59")).await;
+    assert_ne!(by_jwt.token(), by_cert.token());
+    assert_eq!(claims_of(&h, &by_jwt).claim("tb:authMethod"), Some(&json!("jwt")));
+    assert_eq!(h.standin.token_requests(), 2);
+    let again = h.send(request_as(Some("dual-svc"), GRANT, AuthMethod::Jwt, "0123456789abcdef")).await;
+    assert_eq!(again.token(), by_jwt.token(), "the JWT path's own token is reused");
+    assert_eq!(h.standin.token_requests(), 2);
 }
 
 /// GIVEN a bound caller whose context names no certificate thumbprint (an authorizer from before binding) THEN it

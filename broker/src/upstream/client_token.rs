@@ -59,9 +59,9 @@ impl ClientTokenApi {
             .region(cognito::config::Region::new(key.0.clone()))
             .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
             .timeout_config(timeouts);
-        if let Some(u) = &key.1 {
-            conf = conf.endpoint_url(u.clone());
-        }
+        // Only the credentials say where the secret may go: an `AWS_ENDPOINT_URL` in the environment (meant for the
+        // function's other clients) is never inherited, so without `endpoint_url` it is AWS's own endpoint.
+        conf.set_endpoint_url(key.1.clone());
         let client = cognito::Client::from_conf(conf.build());
         tb_shared::sync::lock(&self.clients).insert(key, client.clone());
         client
@@ -136,8 +136,11 @@ impl Attempt {
             "ResourceNotFoundException" => bad("app client or user pool not found"),
             "OperationNotEnabledException" => bad("app client may not use GetClientToken"),
             "ForbiddenException" => bad("upstream web ACL refused the request"),
-            "UserLambdaValidationException" | "UnexpectedLambdaException" | "InvalidLambdaResponseException" => {
-                bad("pre token generation trigger refused or failed")
+            // Cognito could not run the trigger (throttled, timed out, starting): passing, like a 5xx.
+            "UnexpectedLambdaException" => Attempt::Retryable("upstream_5xx"),
+            // The trigger refused the token or answered something Cognito cannot use: the same request fails again.
+            "UserLambdaValidationException" | "InvalidLambdaResponseException" => {
+                bad("pre token generation trigger refused the token")
             }
             _ => bad("upstream error answer"),
         }
@@ -165,6 +168,7 @@ mod tests {
     fn cognito_error_types_map_onto_the_classification() {
         assert_eq!(retry(Attempt::from_code(Some("TooManyRequestsException"))), Some("upstream_throttled"));
         assert_eq!(retry(Attempt::from_code(Some("InternalErrorException"))), Some("upstream_5xx"));
+        assert_eq!(retry(Attempt::from_code(Some("UnexpectedLambdaException"))), Some("upstream_5xx"));
         assert_eq!(done(Attempt::from_code(Some("NotAuthorizedException"))), Some(UpstreamError::InvalidClient));
         for code in [
             "InvalidParameterException",
@@ -172,6 +176,7 @@ mod tests {
             "OperationNotEnabledException",
             "ForbiddenException",
             "UserLambdaValidationException",
+            "InvalidLambdaResponseException",
             "SomethingNew",
         ] {
             assert!(matches!(done(Attempt::from_code(Some(code))), Some(UpstreamError::BadResponse(_))), "{code}");

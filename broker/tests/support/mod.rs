@@ -111,6 +111,16 @@ callers:
     quotas: unlimited
     max_token_lifetime_seconds: 3600
     token_reuse: true
+  - id: dual-svc
+    identities:
+      - { type: san_uri, value: "spiffe://test/dual-svc" }
+      - { type: jwt, issuer: "https://idp.test.example", subject: dual-svc }
+    cognito_client: orders
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
   - id: hostile-svc
     identities: [{ type: san_uri, value: "spiffe://test/hostile-svc" }]
     cognito_client: hostile
@@ -118,6 +128,12 @@ callers:
     default_scopes: [api/read]
     quotas: [{ per: day, limit: 1000 }]
     max_token_lifetime_seconds: 3600
+issuers:
+  - issuer: https://idp.test.example
+    jwks_url: https://idp.test.example/jwks.json
+    audiences: [token-broker]
+    algorithms: [RS256]
+    max_token_age_seconds: 300
 "#;
 
 /// App client name in the policy → (Cognito client id, scopes it may request at the stand-in).
@@ -388,6 +404,11 @@ pub fn request(caller: Option<&str>, body: &str) -> ApiGatewayProxyRequest {
 /// [`request`] with the context's `credentialFingerprint` set to `fingerprint` (for an mTLS caller, the
 /// certificate's `x5t#S256` thumbprint).
 pub fn request_with_fingerprint(caller: Option<&str>, body: &str, fingerprint: &str) -> ApiGatewayProxyRequest {
+    request_as(caller, body, AuthMethod::Mtls, fingerprint)
+}
+
+/// [`request`] from a caller that authenticated with `method` and the credential `fingerprint`.
+pub fn request_as(caller: Option<&str>, body: &str, method: AuthMethod, fingerprint: &str) -> ApiGatewayProxyRequest {
     let mut r = ApiGatewayProxyRequest::default();
     r.http_method = Method::POST;
     r.path = Some("/oauth2/token".into());
@@ -401,7 +422,7 @@ pub fn request_with_fingerprint(caller: Option<&str>, body: &str, fingerprint: &
     if let Some(c) = caller {
         let ctx = CallerContext {
             caller_id: CallerId::try_from(c).unwrap(),
-            auth_method: AuthMethod::Mtls,
+            auth_method: method,
             credential_fingerprint: fingerprint.into(),
             policy_version: "0123456789abcdef".into(),
         };
