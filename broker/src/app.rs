@@ -13,6 +13,7 @@ use crate::config::{Config, CONTEXT_KEY_PARAMETER};
 use crate::credentials::{
     CachedCredentials, CredentialError, CredentialSource, Credentials, SsmConfig, SsmCredentialSource,
 };
+use crate::fleet::FleetCache;
 use crate::quota::{DynamoQuotaConfig, DynamoQuotaStore, QuotaStore};
 use crate::reuse::TokenReuse;
 use crate::upstream::Upstream;
@@ -29,6 +30,9 @@ pub struct App {
     pub upstream: Upstream,
     /// In-memory token reuse for callers that opt in.
     pub reuse: TokenReuse,
+    /// The fleet-wide token cache behind it, for callers with `fleet_token_reuse` (set by [`build_for_aws`], or by
+    /// a test or the local stack after [`build`]).
+    pub fleet: Option<FleetCache>,
     /// Where EMF metric lines go.
     pub metrics: MetricsSink,
     /// How caller ids appear in logs (plain or keyed hash, per the policy's `hash_caller_ids`).
@@ -61,6 +65,9 @@ pub enum InitError {
     /// broker would refuse every request. The message names the variable and the reason, never a key.
     #[error("{CONTEXT_KEY_PARAMETER}: {0}")]
     ContextKeys(KeyError),
+    /// A caller shares its tokens through the fleet cache, but the function has none configured.
+    #[error("caller {0} has fleet_token_reuse, but TOKEN_CACHE_TABLE and TOKEN_CACHE_KMS_KEY are not set")]
+    FleetCacheNotConfigured(String),
 }
 
 /// The adapters the broker talks to the outside world through.
@@ -104,10 +111,25 @@ impl Deps {
     }
 }
 
+/// Builds the broker the way the Lambda runs it: the production adapters of [`Deps::from_aws`], and the fleet token
+/// cache on DynamoDB and KMS when the configuration names one.
+pub async fn build_for_aws(cfg: &Config, sdk: &aws_config::SdkConfig) -> Result<App, InitError> {
+    let deps = Deps::from_aws(cfg, sdk)?;
+    let clock = deps.clock.clone();
+    let mut app = build(cfg, deps).await?;
+    app.fleet = cfg.token_cache.clone().map(|s| FleetCache::from_sdk_config(sdk, s, clock));
+    Ok(app)
+}
+
 /// Builds the broker: loads the policy and the context-MAC key set, puts the configured cache in front of the
 /// credential store, and builds the upstream client.
 pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
     let policy = Policy::load(&cfg.policy_file)?;
+    if cfg.token_cache.is_none() {
+        if let Some(c) = policy.callers().iter().find(|c| c.fleet_token_reuse) {
+            return Err(InitError::FleetCacheNotConfigured(c.id.as_str().to_owned()));
+        }
+    }
     let hasher = CallerIdHasher::for_policy(policy.hash_caller_ids, cfg.caller_hash_key.as_ref())
         .ok_or(InitError::MissingHashKey)?;
     let context_keys =
@@ -118,6 +140,7 @@ pub async fn build(cfg: &Config, deps: Deps) -> Result<App, InitError> {
         credentials: Arc::new(CachedCredentials::new(deps.credentials, cfg.credentials_cache.clone())),
         upstream: Upstream::new(cfg.upstream.clone())?,
         reuse: TokenReuse::new(),
+        fleet: None,
         metrics: deps.metrics,
         hasher,
         clock: deps.clock,

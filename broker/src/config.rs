@@ -19,6 +19,12 @@
 //! | `CONTEXT_KEY_PARAMETER` | yes, in Lambda ([`crate::Deps::from_aws`]) | | SSM SecureString holding the context-MAC key set the authorizer signs with |
 //! | `CONTEXT_KEYS_TTL_SECONDS` | no | 300 | how long the key set is used before SSM is asked again (10..3600) |
 //! | `CONTEXT_KEYS_MAX_STALE_SECONDS` | no | 3600 | how long past the TTL the key set still serves while SSM fails (0..86400); after that every request is a 503 |
+//! | `TOKEN_CACHE_TABLE` | for callers with `fleet_token_reuse` | | DynamoDB table of the fleet token cache; unset, the cache is off and such callers refuse the cold start |
+//! | `TOKEN_CACHE_KMS_KEY` | with `TOKEN_CACHE_TABLE` | | KMS key (id, ARN or alias) of the fleet cache's data keys |
+//! | `TOKEN_CACHE_TIMEOUT_MS` | no | 400 | budget of one fleet-cache table or KMS operation, retries included (50..5000) |
+//! | `TOKEN_CACHE_LEASE_MS` | no | 2000 | how long one instance holds a key while it fetches (100..30000) |
+//! | `TOKEN_CACHE_WAIT_MS` | no | 3000 | how long other instances wait for that fetch before fetching themselves (0..10000) |
+//! | `TOKEN_CACHE_RETRY_SECONDS` | no | 30 | how long the fleet cache is skipped after a table or KMS failure (1..600) |
 //! | `LOG_LEVEL` | no | `info` | read by `tb_shared::telemetry::init_lambda_logging`; `trace` is lowered to `debug` |
 //!
 //! Anything missing or unparsable stops the cold start with a message naming the variable, so a bad deployment
@@ -32,6 +38,7 @@ use tb_shared::context::KeyRingConfig;
 use tb_shared::env::{ConfigError, Env};
 
 use crate::credentials::CacheConfig;
+use crate::fleet::FleetSettings;
 use crate::upstream::UpstreamSettings;
 
 /// The variable naming the SSM parameter of the context-MAC key set (shared with the authorizer).
@@ -63,6 +70,8 @@ pub struct Config {
     pub context_key_parameter: Option<String>,
     /// How the context-MAC key set is refreshed in a warm instance.
     pub context_keys: KeyRingConfig,
+    /// The fleet token cache, when `TOKEN_CACHE_TABLE` is set.
+    pub token_cache: Option<FleetSettings>,
 }
 
 impl Config {
@@ -110,7 +119,62 @@ impl Config {
             caller_hash_key: env.caller_hash_key()?,
             context_key_parameter: env.context_key_parameter()?,
             context_keys: env.context_key_ring()?,
+            token_cache: token_cache(env)?,
         })
+    }
+}
+
+/// The fleet cache's settings: all or nothing, so a table without a key (or the reverse) is a clear error.
+fn token_cache(env: &Env<'_>) -> Result<Option<FleetSettings>, ConfigError> {
+    let (table, key) = (env.optional("TOKEN_CACHE_TABLE"), env.optional("TOKEN_CACHE_KMS_KEY"));
+    let (table, key) = match (table, key) {
+        (None, None) => return Ok(None),
+        (Some(t), Some(k)) => (t, k),
+        (Some(_), None) => return Err(ConfigError::new("TOKEN_CACHE_KMS_KEY", "is required with TOKEN_CACHE_TABLE")),
+        (None, Some(_)) => return Err(ConfigError::new("TOKEN_CACHE_TABLE", "is required with TOKEN_CACHE_KMS_KEY")),
+    };
+    let d = FleetSettings::new(table, key);
+    let ms = |d: Duration| d.as_millis() as u64;
+    Ok(Some(FleetSettings {
+        timeout: env.millis("TOKEN_CACHE_TIMEOUT_MS", ms(d.timeout), 50..=5_000)?,
+        lease: env.millis("TOKEN_CACHE_LEASE_MS", ms(d.lease), 100..=30_000)?,
+        wait: env.millis("TOKEN_CACHE_WAIT_MS", ms(d.wait), 0..=10_000)?,
+        retry_after: env.seconds("TOKEN_CACHE_RETRY_SECONDS", d.retry_after.as_secs(), 1..=600)?,
+        ..d
+    }))
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_cache_is_all_or_nothing_with_bounded_times() {
+        let read = |extra: &[(&'static str, &'static str)]| {
+            let mut v = vec![("POLICY_FILE", "/p.yaml"), ("QUOTA_TABLE", "q"), ("SSM_PREFIX", "/tb")];
+            v.extend_from_slice(extra);
+            Config::read(&Env::from_pairs(v))
+        };
+        assert_eq!(read(&[]).unwrap().token_cache, None);
+        let c = read(&[("TOKEN_CACHE_TABLE", "tokens"), ("TOKEN_CACHE_KMS_KEY", "alias/tb")]).unwrap();
+        assert_eq!(c.token_cache, Some(FleetSettings::new("tokens", "alias/tb")));
+        assert_eq!(read(&[("TOKEN_CACHE_TABLE", "tokens")]).unwrap_err().var, "TOKEN_CACHE_KMS_KEY");
+        assert_eq!(read(&[("TOKEN_CACHE_KMS_KEY", "k")]).unwrap_err().var, "TOKEN_CACHE_TABLE");
+        let both = [("TOKEN_CACHE_TABLE", "tokens"), ("TOKEN_CACHE_KMS_KEY", "k")];
+        for (var, bad) in [
+            ("TOKEN_CACHE_TIMEOUT_MS", "49"),
+            ("TOKEN_CACHE_LEASE_MS", "30001"),
+            ("TOKEN_CACHE_WAIT_MS", "soon"),
+            ("TOKEN_CACHE_RETRY_SECONDS", "0"),
+        ] {
+            let mut v = both.to_vec();
+            v.push((var, bad));
+            assert_eq!(read(&v).unwrap_err().var, var, "{var}={bad}");
+        }
+        let mut v = both.to_vec();
+        v.extend([("TOKEN_CACHE_LEASE_MS", "500"), ("TOKEN_CACHE_WAIT_MS", "0")]);
+        let s = read(&v).unwrap().token_cache.unwrap();
+        assert_eq!((s.lease, s.wait), (Duration::from_millis(500), Duration::ZERO));
     }
 }
 

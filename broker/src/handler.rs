@@ -39,6 +39,7 @@ use crate::app::App;
 use crate::caller_context::{self, RefusedContext};
 use crate::credentials::CredentialError;
 use crate::error::{BrokerError, RETRY_AFTER_UPSTREAM};
+use crate::fleet::{FetchReason, Lookup, Ticket};
 use crate::metrics::InvocationMetrics;
 use crate::quota::{Charge, QuotaError, QuotaOutcome};
 use crate::request;
@@ -59,6 +60,8 @@ struct Trace {
     quota: &'static str,
     upstream_latency: Option<Duration>,
     reused: bool,
+    /// What the fleet token cache did for this request, when the caller uses it.
+    fleet: Option<&'static str>,
     /// Where a context whose MAC was refused claims to come from, for its log line.
     refused_context: Option<RefusedContext>,
     metrics: InvocationMetrics,
@@ -149,6 +152,7 @@ async fn process(
         auth_method: ctx.auth_method,
         cert_thumbprint: cert_thumbprint.clone(),
     };
+    let mut ticket = None;
     if caller.token_reuse {
         if let Some(hit) = broker.reuse.get(&reuse_key) {
             // Checked again although the token was this caller's: the policy is the one rule, whatever is cached.
@@ -158,7 +162,39 @@ async fn process(
                 return Ok(Grant { access_token: hit.access_token, expires_in: hit.expires_in, scope: hit.scope });
             }
         }
+        if let (true, Some(fleet)) = (caller.fleet_token_reuse, &broker.fleet) {
+            match fleet.lookup(&reuse_key, deadline).await {
+                Lookup::Hit(found) if found.expires_in <= caller.max_token_lifetime.as_secs() => {
+                    trace.reused = true;
+                    trace.fleet = Some("hit");
+                    trace.metrics.reuse_hit = true;
+                    trace.metrics.fleet_hit = true;
+                    let grant = Grant {
+                        access_token: found.access_token.clone(),
+                        expires_in: found.expires_in,
+                        scope: found.scope.clone(),
+                    };
+                    broker.reuse.put_obtained_at(
+                        reuse_key,
+                        found.access_token,
+                        found.lifetime,
+                        found.scope,
+                        found.obtained,
+                    );
+                    return Ok(grant);
+                }
+                Lookup::Hit(_) => trace.fleet = Some("too_long"),
+                Lookup::Fetch(t) => {
+                    trace.fleet = Some(t.reason.as_str());
+                    trace.metrics.fleet_unavailable = t.reason == FetchReason::Unavailable;
+                    trace.metrics.fleet_waited_out = t.reason == FetchReason::WaitedOut;
+                    trace.metrics.fleet_damaged = t.damaged;
+                    ticket = Some(t);
+                }
+            }
+        }
     }
+    // From here on, a lease this instance holds is either filled with the new token or given back.
 
     let charge = match broker.quotas.try_charge(&ctx.caller_id, &caller.quotas, broker.clock.now()).await {
         Ok(QuotaOutcome::Granted(charge)) => {
@@ -168,25 +204,34 @@ async fn process(
         Ok(QuotaOutcome::Exhausted { retry_after, window }) => {
             trace.quota = "exhausted";
             trace.metrics.quota_exhausted = true;
+            give_back(broker, ticket, deadline, trace).await;
             return Err(BrokerError::QuotaExhausted { retry_after, window });
         }
         Err(e) => {
             trace.quota = "unavailable";
             tracing::warn!(error = %e, "quota store unavailable; failing closed");
+            give_back(broker, ticket, deadline, trace).await;
             return Err(BrokerError::QuotaUnavailable);
         }
     };
 
     let claims = CallerClaims { context: ctx, cert_thumbprint };
+    let asked_at = broker.clock.now();
     match obtain(broker, caller, &scopes, (&claims, &keys), deadline, trace).await {
         Ok(grant) => {
             if caller.token_reuse {
                 let lifetime = Duration::from_secs(grant.expires_in);
                 broker.reuse.put(reuse_key, grant.access_token.clone(), lifetime, grant.scope.clone());
             }
+            if let (Some(t), Some(fleet)) = (ticket, &broker.fleet) {
+                // The time asked, not answered: the stored token's reuse deadline errs early, never late.
+                trace.metrics.fleet_unavailable |=
+                    fleet.store(t, &grant.access_token, asked_at, grant.expires_in, &grant.scope, deadline).await;
+            }
             Ok(grant)
         }
         Err(e) => {
+            give_back(broker, ticket, deadline, trace).await;
             if e.refunds_charge() {
                 refund(broker, &charge, deadline, trace).await;
             }
@@ -225,6 +270,14 @@ async fn refund(broker: &App, charge: &Charge, deadline: Option<Instant>, trace:
             trace.quota = "refund_failed";
             tracing::warn!(error = %re, "quota refund failed");
         }
+    }
+}
+
+/// Gives back the fleet-cache lease of a request that ends without a token, so other instances waiting for it
+/// move on at once.
+async fn give_back(broker: &App, ticket: Option<Ticket>, deadline: Option<Instant>, trace: &mut Trace) {
+    if let (Some(t), Some(fleet)) = (ticket, &broker.fleet) {
+        trace.metrics.fleet_unavailable |= fleet.abandon(t, deadline).await;
     }
 }
 
@@ -385,6 +438,7 @@ fn finish(
                 granted_scopes = trace.granted.as_deref().unwrap_or("-"),
                 decision = "allow",
                 reason = if trace.reused { "reused" } else { "issued" },
+                fleet_cache = trace.fleet,
                 quota = trace.quota,
                 upstream_latency_ms = latency_ms,
                 expires_in = grant.expires_in,

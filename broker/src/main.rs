@@ -5,7 +5,7 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use tb_broker::{build, handle, App, Config, Deps, InitError};
+use tb_broker::{build_for_aws, handle, App, Config, InitError};
 use tb_shared::telemetry::init_lambda_logging;
 
 #[tokio::main]
@@ -29,6 +29,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 async fn init() -> Result<App, InitError> {
     let cfg = Config::from_env()?;
     let sdk = tb_shared::aws::lambda_sdk_config();
-    let deps = Deps::from_aws(&cfg, &sdk)?;
-    build(&cfg, deps).await
+    build_for_aws(&cfg, &sdk).await
 }

@@ -21,7 +21,11 @@
 //! | `UpstreamLatency` | Milliseconds | Service, Stack | per request that called Cognito | time of the Cognito call(s) |
 //! | `UpstreamErrors` | Count | Service, Stack | per request with failed Cognito attempts | timeouts, 5xx, throttling, refusals of our secret, unusable answers |
 //! | `BreakerOpen` | Count | Service, Stack | per request refused or cut short because the circuit breaker is open | Cognito failed `BREAKER_FAILURE_THRESHOLD` attempts in a row and the broker fails fast (503) for `BREAKER_OPEN_SECONDS` |
-//! | `TokenReuseHits` | Count | Service, Stack | per token served from the reuse cache | |
+//! | `TokenReuseHits` | Count | Service, Stack | per token served from the reuse cache | in memory or from the fleet cache |
+//! | `FleetCacheHits` | Count | Service, Stack | per token served from the fleet token cache | another instance (or this one, earlier) had fetched it |
+//! | `FleetCacheUnavailable` | Count | Service, Stack | per request whose fleet-cache read, lease or KMS call failed | the cache is skipped for `TOKEN_CACHE_RETRY_SECONDS`; tokens are still issued |
+//! | `FleetCacheWaitedOut` | Count | Service, Stack | per request that waited `TOKEN_CACHE_WAIT_MS` for another instance's fetch in vain and fetched itself | Cognito slower than the wait, or a holder that crashed |
+//! | `FleetCacheDamagedItems` | Count | Service, Stack | per request that found an item that does not open for it | overwritten with the new token; many mean a tampered table or a key problem |
 //! | `UpstreamInvalidClient` | Count | Service, Stack | Cognito refused our client secret even after a refresh | page: the stored secret is wrong |
 //! | `TokenLifetimeExceeded` | Count | Service, Stack | Cognito issued a token longer-lived than the caller may hold | lower the app client's access-token validity |
 //! | `MissingAuthorizerContext` | Count | Service, Stack | a request came without an authorizer context | the gateway is misconfigured or bypassed |
@@ -65,6 +69,15 @@ pub mod names {
     /// A request was refused because the context-key set could not be read and the last one is past its stale bound.
     pub const CONTEXT_KEYS_UNAVAILABLE: &str = "ContextKeysUnavailable";
 
+    /// A token was served from the fleet token cache.
+    pub const FLEET_HITS: &str = "FleetCacheHits";
+    /// The fleet token cache failed (table or KMS) and is skipped for a while.
+    pub const FLEET_UNAVAILABLE: &str = "FleetCacheUnavailable";
+    /// An instance waited for another's fetch in vain and fetched by itself.
+    pub const FLEET_WAITED_OUT: &str = "FleetCacheWaitedOut";
+    /// A fleet-cache item did not open for the request that read it (and is overwritten).
+    pub const FLEET_DAMAGED: &str = "FleetCacheDamagedItems";
+
     /// Every name above, for the test that checks the template against the code.
     pub const ALL: &[&str] = &[
         GRANTS,
@@ -80,6 +93,10 @@ pub mod names {
         BREAKER_OPEN,
         FORGED_CONTEXT,
         CONTEXT_KEYS_UNAVAILABLE,
+        FLEET_HITS,
+        FLEET_UNAVAILABLE,
+        FLEET_WAITED_OUT,
+        FLEET_DAMAGED,
     ];
 }
 
@@ -103,6 +120,10 @@ pub(crate) struct InvocationMetrics {
     /// Why the context MAC was refused ([`tb_shared::context::MacError::reason`]), when it was.
     pub forged_context: Option<&'static str>,
     pub context_keys_unavailable: bool,
+    pub fleet_hit: bool,
+    pub fleet_unavailable: bool,
+    pub fleet_waited_out: bool,
+    pub fleet_damaged: bool,
 }
 
 impl InvocationMetrics {
@@ -145,6 +166,16 @@ impl InvocationMetrics {
         }
         if self.context_keys_unavailable {
             m.put(names::CONTEXT_KEYS_UNAVAILABLE, Unit::Count, 1.0);
+        }
+        for (on, name) in [
+            (self.fleet_hit, names::FLEET_HITS),
+            (self.fleet_unavailable, names::FLEET_UNAVAILABLE),
+            (self.fleet_waited_out, names::FLEET_WAITED_OUT),
+            (self.fleet_damaged, names::FLEET_DAMAGED),
+        ] {
+            if on {
+                m.put(name, Unit::Count, 1.0);
+            }
         }
         m.flush();
         if let Some(reason) = self.denial_reason {

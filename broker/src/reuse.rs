@@ -53,6 +53,12 @@ impl Entry {
     }
 }
 
+/// How long a token of `lifetime_s` seconds is served again: three quarters of its life. Shared with the fleet
+/// cache, whose items expire at the same deadline.
+pub(crate) fn serve_window(lifetime_s: u64) -> Duration {
+    Duration::from_secs(lifetime_s) * REUSE_NUMERATOR / REUSE_DENOMINATOR
+}
+
 /// A token served from the cache.
 pub struct ReusedToken {
     pub access_token: SecretString,
@@ -117,7 +123,15 @@ impl TokenReuse {
         self.put_obtained_at(key, access_token, lifetime, scope, Instant::now());
     }
 
-    fn put_obtained_at(&self, key: ReuseKey, token: SecretString, lifetime: Duration, scope: ScopeSet, at: Instant) {
+    /// Remembers a token obtained at `at` (earlier than now when it came from the fleet cache).
+    pub(crate) fn put_obtained_at(
+        &self,
+        key: ReuseKey,
+        token: SecretString,
+        lifetime: Duration,
+        scope: ScopeSet,
+        at: Instant,
+    ) {
         self.cache.insert(key, Arc::new(Entry { access_token: token, obtained: at, lifetime, scope }));
     }
 }

@@ -210,6 +210,24 @@ pub async fn put_secure_string(sdk: &SdkConfig, name: &str, value: &str) {
         .unwrap_or_else(|e| panic!("storing the parameter {name} in moto: {}", DisplayErrorContext(&e)));
 }
 
+/// Creates the fleet token cache's table `name`: the same layout as the quota table (a string partition key `pk`,
+/// TTL on `expires_at`, on-demand), which the broker's `token_cache` module names.
+pub async fn create_token_cache_table(sdk: &SdkConfig, name: &str) {
+    create_quota_table(sdk, name).await
+}
+
+/// Creates a symmetric KMS key (what the template's token-cache key is) and returns its id. Panics on failure.
+pub async fn create_kms_key(sdk: &SdkConfig) -> String {
+    let kms = aws_sdk_kms::Client::new(sdk);
+    let out = kms
+        .create_key()
+        .description("token-broker test: fleet token cache data keys")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating a KMS key: {}", DisplayErrorContext(&e)));
+    out.key_metadata().map(|m| m.key_id().to_owned()).expect("CreateKey answered without a key id")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

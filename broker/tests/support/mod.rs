@@ -121,6 +121,34 @@ callers:
     quotas: unlimited
     max_token_lifetime_seconds: 3600
     token_reuse: true
+  - id: fleet-svc
+    identities: [{ type: san_uri, value: "spiffe://test/fleet-svc" }]
+    cognito_client: fleet
+    allowed_scopes: [api/read, api/write]
+    default_scopes: [api/read]
+    quotas: [{ per: day, limit: 1000 }]
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
+    fleet_token_reuse: true
+  - id: fleet-twin-svc
+    identities: [{ type: san_uri, value: "spiffe://test/fleet-twin-svc" }]
+    cognito_client: fleet
+    allowed_scopes: [api/read, api/write]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
+    fleet_token_reuse: true
+  - id: fleet-bound-svc
+    identities: [{ type: san_uri, value: "spiffe://test/fleet-bound-svc" }]
+    cognito_client: fleet
+    allowed_scopes: [api/read]
+    default_scopes: [api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
+    fleet_token_reuse: true
+    bind_token_to_certificate: true
   - id: hostile-svc
     identities: [{ type: san_uri, value: "spiffe://test/hostile-svc" }]
     cognito_client: hostile
@@ -137,7 +165,7 @@ issuers:
 "#;
 
 /// App client name in the policy → (Cognito client id, scopes it may request at the stand-in).
-pub const APP_CLIENTS: [(&str, &str, &[&str]); 8] = [
+pub const APP_CLIENTS: [(&str, &str, &[&str]); 9] = [
     ("orders", "orders-client", &["api/read", "api/write"]),
     ("others", "others-client", &["api/admin"]),
     ("reusers", "reusers-client", &["api/read"]),
@@ -146,6 +174,7 @@ pub const APP_CLIENTS: [(&str, &str, &[&str]); 8] = [
     ("once", "once-client", &["api/read"]),
     ("hostile", "hostile-client", &["api/read", "api/write"]),
     ("bound", "bound-client", &["api/read"]),
+    ("fleet", "fleet-client", &["api/read", "api/write"]),
 ];
 
 /// Knobs a fault test turns.
@@ -195,6 +224,9 @@ pub struct Harness {
     pub secrets: Vec<String>,
     /// The context-key store the broker reads its MAC keys from (the devkit's test key).
     pub context_keys: Arc<MemoryKeySource>,
+    /// The configuration the broker was built with, for more instances ([`Harness::instance`]).
+    pub cfg: Config,
+    _policy_file: tempfile::NamedTempFile,
 }
 
 /// One answer, decoded.
@@ -271,6 +303,10 @@ impl Harness {
             ("QUOTA_TABLE", "unused-in-memory"),
             ("SSM_PREFIX", "/unused/in-memory"),
             ("CALLER_HASH_KEY", "test-caller-hash-key-0123456789"),
+            // The fleet callers need a fleet cache configured to load; the harness's own broker has none attached
+            // (they reuse from memory only), the instances of `Harness::instance` get the one the test gives.
+            ("TOKEN_CACHE_TABLE", "attached-by-the-test"),
+            ("TOKEN_CACHE_KMS_KEY", "attached-by-the-test"),
         ]))
         .unwrap();
         cfg.upstream.attempt_timeout = opts.attempt_timeout;
@@ -288,14 +324,33 @@ impl Harness {
             context_keys: context_keys.clone(),
         };
         let broker = build(&cfg, deps).await.unwrap();
-        // GetClientToken is signed with static test credentials, so these tests need none in the environment.
-        let test_credentials = aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "broker-tests");
-        let sdk = tb_shared::aws::lambda_sdk_config()
-            .into_builder()
-            .credentials_provider(aws_sdk_ssm::config::SharedCredentialsProvider::new(test_credentials))
-            .build();
-        assert!(broker.upstream.use_aws_config(sdk));
-        Harness { standin, broker, quotas, store, emf, secrets, context_keys }
+        assert!(broker.upstream.use_aws_config(test_sdk_config()));
+        Harness { standin, broker, quotas, store, emf, secrets, context_keys, cfg, _policy_file: policy_file }
+    }
+
+    /// Another broker instance (another warm Lambda) on the same stand-in, credentials, quota counters and metrics,
+    /// with `fleet` as its fleet token cache: what K instances of the function share, and only that.
+    pub async fn instance(&self, fleet: tb_broker::FleetCache) -> App {
+        let deps = Deps {
+            quotas: self.quotas.clone(),
+            credentials: self.store.clone(),
+            metrics: MetricsSink::to_writer("TokenBrokerTest", self.emf.clone()),
+            clock: Clock::system(),
+            context_keys: self.context_keys.clone(),
+        };
+        let mut app = build(&self.cfg, deps).await.unwrap();
+        assert!(app.upstream.use_aws_config(test_sdk_config()));
+        app.fleet = Some(fleet);
+        app
+    }
+
+    /// A request sent to one instance, with a Lambda deadline 10 s away.
+    pub async fn send_to(&self, app: &App, req: ApiGatewayProxyRequest) -> Reply {
+        let mut ctx = Context::default();
+        ctx.request_id = "lambda-req-1".into();
+        let deadline = SystemTime::now() + Duration::from_secs(10);
+        ctx.deadline = deadline.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        decode(handle(app, LambdaEvent::new(req, ctx)).await.unwrap())
     }
 
     /// A grant request from `caller` with `body`, through the real handler.
@@ -349,6 +404,15 @@ impl Harness {
     pub fn metric_total(&self, name: &str) -> f64 {
         self.emf_lines().iter().filter_map(|l| l[name].as_f64()).sum()
     }
+}
+
+/// GetClientToken is signed with static test credentials, so these tests need none in the environment.
+fn test_sdk_config() -> aws_config::SdkConfig {
+    let test_credentials = aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "broker-tests");
+    tb_shared::aws::lambda_sdk_config()
+        .into_builder()
+        .credentials_provider(aws_sdk_ssm::config::SharedCredentialsProvider::new(test_credentials))
+        .build()
 }
 
 pub fn client_id_of(app: &str) -> &'static str {

@@ -65,6 +65,10 @@ pub struct Caller {
     pub max_token_lifetime: Duration,
     /// Serve a still-fresh token from the broker's in-memory cache instead of calling Cognito again.
     pub token_reuse: bool,
+    /// Share reused tokens with every instance of the broker through its fleet token cache (DynamoDB, sealed with
+    /// KMS data keys), so the fleet asks Cognito once per token life rather than once per instance. Needs
+    /// `token_reuse`: the in-memory cache stays in front.
+    pub fleet_token_reuse: bool,
     /// Bind every token this caller gets to its client certificate (RFC 8705 §3): the token carries the
     /// certificate's `x5t#S256` thumbprint in `cnf`, and a resource server accepts it only over mutual TLS with that
     /// certificate. Only for callers whose every identity is a certificate identity.

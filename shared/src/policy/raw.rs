@@ -45,6 +45,8 @@ pub(super) struct RawCaller {
     #[serde(default)]
     pub token_reuse: bool,
     #[serde(default)]
+    pub fleet_token_reuse: bool,
+    #[serde(default)]
     pub bind_token_to_certificate: bool,
     #[serde(default)]
     pub usage_plan_key: Option<String>,

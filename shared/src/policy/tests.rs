@@ -459,6 +459,12 @@ mod limits {
 fn certificate_binding_is_off_by_default_and_only_for_certificate_callers() {
     let plain = load(&format!("version: 1\ncallers:{BASE_CALLER}")).unwrap();
     assert!(!plain.callers()[0].bind_token_to_certificate);
+    assert!(!plain.callers()[0].fleet_token_reuse && !plain.callers()[0].token_reuse);
+    let fleet = load(&format!("version: 1\ncallers:{BASE_CALLER}    token_reuse: true\n    fleet_token_reuse: true\n"))
+        .unwrap();
+    assert!(fleet.callers()[0].fleet_token_reuse && fleet.callers()[0].token_reuse);
+    let e = load(&format!("version: 1\ncallers:{BASE_CALLER}    fleet_token_reuse: true\n")).unwrap_err().to_string();
+    assert!(e.contains("fleet_token_reuse") && e.contains("needs token_reuse: true"), "{e}");
     let bound = load(&format!("version: 1\ncallers:{BASE_CALLER}    bind_token_to_certificate: true\n")).unwrap();
     assert!(bound.callers()[0].bind_token_to_certificate);
     let with_jwt = format!(

@@ -243,6 +243,14 @@ fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Resu
         return Err(ctx.caller(name, "max_token_lifetime_seconds", format!("must be 60..={MAX_LIFETIME_SECONDS}")));
     }
 
+    if rc.fleet_token_reuse && !rc.token_reuse {
+        return Err(ctx.caller(
+            name,
+            "fleet_token_reuse",
+            "needs token_reuse: true (the in-memory cache stays in front of the fleet cache)",
+        ));
+    }
+
     // A bound token names the certificate that asked for it; a caller that may also come in with a JWT has no
     // certificate on that path, and a token it got there would silently be unbound.
     if rc.bind_token_to_certificate && identities.iter().any(|i| matches!(i, Identity::Jwt { .. })) {
@@ -270,6 +278,7 @@ fn build_caller(ctx: &Ctx<'_>, rc: RawCaller, issuers: &HashSet<String>) -> Resu
         quotas,
         max_token_lifetime: Duration::from_secs(rc.max_token_lifetime_seconds),
         token_reuse: rc.token_reuse,
+        fleet_token_reuse: rc.fleet_token_reuse,
         bind_token_to_certificate: rc.bind_token_to_certificate,
         usage_plan_key: rc.usage_plan_key.map(UsagePlanKey::new),
     })

@@ -1,0 +1,402 @@
+//! Fleet-wide token reuse: one Cognito grant per (app client, scopes, caller) and token life across every warm
+//! instance of the broker, not one per instance.
+//!
+//! The in-memory cache ([`crate::reuse::TokenReuse`]) stays in front. On a miss there, a caller with
+//! `fleet_token_reuse` goes to a DynamoDB table shared by all instances:
+//! 1. a still-fresh sealed token for its key is opened (KMS releases the data key only under the request's own
+//!    encryption context, [`sealed`]) and served, and remembered in memory;
+//! 2. with none (absent, past its reuse deadline, or one that does not open), the instance takes a short lease on
+//!    the key with a conditional write and fetches from Cognito, then writes the sealed token, which ends the lease;
+//! 3. an instance that finds someone else's live lease polls for the new token for a bounded time
+//!    ([`FleetSettings::wait`]); when the lease ends without a token (its holder failed or crashed, or the lease
+//!    expired) it takes the lease itself; when its wait is over it fetches by itself rather than fail.
+//!
+//! Availability comes first: the cache only ever saves Cognito calls. Any table or KMS failure (down, slow,
+//! throttled, no permission) makes the instance skip the cache for [`FleetSettings::retry_after`], so a cache
+//! outage costs one bounded operation, not one per request, and issuance goes on from memory and Cognito.
+
+pub(crate) mod keys;
+pub(crate) mod sealed;
+pub(crate) mod table;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::SdkConfig;
+use secrecy::SecretString;
+use tb_shared::clock::Clock;
+use tb_shared::ids::ScopeSet;
+
+use crate::reuse::ReuseKey;
+pub use keys::{DataKeySource, KmsDataKeys};
+use keys::{DataKeys, KeyError};
+use sealed::{EncryptionContext, SealedToken};
+use table::{DynamoTokenTable, Guard, Lease, Record, TokenTable};
+
+/// How the fleet cache is reached and how long it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// The DynamoDB table (`TOKEN_CACHE_TABLE`).
+    pub table: String,
+    /// The KMS key the data keys come from (`TOKEN_CACHE_KMS_KEY`: id, ARN or alias).
+    pub kms_key: String,
+    /// Budget of one table or KMS operation, retries included.
+    pub timeout: Duration,
+    /// How long a lease lasts: long enough for a normal Cognito call, short enough that a crashed holder delays
+    /// the others only briefly.
+    pub lease: Duration,
+    /// How long an instance waits for another's fetch before fetching by itself.
+    pub wait: Duration,
+    /// How long the cache is skipped after a table or KMS failure.
+    pub retry_after: Duration,
+}
+
+impl FleetSettings {
+    /// The defaults for a table and key.
+    pub fn new(table: impl Into<String>, kms_key: impl Into<String>) -> Self {
+        FleetSettings {
+            table: table.into(),
+            kms_key: kms_key.into(),
+            timeout: Duration::from_millis(400),
+            lease: Duration::from_millis(2_000),
+            wait: Duration::from_millis(3_000),
+            retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// First and longest pause between two reads of a key another instance is fetching.
+const POLL_FIRST: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(200);
+/// Time kept back from the Lambda deadline by every cache operation: the fetch itself and the answer need it.
+const DEADLINE_RESERVE: Duration = Duration::from_millis(500);
+/// An item obtained further in the future than this (by another instance's clock) is not trusted to say how much
+/// life its token has left.
+const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// The fleet cache of one instance.
+pub struct FleetCache {
+    table: Arc<dyn TokenTable>,
+    keys: DataKeys,
+    settings: FleetSettings,
+    clock: Clock,
+    /// Until when the cache is skipped after a failure.
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for FleetCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetCache").field("table", &self.settings.table).finish_non_exhaustive()
+    }
+}
+
+/// A token found in the fleet cache.
+pub(crate) struct Found {
+    pub access_token: SecretString,
+    pub expires_in: u64,
+    pub scope: ScopeSet,
+    /// When it was obtained, on this instance's monotonic clock.
+    pub obtained: Instant,
+    pub lifetime: Duration,
+}
+
+/// Why an instance fetches from Cognito itself, for the decision log line and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchReason {
+    /// It holds the lease.
+    Leased,
+    /// Another instance held the lease past this one's wait.
+    WaitedOut,
+    /// The table or KMS failed just now.
+    Unavailable,
+    /// The cache is skipped after a recent failure.
+    Bypassed,
+}
+
+impl FetchReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FetchReason::Leased => "leased",
+            FetchReason::WaitedOut => "waited_out",
+            FetchReason::Unavailable => "unavailable",
+            FetchReason::Bypassed => "bypassed",
+        }
+    }
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    Hit(Found),
+    Fetch(Ticket),
+}
+
+/// The right to write the token this instance is about to fetch (or the lease to give back if it fails).
+pub(crate) struct Ticket {
+    item: String,
+    context: EncryptionContext,
+    guard: Option<Guard>,
+    pub reason: FetchReason,
+    /// An item that would not open was found (and will be overwritten).
+    pub damaged: bool,
+}
+
+impl FleetCache {
+    /// The cache on DynamoDB and KMS, both through `sdk` (the function's configuration).
+    pub fn from_sdk_config(sdk: &SdkConfig, settings: FleetSettings, clock: Clock) -> Self {
+        Self::from_sdk_configs(sdk, sdk, settings, clock)
+    }
+
+    /// The cache with the table and KMS reached through different configurations (tests point one at a dead
+    /// endpoint).
+    pub fn from_sdk_configs(table: &SdkConfig, kms: &SdkConfig, settings: FleetSettings, clock: Clock) -> Self {
+        let t = DynamoTokenTable::from_sdk_config(table, settings.table.clone(), settings.timeout);
+        let k = KmsDataKeys::from_sdk_config(kms, settings.kms_key.clone(), settings.timeout);
+        Self::with_sources(Arc::new(t), Arc::new(k), settings, clock)
+    }
+
+    /// The cache with the table on `sdk` and data keys from `keys`.
+    pub fn with_key_source(
+        sdk: &SdkConfig,
+        keys: Arc<dyn DataKeySource>,
+        settings: FleetSettings,
+        clock: Clock,
+    ) -> Self {
+        let t = DynamoTokenTable::from_sdk_config(sdk, settings.table.clone(), settings.timeout);
+        Self::with_sources(Arc::new(t), keys, settings, clock)
+    }
+
+    fn with_sources(
+        table: Arc<dyn TokenTable>,
+        keys: Arc<dyn DataKeySource>,
+        settings: FleetSettings,
+        clock: Clock,
+    ) -> Self {
+        FleetCache { table, keys: DataKeys::new(keys), settings, clock, down_until: Mutex::new(None) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    fn is_down(&self) -> bool {
+        let mut d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *d {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *d = None;
+                tracing::info!(event = "token_cache_retry", "trying the fleet token cache again");
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark_down(&self, why: &str) {
+        let mut d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            tracing::warn!(
+                event = "token_cache_unavailable",
+                error = why,
+                retry_after_s = self.settings.retry_after.as_secs(),
+                "fleet token cache unavailable; serving from memory and Cognito without it for a while"
+            );
+        }
+        *d = Some(Instant::now() + self.settings.retry_after);
+    }
+
+    /// Runs one cache operation within its budget and the Lambda deadline (less a reserve for the fetch). The
+    /// outer error is the time running out.
+    async fn within<T>(
+        &self,
+        deadline: Option<Instant>,
+        op: impl std::future::Future<Output = T>,
+    ) -> Result<T, String> {
+        let mut budget = self.settings.timeout;
+        if let Some(d) = deadline {
+            let left = d.checked_duration_since(Instant::now()).and_then(|l| l.checked_sub(DEADLINE_RESERVE));
+            match left {
+                Some(l) if !l.is_zero() => budget = budget.min(l),
+                _ => return Err("no time left before the Lambda deadline".into()),
+            }
+        }
+        tokio::time::timeout(budget, op).await.map_err(|_| "timed out".to_owned())
+    }
+
+    /// [`Self::within`] for an operation that can fail, both failures as text for the log.
+    async fn bounded<T, E: std::fmt::Display>(
+        &self,
+        deadline: Option<Instant>,
+        op: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        self.within(deadline, op).await?.map_err(|e| e.to_string())
+    }
+
+    fn ticket(&self, item: String, context: EncryptionContext, guard: Option<Guard>, reason: FetchReason) -> Ticket {
+        Ticket { item, context, guard, reason, damaged: false }
+    }
+
+    /// Finds a fresh token for `key`, or decides how this instance fetches one.
+    pub(crate) async fn lookup(&self, key: &ReuseKey, deadline: Option<Instant>) -> Lookup {
+        let item = sealed::item_key(key);
+        let context = EncryptionContext::for_key(key);
+        if self.is_down() {
+            return Lookup::Fetch(self.ticket(item, context, None, FetchReason::Bypassed));
+        }
+        let mut wait_until = Instant::now() + self.settings.wait;
+        if let Some(d) = deadline {
+            wait_until = wait_until.min(d.checked_sub(DEADLINE_RESERVE * 2).unwrap_or(d));
+        }
+        let mut damaged = false;
+        let mut pause = POLL_FIRST;
+        loop {
+            let record = match self.bounded(deadline, self.table.read(&item)).await {
+                Ok(r) => r,
+                Err(e) => return self.unavailable(item, context, &e),
+            };
+            let now_ms = self.now_ms();
+            damaged |= record.damaged;
+            if let Some(token) = record.token.as_ref().filter(|t| now_ms < t.reuse_until_ms()) {
+                match self.open(&item, &context, token, now_ms, deadline).await {
+                    Ok(Some(found)) => return Lookup::Hit(found),
+                    Ok(None) => damaged = true,
+                    Err(e) => return self.unavailable(item, context, &e),
+                }
+            }
+            let leased_by_other = record.lease.as_ref().is_some_and(|l| l.until_ms > now_ms);
+            if !leased_by_other {
+                match self.take_lease(&item, &record, now_ms, deadline).await {
+                    Ok(Some(owner)) => {
+                        let mut t = self.ticket(item, context, Some(Guard::Lease(owner)), FetchReason::Leased);
+                        t.damaged = damaged;
+                        return Lookup::Fetch(t);
+                    }
+                    Ok(None) => {} // someone else wrote or leased first: read again after a pause
+                    Err(e) => return self.unavailable(item, context, &e),
+                }
+            }
+            if Instant::now() + pause > wait_until {
+                let mut t = self.ticket(item, context, Some(Guard::Seen(record.seen)), FetchReason::WaitedOut);
+                t.damaged = damaged;
+                return Lookup::Fetch(t);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+
+    fn unavailable(&self, item: String, context: EncryptionContext, why: &str) -> Lookup {
+        self.mark_down(why);
+        Lookup::Fetch(self.ticket(item, context, None, FetchReason::Unavailable))
+    }
+
+    async fn take_lease(
+        &self,
+        item: &str,
+        record: &Record,
+        now_ms: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<String>, String> {
+        let lease = Lease { owner: random_id(), until_ms: now_ms + self.settings.lease.as_millis() as u64 };
+        let taken =
+            self.bounded(deadline, self.table.take_lease(item, &record.seen, &lease, now_ms, &random_id())).await?;
+        Ok(taken.then_some(lease.owner))
+    }
+
+    /// Opens a fresh sealed token. `Ok(None)`: it does not open for this request (another key, context or item,
+    /// altered, or from a clock too far ahead), so it is treated as absent.
+    async fn open(
+        &self,
+        item: &str,
+        context: &EncryptionContext,
+        token: &SealedToken,
+        now_ms: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Found>, String> {
+        if token.obtained_ms > now_ms + MAX_CLOCK_SKEW_MS || token.lifetime_s == 0 {
+            return Ok(None);
+        }
+        let key = match self.within(deadline, self.keys.for_reading(&token.encrypted_key, context)).await? {
+            Ok(k) => k,
+            Err(KeyError::Refused) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let Ok(access_token) = sealed::open(&key, item, token) else {
+            return Ok(None);
+        };
+        let Ok(scope) = ScopeSet::parse_param(&token.scope) else {
+            return Ok(None);
+        };
+        let elapsed = Duration::from_millis(now_ms.saturating_sub(token.obtained_ms));
+        let expires_in = token.lifetime_s.saturating_sub(elapsed.as_secs() + 1);
+        if expires_in == 0 {
+            return Ok(None);
+        }
+        let obtained = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
+        Ok(Some(Found { access_token, expires_in, scope, obtained, lifetime: Duration::from_secs(token.lifetime_s) }))
+    }
+
+    /// Writes the token this instance fetched, if its ticket still allows: the lease holder while it holds the
+    /// lease, an instance that waited out only onto the item it last saw. A write that is refused or fails loses
+    /// nothing but the saving; the caller has its token either way. Returns whether the cache failed (and is now
+    /// skipped for a while).
+    pub(crate) async fn store(
+        &self,
+        ticket: Ticket,
+        token: &SecretString,
+        obtained_at: SystemTime,
+        lifetime_s: u64,
+        scope: &ScopeSet,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let Some(guard) = ticket.guard else { return false };
+        if self.is_down() {
+            return false;
+        }
+        let obtained_ms = obtained_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let keys = match self.bounded(deadline, self.keys.for_writing(&ticket.context)).await {
+            Ok(k) => k,
+            Err(e) => {
+                self.mark_down(&e);
+                if let Guard::Lease(owner) = &guard {
+                    // Quickly, so the others stop waiting; a failure here only leaves the lease to expire.
+                    let _ = self.bounded(deadline, self.table.release(&ticket.item, owner)).await;
+                }
+                return true;
+            }
+        };
+        let (data_key, encrypted_key) = keys;
+        let Some(sealed) = sealed::seal(&data_key, encrypted_key, &ticket.item, token, obtained_ms, lifetime_s, scope)
+        else {
+            return false;
+        };
+        let ttl_s = sealed.reuse_until_ms().div_ceil(1000);
+        match self.bounded(deadline, self.table.write(&ticket.item, &sealed, &random_id(), &guard, ttl_s)).await {
+            Ok(true) => false,
+            Ok(false) => {
+                tracing::debug!(reason = ticket.reason.as_str(), "fleet token cache: another instance wrote first");
+                false
+            }
+            Err(e) => {
+                self.mark_down(&e);
+                true
+            }
+        }
+    }
+
+    /// Gives the lease back after a failed fetch, so the instances waiting on it move on at once. Returns whether
+    /// the cache failed.
+    pub(crate) async fn abandon(&self, ticket: Ticket, deadline: Option<Instant>) -> bool {
+        if let Some(Guard::Lease(owner)) = &ticket.guard {
+            if let Err(e) = self.bounded(deadline, self.table.release(&ticket.item, owner)).await {
+                self.mark_down(&e);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A random 128-bit id, hex: lease owners and item versions.
+fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
