@@ -23,6 +23,8 @@ EMF_ALARMS = {
     "MissingAuthorizerContextAlarm": (B, "names::MISSING_CONTEXT_ALARM"),
     "TokenLifetimeAlarm": (B, "names::LIFETIME_ALARM"),
     "ForgedContextAlarm": (B, "names::FORGED_CONTEXT"),
+    "FleetCacheDamagedAlarm": (B, "names::FLEET_DAMAGED"),
+    "FleetCacheUnavailableAlarm": (B, "names::FLEET_UNAVAILABLE"),
     "AuthorizerErrorsAlarm": (A, "names::AUTHORIZER_ERRORS"),
     "TrustRefreshFailuresAlarm": (A, "names::TRUST_REFRESH_FAILURES"),
     "CrlNextUpdateWarningAlarm": (A, "names::CRL_SECONDS_TO_NEXT_UPDATE"),
@@ -253,7 +255,9 @@ def check_dashboard(src, exp):
     wanted = {c["consts"][path][ident] for path, ident in (
         (B, "names::GRANTS"), (B, "names::DENIALS"), (B, "names::QUOTA_EXHAUSTED"), (B, "names::UPSTREAM_LATENCY"),
         (B, "names::UPSTREAM_ERRORS"), (B, "names::BREAKER_OPEN"), (B, "names::FORGED_CONTEXT"),
-        (B, "names::CONTEXT_KEYS_UNAVAILABLE"), (A, "names::UNAUTHORIZED"),
+        (B, "names::CONTEXT_KEYS_UNAVAILABLE"), (B, "names::REUSE_HITS"), (B, "names::FLEET_HITS"),
+        (B, "names::FLEET_UNAVAILABLE"), (B, "names::FLEET_WAITED_OUT"), (B, "names::FLEET_DAMAGED"),
+        (A, "names::UNAUTHORIZED"),
         (A, "names::AUTHORIZER_ERRORS"), (A, "names::CRL_SECONDS_TO_NEXT_UPDATE"),
         (A, "names::TRUSTSTORE_SECONDS_TO_EXPIRY"), (A, "names::TRUST_REFRESH_FAILURES"),
         (A, "names::JWKS_FETCH_FAILURES"))} | derived | {"4XXError", "5XXError"}

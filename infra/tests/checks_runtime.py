@@ -2,6 +2,7 @@
 
 import json
 
+from checks_token_cache import is_token_cache_grant, variables as token_cache_variables
 from tplutil import allowed, as_list, api_body, branches, function_of, is_no_value, one, props, resources, role_statements, sub_string, TOKEN_PATH
 
 # The environment contract with the Rust functions (authorizer/src/config.rs, broker/src/config.rs).
@@ -16,7 +17,7 @@ BROKER_ENV = {
     "UPSTREAM_CONNECT_TIMEOUT_MS", "UPSTREAM_TIMEOUT_MS", "BREAKER_FAILURE_THRESHOLD", "BREAKER_OPEN_SECONDS",
     "METRICS_NAMESPACE", "CALLER_HASH_KEY", "LOG_LEVEL", "STACK_NAME", "CONTEXT_KEY_PARAMETER",
     "CONTEXT_KEYS_TTL_SECONDS", "CONTEXT_KEYS_MAX_STALE_SECONDS",
-}
+} | token_cache_variables()[0]
 # The one parameter holding the context-MAC keys, as an ARN (the template's Fn::Sub string).
 CONTEXT_KEY_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${ContextKeyParameterName}"
 FUNCTIONS = ("AuthorizerFunction", "BrokerFunction")
@@ -95,6 +96,8 @@ def check_broker_role(src, exp):
         assert resource != "*", f"{action} on every resource"
         if service == "ssm" and sub_string(resource) == CONTEXT_KEY_ARN or _context_key_decrypt(action, resource, stmt):
             continue  # check_context_key
+        if is_token_cache_grant(action, resource, stmt):
+            continue  # checks_token_cache
         if service == "ssm":
             assert action == "ssm:GetParameter", f"broker may only read single parameters, not {action}"
             assert sub_string(resource) == ssm_arn, f"ssm on {resource}"
@@ -227,7 +230,8 @@ def check_context_key(src, exp):
 
 
 def check_quota_table(src, exp):
-    name, table = one(exp, "AWS::DynamoDB::Table")
+    table = exp["Resources"]["QuotaTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table" and "Condition" not in table, table.get("Condition")
     p = props(table)
     assert p["BillingMode"] == "PAY_PER_REQUEST"
     assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]

@@ -435,6 +435,242 @@ def dashboard_without_reason_breakdown(t):
     d["DashboardBody"] = {"Fn::Sub": d["DashboardBody"]["Fn::Sub"].replace("Reason,Service,Stack", "Service,Stack")}
 
 
+# --- fleet token cache (checks_token_cache.py) -------------------------------------------------------------------------
+def _cache_policy(t):
+    return [p for p in _r(t, "BrokerRole")["Policies"] if isinstance(p, dict) and "Fn::If" in p][0]["Fn::If"][1]
+
+
+def _cache_stmt(t, service):
+    return [s for s in _cache_policy(t)["PolicyDocument"]["Statement"] if s["Action"][0].startswith(service)][0]
+
+
+def _kms_cond(t):
+    return _cache_stmt(t, "kms:")["Condition"]
+
+
+def _env(t, fn="BrokerFunction"):
+    return _r(t, fn)["Environment"]["Variables"]
+
+
+def fleet_cache_on_by_default(t):
+    t["Parameters"]["FleetTokenCacheEnabled"]["Default"] = "true"
+
+
+def fleet_cache_condition_always(t):
+    """The condition tests the wrong value: the cache exists whatever the parameter says."""
+    t["Conditions"]["HasFleetTokenCache"] = {"Fn::Not": [{"Fn::Equals": [{"Ref": "FleetTokenCacheEnabled"}, "yes"]}]}
+
+
+def token_table_unconditional(t):
+    del t["Resources"]["TokenCacheTable"]["Condition"]
+
+
+def token_key_unconditional(t):
+    del t["Resources"]["TokenCacheKey"]["Condition"]
+    del t["Resources"]["TokenCacheKeyAlias"]["Condition"]
+
+
+def token_env_unconditional(t):
+    _env(t)["TOKEN_CACHE_TABLE"] = {"Ref": "TokenCacheTable"}
+
+
+def token_grant_unconditional(t):
+    pols = _r(t, "BrokerRole")["Policies"]
+    i = [n for n, p in enumerate(pols) if isinstance(p, dict) and "Fn::If" in p][0]
+    pols[i] = pols[i]["Fn::If"][1]
+
+
+def token_output_unconditional(t):
+    del t["Outputs"]["TokenCacheKeyArn"]["Condition"]
+
+
+def token_table_sort_key(t):
+    p = _r(t, "TokenCacheTable")
+    p["AttributeDefinitions"].append({"AttributeName": "sk", "AttributeType": "S"})
+    p["KeySchema"].append({"AttributeName": "sk", "KeyType": "RANGE"})
+
+
+def token_table_ttl_attribute(t):
+    _r(t, "TokenCacheTable")["TimeToLiveSpecification"]["AttributeName"] = "ttl"
+
+
+def token_table_ttl_off(t):
+    _r(t, "TokenCacheTable")["TimeToLiveSpecification"]["Enabled"] = False
+
+
+def token_table_provisioned(t):
+    p = _r(t, "TokenCacheTable")
+    p["BillingMode"] = "PROVISIONED"
+    p["ProvisionedThroughput"] = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+
+
+def token_table_like_quota_table(t):
+    """Copied from the quota table: a backup of every token."""
+    _r(t, "TokenCacheTable")["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] = True
+
+
+def token_table_deletion_protected(t):
+    _r(t, "TokenCacheTable")["DeletionProtectionEnabled"] = True
+
+
+def token_table_stream(t):
+    _r(t, "TokenCacheTable")["StreamSpecification"] = {"StreamViewType": "NEW_IMAGE"}
+
+
+def token_table_resource_policy(t):
+    _r(t, "TokenCacheTable")["ResourcePolicy"] = {"PolicyDocument": {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": {"Fn::GetAtt": ["AuthorizerRole", "Arn"]}}, "Action": "dynamodb:GetItem",
+         "Resource": "*"}]}}
+
+
+def token_table_unencrypted(t):
+    _r(t, "TokenCacheTable")["SSESpecification"]["SSEEnabled"] = False
+
+
+def broker_scans_token_table(t):
+    _cache_stmt(t, "dynamodb:")["Action"].append("dynamodb:Scan")
+
+
+def broker_deletes_token_items(t):
+    _cache_stmt(t, "dynamodb:")["Action"].append("dynamodb:DeleteItem")
+
+
+def token_grant_on_every_table(t):
+    _cache_stmt(t, "dynamodb:")["Resource"] = {
+        "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"}
+
+
+def token_key_without_purpose(t):
+    del _kms_cond(t)["StringEquals"]
+
+
+def token_key_any_context_keys(t):
+    del _kms_cond(t)["ForAllValues:StringEquals"]
+
+
+def token_key_caller_in_context(t):
+    """A caller id allowed into the encryption context, and so into CloudTrail."""
+    _kms_cond(t)["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"].append("caller")
+
+
+def token_key_empty_context(t):
+    del _kms_cond(t)["Null"]
+
+
+def token_key_any_app_client(t):
+    del _kms_cond(t)["Null"]["kms:EncryptionContext:app_client"]
+
+
+def token_key_other_purpose(t):
+    _kms_cond(t)["StringEquals"]["kms:EncryptionContext:purpose"] = "token-broker/*"
+
+
+def token_key_encrypt_too(t):
+    _cache_stmt(t, "kms:")["Action"] += ["kms:Encrypt", "kms:ReEncrypt*"]
+
+
+def token_key_data_key_wildcard(t):
+    _cache_stmt(t, "kms:")["Action"][0] = "kms:GenerateDataKey*"
+
+
+def token_key_any_key(t):
+    _cache_stmt(t, "kms:")["Resource"] = "*"
+
+
+def authorizer_reads_token_table(t):
+    _r(t, "AuthorizerRole")["Policies"].append({"Fn::If": ["HasFleetTokenCache", {
+        "PolicyName": "token-cache", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": {"Fn::GetAtt": ["TokenCacheTable", "Arn"]}}]}},
+        {"Ref": "AWS::NoValue"}]})
+
+
+def authorizer_decrypts_token_keys(t):
+    _r(t, "AuthorizerRole")["Policies"].append({"Fn::If": ["HasFleetTokenCache", {
+        "PolicyName": "token-cache", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": {"Fn::GetAtt": ["TokenCacheKey", "Arn"]}}]}},
+        {"Ref": "AWS::NoValue"}]})
+
+
+def authorizer_reads_every_table(t):
+    _r(t, "AuthorizerRole")["Policies"].append({
+        "PolicyName": "tables", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"}}]}})
+
+
+def authorizer_managed_read_only(t):
+    _r(t, "AuthorizerRole")["ManagedPolicyArns"] = [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonDynamoDBReadOnlyAccess"}]
+
+
+def token_cache_env_on_authorizer(t):
+    _env(t, "AuthorizerFunction")["TOKEN_CACHE_TABLE"] = {
+        "Fn::If": ["HasFleetTokenCache", {"Ref": "TokenCacheTable"}, {"Ref": "AWS::NoValue"}]}
+
+
+def token_key_rotation_off(t):
+    _r(t, "TokenCacheKey")["EnableKeyRotation"] = False
+
+
+def token_key_policy_wildcard(t):
+    _r(t, "TokenCacheKey")["KeyPolicy"]["Statement"].append(
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"})
+
+
+def token_key_policy_lambda_service(t):
+    _r(t, "TokenCacheKey")["KeyPolicy"]["Statement"].append(
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "kms:Decrypt", "Resource": "*"})
+
+
+def token_key_asymmetric(t):
+    _r(t, "TokenCacheKey")["KeySpec"] = "RSA_2048"
+
+
+def token_key_by_alias(t):
+    """The broker told the alias: Decrypt is then pinned to whatever the alias points at."""
+    _env(t)["TOKEN_CACHE_KMS_KEY"] = {"Fn::If": ["HasFleetTokenCache", {"Fn::Sub": "${TokenCacheKeyAlias}"},
+                                                 {"Ref": "AWS::NoValue"}]}
+
+
+def token_cache_timeout_out_of_range(t):
+    _env(t)["TOKEN_CACHE_TIMEOUT_MS"]["Fn::If"][1] = "10000"
+
+
+def token_cache_wait_below_lease(t):
+    _env(t)["TOKEN_CACHE_WAIT_MS"]["Fn::If"][1] = "1000"
+
+
+def token_cache_wait_eats_the_timeout(t):
+    _env(t)["TOKEN_CACHE_WAIT_MS"]["Fn::If"][1] = "8000"
+    _env(t)["TOKEN_CACHE_LEASE_MS"]["Fn::If"][1] = "8000"
+
+
+def token_cache_retry_left_to_default(t):
+    del _env(t)["TOKEN_CACHE_RETRY_SECONDS"]
+
+
+def drop_fleet_damaged_alarm(t):
+    del t["Resources"]["FleetCacheDamagedAlarm"]
+
+
+def fleet_damaged_alarm_waits(t):
+    _r(t, "FleetCacheDamagedAlarm")["EvaluationPeriods"] = 3
+    _r(t, "FleetCacheDamagedAlarm")["DatapointsToAlarm"] = 3
+
+
+def fleet_unavailable_alarm_pages_at_once(t):
+    _r(t, "FleetCacheUnavailableAlarm")["EvaluationPeriods"] = 1
+    del _r(t, "FleetCacheUnavailableAlarm")["DatapointsToAlarm"]
+
+
+def fleet_unavailable_alarm_gates_releases(t):
+    _r(t, "BrokerFunction")["DeploymentPreference"]["Alarms"].append({"Ref": "FleetCacheUnavailableAlarm"})
+
+
+def fleet_alarm_reads_hits(t):
+    _r(t, "FleetCacheDamagedAlarm")["MetricName"] = "FleetCacheHits"
+
+
 MUTATIONS = {f.__name__: f for f in [
     add_get, cache_on_header, enable_execute_api, drop_always_deploy, unpin_truststore, mtls_on_partner_domain,
     rule_tautology, rule_tests_version_instead_of_uri, crl_uri_elsewhere, partner_tls_1_0, partner_legacy_tls,
@@ -457,4 +693,17 @@ MUTATIONS = {f.__name__: f for f in [
     drop_forged_context_alarm, forged_context_alarm_on_authorizer, forged_context_alarm_waits,
     forged_context_alarm_on_missing_context,
     broker_grants_get_client_token, broker_cognito_wildcard_when_truststore, cognito_policy_beside_the_role,
+    fleet_cache_on_by_default, fleet_cache_condition_always, token_table_unconditional, token_key_unconditional,
+    token_env_unconditional, token_grant_unconditional, token_output_unconditional, token_table_sort_key,
+    token_table_ttl_attribute, token_table_ttl_off, token_table_provisioned, token_table_like_quota_table,
+    token_table_deletion_protected, token_table_stream, token_table_resource_policy, token_table_unencrypted,
+    broker_scans_token_table, broker_deletes_token_items, token_grant_on_every_table, token_key_without_purpose,
+    token_key_any_context_keys, token_key_caller_in_context, token_key_empty_context, token_key_any_app_client,
+    token_key_other_purpose, token_key_encrypt_too, token_key_data_key_wildcard, token_key_any_key,
+    authorizer_reads_token_table, authorizer_decrypts_token_keys, authorizer_reads_every_table,
+    authorizer_managed_read_only, token_cache_env_on_authorizer, token_key_rotation_off, token_key_policy_wildcard,
+    token_key_policy_lambda_service, token_key_asymmetric, token_key_by_alias, token_cache_timeout_out_of_range,
+    token_cache_wait_below_lease, token_cache_wait_eats_the_timeout, token_cache_retry_left_to_default,
+    drop_fleet_damaged_alarm, fleet_damaged_alarm_waits, fleet_unavailable_alarm_pages_at_once,
+    fleet_unavailable_alarm_gates_releases, fleet_alarm_reads_hits,
 ]}

@@ -22,11 +22,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 import checks_api  # noqa: E402
 import checks_observability  # noqa: E402
 import checks_runtime  # noqa: E402
+import checks_token_cache  # noqa: E402
 import sam_expand  # noqa: E402
 from mutations import MUTATIONS  # noqa: E402
 from tplutil import COGNITO, HERE, TEMPLATE, one, props, resources, rust_consts, rust_list  # noqa: E402
 
-CHECKS = {f.__name__[len("check_"):]: f for f in checks_api.CHECKS + checks_runtime.CHECKS + checks_observability.CHECKS}
+CHECKS = {f.__name__[len("check_"):]: f for f in
+          checks_api.CHECKS + checks_runtime.CHECKS + checks_observability.CHECKS + checks_token_cache.CHECKS}
 
 
 @pytest.fixture(scope="module")
