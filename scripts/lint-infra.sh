@@ -54,6 +54,19 @@ echo "$(grep -c "\"Type\": \"AWS::" "$expanded") resource entries"
 step "cfn-lint: expanded template"
 .venv-cfnlint/bin/cfn-lint "$expanded"
 
+# checkov drops resources whose Condition is false under the parameters' defaults, so the fleet token cache (off by
+# default) is scanned in a copy of the template with FleetTokenCacheEnabled defaulting to "true".
+enabled="$work/template.fleet-token-cache.yaml"
+sed -e '/^  FleetTokenCacheEnabled:/,/Default:/ s/Default: "false"/Default: "true"/' infra/template.yaml >"$enabled"
+if cmp -s infra/template.yaml "$enabled"; then
+  echo "lint-infra: could not turn FleetTokenCacheEnabled on in a copy of the template" >&2
+  exit 1
+fi
+expanded_enabled="$work/template.fleet-token-cache.expanded.json"
+.venv-cfnlint/bin/python infra/tests/sam_expand.py "$enabled" --propagate-checkov-skips >"$expanded_enabled"
+step "cfn-lint: FleetTokenCacheEnabled=true (as written and expanded)"
+.venv-cfnlint/bin/cfn-lint "$enabled" "$expanded_enabled"
+
 if [[ $run_checkov == 1 ]]; then
   # --skip-download: offline, no Prisma Cloud guideline/mapping fetch.
   checkov=(.venv-checkov/bin/checkov --skip-download --compact --quiet)
@@ -62,6 +75,8 @@ if [[ $run_checkov == 1 ]]; then
   # The expanded JSON cannot carry the inline CKV_SECRET_6 skip of the YAML; the secrets scan ran on the source above.
   step "checkov (cloudformation): expanded template"
   "${checkov[@]}" --framework cloudformation -f "$expanded"
+  step "checkov (cloudformation): FleetTokenCacheEnabled=true (as written and expanded)"
+  "${checkov[@]}" --framework cloudformation -f "$enabled" -f "$expanded_enabled"
 fi
 
 step "template assertions: pytest infra/tests"
