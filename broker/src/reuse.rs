@@ -49,14 +49,16 @@ struct Entry {
 
 impl Entry {
     fn serve_for(&self) -> Duration {
-        self.lifetime * REUSE_NUMERATOR / REUSE_DENOMINATOR
+        self.lifetime.saturating_mul(REUSE_NUMERATOR) / REUSE_DENOMINATOR
     }
 }
 
 /// How long a token of `lifetime_s` seconds is served again: three quarters of its life. Shared with the fleet
 /// cache, whose items expire at the same deadline.
+/// Saturating: the lifetime of a fleet-cache item is read from the table before its seal is checked, and any number
+/// may be there.
 pub(crate) fn serve_window(lifetime_s: u64) -> Duration {
-    Duration::from_secs(lifetime_s) * REUSE_NUMERATOR / REUSE_DENOMINATOR
+    Duration::from_secs(lifetime_s.saturating_mul(u64::from(REUSE_NUMERATOR)) / u64::from(REUSE_DENOMINATOR))
 }
 
 /// A token served from the cache.

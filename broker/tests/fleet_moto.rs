@@ -8,81 +8,22 @@
 mod common_moto;
 mod support;
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common_moto::{closed_endpoint, moto_endpoint, sdk_config, silent_endpoint, unique};
-use support::{client_id_of, request, request_as, Harness};
+use common_moto::{closed_endpoint, sdk_config, silent_endpoint};
+use support::fleet::{fleet_grants, now_ms, Fleet, Item};
+use support::{request, request_as, Harness};
 use tb_broker::metric_names as names;
-use tb_broker::{FleetCache, FleetSettings};
+use tb_broker::FleetCache;
 use tb_devkit::moto;
 use tb_shared::clock::Clock;
 use tb_shared::context::AuthMethod;
 
 const BODY: &str = "grant_type=client_credentials";
 
-type Item = HashMap<String, AttributeValue>;
 /// One way an item is damaged in the table.
 type Damage = fn(&mut Item);
-
-struct Fleet {
-    sdk: SdkConfig,
-    table: String,
-    key: String,
-}
-
-impl Fleet {
-    /// A fresh table and key in moto.
-    async fn new() -> Fleet {
-        let sdk = sdk_config(&moto_endpoint()).await;
-        let table = unique("fleet-tokens");
-        moto::create_token_cache_table(&sdk, &table).await;
-        let key = moto::create_kms_key(&sdk).await;
-        Fleet { sdk, table, key }
-    }
-
-    fn settings(&self) -> FleetSettings {
-        let mut s = FleetSettings::new(&self.table, &self.key);
-        s.timeout = Duration::from_secs(2);
-        s
-    }
-
-    fn cache(&self, tweak: impl FnOnce(&mut FleetSettings)) -> FleetCache {
-        let mut s = self.settings();
-        tweak(&mut s);
-        FleetCache::from_sdk_config(&self.sdk, s, Clock::system())
-    }
-
-    fn ddb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk)
-    }
-
-    /// Every item of the table.
-    async fn items(&self) -> Vec<HashMap<String, AttributeValue>> {
-        self.ddb().scan().table_name(&self.table).send().await.unwrap().items.unwrap_or_default()
-    }
-
-    /// The one item of the table (the tests that call this have written exactly one key).
-    async fn only_item(&self) -> HashMap<String, AttributeValue> {
-        let mut items = self.items().await;
-        assert_eq!(items.len(), 1, "one item expected");
-        items.pop().unwrap()
-    }
-
-    async fn put(&self, item: HashMap<String, AttributeValue>) {
-        self.ddb().put_item().table_name(&self.table).set_item(Some(item)).send().await.unwrap();
-    }
-}
-
-fn fleet_grants(h: &Harness) -> u64 {
-    h.standin.token_requests_for(client_id_of("fleet"))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_instances_asking_at_once_cost_one_grant_and_one_charge() {
@@ -168,7 +109,7 @@ async fn an_item_that_does_not_open_is_ignored_and_overwritten() {
 
     // Each damage: a new instance gets a fresh token from Cognito, counts a damaged item, and overwrites it, so the
     // instance after it is served from the table again.
-    let damages: [(&str, Damage); 6] = [
+    let damages: [(&str, Damage); 7] = [
         ("flipped ciphertext", |i| {
             let mut b = i["sealed"].as_b().unwrap().as_ref().to_vec();
             b[0] ^= 1;
@@ -181,6 +122,9 @@ async fn an_item_that_does_not_open_is_ignored_and_overwritten() {
         }),
         ("stretched lifetime", |i| {
             i.insert("lifetime_s".into(), AttributeValue::N("86400".into()));
+        }),
+        ("the largest lifetime a number can hold", |i| {
+            i.insert("lifetime_s".into(), AttributeValue::N(u64::MAX.to_string()));
         }),
         ("earlier obtained time", |i| {
             let o: u64 = i["obtained_ms"].as_n().unwrap().parse().unwrap();

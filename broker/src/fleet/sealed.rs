@@ -256,3 +256,38 @@ mod tests {
         assert!(DataKey::from_bytes(&[0; 16]).is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Opening any bytes never panics and never yields a token unless they were sealed for this item.
+        #[test]
+        fn arbitrary_sealed_bytes_never_open(
+            nonce in proptest::collection::vec(any::<u8>(), 0..16),
+            ciphertext in proptest::collection::vec(any::<u8>(), 0..64),
+            obtained_ms in any::<u64>(),
+            lifetime_s in any::<u64>(),
+            scope in ".{0,20}",
+        ) {
+            let key = DataKey::from_bytes(&[5; 32]).unwrap();
+            let s = SealedToken { encrypted_key: vec![], nonce, ciphertext, obtained_ms, lifetime_s, scope };
+            prop_assert!(open(&key, "tok1#a", &s).is_err());
+            let _ = s.reuse_until_ms();
+        }
+
+        /// Any token seals and opens back to itself under its item, with its metadata.
+        #[test]
+        fn any_token_round_trips(token in "[!-~]{1,200}", obtained_ms in any::<u64>(), lifetime_s in 1u64..100_000) {
+            let key = DataKey::from_bytes(&[6; 32]).unwrap();
+            let scope = ScopeSet::parse_param("api/read").unwrap();
+            let secret = SecretString::from(token.clone());
+            let s = seal(&key, vec![1], "tok1#a", &secret, obtained_ms, lifetime_s, &scope).unwrap();
+            prop_assert!(!s.ciphertext.windows(token.len()).any(|w| w == token.as_bytes()) || token.len() < 4);
+            let opened = open(&key, "tok1#a", &s).unwrap();
+            prop_assert_eq!(opened.expose_secret(), token.as_str());
+        }
+    }
+}

@@ -334,3 +334,95 @@ impl TokenTable for DynamoTokenTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn written(token: &SealedToken) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (KEY_ATTR.to_owned(), s("tok1#x")),
+            (VER.to_owned(), s("v1")),
+            (EDK.to_owned(), AttributeValue::B(token.encrypted_key.clone().into())),
+            (NONCE.to_owned(), AttributeValue::B(token.nonce.clone().into())),
+            (SEALED.to_owned(), AttributeValue::B(token.ciphertext.clone().into())),
+            (OBTAINED.to_owned(), n(token.obtained_ms)),
+            (LIFETIME.to_owned(), n(token.lifetime_s)),
+            (SCOPE.to_owned(), s(token.scope.as_str())),
+            (FMT.to_owned(), n(FORMAT)),
+            (TTL_ATTR.to_owned(), n(1)),
+        ])
+    }
+
+    fn token() -> SealedToken {
+        SealedToken {
+            encrypted_key: vec![1; 8],
+            nonce: vec![2; 12],
+            ciphertext: vec![3; 40],
+            obtained_ms: 1_000,
+            lifetime_s: 3600,
+            scope: "api/read".into(),
+        }
+    }
+
+    #[test]
+    fn a_written_item_reads_back_and_a_partial_one_is_damaged() {
+        let r = parse(Some(written(&token())));
+        assert_eq!(r.token, Some(token()));
+        assert_eq!(r.seen, Seen::Version("v1".into()));
+        assert!(!r.damaged && r.lease.is_none());
+        let absent = parse(None);
+        assert_eq!((absent.seen, absent.token, absent.damaged), (Seen::Absent, None, false));
+        for attr in [EDK, NONCE, SEALED, OBTAINED, LIFETIME, SCOPE, FMT] {
+            let mut item = written(&token());
+            item.remove(attr);
+            let r = parse(Some(item));
+            assert!(r.token.is_none() && r.damaged, "{attr}");
+        }
+        let mut other_format = written(&token());
+        other_format.insert(FMT.into(), n(2));
+        assert!(parse(Some(other_format)).damaged);
+        let lease_only = HashMap::from([
+            (KEY_ATTR.to_owned(), s("tok1#x")),
+            (LEASE_OWNER.to_owned(), s("me")),
+            (LEASE_UNTIL.to_owned(), n(5)),
+        ]);
+        let r = parse(Some(lease_only));
+        assert_eq!(r.lease, Some(Lease { owner: "me".into(), until_ms: 5 }));
+        assert_eq!((r.seen, r.damaged), (Seen::Unversioned, false));
+    }
+
+    fn attribute() -> impl Strategy<Value = AttributeValue> {
+        prop_oneof![
+            ".{0,12}".prop_map(AttributeValue::S),
+            "-?[0-9]{0,25}(\\.[0-9]{0,3})?".prop_map(AttributeValue::N),
+            proptest::collection::vec(any::<u8>(), 0..48).prop_map(|b| AttributeValue::B(b.into())),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            Just(AttributeValue::Null(true)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a table writer put there, reading an item never panics, and a token is read only from a complete
+        /// item of this format.
+        #[test]
+        fn any_item_reads_without_panicking(
+            attrs in proptest::collection::hash_map(
+                prop_oneof![
+                    Just(VER), Just(LEASE_OWNER), Just(LEASE_UNTIL), Just(EDK), Just(NONCE), Just(SEALED),
+                    Just(OBTAINED), Just(LIFETIME), Just(SCOPE), Just(FMT), Just("other"),
+                ],
+                attribute(),
+                0..12,
+            )
+        ) {
+            let item: HashMap<String, AttributeValue> = attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let r = parse(Some(item.clone()));
+            if r.token.is_some() {
+                prop_assert_eq!(item.get(FMT).and_then(|v| v.as_n().ok()).map(String::as_str), Some("1"));
+                prop_assert!(!r.damaged);
+            }
+        }
+    }
+}

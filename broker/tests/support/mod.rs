@@ -2,6 +2,8 @@
 //! loopback, in-memory quota and credential stores, and captured EMF lines.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod fleet;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
