@@ -247,7 +247,12 @@ fn describe_caller(out: &mut String, c: &Caller) {
     let quotas: Vec<String> = c.quotas.iter().map(|q| format!("{} per {}", q.limit, q.name)).collect();
     let _ = writeln!(out, "quotas: {}", if quotas.is_empty() { "unlimited".to_owned() } else { quotas.join(", ") });
     let _ = writeln!(out, "max token lifetime: {} s", c.max_token_lifetime.as_secs());
-    let _ = writeln!(out, "token reuse: {}", if c.token_reuse { "on" } else { "off" });
+    let reuse = match (c.token_reuse, c.fleet_token_reuse) {
+        (false, _) => "off",
+        (true, false) => "on (each broker instance's memory)",
+        (true, true) => "on (memory, then the fleet token cache shared by every instance)",
+    };
+    let _ = writeln!(out, "token reuse: {reuse}");
     let _ = writeln!(out, "cognito app client: {}", c.cognito_client);
     // The key value itself is credential-like: say whether there is one, never print it.
     let _ = writeln!(out, "usage plan key: {}", if c.usage_plan_key.is_some() { "set" } else { "none" });
