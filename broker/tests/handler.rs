@@ -614,3 +614,21 @@ async fn token_reuse_stops_at_three_quarters_of_life() {
     assert_ne!(first.token(), second.token());
     assert_eq!(h.standin.token_requests(), 2);
 }
+
+/// A caller sharing its tokens through the fleet cache needs one configured: without `TOKEN_CACHE_TABLE` the broker
+/// does not start (rather than quietly reuse from memory only), and the error names the caller and the variables.
+#[tokio::test]
+async fn a_fleet_caller_without_a_fleet_cache_stops_the_cold_start() {
+    let h = Harness::start().await;
+    let mut cfg = h.cfg.clone();
+    cfg.token_cache = None;
+    let deps = tb_broker::Deps {
+        quotas: h.quotas.clone(),
+        credentials: h.store.clone(),
+        metrics: tb_shared::telemetry::MetricsSink::to_writer("T", h.emf.clone()),
+        clock: tb_shared::clock::Clock::system(),
+        context_keys: h.context_keys.clone(),
+    };
+    let e = tb_broker::build(&cfg, deps).await.err().expect("refused").to_string();
+    assert!(e.contains("fleet-svc") && e.contains("fleet_token_reuse") && e.contains("TOKEN_CACHE_TABLE"), "{e}");
+}
