@@ -8,7 +8,7 @@
 mod common_moto;
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common_moto::{closed_endpoint, sdk_config, silent_endpoint};
@@ -292,4 +292,25 @@ async fn items_sealed_under_a_replaced_key_are_ignored_and_overwritten() {
     let old = h.send_to(&h.instance(f.cache(|_| {})).await, request(Some("fleet-svc"), BODY)).await;
     assert_ne!(old.token(), r.token());
     assert_eq!(fleet_grants(&h), 3);
+}
+
+/// A request whose Lambda deadline leaves no time for the cache fetches directly, and the cache is not held
+/// responsible: the next request on the same instance uses it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_short_of_time_skips_the_cache_without_blaming_it() {
+    let h = Harness::start().await;
+    let f = Fleet::new().await;
+    let write = "grant_type=client_credentials&scope=api/write";
+    let a = h.instance(f.cache(|_| {})).await;
+    let shared = h.send_to(&a, request(Some("fleet-svc"), write)).await;
+    let b = h.instance(f.cache(|_| {})).await;
+    h.emf.clear();
+    let soon = SystemTime::now() + Duration::from_millis(450);
+    let hurried = h.send_to_with_deadline(&b, request(Some("fleet-svc"), BODY), soon).await;
+    assert_eq!(hurried.outcome(), (200, "-"), "{}", hurried.body);
+    assert_eq!(h.metric_total(names::FLEET_UNAVAILABLE), 0.0);
+    assert!(f.items().await.len() == 1, "nothing written for the hurried request");
+    let r = h.send_to(&b, request(Some("fleet-svc"), write)).await;
+    assert_eq!(r.token(), shared.token(), "the cache is used again at once");
+    assert_eq!(h.metric_total(names::FLEET_HITS), 1.0);
 }

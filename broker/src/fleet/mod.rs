@@ -70,6 +70,8 @@ const POLL_FIRST: Duration = Duration::from_millis(20);
 const POLL_MAX: Duration = Duration::from_millis(200);
 /// Time kept back from the Lambda deadline by every cache operation: the fetch itself and the answer need it.
 const DEADLINE_RESERVE: Duration = Duration::from_millis(500);
+/// Why a cache operation was not even tried.
+const NO_TIME: &str = "no time left before the Lambda deadline";
 /// An item obtained further in the future than this (by another instance's clock) is not trusted to say how much
 /// life its token has left.
 const MAX_CLOCK_SKEW_MS: u64 = 5_000;
@@ -111,6 +113,8 @@ pub(crate) enum FetchReason {
     Unavailable,
     /// The cache is skipped after a recent failure.
     Bypassed,
+    /// The Lambda deadline left no time for the cache.
+    OutOfTime,
 }
 
 impl FetchReason {
@@ -120,6 +124,7 @@ impl FetchReason {
             FetchReason::WaitedOut => "waited_out",
             FetchReason::Unavailable => "unavailable",
             FetchReason::Bypassed => "bypassed",
+            FetchReason::OutOfTime => "out_of_time",
         }
     }
 }
@@ -191,7 +196,12 @@ impl FleetCache {
         }
     }
 
-    fn mark_down(&self, why: &str) {
+    /// Skips the cache for a while after a failure; returns whether it did. Running out of the request's time is
+    /// not the cache's failure and skips nothing.
+    fn mark_down(&self, why: &str) -> bool {
+        if why == NO_TIME {
+            return false;
+        }
         let mut d = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
         if d.is_none() {
             tracing::warn!(
@@ -202,6 +212,7 @@ impl FleetCache {
             );
         }
         *d = Some(Instant::now() + self.settings.retry_after);
+        true
     }
 
     /// Runs one cache operation within its budget and the Lambda deadline (less a reserve for the fetch). The
@@ -216,7 +227,7 @@ impl FleetCache {
             let left = d.checked_duration_since(Instant::now()).and_then(|l| l.checked_sub(DEADLINE_RESERVE));
             match left {
                 Some(l) if !l.is_zero() => budget = budget.min(l),
-                _ => return Err("no time left before the Lambda deadline".into()),
+                _ => return Err(NO_TIME.into()),
             }
         }
         tokio::time::timeout(budget, op).await.map_err(|_| "timed out".to_owned())
@@ -285,8 +296,8 @@ impl FleetCache {
     }
 
     fn unavailable(&self, item: String, context: EncryptionContext, why: &str) -> Lookup {
-        self.mark_down(why);
-        Lookup::Fetch(self.ticket(item, context, None, FetchReason::Unavailable))
+        let reason = if self.mark_down(why) { FetchReason::Unavailable } else { FetchReason::OutOfTime };
+        Lookup::Fetch(self.ticket(item, context, None, reason))
     }
 
     async fn take_lease(
@@ -356,12 +367,12 @@ impl FleetCache {
         let keys = match self.bounded(deadline, self.keys.for_writing(&ticket.context)).await {
             Ok(k) => k,
             Err(e) => {
-                self.mark_down(&e);
+                let failed = self.mark_down(&e);
                 if let Guard::Lease(owner) = &guard {
                     // Quickly, so the others stop waiting; a failure here only leaves the lease to expire.
                     let _ = self.bounded(deadline, self.table.release(&ticket.item, owner)).await;
                 }
-                return true;
+                return failed;
             }
         };
         let (data_key, encrypted_key) = keys;
@@ -376,10 +387,7 @@ impl FleetCache {
                 tracing::debug!(reason = ticket.reason.as_str(), "fleet token cache: another instance wrote first");
                 false
             }
-            Err(e) => {
-                self.mark_down(&e);
-                true
-            }
+            Err(e) => self.mark_down(&e),
         }
     }
 
@@ -388,8 +396,7 @@ impl FleetCache {
     pub(crate) async fn abandon(&self, ticket: Ticket, deadline: Option<Instant>) -> bool {
         if let Some(Guard::Lease(owner)) = &ticket.guard {
             if let Err(e) = self.bounded(deadline, self.table.release(&ticket.item, owner)).await {
-                self.mark_down(&e);
-                return true;
+                return self.mark_down(&e);
             }
         }
         false

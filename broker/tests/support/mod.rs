@@ -348,9 +348,12 @@ impl Harness {
 
     /// A request sent to one instance, with a Lambda deadline 10 s away.
     pub async fn send_to(&self, app: &App, req: ApiGatewayProxyRequest) -> Reply {
+        self.send_to_with_deadline(app, req, SystemTime::now() + Duration::from_secs(10)).await
+    }
+
+    pub async fn send_to_with_deadline(&self, app: &App, req: ApiGatewayProxyRequest, deadline: SystemTime) -> Reply {
         let mut ctx = Context::default();
         ctx.request_id = "lambda-req-1".into();
-        let deadline = SystemTime::now() + Duration::from_secs(10);
         ctx.deadline = deadline.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
         decode(handle(app, LambdaEvent::new(req, ctx)).await.unwrap())
     }
