@@ -67,6 +67,17 @@ impl AwsNames {
         let parent = self.ssm_prefix.rsplit_once('/').map_or("", |(p, _)| p);
         format!("{parent}/context-key")
     }
+
+    /// The fleet token cache's table: the quota table's name with `-tokens` for its `-quota` ending (or added).
+    pub fn token_cache_table(&self) -> String {
+        let base = self.quota_table.strip_suffix("-quota").unwrap_or(&self.quota_table);
+        format!("{base}-tokens")
+    }
+
+    /// The alias of the KMS key that seals the fleet cache's tokens.
+    pub fn token_cache_key_alias(&self) -> String {
+        format!("alias/{}", self.token_cache_table())
+    }
 }
 
 impl Default for AwsNames {
@@ -190,6 +201,15 @@ pub fn broker_env(opts: &DevOptions, policy_path: &Path) -> Vec<(String, String)
     if let (Some(_), Some(t)) = (&opts.aws_endpoint, opts.aws_operation_timeout) {
         env.push(("AWS_OPERATION_TIMEOUT_MS".into(), t.as_millis().to_string()));
     }
+    // On an AWS-compatible endpoint the broker also gets its fleet token cache, as the template's
+    // FleetTokenCacheEnabled gives it (in memory there is one broker instance, so nothing to share).
+    if opts.aws_endpoint.is_some() {
+        env.push(("TOKEN_CACHE_TABLE".into(), opts.aws_names.token_cache_table()));
+        env.push(("TOKEN_CACHE_KMS_KEY".into(), opts.aws_names.token_cache_key_alias()));
+        if let Some(t) = opts.aws_operation_timeout {
+            env.push(("TOKEN_CACHE_TIMEOUT_MS".into(), t.as_millis().clamp(50, 5_000).to_string()));
+        }
+    }
     env
 }
 
@@ -281,7 +301,7 @@ impl DevStack {
         };
         let truststore_pem =
             std::fs::read_to_string(state.paths.truststore()).map_err(setup("reading the truststore"))?;
-        let (trust, broker_deps, authorizer_keys, crl_target) = match &opts.aws_endpoint {
+        let (trust, broker_deps, authorizer_keys, crl_target, fleet_sdk) = match &opts.aws_endpoint {
             None => {
                 let mem = MemoryCredentialSource::new();
                 for s in &secrets {
@@ -300,7 +320,7 @@ impl DevStack {
                     clock: Clock::system(),
                     context_keys: keys.clone(),
                 };
-                (trust, deps, keys, CrlTarget::File)
+                (trust, deps, keys, CrlTarget::File, None)
             }
             Some(endpoint) => {
                 let names = &opts.aws_names;
@@ -340,7 +360,7 @@ impl DevStack {
                 let keys: Arc<dyn KeySource> =
                     Arc::new(SsmKeySource::new(authorizer_ssm, names.context_key_parameter()));
                 let crl_target = CrlTarget::S3 { client: s3, bucket: names.bucket.clone(), key: "crl.pem".into() };
-                (trust, deps, keys, crl_target)
+                (trust, deps, keys, crl_target, Some(sdk))
             }
         };
         let authorizer_deps = tb_authorizer::Deps {
@@ -353,8 +373,11 @@ impl DevStack {
         let authorizer_app = Arc::new(
             tb_authorizer::build(&authorizer_cfg, authorizer_deps).await.map_err(setup("building the authorizer"))?,
         );
-        let broker = tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?;
+        let mut broker = tb_broker::build(&broker_cfg, broker_deps).await.map_err(setup("building the broker"))?;
         broker.upstream.use_aws_config(upstream::signing_config());
+        if let (Some(sdk), Some(settings)) = (&fleet_sdk, broker_cfg.token_cache.clone()) {
+            broker.fleet = Some(tb_broker::FleetCache::from_sdk_config(sdk, settings, Clock::system()));
+        }
         let broker = Arc::new(broker);
 
         let mut gw_settings = opts.gateway.clone();
@@ -541,6 +564,11 @@ async fn prepare_aws(
     // The table as the template and docs/quota-table.md define it, TTL included (counters of ended windows expire).
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     tb_devkit::moto::try_create_quota_table(&ddb, &names.quota_table).await.map_err(ctx("creating the quota table"))?;
+    // The fleet token cache: its table (the quota table's layout) and the KMS key behind an alias.
+    tb_devkit::moto::try_create_quota_table(&ddb, &names.token_cache_table())
+        .await
+        .map_err(ctx("creating the token cache table"))?;
+    ensure_kms_alias(sdk, &names.token_cache_key_alias()).await.map_err(ctx("creating the token cache key"))?;
     let ssm = aws_sdk_ssm::Client::new(sdk);
     for s in secrets {
         ssm.put_parameter()
@@ -554,6 +582,28 @@ async fn prepare_aws(
                 ctx("writing app-client credentials to SSM")(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string())
             })?;
     }
+    Ok(())
+}
+
+/// The KMS key behind `alias`, created with the alias when there is none yet (a second start reuses it).
+async fn ensure_kms_alias(sdk: &aws_config::SdkConfig, alias: &str) -> Result<(), String> {
+    let kms = aws_sdk_kms::Client::new(sdk);
+    if kms.describe_key().key_id(alias).send().await.is_ok() {
+        return Ok(());
+    }
+    let key = kms
+        .create_key()
+        .description("token-broker local stack: fleet token cache data keys")
+        .send()
+        .await
+        .map_err(|e| aws_sdk_kms::error::DisplayErrorContext(&e).to_string())?;
+    let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).ok_or("CreateKey answered without a key id")?;
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_kms::error::DisplayErrorContext(&e).to_string())?;
     Ok(())
 }
 
