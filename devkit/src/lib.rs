@@ -9,6 +9,7 @@ pub mod cognito;
 pub mod events;
 /// Policy documents the tests share, and writing them to a temporary file for `POLICY_FILE`.
 pub mod fixtures;
+pub mod fleet_bench;
 pub mod jwt;
 pub mod lambda_bench;
 /// moto's endpoint, SDK clients aimed at it and the resources tests create there (quota table, buckets, parameters).
