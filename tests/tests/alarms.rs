@@ -38,6 +38,8 @@ const SIMULATED: &[(&str, &str)] = &[
     ("MissingAuthorizerContextAlarm", "a_request_without_authorizer_context_raises_missing_authorizer_context"),
     ("TokenLifetimeAlarm", "an_over_long_cognito_token_raises_token_lifetime"),
     ("ForgedContextAlarm", "a_forged_caller_context_raises_forged_context"),
+    ("FleetCacheDamagedAlarm", "a_damaged_fleet_cache_item_raises_fleet_cache_damaged"),
+    ("FleetCacheUnavailableAlarm", "a_failing_fleet_cache_raises_fleet_cache_unavailable"),
 ];
 
 /// The template's other alarms, and why no EMF line can decide them.
@@ -422,4 +424,48 @@ async fn a_forged_caller_context_raises_forged_context() {
         .collect();
     reasons.sort();
     assert_eq!(reasons, ["mismatch", "mismatch", "missing"]);
+}
+
+/// A fleet token cache item that does not open (here its ciphertext altered in the table): the broker that reads it
+/// issues a fresh token and pages, once. Shared tokens served from a sound table page nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_fleet_cache_item_raises_fleet_cache_damaged() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let set = alarms();
+    let sdk = tb_devkit::moto::sdk_config_at(&tb_devkit::moto::endpoint(), tb_devkit::moto::REGION).await;
+    let table = tb_devkit::moto::unique("alarm-tokens");
+    tb_devkit::moto::create_token_cache_table(&sdk, &table).await;
+    let key = tb_devkit::moto::create_kms_key(&sdk).await;
+    let first = Broker::start(BrokerSetup::default()).await.with_fleet_cache(&sdk, &table, &key);
+    first.post_n(2, "fleet", GRANT, (200, "-")).await;
+    let second = Broker::start(BrokerSetup::default()).await.with_fleet_cache(&sdk, &table, &key);
+    second.post_n(2, "fleet", GRANT, (200, "-")).await;
+    verdicts("a token shared through the fleet cache", &set, &[&first.emf, &second.emf], &[]);
+
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let mut item = ddb.scan().table_name(&table).send().await.unwrap().items.unwrap().pop().unwrap();
+    let mut sealed = item["sealed"].as_b().unwrap().as_ref().to_vec();
+    sealed[0] ^= 1;
+    item.insert("sealed".into(), AttributeValue::B(sealed.into()));
+    ddb.put_item().table_name(&table).set_item(Some(item)).send().await.unwrap();
+    let third = Broker::start(BrokerSetup::default()).await.with_fleet_cache(&sdk, &table, &key);
+    third.post_n(2, "fleet", GRANT, (200, "-")).await;
+    let evals = verdicts("an altered item", &set, &[&third.emf], &["FleetCacheDamagedAlarm"]);
+    assert_eq!(verdict(&evals, "FleetCacheDamagedAlarm").value, Some(1.0), "the item was overwritten at once");
+}
+
+/// The fleet token cache fails (its table unreachable): tokens are still issued, and each instance counts the
+/// failure once per retry interval, so a failure that lasts fills every period and raises the ticket alarm.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_fleet_cache_raises_fleet_cache_unavailable() {
+    let set = alarms();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let sdk = tb_devkit::moto::sdk_config_at(&closed, tb_devkit::moto::REGION).await;
+    let broker = Broker::start(BrokerSetup::default()).await.with_fleet_cache(&sdk, "unreachable", "unreachable");
+    broker.post_n(3, "fleet", GRANT, (200, "-")).await;
+    let evals = verdicts("the fleet cache's table unreachable", &set, &[&broker.emf], &["FleetCacheUnavailableAlarm"]);
+    assert_eq!(verdict(&evals, "FleetCacheUnavailableAlarm").value, Some(1.0), "counted once, then skipped");
 }

@@ -101,7 +101,18 @@ impl World {
         .unwrap_or_else(|e| panic!("{e}"));
         let authorizer_env = template.function_env("AuthorizerFunction", &[("POLICY_FILE", &path)]).unwrap();
         let broker_env =
-            template.function_env("BrokerFunction", &[("POLICY_FILE", &path), ("QUOTA_TABLE", "in-memory")]).unwrap();
+            // The fleet cache's table and key exist only once deployed; this stack's policy has no caller using them.
+            template
+                .function_env(
+                    "BrokerFunction",
+                    &[
+                        ("POLICY_FILE", &path),
+                        ("QUOTA_TABLE", "in-memory"),
+                        ("TOKEN_CACHE_TABLE", ""),
+                        ("TOKEN_CACHE_KMS_KEY", ""),
+                    ],
+                )
+                .unwrap();
         let authorizer_cfg =
             tb_authorizer::Config::read(&Env::from_pairs(authorizer_env)).expect("authorizer settings");
         let broker_cfg = tb_broker::Config::read(&Env::from_pairs(broker_env)).expect("broker settings");

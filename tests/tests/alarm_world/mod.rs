@@ -51,6 +51,15 @@ callers:
     default_scopes: [customer-api/read]
     quotas: [{ per: day, limit: 3 }]
     max_token_lifetime_seconds: 3600
+  - id: fleet
+    identities: [{ type: san_uri, value: "spiffe://example.internal/fleet" }]
+    cognito_client: reporting
+    allowed_scopes: [customer-api/read]
+    default_scopes: [customer-api/read]
+    quotas: unlimited
+    max_token_lifetime_seconds: 3600
+    token_reuse: true
+    fleet_token_reuse: true
   - id: partner-acme
     identities: [{ type: jwt, issuer: "https://idp.acme.example", subject: acme-billing-sync }]
     cognito_client: partner-acme
@@ -285,6 +294,8 @@ pub struct Broker {
     pub app: tb_broker::App,
     pub emf: CaptureWriter,
     pub standin: CognitoStandin,
+    /// The template's fleet-cache settings (timeouts, lease, wait), for [`Broker::with_fleet_cache`].
+    fleet_settings: Option<tb_broker::FleetSettings>,
     _policy: tempfile::NamedTempFile,
 }
 
@@ -306,7 +317,13 @@ impl Broker {
         }
         let policy = tb_devkit::fixtures::write_policy(POLICY);
         let path = policy.path().to_str().expect("a UTF-8 temporary path");
-        let mut overrides = vec![("POLICY_FILE", path), ("QUOTA_TABLE", "in-memory")];
+        // The fleet token cache's table and key exist only once deployed: a scenario attaches its own cache.
+        let mut overrides = vec![
+            ("POLICY_FILE", path),
+            ("QUOTA_TABLE", "in-memory"),
+            ("TOKEN_CACHE_TABLE", "attached-by-the-scenario"),
+            ("TOKEN_CACHE_KMS_KEY", "attached-by-the-scenario"),
+        ];
         overrides.extend(setup.overrides.iter().copied());
         let env = template_as(STACK).function_env("BrokerFunction", &overrides).unwrap();
         let cfg = tb_broker::Config::read(&Env::from_pairs(env)).expect("the template's broker settings");
@@ -321,7 +338,18 @@ impl Broker {
             context_keys: tb_devkit::fixtures::context_keys(),
         };
         let app = tb_broker::build(&cfg, deps).await.expect("the broker starts");
-        Broker { app, emf, standin, _policy: policy }
+        Broker { app, emf, standin, fleet_settings: cfg.token_cache.clone(), _policy: policy }
+    }
+
+    /// The broker with a fleet token cache on `sdk` (the table and key the template would create), with the
+    /// template's cache settings.
+    pub fn with_fleet_cache(mut self, sdk: &aws_config::SdkConfig, table: &str, key: &str) -> Broker {
+        let mut settings = tb_broker::FleetSettings::new(table, key);
+        if let Some(template) = &self.fleet_settings {
+            settings = tb_broker::FleetSettings { table: table.into(), kms_key: key.into(), ..template.clone() };
+        }
+        self.app.fleet = Some(tb_broker::FleetCache::from_sdk_config(sdk, settings, Clock::system()));
+        self
     }
 
     /// Handles `req` with the Lambda deadline the template gives the function (10 s).
