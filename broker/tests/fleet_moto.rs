@@ -208,7 +208,7 @@ async fn a_crashed_lease_holder_holds_the_others_back_only_until_its_lease_ends(
     assert_eq!(h.metric_total(names::FLEET_WAITED_OUT), 0.0);
 
     // Its lease outlasts the wait: the instance fetches by itself rather than fail, and writes its token.
-    crash(now_ms() + 60_000).await;
+    crash(now_ms() + 1_800).await;
     h.emf.clear();
     let impatient = h.instance(f.cache(|s| s.wait = Duration::from_millis(300))).await;
     let r = h.send_to(&impatient, request(Some("fleet-svc"), BODY)).await;
@@ -218,6 +218,17 @@ async fn a_crashed_lease_holder_holds_the_others_back_only_until_its_lease_ends(
     let after = h.send_to(&h.instance(f.cache(|_| {})).await, request(Some("fleet-svc"), BODY)).await;
     assert_eq!(after.token(), r.token(), "the waiter's token was written over the crashed holder's item");
     assert_eq!(fleet_grants(&h), 3);
+
+    // A lease no instance of this broker takes (an hour long, so written by someone else) is not honoured: the
+    // instance takes the key at once instead of waiting for it.
+    crash(now_ms() + 3_600_000).await;
+    h.emf.clear();
+    let r = h.send_to(&h.instance(f.cache(|_| {})).await, request(Some("fleet-svc"), BODY)).await;
+    assert_eq!(r.outcome(), (200, "-"));
+    assert_eq!(fleet_grants(&h), 4);
+    assert_eq!(h.metric_total(names::FLEET_WAITED_OUT), 0.0, "the foreign lease held nobody back");
+    let item = f.only_item().await;
+    assert!(!item.contains_key("lease_owner") && item.contains_key("sealed"), "the new token replaced it");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -31,7 +31,7 @@ use crate::reuse::ReuseKey;
 pub use keys::{DataKeySource, KmsDataKeys};
 use keys::{DataKeys, KeyError};
 use sealed::{EncryptionContext, SealedToken};
-use table::{DynamoTokenTable, Guard, Lease, Record, TokenTable};
+use table::{DynamoTokenTable, Guard, Lease, LeaseTimes, Record, TokenTable};
 
 /// How the fleet cache is reached and how long it may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,9 +273,13 @@ impl FleetCache {
                     Err(e) => return self.unavailable(item, context, &e),
                 }
             }
-            let leased_by_other = record.lease.as_ref().is_some_and(|l| l.until_ms > now_ms);
+            let times = self.lease_times(now_ms);
+            // A lease this broker could not have taken (ending too far ahead) is someone else's doing: not honoured,
+            // or a table writer could hold every instance in its wait.
+            let leased_by_other =
+                record.lease.as_ref().is_some_and(|l| l.until_ms > now_ms && l.until_ms <= times.foreign_after_ms);
             if !leased_by_other {
-                match self.take_lease(&item, &record, now_ms, deadline).await {
+                match self.take_lease(&item, &record, times, deadline).await {
                     Ok(Some(owner)) => {
                         let mut t = self.ticket(item, context, Some(Guard::Lease(owner)), FetchReason::Leased);
                         t.damaged = damaged;
@@ -300,16 +304,22 @@ impl FleetCache {
         Lookup::Fetch(self.ticket(item, context, None, reason))
     }
 
+    /// The longest lease this broker takes, with room for another instance's clock, ends at `foreign_after_ms`.
+    fn lease_times(&self, now_ms: u64) -> LeaseTimes {
+        let longest = self.settings.lease.as_millis() as u64 + MAX_CLOCK_SKEW_MS;
+        LeaseTimes { now_ms, foreign_after_ms: now_ms.saturating_add(longest) }
+    }
+
     async fn take_lease(
         &self,
         item: &str,
         record: &Record,
-        now_ms: u64,
+        times: LeaseTimes,
         deadline: Option<Instant>,
     ) -> Result<Option<String>, String> {
-        let lease = Lease { owner: random_id(), until_ms: now_ms + self.settings.lease.as_millis() as u64 };
+        let lease = Lease { owner: random_id(), until_ms: times.now_ms + self.settings.lease.as_millis() as u64 };
         let taken =
-            self.bounded(deadline, self.table.take_lease(item, &record.seen, &lease, now_ms, &random_id())).await?;
+            self.bounded(deadline, self.table.take_lease(item, &record.seen, &lease, times, &random_id())).await?;
         Ok(taken.then_some(lease.owner))
     }
 

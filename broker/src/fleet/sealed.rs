@@ -59,8 +59,10 @@ impl EncryptionContext {
 }
 
 /// The table key of a reuse key: `tok1#` and the hex SHA-256 of its fields, each length-prefixed so no two keys
-/// share an encoding. A digest rather than the fields: the table holds no scope list or certificate thumbprint in
-/// clear, and every key has the same short length whatever the scopes.
+/// share an encoding. A digest rather than the fields: keys have one short length whatever the scopes, and carry no
+/// caller id or certificate thumbprint in clear. The digest is not keyed: someone who can read the table and guesses
+/// a key's fields can tell whether it has an item. The granted scope is an attribute of its own, authenticated by
+/// the seal but not encrypted.
 pub(crate) fn item_key(key: &ReuseKey) -> String {
     let mut h = Sha256::new();
     let scopes = key.scopes.to_param();

@@ -80,6 +80,14 @@ pub(crate) struct Record {
     pub damaged: bool,
 }
 
+/// The times a lease is judged by, epoch ms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaseTimes {
+    pub now_ms: u64,
+    /// A lease ending after this was not taken by this broker.
+    pub foreign_after_ms: u64,
+}
+
 /// Who may write a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Guard {
@@ -99,14 +107,15 @@ pub(crate) struct TableError(pub String);
 pub(crate) trait TokenTable: Send + Sync {
     /// Reads an item (strongly consistent: a waiter must see the token the moment it is written).
     async fn read(&self, pk: &str) -> Result<Record, TableError>;
-    /// Takes the lease if the item is as `seen` and holds no live lease at `now_ms`. `Ok(false)`: someone else
-    /// changed the item or holds the lease.
+    /// Takes the lease if the item is as `seen` and holds no live lease at `times.now_ms`: none, one that ended, or
+    /// one ending after `times.foreign_after_ms`, later than any this broker takes (written by someone else, and so
+    /// not honoured). `Ok(false)`: someone else changed the item or holds the lease.
     async fn take_lease(
         &self,
         pk: &str,
         seen: &Seen,
         lease: &Lease,
-        now_ms: u64,
+        times: LeaseTimes,
         ver: &str,
     ) -> Result<bool, TableError>;
     /// Writes a sealed token under `guard`, expiring at `ttl_s`. `Ok(false)`: the guard no longer holds.
@@ -227,7 +236,7 @@ impl TokenTable for DynamoTokenTable {
         pk: &str,
         seen: &Seen,
         lease: &Lease,
-        now_ms: u64,
+        times: LeaseTimes,
         ver: &str,
     ) -> Result<bool, TableError> {
         let mut names = HashMap::new();
@@ -242,7 +251,8 @@ impl TokenTable for DynamoTokenTable {
         values.extend([
             (":owner".to_owned(), s(lease.owner.as_str())),
             (":until".to_owned(), n(lease.until_ms)),
-            (":now".to_owned(), n(now_ms)),
+            (":now".to_owned(), n(times.now_ms)),
+            (":far".to_owned(), n(times.foreign_after_ms)),
             (":ver".to_owned(), s(ver)),
             (":N".to_owned(), s("N")),
             (":ttl".to_owned(), n(lease.until_ms / 1000 + LEASE_TTL_MARGIN_S)),
@@ -254,7 +264,8 @@ impl TokenTable for DynamoTokenTable {
             .key(KEY_ATTR, s(pk))
             .update_expression("SET #lo = :owner, #lu = :until, #ver = :ver, #ttl = :ttl")
             .condition_expression(format!(
-                "({seen_cond}) AND (attribute_not_exists(#lu) OR NOT attribute_type(#lu, :N) OR #lu < :now)"
+                "({seen_cond}) AND (attribute_not_exists(#lu) OR NOT attribute_type(#lu, :N) OR #lu < :now \
+                 OR #lu > :far)"
             ))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
