@@ -90,7 +90,7 @@ impl Config {
         if connect > attempt {
             return Err(ConfigError::new("UPSTREAM_CONNECT_TIMEOUT_MS", "must not exceed UPSTREAM_TIMEOUT_MS"));
         }
-        Ok(Config {
+        let mut config = Config {
             policy_file: env.policy_file()?,
             quota_table: env.required("QUOTA_TABLE")?,
             ssm_prefix: env.required("SSM_PREFIX")?.trim_end_matches('/').to_owned(),
@@ -120,7 +120,14 @@ impl Config {
             context_key_parameter: env.context_key_parameter()?,
             context_keys: env.context_key_ring()?,
             token_cache: token_cache(env)?,
-        })
+        };
+        // A fleet-cache lookup leaves the grant the time it needs: the quota charge, one Cognito attempt and the
+        // answer (the retry, when there is one, is cut to what is left, as without the cache).
+        let fetch = config.upstream.attempt_timeout + config.aws_operation_timeout + Duration::from_millis(500);
+        if let Some(t) = config.token_cache.as_mut() {
+            t.fetch_reserve = fetch;
+        }
+        Ok(config)
     }
 }
 
@@ -157,7 +164,11 @@ mod fleet_tests {
         };
         assert_eq!(read(&[]).unwrap().token_cache, None);
         let c = read(&[("TOKEN_CACHE_TABLE", "tokens"), ("TOKEN_CACHE_KMS_KEY", "alias/tb")]).unwrap();
-        assert_eq!(c.token_cache, Some(FleetSettings::new("tokens", "alias/tb")));
+        let expected = FleetSettings {
+            fetch_reserve: Duration::from_millis(3000 + 1500 + 500),
+            ..FleetSettings::new("tokens", "alias/tb")
+        };
+        assert_eq!(c.token_cache, Some(expected));
         assert_eq!(read(&[("TOKEN_CACHE_TABLE", "tokens")]).unwrap_err().var, "TOKEN_CACHE_KMS_KEY");
         assert_eq!(read(&[("TOKEN_CACHE_KMS_KEY", "k")]).unwrap_err().var, "TOKEN_CACHE_TABLE");
         let both = [("TOKEN_CACHE_TABLE", "tokens"), ("TOKEN_CACHE_KMS_KEY", "k")];

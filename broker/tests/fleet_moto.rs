@@ -109,7 +109,7 @@ async fn an_item_that_does_not_open_is_ignored_and_overwritten() {
 
     // Each damage: a new instance gets a fresh token from Cognito, counts a damaged item, and overwrites it, so the
     // instance after it is served from the table again.
-    let damages: [(&str, Damage); 7] = [
+    let damages: [(&str, Damage); 9] = [
         ("flipped ciphertext", |i| {
             let mut b = i["sealed"].as_b().unwrap().as_ref().to_vec();
             b[0] ^= 1;
@@ -122,6 +122,12 @@ async fn an_item_that_does_not_open_is_ignored_and_overwritten() {
         }),
         ("stretched lifetime", |i| {
             i.insert("lifetime_s".into(), AttributeValue::N("86400".into()));
+        }),
+        ("an empty data key", |i| {
+            i.insert("edk".into(), AttributeValue::B(Vec::new().into()));
+        }),
+        ("a data key longer than KMS takes", |i| {
+            i.insert("edk".into(), AttributeValue::B(vec![7u8; 7000].into()));
         }),
         ("the largest lifetime a number can hold", |i| {
             i.insert("lifetime_s".into(), AttributeValue::N(u64::MAX.to_string()));
@@ -281,28 +287,27 @@ async fn a_down_or_slow_table_or_kms_never_stops_issuance() {
     }
 }
 
+/// Revocation by moving the function to another key: no item sealed under the old one is served again, and tokens
+/// are still issued. (KMS answers `IncorrectKeyException` for an item sealed under another key than the one pinned,
+/// and the item is overwritten; moto answers `AccessDeniedException`, which is also what a function whose KMS
+/// permission was taken away gets, and the cache is skipped. Both are covered by the classification's unit test;
+/// this checks what they share.)
 #[tokio::test(flavor = "multi_thread")]
-async fn items_sealed_under_a_replaced_key_are_ignored_and_overwritten() {
+async fn items_sealed_under_a_replaced_key_are_never_served() {
     let h = Harness::start().await;
     let f = Fleet::new().await;
     let first = h.send_to(&h.instance(f.cache(|_| {})).await, request(Some("fleet-svc"), BODY)).await;
     assert_eq!(first.outcome(), (200, "-"));
-    // Revocation by replacement: the operator points the function at a new key. No item sealed under the old one
-    // is served again; each is replaced by a token sealed under the new key.
     let new_key = moto::create_kms_key(&f.sdk).await;
     let on_new_key = || f.cache(|s| s.kms_key = new_key.clone());
     h.emf.clear();
-    let r = h.send_to(&h.instance(on_new_key()).await, request(Some("fleet-svc"), BODY)).await;
-    assert_eq!(r.outcome(), (200, "-"));
-    assert_ne!(r.token(), first.token());
-    assert_eq!(fleet_grants(&h), 2);
-    assert_eq!((h.metric_total(names::FLEET_HITS), h.metric_total(names::FLEET_DAMAGED)), (0.0, 1.0));
-    let again = h.send_to(&h.instance(on_new_key()).await, request(Some("fleet-svc"), BODY)).await;
-    assert_eq!(again.token(), r.token());
-    // An instance still on the old key cannot open the new item either.
-    let old = h.send_to(&h.instance(f.cache(|_| {})).await, request(Some("fleet-svc"), BODY)).await;
-    assert_ne!(old.token(), r.token());
+    for _ in 0..2 {
+        let r = h.send_to(&h.instance(on_new_key()).await, request(Some("fleet-svc"), BODY)).await;
+        assert_eq!(r.outcome(), (200, "-"));
+        assert_ne!(r.token(), first.token());
+    }
     assert_eq!(fleet_grants(&h), 3);
+    assert_eq!(h.metric_total(names::FLEET_HITS), 0.0);
 }
 
 /// A request whose Lambda deadline leaves no time for the cache fetches directly, and the cache is not held

@@ -16,6 +16,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use moka::future::Cache;
 use sha2::{Digest as _, Sha256};
+use zeroize::Zeroize as _;
 
 use super::sealed::{DataKey, EncryptionContext};
 
@@ -101,13 +102,14 @@ impl DataKeySource for KmsDataKeys {
     }
 }
 
-/// The `Decrypt` errors that are the item's fault, not KMS's: the blob was altered, was made under another key or
-/// context (`InvalidCiphertextException`, `IncorrectKeyException`), or names a key this function may not use
-/// (`AccessDeniedException`: a key that was replaced, or a permission taken away to revoke the cache). The item is
-/// then treated as absent and overwritten; if the function may not make data keys either, that write fails and the
-/// cache is skipped. Anything else (throttling, a disabled key, KMS down) makes the cache unavailable.
+/// The `Decrypt` errors that are the item's fault, not KMS's: the blob was altered or is malformed
+/// (`InvalidCiphertextException`, `ValidationException`), or was made under another key or context
+/// (`IncorrectKeyException`: the key id is pinned, so an item sealed under a replaced key says so). The item is then
+/// treated as absent and overwritten. Anything else makes the cache unavailable, and it is skipped for a while:
+/// `AccessDeniedException` (this function may no longer use the key: the cache was revoked), a disabled or deleted
+/// key, throttling, KMS down.
 fn decrypt_refusal(code: Option<&str>) -> Option<KeyError> {
-    matches!(code, Some("InvalidCiphertextException" | "IncorrectKeyException" | "AccessDeniedException"))
+    matches!(code, Some("InvalidCiphertextException" | "IncorrectKeyException" | "ValidationException"))
         .then_some(KeyError::Refused)
 }
 
@@ -141,9 +143,10 @@ impl DataKeys {
             return Ok((self.remember(&w.encrypted, context, w.key.clone()).await, w.encrypted.clone()));
         }
         let pairs: Vec<_> = context.pairs().collect();
-        let (plain, encrypted) = self.source.generate(&pairs).await?;
-        let key =
-            DataKey::from_bytes(&plain).ok_or_else(|| KeyError::Unavailable("a data key of the wrong size".into()))?;
+        let (mut plain, encrypted) = self.source.generate(&pairs).await?;
+        let key = DataKey::from_bytes(&plain);
+        plain.zeroize();
+        let key = key.ok_or_else(|| KeyError::Unavailable("a data key of the wrong size".into()))?;
         let key = Arc::new(key);
         let opened = self.remember(&encrypted, context, key.clone()).await;
         self.writing.insert(context.clone(), Arc::new(Writing { key, encrypted: encrypted.clone() })).await;
@@ -171,8 +174,10 @@ impl DataKeys {
             return Ok(k);
         }
         let pairs: Vec<_> = context.pairs().collect();
-        let plain = self.source.decrypt(encrypted, &pairs).await?;
-        let key = Arc::new(DataKey::from_bytes(&plain).ok_or(KeyError::Refused)?);
+        let mut plain = self.source.decrypt(encrypted, &pairs).await?;
+        let key = DataKey::from_bytes(&plain);
+        plain.zeroize();
+        let key = Arc::new(key.ok_or(KeyError::Refused)?);
         self.opened.insert(id, key.clone()).await;
         Ok(key)
     }
@@ -188,10 +193,17 @@ mod tests {
 
     #[test]
     fn only_the_items_faults_are_refusals() {
-        for code in ["InvalidCiphertextException", "IncorrectKeyException", "AccessDeniedException"] {
+        for code in ["InvalidCiphertextException", "IncorrectKeyException", "ValidationException"] {
             assert_eq!(decrypt_refusal(Some(code)), Some(KeyError::Refused), "{code}");
         }
-        for code in [Some("DisabledException"), Some("KMSInvalidStateException"), Some("ThrottlingException"), None] {
+        for code in [
+            Some("AccessDeniedException"),
+            Some("DisabledException"),
+            Some("KMSInvalidStateException"),
+            Some("NotFoundException"),
+            Some("ThrottlingException"),
+            None,
+        ] {
             assert_eq!(decrypt_refusal(code), None, "{code:?}");
         }
     }

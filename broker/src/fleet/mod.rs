@@ -49,6 +49,10 @@ pub struct FleetSettings {
     pub wait: Duration,
     /// How long the cache is skipped after a table or KMS failure.
     pub retry_after: Duration,
+    /// Time a lookup leaves before the Lambda deadline for the fetch that may follow it (a quota charge and one
+    /// Cognito attempt, and the answer): the cache never takes the time the grant needs. [`crate::Config`] sets it
+    /// from the upstream and AWS timeouts.
+    pub fetch_reserve: Duration,
 }
 
 impl FleetSettings {
@@ -58,9 +62,12 @@ impl FleetSettings {
             table: table.into(),
             kms_key: kms_key.into(),
             timeout: Duration::from_millis(400),
-            lease: Duration::from_millis(2_000),
-            wait: Duration::from_millis(3_000),
+            // A holder's quota charge, one Cognito attempt (3 s at most by default) and its write fit in it.
+            lease: Duration::from_millis(4_000),
+            // At least the lease, so a crashed holder is taken over by one waiter rather than all of them fetching.
+            wait: Duration::from_millis(4_500),
             retry_after: Duration::from_secs(30),
+            fetch_reserve: Duration::from_millis(5_000),
         }
     }
 }
@@ -68,13 +75,14 @@ impl FleetSettings {
 /// First and longest pause between two reads of a key another instance is fetching.
 const POLL_FIRST: Duration = Duration::from_millis(20);
 const POLL_MAX: Duration = Duration::from_millis(200);
-/// Time kept back from the Lambda deadline by every cache operation: the fetch itself and the answer need it.
-const DEADLINE_RESERVE: Duration = Duration::from_millis(500);
+/// Time a write or release after the grant leaves before the Lambda deadline, for the answer.
+const ANSWER_RESERVE: Duration = Duration::from_millis(500);
 /// Why a cache operation was not even tried.
 const NO_TIME: &str = "no time left before the Lambda deadline";
-/// An item obtained further in the future than this (by another instance's clock) is not trusted to say how much
-/// life its token has left.
-const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+/// How far another instance's clock may differ from this one's: an item obtained further ahead is not trusted to
+/// say how much life its token has left, and every token served from the table is said to have this much less life
+/// (so a writer's clock running ahead never makes `expires_in` too large).
+const MAX_CLOCK_SKEW_MS: u64 = 2_000;
 
 /// The fleet cache of one instance.
 pub struct FleetCache {
@@ -215,17 +223,12 @@ impl FleetCache {
         true
     }
 
-    /// Runs one cache operation within its budget and the Lambda deadline (less a reserve for the fetch). The
-    /// outer error is the time running out.
-    async fn within<T>(
-        &self,
-        deadline: Option<Instant>,
-        op: impl std::future::Future<Output = T>,
-    ) -> Result<T, String> {
+    /// Runs one cache operation within its budget and before `end` (the point past which the request needs its
+    /// time for something else). The outer error is the time running out.
+    async fn within<T>(&self, end: Option<Instant>, op: impl std::future::Future<Output = T>) -> Result<T, String> {
         let mut budget = self.settings.timeout;
-        if let Some(d) = deadline {
-            let left = d.checked_duration_since(Instant::now()).and_then(|l| l.checked_sub(DEADLINE_RESERVE));
-            match left {
+        if let Some(end) = end {
+            match end.checked_duration_since(Instant::now()) {
                 Some(l) if !l.is_zero() => budget = budget.min(l),
                 _ => return Err(NO_TIME.into()),
             }
@@ -236,10 +239,20 @@ impl FleetCache {
     /// [`Self::within`] for an operation that can fail, both failures as text for the log.
     async fn bounded<T, E: std::fmt::Display>(
         &self,
-        deadline: Option<Instant>,
+        end: Option<Instant>,
         op: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, String> {
-        self.within(deadline, op).await?.map_err(|e| e.to_string())
+        self.within(end, op).await?.map_err(|e| e.to_string())
+    }
+
+    /// Where a lookup must end: the Lambda deadline less the fetch reserve.
+    pub(crate) fn lookup_end(&self, deadline: Option<Instant>) -> Option<Instant> {
+        deadline.map(|d| d.checked_sub(self.settings.fetch_reserve).unwrap_or_else(Instant::now))
+    }
+
+    /// Where a write or release after the grant must end: the Lambda deadline less time for the answer.
+    fn answer_end(deadline: Option<Instant>) -> Option<Instant> {
+        deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or_else(Instant::now))
     }
 
     fn ticket(&self, item: String, context: EncryptionContext, guard: Option<Guard>, reason: FetchReason) -> Ticket {
@@ -253,21 +266,22 @@ impl FleetCache {
         if self.is_down() {
             return Lookup::Fetch(self.ticket(item, context, None, FetchReason::Bypassed));
         }
+        let end = self.lookup_end(deadline);
         let mut wait_until = Instant::now() + self.settings.wait;
-        if let Some(d) = deadline {
-            wait_until = wait_until.min(d.checked_sub(DEADLINE_RESERVE * 2).unwrap_or(d));
+        if let Some(end) = end {
+            wait_until = wait_until.min(end);
         }
         let mut damaged = false;
         let mut pause = POLL_FIRST;
         loop {
-            let record = match self.bounded(deadline, self.table.read(&item)).await {
+            let record = match self.bounded(end, self.table.read(&item)).await {
                 Ok(r) => r,
                 Err(e) => return self.unavailable(item, context, &e),
             };
             let now_ms = self.now_ms();
             damaged |= record.damaged;
             if let Some(token) = record.token.as_ref().filter(|t| now_ms < t.reuse_until_ms()) {
-                match self.open(&item, &context, token, now_ms, deadline).await {
+                match self.open(&item, &context, token, end).await {
                     Ok(Some(found)) => return Lookup::Hit(found),
                     Ok(None) => damaged = true,
                     Err(e) => return self.unavailable(item, context, &e),
@@ -277,9 +291,9 @@ impl FleetCache {
             // A lease this broker could not have taken (ending too far ahead) is someone else's doing: not honoured,
             // or a table writer could hold every instance in its wait.
             let leased_by_other =
-                record.lease.as_ref().is_some_and(|l| l.until_ms > now_ms && l.until_ms <= times.foreign_after_ms);
+                record.lease_until.is_some_and(|until| until > now_ms && until <= times.foreign_after_ms);
             if !leased_by_other {
-                match self.take_lease(&item, &record, times, deadline).await {
+                match self.take_lease(&item, &record, times, end).await {
                     Ok(Some(owner)) => {
                         let mut t = self.ticket(item, context, Some(Guard::Lease(owner)), FetchReason::Leased);
                         t.damaged = damaged;
@@ -315,11 +329,10 @@ impl FleetCache {
         item: &str,
         record: &Record,
         times: LeaseTimes,
-        deadline: Option<Instant>,
+        end: Option<Instant>,
     ) -> Result<Option<String>, String> {
         let lease = Lease { owner: random_id(), until_ms: times.now_ms + self.settings.lease.as_millis() as u64 };
-        let taken =
-            self.bounded(deadline, self.table.take_lease(item, &record.seen, &lease, times, &random_id())).await?;
+        let taken = self.bounded(end, self.table.take_lease(item, &record.seen, &lease, times, &random_id())).await?;
         Ok(taken.then_some(lease.owner))
     }
 
@@ -330,13 +343,12 @@ impl FleetCache {
         item: &str,
         context: &EncryptionContext,
         token: &SealedToken,
-        now_ms: u64,
-        deadline: Option<Instant>,
+        end: Option<Instant>,
     ) -> Result<Option<Found>, String> {
-        if token.obtained_ms > now_ms + MAX_CLOCK_SKEW_MS || token.lifetime_s == 0 {
+        if token.obtained_ms > self.now_ms().saturating_add(MAX_CLOCK_SKEW_MS) || token.lifetime_s == 0 {
             return Ok(None);
         }
-        let key = match self.within(deadline, self.keys.for_reading(&token.encrypted_key, context)).await? {
+        let key = match self.within(end, self.keys.for_reading(&token.encrypted_key, context)).await? {
             Ok(k) => k,
             Err(KeyError::Refused) => return Ok(None),
             Err(e) => return Err(e.to_string()),
@@ -347,7 +359,12 @@ impl FleetCache {
         let Ok(scope) = ScopeSet::parse_param(&token.scope) else {
             return Ok(None);
         };
-        let elapsed = Duration::from_millis(now_ms.saturating_sub(token.obtained_ms));
+        // The time after KMS answered, and the writer's clock allowed to be ahead: the life left is never overstated.
+        let now_ms = self.now_ms();
+        if now_ms >= token.reuse_until_ms() {
+            return Ok(None);
+        }
+        let elapsed = Duration::from_millis(now_ms.saturating_sub(token.obtained_ms).saturating_add(MAX_CLOCK_SKEW_MS));
         let expires_in = token.lifetime_s.saturating_sub(elapsed.as_secs() + 1);
         if expires_in == 0 {
             return Ok(None);
@@ -358,8 +375,8 @@ impl FleetCache {
 
     /// Writes the token this instance fetched, if its ticket still allows: the lease holder while it holds the
     /// lease, an instance that waited out only onto the item it last saw. A write that is refused or fails loses
-    /// nothing but the saving; the caller has its token either way. Returns whether the cache failed (and is now
-    /// skipped for a while).
+    /// nothing but the saving; the caller has its token either way. A lease that is not filled is given back.
+    /// Returns whether the cache failed (and is now skipped for a while).
     pub(crate) async fn store(
         &self,
         ticket: Ticket,
@@ -369,47 +386,57 @@ impl FleetCache {
         scope: &ScopeSet,
         deadline: Option<Instant>,
     ) -> bool {
-        let Some(guard) = ticket.guard else { return false };
+        let Some(guard) = &ticket.guard else { return false };
+        let end = Self::answer_end(deadline);
         if self.is_down() {
+            // Another request of this instance found the cache failing since this one's lookup.
+            let _ = self.release(&ticket, end).await; // a failure leaves the lease to expire
             return false;
         }
         let obtained_ms = obtained_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let keys = match self.bounded(deadline, self.keys.for_writing(&ticket.context)).await {
+        let (data_key, encrypted_key) = match self.bounded(end, self.keys.for_writing(&ticket.context)).await {
             Ok(k) => k,
             Err(e) => {
                 let failed = self.mark_down(&e);
-                if let Guard::Lease(owner) = &guard {
-                    // Quickly, so the others stop waiting; a failure here only leaves the lease to expire.
-                    let _ = self.bounded(deadline, self.table.release(&ticket.item, owner)).await;
-                }
+                let _ = self.release(&ticket, end).await; // a failure leaves the lease to expire
                 return failed;
             }
         };
-        let (data_key, encrypted_key) = keys;
         let Some(sealed) = sealed::seal(&data_key, encrypted_key, &ticket.item, token, obtained_ms, lifetime_s, scope)
         else {
+            let _ = self.release(&ticket, end).await; // a failure leaves the lease to expire
             return false;
         };
         let ttl_s = sealed.reuse_until_ms().div_ceil(1000);
-        match self.bounded(deadline, self.table.write(&ticket.item, &sealed, &random_id(), &guard, ttl_s)).await {
+        match self.bounded(end, self.table.write(&ticket.item, &sealed, &random_id(), guard, ttl_s)).await {
             Ok(true) => false,
             Ok(false) => {
                 tracing::debug!(reason = ticket.reason.as_str(), "fleet token cache: another instance wrote first");
                 false
             }
-            Err(e) => self.mark_down(&e),
+            Err(e) => {
+                let failed = self.mark_down(&e);
+                let _ = self.release(&ticket, end).await; // a failure leaves the lease to expire
+                failed
+            }
         }
     }
 
     /// Gives the lease back after a failed fetch, so the instances waiting on it move on at once. Returns whether
     /// the cache failed.
     pub(crate) async fn abandon(&self, ticket: Ticket, deadline: Option<Instant>) -> bool {
-        if let Some(Guard::Lease(owner)) = &ticket.guard {
-            if let Err(e) = self.bounded(deadline, self.table.release(&ticket.item, owner)).await {
-                return self.mark_down(&e);
-            }
+        match self.release(&ticket, Self::answer_end(deadline)).await {
+            Err(e) => self.mark_down(&e),
+            Ok(()) => false,
         }
-        false
+    }
+
+    /// Ends the ticket's lease, if it is one; a release that fails leaves the lease to expire.
+    async fn release(&self, ticket: &Ticket, end: Option<Instant>) -> Result<(), String> {
+        match &ticket.guard {
+            Some(Guard::Lease(owner)) => self.bounded(end, self.table.release(&ticket.item, owner)).await,
+            _ => Ok(()),
+        }
     }
 }
 

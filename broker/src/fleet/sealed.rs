@@ -168,7 +168,7 @@ pub(crate) fn seal(
 /// Decrypts a sealed token read under `item_key`.
 pub(crate) fn open(key: &DataKey, item_key: &str, sealed: &SealedToken) -> Result<SecretString, Unopenable> {
     let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce).map_err(|_| Unopenable)?;
-    let mut buf = sealed.ciphertext.clone();
+    let mut buf = zeroize::Zeroizing::new(sealed.ciphertext.clone());
     let plain = key
         .0
         .open_in_place(nonce, Aad::from(aad(item_key, sealed.obtained_ms, sealed.lifetime_s, &sealed.scope)), &mut buf)

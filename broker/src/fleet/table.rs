@@ -46,6 +46,11 @@ const LIFETIME: &str = "lifetime_s";
 const SCOPE: &str = "scope";
 const FMT: &str = "fmt";
 
+/// The longest ciphertext blob KMS accepts.
+const MAX_ENCRYPTED_KEY: usize = 6144;
+/// AES-GCM's nonce length.
+const NONCE_LEN: usize = 12;
+
 /// How long a lease-only item outlives its lease before TTL may delete it.
 const LEASE_TTL_MARGIN_S: u64 = 60;
 
@@ -73,7 +78,9 @@ pub(crate) struct Lease {
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub seen: Seen,
-    pub lease: Option<Lease>,
+    /// When the item's lease ends, epoch ms, whoever it names: the take-lease condition judges `lease_until` alone,
+    /// and so does the reader.
+    pub lease_until: Option<u64>,
     /// The sealed token, when the item holds a complete one of this format.
     pub token: Option<SealedToken>,
     /// The item holds token attributes that do not form a sealed token of this format.
@@ -191,21 +198,20 @@ fn bytes(item: &HashMap<String, AttributeValue>, k: &str) -> Option<Vec<u8>> {
 /// Reads an item's attributes; anything missing or of the wrong type leaves that part out.
 pub(crate) fn parse(item: Option<HashMap<String, AttributeValue>>) -> Record {
     let Some(item) = item else {
-        return Record { seen: Seen::Absent, lease: None, token: None, damaged: false };
+        return Record { seen: Seen::Absent, lease_until: None, token: None, damaged: false };
     };
     let seen = match item.get(VER).and_then(|v| v.as_s().ok()) {
         Some(v) => Seen::Version(v.clone()),
         None => Seen::Unversioned,
     };
-    let lease = match (item.get(LEASE_OWNER).and_then(|v| v.as_s().ok()), num(&item, LEASE_UNTIL)) {
-        (Some(owner), Some(until_ms)) => Some(Lease { owner: owner.clone(), until_ms }),
-        _ => None,
-    };
+    let lease_until = num(&item, LEASE_UNTIL);
     let token = (|| {
         (num(&item, FMT)? == FORMAT).then_some(())?;
         Some(SealedToken {
-            encrypted_key: bytes(&item, EDK)?,
-            nonce: bytes(&item, NONCE)?,
+            // What KMS accepts as a ciphertext blob, and AES-GCM's nonce: anything else is damage, never a question
+            // for KMS (whose refusal of a malformed blob would read as KMS failing).
+            encrypted_key: bytes(&item, EDK).filter(|b| (1..=MAX_ENCRYPTED_KEY).contains(&b.len()))?,
+            nonce: bytes(&item, NONCE).filter(|b| b.len() == NONCE_LEN)?,
             ciphertext: bytes(&item, SEALED)?,
             obtained_ms: num(&item, OBTAINED)?,
             lifetime_s: num(&item, LIFETIME)?,
@@ -213,7 +219,7 @@ pub(crate) fn parse(item: Option<HashMap<String, AttributeValue>>) -> Record {
         })
     })();
     let has_token_attrs = [EDK, NONCE, SEALED, OBTAINED, LIFETIME, SCOPE, FMT].iter().any(|k| item.contains_key(*k));
-    Record { damaged: token.is_none() && has_token_attrs, seen, lease, token }
+    Record { damaged: token.is_none() && has_token_attrs, seen, lease_until, token }
 }
 
 #[async_trait]
@@ -382,7 +388,7 @@ mod tests {
         let r = parse(Some(written(&token())));
         assert_eq!(r.token, Some(token()));
         assert_eq!(r.seen, Seen::Version("v1".into()));
-        assert!(!r.damaged && r.lease.is_none());
+        assert!(!r.damaged && r.lease_until.is_none());
         let absent = parse(None);
         assert_eq!((absent.seen, absent.token, absent.damaged), (Seen::Absent, None, false));
         for attr in [EDK, NONCE, SEALED, OBTAINED, LIFETIME, SCOPE, FMT] {
@@ -394,14 +400,24 @@ mod tests {
         let mut other_format = written(&token());
         other_format.insert(FMT.into(), n(2));
         assert!(parse(Some(other_format)).damaged);
+        for (attr, len) in [(EDK, 0), (EDK, 6145), (NONCE, 11), (NONCE, 13), (NONCE, 0)] {
+            let mut item = written(&token());
+            item.insert(attr.into(), AttributeValue::B(vec![1u8; len].into()));
+            assert!(parse(Some(item)).damaged, "{attr} of {len} bytes");
+        }
+        let mut longest = written(&token());
+        longest.insert(EDK.into(), AttributeValue::B(vec![1u8; 6144].into()));
+        assert!(parse(Some(longest)).token.is_some());
         let lease_only = HashMap::from([
             (KEY_ATTR.to_owned(), s("tok1#x")),
             (LEASE_OWNER.to_owned(), s("me")),
             (LEASE_UNTIL.to_owned(), n(5)),
         ]);
         let r = parse(Some(lease_only));
-        assert_eq!(r.lease, Some(Lease { owner: "me".into(), until_ms: 5 }));
+        assert_eq!(r.lease_until, Some(5));
         assert_eq!((r.seen, r.damaged), (Seen::Unversioned, false));
+        let no_owner = HashMap::from([(KEY_ATTR.to_owned(), s("tok1#x")), (LEASE_UNTIL.to_owned(), n(7))]);
+        assert_eq!(parse(Some(no_owner)).lease_until, Some(7), "a lease is read as the condition reads it");
     }
 
     fn attribute() -> impl Strategy<Value = AttributeValue> {
