@@ -5,14 +5,18 @@
 //!
 //! ```sh
 //! export CARGO_TARGET_DIR=$HOME/.cache/token-broker/target
-//! cargo build --release -p tb-broker --bins
+//! cargo build --release -p tb-broker --bins --example fleet_reuse
 //! scripts/with-moto.sh cargo run --release -p tb-broker --example fleet_reuse -- \
 //!   --instances 1,4,16 --windows 4 --token-life-seconds 8 --interval-ms 100
 //! ```
 //!
 //! For each K, two runs (fresh stand-in, tables and processes each): the caller with `token_reuse` only, then with
-//! `fleet_token_reuse` as well (the fleet cache's settings at their defaults). Printed per run: the Cognito calls
-//! (the stand-in's count, checked against the decision log lines), how they fall into reuse windows, and the round
+//! `fleet_token_reuse` as well, the fleet cache's settings at their defaults unless `--cache-timeout-ms` sets
+//! `TOKEN_CACHE_TIMEOUT_MS`. Each instance gets one request every `--interval-ms`, the K instances joining one after
+//! another over the first half window (so each one's first request finds the token in the table with nothing in
+//! memory, as in a scale-out); from then on their memory entries all end together, at the table's reuse deadline,
+//! so every later window starts with K instances missing at once. Printed per run: the Cognito calls (the
+//! stand-in's count, checked against the decision log lines) and how they fall into reuse windows, and the round
 //! trips of memory hits, fleet hits and fetches. moto is a single-threaded Python server on the same 2 cores, so a
 //! fleet hit's figure is an upper bound that says little about DynamoDB's and KMS's own latency (single-digit
 //! milliseconds in a region). Nothing is asserted about time (the `fleet_runtime` test asserts the counts); answers
@@ -25,13 +29,15 @@ use tb_devkit::lambda_bench::{load_average, release_binary};
 use tb_devkit::moto;
 
 const USAGE: &str = "usage: scripts/with-moto.sh cargo run --release -p tb-broker --example fleet_reuse -- \
-                     [--instances 1,4,16] [--windows N (4)] [--token-life-seconds N (8)] [--interval-ms N (100)]";
+                     [--instances 1,4,16] [--windows N (4)] [--token-life-seconds N (8)] [--interval-ms N (100)] \
+                     [--cache-timeout-ms N (the broker's default)]";
 
 struct Args {
     instances: Vec<usize>,
     windows: u32,
     token_life: Duration,
     interval: Duration,
+    cache_timeout_ms: Option<u64>,
 }
 
 fn usage_error(msg: &str) -> ! {
@@ -45,6 +51,7 @@ fn parse_args() -> Args {
         windows: 4,
         token_life: Duration::from_secs(8),
         interval: Duration::from_millis(100),
+        cache_timeout_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +71,7 @@ fn parse_args() -> Args {
             "--windows" => args.windows = number(&value) as u32,
             "--token-life-seconds" => args.token_life = Duration::from_secs(number(&value)),
             "--interval-ms" => args.interval = Duration::from_millis(number(&value)),
+            "--cache-timeout-ms" => args.cache_timeout_ms = Some(number(&value)),
             _ => usage_error(&format!("unknown option {flag}")),
         }
     }
@@ -124,7 +132,11 @@ async fn main() {
                 windows: args.windows,
                 interval: args.interval,
                 start_spread: args.token_life * 3 / 8,
-                extra_env: Vec::new(),
+                extra_env: args
+                    .cache_timeout_ms
+                    .map(|ms| ("TOKEN_CACHE_TIMEOUT_MS".to_owned(), ms.to_string()))
+                    .into_iter()
+                    .collect(),
             };
             eprintln!("fleet_reuse: K = {k}, {} ...", if fleet { "fleet" } else { "memory only" });
             let run = bench.run(&endpoint).await;
@@ -148,8 +160,11 @@ async fn main() {
         args.interval.as_millis()
     );
     println!("load average (1/5/15 min): before {load_before}, after {}", load_average());
+    if let Some(ms) = args.cache_timeout_ms {
+        println!("fleet runs with TOKEN_CACHE_TIMEOUT_MS={ms}");
+    }
     println!();
-    println!("| K | reuse | requests | Cognito calls | windows | calls by window | calls per window | distinct tokens | fetch reasons |");
+    println!("| K | reuse | requests | Cognito calls | windows | calls by window | calls per whole window | distinct tokens | fetch reasons |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let by = r.fetches_by_window();
@@ -163,7 +178,7 @@ async fn main() {
             r.cognito_calls,
             by.len(),
             by.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            r.cognito_calls as f64 / by.len() as f64,
+            r.fetches_per_window(),
             r.distinct_tokens(),
             reasons(r),
         );

@@ -100,6 +100,8 @@ pub struct FleetRun {
     pub fleet: bool,
     /// Three quarters of the token life: how long one token is served.
     pub reuse_window: Duration,
+    /// The whole reuse windows the run lasted (half a window more followed).
+    pub windows: u32,
     /// Every measured request, by start.
     pub samples: Vec<Sample>,
     /// Token requests of the app client that reached the Cognito stand-in during the run.
@@ -138,6 +140,14 @@ impl FleetRun {
             by[(s.started.as_nanos() / w) as usize] += 1;
         }
         by
+    }
+
+    /// Cognito fetches per whole reuse window: the mean of [`Self::fetches_by_window`] over the run's `windows`
+    /// whole windows (the half window after them can end before every instance's next fetch).
+    pub fn fetches_per_window(&self) -> f64 {
+        let by = self.fetches_by_window();
+        let whole = &by[..by.len().min(self.windows as usize)];
+        whole.iter().sum::<usize>() as f64 / whole.len().max(1) as f64
     }
 
     /// How many distinct tokens were served.
@@ -361,6 +371,7 @@ impl FleetBench {
             instances: self.instances,
             fleet: self.fleet,
             reuse_window: self.token_life * 3 / 4,
+            windows: self.windows,
             samples,
             cognito_calls,
             warnings,
@@ -487,6 +498,7 @@ mod tests {
             instances: 1,
             fleet: true,
             reuse_window: Duration::from_secs(3),
+            windows: 2,
             samples: vec![s(0, fetched()), s(1_000, Served::Memory), s(3_100, fetched()), s(6_500, Served::Fleet)],
             cognito_calls: 2,
             warnings: vec![],
@@ -494,6 +506,7 @@ mod tests {
         };
         assert_eq!(run.fetches_by_window(), vec![1, 1, 0]);
         assert_eq!(run.windows_bound(), 3);
+        assert_eq!(run.fetches_per_window(), 1.0);
         assert_eq!(run.distinct_tokens(), 4);
         let l = run.latencies();
         assert_eq!((l.memory.len(), l.fleet.len(), l.fleet_waited.len(), l.fetch.len()), (1, 1, 0, 2));
