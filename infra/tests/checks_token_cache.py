@@ -27,6 +27,7 @@ REFERRERS = {"BrokerFunction", "BrokerRole", ALIAS}
 SEALED_RS = os.path.join(REPO, "broker", "src", "fleet", "sealed.rs")
 TABLE_RS = os.path.join(REPO, "broker", "src", "fleet", "table.rs")
 CONFIG_RS = os.path.join(REPO, "broker", "src", "config.rs")
+SHARED_AWS_RS = os.path.join(REPO, "shared", "src", "aws.rs")
 
 ACCOUNT_ROOT = "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
 TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
@@ -61,6 +62,36 @@ def variables():
     assert {"TOKEN_CACHE_TABLE", "TOKEN_CACHE_KMS_KEY"} <= names, f"{CONFIG_RS}: no TOKEN_CACHE_TABLE/KMS_KEY: {names}"
     assert set(ranges) == names - {"TOKEN_CACHE_TABLE", "TOKEN_CACHE_KMS_KEY"}, f"{CONFIG_RS}: ranges {ranges}"
     return names, ranges
+
+
+def _millis(text, what, path):
+    """The milliseconds of a `Duration::from_millis(N)` at the start of text."""
+    m = re.match(r"\s*Duration::from_millis\(\s*([\d_]+)\s*\)", text)
+    assert m, f"{path}: {what} is no longer a Duration::from_millis literal; update this check"
+    return int(m.group(1).replace("_", ""))
+
+
+def fetch_reserve_ms(env):
+    """The time a fleet-cache lookup leaves before the Lambda deadline for the fetch that may follow it, as
+    broker/src/config.rs computes it: UPSTREAM_TIMEOUT_MS (one Cognito attempt) + AWS_OPERATION_TIMEOUT_MS (the quota
+    charge) + a constant (the answer), each variable as the broker function's environment sets it, or else the
+    broker's default (AWS_OPERATION_TIMEOUT_MS: tb_shared::aws::DEFAULT_OPERATION_TIMEOUT)."""
+    code = _code(CONFIG_RS)
+    m = re.search(r"let\s+fetch\s*=\s*config\.upstream\.attempt_timeout\s*\+\s*config\.aws_operation_timeout\s*\+"
+                  r"(\s*Duration::from_millis\([^)]*\))\s*;", code)
+    assert m and re.search(r"\.fetch_reserve\s*=\s*fetch\s*;", code), \
+        f"{CONFIG_RS}: the fetch reserve is no longer UPSTREAM_TIMEOUT_MS + AWS_OPERATION_TIMEOUT_MS + a constant"
+    answer = _millis(m.group(1), "the fetch reserve's constant", CONFIG_RS)
+    assert re.search(r'"AWS_OPERATION_TIMEOUT_MS"\s*,\s*ms\(tb_shared::aws::DEFAULT_OPERATION_TIMEOUT\)', code), \
+        f"{CONFIG_RS}: AWS_OPERATION_TIMEOUT_MS no longer defaults to tb_shared::aws::DEFAULT_OPERATION_TIMEOUT"
+    with open(SHARED_AWS_RS, encoding="utf-8") as f:
+        d = re.search(r"pub\s+const\s+DEFAULT_OPERATION_TIMEOUT\s*:\s*Duration\s*=(.*?);", f.read(), re.S)
+    assert d, f"{SHARED_AWS_RS}: no DEFAULT_OPERATION_TIMEOUT"
+    aws_op = env.get("AWS_OPERATION_TIMEOUT_MS", str(_millis(d.group(1), "DEFAULT_OPERATION_TIMEOUT", SHARED_AWS_RS)))
+    attempt = env.get("UPSTREAM_TIMEOUT_MS")
+    for var, value in (("UPSTREAM_TIMEOUT_MS", attempt), ("AWS_OPERATION_TIMEOUT_MS", aws_op)):
+        assert isinstance(value, str) and value.isdigit(), f"BrokerFunction {var}: {value} (a stated number of ms)"
+    return int(attempt) + int(aws_op) + answer
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -292,9 +323,16 @@ def check_token_cache_no_other_access(src, exp):
 def check_token_cache_env(src, exp):
     """The broker gets the table and the key's ARN (Decrypt is pinned to the key it names; an alias can be pointed at
     another key) only with the cache, and the four times, each within the range the broker accepts (read from
-    broker/src/config.rs, so a value it would refuse at cold start fails here). A waiter outlasts a lease, so a
-    crashed holder's lease ends while others still wait and one of them takes over; and an instance that waited in
-    vain still has time for a Cognito call before the function times out."""
+    broker/src/config.rs, so a value it would refuse at cold start fails here). Then the times against each other
+    and the function, as the broker uses them (broker/src/fleet/mod.rs):
+    - a waiter outlasts a lease, so a crashed holder's lease ends while others still wait and one of them takes
+      over, rather than every waiter fetching by itself;
+    - a lease covers its holder's Cognito attempt at UPSTREAM_TIMEOUT_MS and the write after it (a data key from KMS
+      and the PutItem, each within TOKEN_CACHE_TIMEOUT_MS), with what is left for the quota charge, so a holder that
+      is merely slow is not taken over;
+    - a lookup (reads, KMS, the lease, polling) ends at the Lambda deadline less the fetch reserve (fetch_reserve_ms:
+      a quota charge, one Cognito attempt and the answer), so the wait is reachable only if the function's timeout
+      less that reserve is at least the wait; otherwise every waiter is cut off early and fetches by itself."""
     names, ranges = variables()
     fn = function_of(exp, "BrokerFunction")
     env = fn["Environment"]["Variables"]
@@ -313,10 +351,14 @@ def check_token_cache_env(src, exp):
         values[var] = int(value)
     extra = {k for k in env if k.startswith("TOKEN_CACHE_")} - names
     assert not extra, f"variables the broker does not read: {extra}"
-    assert values["TOKEN_CACHE_LEASE_MS"] <= values["TOKEN_CACHE_WAIT_MS"], "waiters give up before a lease ends"
-    upstream = int(env["UPSTREAM_TIMEOUT_MS"])
-    budget = values["TOKEN_CACHE_TIMEOUT_MS"] + values["TOKEN_CACHE_WAIT_MS"] + upstream
-    assert budget < fn["Timeout"] * 1000, f"read + wait + one Cognito call ({budget} ms) do not fit the {fn['Timeout']} s timeout"
+    lease, wait, op = values["TOKEN_CACHE_LEASE_MS"], values["TOKEN_CACHE_WAIT_MS"], values["TOKEN_CACHE_TIMEOUT_MS"]
+    assert lease <= wait, f"waiters give up ({wait} ms) before a lease ends ({lease} ms)"
+    reserve = fetch_reserve_ms(env)
+    holder = int(env["UPSTREAM_TIMEOUT_MS"]) + 2 * op
+    assert holder <= lease, f"a holder's Cognito attempt and write ({holder} ms) outlast its lease ({lease} ms)"
+    left = fn["Timeout"] * 1000 - reserve
+    assert left >= wait, (f"a lookup ends {reserve} ms before the {fn['Timeout']} s deadline, {left} ms in: "
+                          f"the {wait} ms wait is never reached")
 
 
 def check_token_cache_alarms(src, exp):
