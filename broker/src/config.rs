@@ -22,8 +22,8 @@
 //! | `TOKEN_CACHE_TABLE` | for callers with `fleet_token_reuse` | | DynamoDB table of the fleet token cache; unset, the cache is off and such callers refuse the cold start |
 //! | `TOKEN_CACHE_KMS_KEY` | with `TOKEN_CACHE_TABLE` | | KMS key (id, ARN or alias) of the fleet cache's data keys |
 //! | `TOKEN_CACHE_TIMEOUT_MS` | no | 400 | budget of one fleet-cache table or KMS operation, retries included (50..5000) |
-//! | `TOKEN_CACHE_LEASE_MS` | no | 2000 | how long one instance holds a key while it fetches (100..30000) |
-//! | `TOKEN_CACHE_WAIT_MS` | no | 3000 | how long other instances wait for that fetch before fetching themselves (0..10000) |
+//! | `TOKEN_CACHE_LEASE_MS` | no | 4000 | how long one instance holds a key while it fetches (100..30000) |
+//! | `TOKEN_CACHE_WAIT_MS` | no | 4500 | how long other instances wait for that fetch before fetching themselves (0..10000); a lookup also ends where the grant still has `UPSTREAM_TIMEOUT_MS` + `AWS_OPERATION_TIMEOUT_MS` + 0.5 s before the Lambda deadline |
 //! | `TOKEN_CACHE_RETRY_SECONDS` | no | 30 | how long the fleet cache is skipped after a table or KMS failure (1..600) |
 //! | `LOG_LEVEL` | no | `info` | read by `tb_shared::telemetry::init_lambda_logging`; `trace` is lowered to `debug` |
 //!

@@ -645,6 +645,17 @@ def token_cache_wait_eats_the_timeout(t):
     _env(t)["TOKEN_CACHE_LEASE_MS"]["Fn::If"][1] = "8000"
 
 
+def token_cache_wait_past_fetch_reserve(t):
+    """A wait the lookup never reaches: it ends at the deadline less the fetch reserve (5 s of the 10 s)."""
+    _env(t)["TOKEN_CACHE_WAIT_MS"]["Fn::If"][1] = "5500"
+    _env(t)["TOKEN_CACHE_LEASE_MS"]["Fn::If"][1] = "4000"
+
+
+def token_cache_lease_below_attempt(t):
+    """A lease shorter than one Cognito attempt: a holder answering within its timeout loses the key to a waiter."""
+    _env(t)["TOKEN_CACHE_LEASE_MS"]["Fn::If"][1] = "3000"
+
+
 def token_cache_retry_left_to_default(t):
     del _env(t)["TOKEN_CACHE_RETRY_SECONDS"]
 
@@ -704,6 +715,7 @@ MUTATIONS = {f.__name__: f for f in [
     authorizer_managed_read_only, token_cache_env_on_authorizer, token_key_rotation_off, token_key_policy_wildcard,
     token_key_policy_lambda_service, token_key_asymmetric, token_key_by_alias, token_cache_timeout_out_of_range,
     token_cache_wait_below_lease, token_cache_wait_eats_the_timeout, token_cache_retry_left_to_default,
+    token_cache_wait_past_fetch_reserve, token_cache_lease_below_attempt,
     drop_fleet_damaged_alarm, fleet_damaged_alarm_waits, fleet_unavailable_alarm_pages_at_once,
     fleet_unavailable_alarm_gates_releases, fleet_alarm_reads_hits,
 ]}

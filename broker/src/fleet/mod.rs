@@ -137,6 +137,15 @@ impl FetchReason {
     }
 }
 
+/// What opening an item gave.
+enum Opened {
+    Fresh(Found),
+    /// Its reuse window closed meanwhile.
+    Stale,
+    /// It does not open for this request.
+    Damaged,
+}
+
 /// What a lookup found.
 pub(crate) enum Lookup {
     Hit(Found),
@@ -227,13 +236,18 @@ impl FleetCache {
     /// time for something else). The outer error is the time running out.
     async fn within<T>(&self, end: Option<Instant>, op: impl std::future::Future<Output = T>) -> Result<T, String> {
         let mut budget = self.settings.timeout;
+        let mut cut_by_end = false;
         if let Some(end) = end {
             match end.checked_duration_since(Instant::now()) {
-                Some(l) if !l.is_zero() => budget = budget.min(l),
+                Some(l) if !l.is_zero() => {
+                    cut_by_end = l < budget;
+                    budget = budget.min(l);
+                }
                 _ => return Err(NO_TIME.into()),
             }
         }
-        tokio::time::timeout(budget, op).await.map_err(|_| "timed out".to_owned())
+        // An operation cut short by the request's own time is not the cache failing.
+        tokio::time::timeout(budget, op).await.map_err(|_| if cut_by_end { NO_TIME } else { "timed out" }.to_owned())
     }
 
     /// [`Self::within`] for an operation that can fail, both failures as text for the log.
@@ -282,8 +296,9 @@ impl FleetCache {
             damaged |= record.damaged;
             if let Some(token) = record.token.as_ref().filter(|t| now_ms < t.reuse_until_ms()) {
                 match self.open(&item, &context, token, end).await {
-                    Ok(Some(found)) => return Lookup::Hit(found),
-                    Ok(None) => damaged = true,
+                    Ok(Opened::Fresh(found)) => return Lookup::Hit(found),
+                    Ok(Opened::Stale) => {}
+                    Ok(Opened::Damaged) => damaged = true,
                     Err(e) => return self.unavailable(item, context, &e),
                 }
             }
@@ -336,41 +351,37 @@ impl FleetCache {
         Ok(taken.then_some(lease.owner))
     }
 
-    /// Opens a fresh sealed token. `Ok(None)`: it does not open for this request (another key, context or item,
-    /// altered, or from a clock too far ahead), so it is treated as absent.
+    /// Opens a fresh sealed token. Anything that does not open for this request (another key, context or item,
+    /// altered, or from a clock too far ahead) is damage and treated as absent; a token whose reuse window closed
+    /// while it was being opened is only stale.
     async fn open(
         &self,
         item: &str,
         context: &EncryptionContext,
         token: &SealedToken,
         end: Option<Instant>,
-    ) -> Result<Option<Found>, String> {
+    ) -> Result<Opened, String> {
         if token.obtained_ms > self.now_ms().saturating_add(MAX_CLOCK_SKEW_MS) || token.lifetime_s == 0 {
-            return Ok(None);
+            return Ok(Opened::Damaged);
         }
         let key = match self.within(end, self.keys.for_reading(&token.encrypted_key, context)).await? {
             Ok(k) => k,
-            Err(KeyError::Refused) => return Ok(None),
+            Err(KeyError::Refused) => return Ok(Opened::Damaged),
             Err(e) => return Err(e.to_string()),
         };
         let Ok(access_token) = sealed::open(&key, item, token) else {
-            return Ok(None);
+            return Ok(Opened::Damaged);
         };
         let Ok(scope) = ScopeSet::parse_param(&token.scope) else {
-            return Ok(None);
+            return Ok(Opened::Damaged);
         };
-        // The time after KMS answered, and the writer's clock allowed to be ahead: the life left is never overstated.
-        let now_ms = self.now_ms();
-        if now_ms >= token.reuse_until_ms() {
-            return Ok(None);
-        }
-        let elapsed = Duration::from_millis(now_ms.saturating_sub(token.obtained_ms).saturating_add(MAX_CLOCK_SKEW_MS));
-        let expires_in = token.lifetime_s.saturating_sub(elapsed.as_secs() + 1);
-        if expires_in == 0 {
-            return Ok(None);
-        }
+        // The time after KMS answered, not before.
+        let Some((expires_in, elapsed)) = remaining(token, self.now_ms()) else {
+            return Ok(Opened::Stale);
+        };
         let obtained = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
-        Ok(Some(Found { access_token, expires_in, scope, obtained, lifetime: Duration::from_secs(token.lifetime_s) }))
+        let lifetime = Duration::from_secs(token.lifetime_s);
+        Ok(Opened::Fresh(Found { access_token, expires_in, scope, obtained, lifetime }))
     }
 
     /// Writes the token this instance fetched, if its ticket still allows: the lease holder while it holds the
@@ -440,7 +451,53 @@ impl FleetCache {
     }
 }
 
+/// A sealed token's life left at `now_ms`, as `expires_in` and the time taken as elapsed since it was obtained, or
+/// `None` once its reuse window has closed. The writer's clock may be ahead of this one by the allowance, so the
+/// allowance counts as elapsed too: the life left is never overstated.
+fn remaining(token: &SealedToken, now_ms: u64) -> Option<(u64, Duration)> {
+    if now_ms >= token.reuse_until_ms() {
+        return None;
+    }
+    let elapsed = Duration::from_millis(now_ms.saturating_sub(token.obtained_ms).saturating_add(MAX_CLOCK_SKEW_MS));
+    let expires_in = token.lifetime_s.saturating_sub(elapsed.as_secs() + 1);
+    (expires_in > 0).then_some((expires_in, elapsed))
+}
+
 /// A random 128-bit id, hex: lease owners and item versions.
 fn random_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(obtained_ms: u64, lifetime_s: u64) -> SealedToken {
+        SealedToken {
+            encrypted_key: vec![1],
+            nonce: vec![0; 12],
+            ciphertext: vec![],
+            obtained_ms,
+            lifetime_s,
+            scope: "a".into(),
+        }
+    }
+
+    #[test]
+    fn life_left_counts_the_clock_allowance_and_ends_at_the_reuse_deadline() {
+        let t = token(1_000_000, 3600);
+        // Just obtained: 3600 s less the 2 s allowance, less one.
+        assert_eq!(remaining(&t, 1_000_000), Some((3597, Duration::from_millis(2_000))));
+        // 100.5 s in: 102.5 s counted, whole seconds down.
+        assert_eq!(remaining(&t, 1_100_500).map(|r| r.0), Some(3600 - 102 - 1));
+        // A writer whose clock runs 1.5 s ahead: obtained after now, still only the allowance counted.
+        assert_eq!(remaining(&t, 998_500).map(|r| r.0), Some(3597));
+        // The last millisecond of the reuse window, and the deadline itself.
+        assert!(remaining(&t, 1_000_000 + 2_700_000 - 1).is_some());
+        assert_eq!(remaining(&t, 1_000_000 + 2_700_000), None);
+        // A life too short to serve once the allowance is counted.
+        assert_eq!(remaining(&token(1_000_000, 3), 1_000_000), None);
+        assert_eq!(remaining(&token(1_000_000, 4), 1_000_000).map(|r| r.0), Some(1));
+        assert_eq!(remaining(&token(u64::MAX, u64::MAX), 0).map(|r| r.0), Some(u64::MAX - 3));
+    }
 }
