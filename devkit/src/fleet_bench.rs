@@ -160,26 +160,24 @@ impl FleetRun {
         self.samples.iter().filter(|s| served(&s.served)).count()
     }
 
-    /// Round trips by kind: memory hits, fleet hits whose instance found the token in the table, fleet hits that
-    /// overlapped another instance's fetch (they waited on its lease, or at least shared moto with it), and fetches.
+    /// Round trips by kind (see [`Latencies`]). Samples are in start order, so "already served here" looks back.
     pub fn latencies(&self) -> Latencies {
         let fetches: Vec<&Sample> = self.fetches().collect();
+        let mut seen: BTreeSet<(usize, &str)> = BTreeSet::new();
         let mut l = Latencies::default();
         for s in &self.samples {
+            let first_here = seen.insert((s.instance, s.token_digest.as_str()));
             match &s.served {
                 Served::Memory => l.memory.push(s.took),
                 Served::Fetched(_) => l.fetch.push(s.took),
-                Served::Fleet => {
-                    let waited = fetches.iter().any(|f| f.started < s.end() && s.started < f.end());
-                    if waited {
-                        l.fleet_waited.push(s.took)
-                    } else {
-                        l.fleet.push(s.took)
-                    }
+                Served::Fleet if fetches.iter().any(|f| f.started < s.end() && s.started < f.end()) => {
+                    l.fleet_waited.push(s.took)
                 }
+                Served::Fleet if first_here => l.fleet_first.push(s.took),
+                Served::Fleet => l.fleet_again.push(s.took),
             }
         }
-        for v in [&mut l.memory, &mut l.fleet, &mut l.fleet_waited, &mut l.fetch] {
+        for v in [&mut l.memory, &mut l.fleet_first, &mut l.fleet_again, &mut l.fleet_waited, &mut l.fetch] {
             v.sort();
         }
         l
@@ -189,9 +187,18 @@ impl FleetRun {
 /// Sorted round trips by kind (see [`FleetRun::latencies`]).
 #[derive(Debug, Default, Clone)]
 pub struct Latencies {
+    /// Served from the instance's memory.
     pub memory: Vec<Duration>,
-    pub fleet: Vec<Duration>,
+    /// From the table, a token this instance had not served yet, while no instance was fetching: a table read and,
+    /// for a data key new to the instance, a KMS decrypt.
+    pub fleet_first: Vec<Duration>,
+    /// From the table, a token this instance had served already: its memory entry ended before the table's reuse
+    /// deadline (the fleet cache dates a token it read back by the clock allowance). The data key is cached.
+    pub fleet_again: Vec<Duration>,
+    /// From the table, overlapping another instance's fetch: it waited on that instance's lease (or at least shared
+    /// moto with it).
     pub fleet_waited: Vec<Duration>,
+    /// From Cognito.
     pub fetch: Vec<Duration>,
 }
 
@@ -499,7 +506,13 @@ mod tests {
             fleet: true,
             reuse_window: Duration::from_secs(3),
             windows: 2,
-            samples: vec![s(0, fetched()), s(1_000, Served::Memory), s(3_100, fetched()), s(6_500, Served::Fleet)],
+            samples: vec![
+                s(0, fetched()),
+                s(1_000, Served::Memory),
+                s(3_100, fetched()),
+                s(6_500, Served::Fleet),
+                Sample { token_digest: "6500".into(), ..s(6_600, Served::Fleet) },
+            ],
             cognito_calls: 2,
             warnings: vec![],
             secret_in_logs: false,
@@ -509,7 +522,8 @@ mod tests {
         assert_eq!(run.fetches_per_window(), 1.0);
         assert_eq!(run.distinct_tokens(), 4);
         let l = run.latencies();
-        assert_eq!((l.memory.len(), l.fleet.len(), l.fleet_waited.len(), l.fetch.len()), (1, 1, 0, 2));
+        assert_eq!((l.memory.len(), l.fleet_first.len(), l.fleet_again.len(), l.fleet_waited.len()), (1, 1, 1, 0));
+        assert_eq!(l.fetch.len(), 2);
         assert_eq!(percentile(&l.fetch, 50.0), Some(Duration::from_millis(10)));
         assert_eq!(percentile(&[], 50.0), None);
     }
