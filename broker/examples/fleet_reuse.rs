@@ -17,7 +17,7 @@
 //! For each K, two runs (fresh stand-in, tables and processes each): the caller with `token_reuse` only, then with
 //! `fleet_token_reuse` as well, the fleet cache's settings at their defaults unless `--cache-timeout-ms` sets
 //! `TOKEN_CACHE_TIMEOUT_MS`. Each instance gets one request every `--interval-ms`, the K instances joining one after
-//! another over the first half window (so each one's first request finds the token in the table with nothing in
+//! another over the first quarter window (so each one's first request finds the token in the table with nothing in
 //! memory, as in a scale-out); from then on their memory entries all end together, at the table's reuse deadline,
 //! so every later window starts with K instances missing at once. Printed per run: the Cognito calls (the
 //! stand-in's count, checked against the decision log lines) and how they fall into reuse windows, and the round
@@ -135,7 +135,7 @@ async fn main() {
                 token_life: args.token_life,
                 windows: args.windows,
                 interval: args.interval,
-                start_spread: args.token_life * 3 / 8,
+                start_spread: args.token_life * 3 / 16,
                 extra_env: args
                     .cache_timeout_ms
                     .map(|ms| ("TOKEN_CACHE_TIMEOUT_MS".to_owned(), ms.to_string()))
@@ -168,7 +168,7 @@ async fn main() {
         println!("fleet runs with TOKEN_CACHE_TIMEOUT_MS={ms}");
     }
     println!();
-    println!("| K | reuse | requests | Cognito calls | windows | calls by window | calls per whole window | distinct tokens | fetch reasons |");
+    println!("| K | reuse | requests | Cognito calls | windows | calls by window | calls per window | distinct tokens | fetch reasons |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in &runs {
         let by = r.fetches_by_window();
