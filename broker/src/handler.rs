@@ -174,12 +174,12 @@ async fn process(
                         expires_in: found.expires_in,
                         scope: found.scope.clone(),
                     };
-                    broker.reuse.put_obtained_at(
+                    broker.reuse.put_until(
                         reuse_key,
                         found.access_token,
-                        found.lifetime,
+                        found.serve_until,
+                        found.expires_at,
                         found.scope,
-                        found.obtained,
                     );
                     return Ok(grant);
                 }

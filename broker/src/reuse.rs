@@ -42,14 +42,16 @@ pub struct ReuseKey {
 
 struct Entry {
     access_token: SecretString,
-    obtained: Instant,
-    lifetime: Duration,
+    /// The end of its reuse window.
+    serve_until: Instant,
+    /// The end of its life, for `expires_in`.
+    expires_at: Instant,
     scope: ScopeSet,
 }
 
 impl Entry {
-    fn serve_for(&self) -> Duration {
-        self.lifetime.saturating_mul(REUSE_NUMERATOR) / REUSE_DENOMINATOR
+    fn serve_for(&self, now: Instant) -> Duration {
+        self.serve_until.saturating_duration_since(now)
     }
 }
 
@@ -73,11 +75,11 @@ pub struct ReusedToken {
 struct ServeWindow;
 
 impl moka::Expiry<ReuseKey, Arc<Entry>> for ServeWindow {
-    fn expire_after_create(&self, _: &ReuseKey, v: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(v.serve_for())
+    fn expire_after_create(&self, _: &ReuseKey, v: &Arc<Entry>, now: Instant) -> Option<Duration> {
+        Some(v.serve_for(now))
     }
-    fn expire_after_update(&self, _: &ReuseKey, v: &Arc<Entry>, _: Instant, _: Option<Duration>) -> Option<Duration> {
-        Some(v.serve_for())
+    fn expire_after_update(&self, _: &ReuseKey, v: &Arc<Entry>, now: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(v.serve_for(now))
     }
 }
 
@@ -108,11 +110,11 @@ impl TokenReuse {
     /// A still-fresh token for `key`, if one is cached.
     pub fn get(&self, key: &ReuseKey) -> Option<ReusedToken> {
         let e = self.cache.get(key)?;
-        let elapsed = e.obtained.elapsed();
-        if elapsed >= e.serve_for() {
+        let now = Instant::now();
+        if now >= e.serve_until {
             return None;
         }
-        let expires_in = e.lifetime.as_secs().saturating_sub(elapsed.as_secs() + 1);
+        let expires_in = e.expires_at.saturating_duration_since(now).as_secs().saturating_sub(1);
         (expires_in > 0).then(|| ReusedToken {
             access_token: e.access_token.clone(),
             expires_in,
@@ -134,7 +136,22 @@ impl TokenReuse {
         scope: ScopeSet,
         at: Instant,
     ) {
-        self.cache.insert(key, Arc::new(Entry { access_token: token, obtained: at, lifetime, scope }));
+        let window = lifetime.saturating_mul(REUSE_NUMERATOR) / REUSE_DENOMINATOR;
+        let later = |d: Duration| at.checked_add(d).unwrap_or(at);
+        self.put_until(key, token, later(window), later(lifetime), scope);
+    }
+
+    /// Remembers a token with its reuse window and life already worked out (a token read from the fleet cache: its
+    /// window ends where the table's does).
+    pub(crate) fn put_until(
+        &self,
+        key: ReuseKey,
+        access_token: SecretString,
+        serve_until: Instant,
+        expires_at: Instant,
+        scope: ScopeSet,
+    ) {
+        self.cache.insert(key, Arc::new(Entry { access_token, serve_until, expires_at, scope }));
     }
 }
 

@@ -33,7 +33,7 @@ fn bench(fleet: bool, windows: u32) -> FleetBench {
         windows,
         interval: Duration::from_millis(100),
         start_spread: Duration::ZERO,
-        // The defaults (400 ms per operation, a 2 s lease, a 3 s wait) are sized for DynamoDB and KMS. One
+        // The defaults (400 ms per operation, a 4 s lease, a 4.5 s wait) are sized for DynamoDB and KMS. One
         // single-threaded moto serving the whole workspace's tests can be slower than that, and the broker then
         // rightly fetches by itself (cache skipped, lease expired, wait over): more Cognito calls by design, which
         // would say nothing about the protocol. Raised here, any extra call is a fault of the protocol.

@@ -105,9 +105,10 @@ pub(crate) struct Found {
     pub access_token: SecretString,
     pub expires_in: u64,
     pub scope: ScopeSet,
-    /// When it was obtained, on this instance's monotonic clock.
-    pub obtained: Instant,
-    pub lifetime: Duration,
+    /// The end of its reuse window, on this instance's monotonic clock: where the table's ends.
+    pub serve_until: Instant,
+    /// The end of its life, less the clock allowance.
+    pub expires_at: Instant,
 }
 
 /// Why an instance fetches from Cognito itself, for the decision log line and the metrics.
@@ -376,12 +377,13 @@ impl FleetCache {
             return Ok(Opened::Damaged);
         };
         // The time after KMS answered, not before.
-        let Some((expires_in, elapsed)) = remaining(token, self.now_ms()) else {
+        let Some(left) = remaining(token, self.now_ms()) else {
             return Ok(Opened::Stale);
         };
-        let obtained = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
-        let lifetime = Duration::from_secs(token.lifetime_s);
-        Ok(Opened::Fresh(Found { access_token, expires_in, scope, obtained, lifetime }))
+        let now = Instant::now();
+        let later = |d: Duration| now.checked_add(d).unwrap_or(now);
+        let (serve_until, expires_at) = (later(left.serve_for), later(left.life));
+        Ok(Opened::Fresh(Found { access_token, expires_in: left.expires_in, scope, serve_until, expires_at }))
     }
 
     /// Writes the token this instance fetched, if its ticket still allows: the lease holder while it holds the
@@ -451,16 +453,29 @@ impl FleetCache {
     }
 }
 
-/// A sealed token's life left at `now_ms`, as `expires_in` and the time taken as elapsed since it was obtained, or
-/// `None` once its reuse window has closed. The writer's clock may be ahead of this one by the allowance, so the
-/// allowance counts as elapsed too: the life left is never overstated.
-fn remaining(token: &SealedToken, now_ms: u64) -> Option<(u64, Duration)> {
-    if now_ms >= token.reuse_until_ms() {
-        return None;
-    }
-    let elapsed = Duration::from_millis(now_ms.saturating_sub(token.obtained_ms).saturating_add(MAX_CLOCK_SKEW_MS));
-    let expires_in = token.lifetime_s.saturating_sub(elapsed.as_secs() + 1);
-    (expires_in > 0).then_some((expires_in, elapsed))
+/// What is left of a sealed token at a given time.
+#[derive(Debug, PartialEq, Eq)]
+struct Left {
+    /// Whole seconds of life, rounded down, less one.
+    expires_in: u64,
+    /// Its life, less the clock allowance: the writer's clock may be ahead of this one by the allowance, so the
+    /// allowance counts as elapsed and the life left is never overstated.
+    life: Duration,
+    /// Until its reuse window closes (the table's deadline, with no allowance: every instance serves it as long).
+    serve_for: Duration,
+}
+
+/// A sealed token's life left at `now_ms`, or `None` once its reuse window has closed or no whole second is left.
+fn remaining(token: &SealedToken, now_ms: u64) -> Option<Left> {
+    let serve_for = token.reuse_until_ms().checked_sub(now_ms).filter(|ms| *ms > 0)?;
+    let ends_ms = token.obtained_ms.saturating_add(token.lifetime_s.saturating_mul(1000));
+    let life = ends_ms.saturating_sub(now_ms).saturating_sub(MAX_CLOCK_SKEW_MS);
+    let expires_in = (life / 1000).saturating_sub(1);
+    (expires_in > 0).then(|| Left {
+        expires_in,
+        life: Duration::from_millis(life),
+        serve_for: Duration::from_millis(serve_for),
+    })
 }
 
 /// A random 128-bit id, hex: lease owners and item versions.
@@ -486,18 +501,28 @@ mod tests {
     #[test]
     fn life_left_counts_the_clock_allowance_and_ends_at_the_reuse_deadline() {
         let t = token(1_000_000, 3600);
-        // Just obtained: 3600 s less the 2 s allowance, less one.
-        assert_eq!(remaining(&t, 1_000_000), Some((3597, Duration::from_millis(2_000))));
-        // 100.5 s in: 102.5 s counted, whole seconds down.
-        assert_eq!(remaining(&t, 1_100_500).map(|r| r.0), Some(3600 - 102 - 1));
-        // A writer whose clock runs 1.5 s ahead: obtained after now, still only the allowance counted.
-        assert_eq!(remaining(&t, 998_500).map(|r| r.0), Some(3597));
-        // The last millisecond of the reuse window, and the deadline itself.
-        assert!(remaining(&t, 1_000_000 + 2_700_000 - 1).is_some());
-        assert_eq!(remaining(&t, 1_000_000 + 2_700_000), None);
+        let left = |now| remaining(&t, now).map(|l| l.expires_in);
+        // Just obtained: 3600 s less the 2 s allowance, less one; served for the whole window.
+        assert_eq!(
+            remaining(&t, 1_000_000),
+            Some(Left {
+                expires_in: 3597,
+                life: Duration::from_millis(3_598_000),
+                serve_for: Duration::from_millis(2_700_000)
+            })
+        );
+        // 100.5 s in: 3497.5 s left after the allowance, whole seconds down, less one.
+        assert_eq!(left(1_100_500), Some(3496));
+        // A writer whose clock runs 1.5 s ahead: "obtained" after now; its real end is at most 1.5 s earlier than
+        // written, and the 2 s allowance covers it (3600 + 1.5 - 2 = 3599.5 s, down, less one).
+        assert_eq!(left(998_500), Some(3598));
+        // The last millisecond of the reuse window is served, for that millisecond; the deadline itself is not.
+        assert_eq!(remaining(&t, 1_000_000 + 2_700_000 - 1).map(|l| l.serve_for), Some(Duration::from_millis(1)));
+        assert_eq!(left(1_000_000 + 2_700_000), None);
+        assert_eq!(left(u64::MAX), None);
         // A life too short to serve once the allowance is counted.
         assert_eq!(remaining(&token(1_000_000, 3), 1_000_000), None);
-        assert_eq!(remaining(&token(1_000_000, 4), 1_000_000).map(|r| r.0), Some(1));
-        assert_eq!(remaining(&token(u64::MAX, u64::MAX), 0).map(|r| r.0), Some(u64::MAX - 3));
+        assert_eq!(remaining(&token(1_000_000, 4), 1_000_000).map(|l| l.expires_in), Some(1));
+        assert!(remaining(&token(u64::MAX, u64::MAX), 0).is_some_and(|l| l.expires_in > 1_000_000));
     }
 }
