@@ -238,7 +238,8 @@ mod tests {
         let s = seal(&dk(1), vec![9], "tok1#a", &token, 1_000, 60, &scope).unwrap();
         assert_eq!(open(&dk(1), "tok1#a", &s).unwrap().expose_secret(), "eyJ.secret.tok");
         assert_eq!(s.reuse_until_ms(), 1_000 + 45_000);
-        assert!(!format!("{s:?}").contains("secret"));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("secret") && debug.starts_with("SealedToken") && debug.contains("obtained_ms: 1000"));
         assert_eq!(format!("{:?}", dk(1)), "DataKey(..)", "says what it is, never its bytes");
         assert_eq!(open(&dk(2), "tok1#a", &s).err(), Some(Unopenable));
         assert_eq!(open(&dk(1), "tok1#b", &s).err(), Some(Unopenable));
