@@ -3,7 +3,7 @@
 import json
 
 from checks_token_cache import is_token_cache_grant, variables as token_cache_variables
-from tplutil import allowed, as_list, api_body, branches, function_of, is_no_value, one, props, resources, role_statements, sub_string, TOKEN_PATH
+from tplutil import allowed, iam_statements, as_list, api_body, branches, function_of, is_no_value, one, props, resources, role_statements, sub_string, TOKEN_PATH
 
 # The environment contract with the Rust functions (authorizer/src/config.rs, broker/src/config.rs).
 AUTHORIZER_ENV = {
@@ -153,30 +153,13 @@ def check_authorizer_role(src, exp):
     assert "xray" in seen, "authorizer role cannot write X-Ray segments"
 
 
-def _iam_statements(exp):
-    """(resource name, statement) of every inline statement of every IAM role and policy, both arms of each Fn::If."""
-    for name, res in exp["Resources"].items():
-        p = props(res)
-        if res["Type"] == "AWS::IAM::Role":
-            docs = [arm["PolicyDocument"] for pol in p.get("Policies", []) for arm in branches(pol) if not is_no_value(arm)]
-        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
-            docs = [p["PolicyDocument"]]
-        else:
-            continue
-        for doc in docs:
-            for stmt in as_list(doc["Statement"]):
-                for arm in branches(stmt):
-                    if not is_no_value(arm):
-                        yield name, arm
-
-
 def check_no_cognito_permissions(src, exp):
     """No role of the stack may do anything in Cognito. Both upstream modes authenticate the app client by its id and
     secret alone: the hosted /oauth2/token endpoint with HTTP Basic, and GetClientToken, for which Cognito evaluates no
     IAM policy (its API reference: IAM permissions cannot be granted for it). A cognito-idp grant would therefore
     authorise nothing the broker uses, and a broad one (cognito-idp:*, a Cognito managed policy) would let the
     functions change user pools, app clients and their secrets."""
-    for name, stmt in _iam_statements(exp):
+    for name, stmt in iam_statements(exp):
         for action in as_list(stmt.get("Action", [])) + as_list(stmt.get("NotAction", [])):
             assert isinstance(action, str), f"{name}: an action that is not a literal: {action}"
             assert not action.lower().startswith("cognito"), f"{name} grants {action}"

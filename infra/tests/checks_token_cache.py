@@ -8,7 +8,7 @@ import json
 import os
 import re
 
-from tplutil import (BROKER_METRICS_RS, REPO, alarm_metrics, allowed, as_list, branches, find_in_map, function_of,
+from tplutil import (iam_statements, BROKER_METRICS_RS, REPO, alarm_metrics, allowed, as_list, branches, find_in_map, function_of,
                      is_no_value, props, resources, role_statements, rust_consts, sub_string)
 
 PARAMETER = "FleetTokenCacheEnabled"
@@ -263,25 +263,6 @@ def check_token_cache_broker_grants(src, exp):
     assert is_no_value(pols[0]["Fn::If"][2]), pols
 
 
-def _statements(exp):
-    """(owner, statement) of every IAM statement in the stack: roles' inline policies, policy resources, both arms of
-    every Fn::If."""
-    for name, res in exp["Resources"].items():
-        p = props(res)
-        if res["Type"] == "AWS::IAM::Role":
-            docs = [arm["PolicyDocument"] for pol in p.get("Policies", []) for arm in branches(pol) if not is_no_value(arm)]
-        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy", "AWS::IAM::UserPolicy",
-                             "AWS::IAM::GroupPolicy"):
-            docs = [p["PolicyDocument"]]
-        else:
-            continue
-        for doc in docs:
-            for stmt in as_list(doc["Statement"]):
-                for arm in branches(stmt):
-                    if not is_no_value(arm):
-                        yield name, arm
-
-
 def _could_reach(action, resource):
     """Whether an allowed action on a resource pattern could reach a DynamoDB table or a KMS key it does not name."""
     service = action.split(":")[0].lower()
@@ -298,7 +279,7 @@ def check_token_cache_no_other_access(src, exp):
     none may use DynamoDB or KMS on a wildcard resource, no managed policy beyond SAM's CodeDeploy one is attached,
     and no resource but the broker function, its role and the key's alias names them (no authorizer variable, no
     permission, no second consumer)."""
-    for owner, stmt in _statements(exp):
+    for owner, stmt in iam_statements(exp):
         if owner == "BrokerRole" and is_token_cache_grant(None, None, stmt):
             continue  # check_token_cache_broker_grants
         assert not names_cache(stmt), f"{owner} has a statement on the token cache: {stmt}"

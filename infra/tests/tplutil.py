@@ -152,6 +152,28 @@ def function_of(exp, logical_id):
     return props(res)
 
 
+IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy", "AWS::IAM::UserPolicy",
+                    "AWS::IAM::GroupPolicy")
+
+
+def iam_statements(exp):
+    """(resource name, statement) of every IAM statement in the stack: roles' inline policies and policy resources,
+    both arms of every Fn::If."""
+    for name, res in exp["Resources"].items():
+        p = props(res)
+        if res["Type"] == "AWS::IAM::Role":
+            docs = [arm["PolicyDocument"] for pol in p.get("Policies", []) for arm in branches(pol) if not is_no_value(arm)]
+        elif res["Type"] in IAM_POLICY_TYPES:
+            docs = [p["PolicyDocument"]]
+        else:
+            continue
+        for doc in docs:
+            for stmt in as_list(doc["Statement"]):
+                for arm in branches(stmt):
+                    if not is_no_value(arm):
+                        yield name, arm
+
+
 def role_statements(tpl, role_name):
     role = tpl["Resources"][role_name]
     assert role["Type"] == "AWS::IAM::Role"
