@@ -177,17 +177,6 @@ impl FleetCache {
         Self::with_sources(Arc::new(t), Arc::new(k), settings, clock)
     }
 
-    /// The cache with the table on `sdk` and data keys from `keys`.
-    pub fn with_key_source(
-        sdk: &SdkConfig,
-        keys: Arc<dyn DataKeySource>,
-        settings: FleetSettings,
-        clock: Clock,
-    ) -> Self {
-        let t = DynamoTokenTable::from_sdk_config(sdk, settings.table.clone(), settings.timeout);
-        Self::with_sources(Arc::new(t), keys, settings, clock)
-    }
-
     fn with_sources(
         table: Arc<dyn TokenTable>,
         keys: Arc<dyn DataKeySource>,
